@@ -1,0 +1,136 @@
+//! The one error type at the HTTP edge. Every refusal has a status and a stable code; the
+//! body is rendered later, in the format the request asked for (see `render_errors`).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::interface::NegotiationError;
+use crate::repr::BadBody;
+use crate::store;
+
+/// An error answer: status, stable code, and a message safe to show to the caller.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Put on error responses so the rendering middleware can write the body in the right format.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorReport {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// A failure of ours: the detail goes to the log, never to the caller.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "the unit failed to answer; the incident is logged",
+        )
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response.extensions_mut().insert(ErrorReport {
+            code: self.code,
+            message: self.message,
+        });
+        response
+    }
+}
+
+impl From<BadBody> for ApiError {
+    fn from(bad: BadBody) -> Self {
+        Self::bad_request(bad.code, bad.message)
+    }
+}
+
+impl From<NegotiationError> for ApiError {
+    fn from(error: NegotiationError) -> Self {
+        match error {
+            NegotiationError::NotAcceptable => Self::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "not-acceptable",
+                "no media type in Accept is one this unit serves (XML or JSON)",
+            ),
+            NegotiationError::UnknownVersion(version) => Self::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "unknown-interface-version",
+                format!("interface version {version} does not exist"),
+            ),
+            NegotiationError::Conflict => Self::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "interface-version-conflict",
+                "the URL prefix and the media type name different interface versions",
+            ),
+            NegotiationError::Retired(version) => Self::new(
+                StatusCode::GONE,
+                "interface-retired",
+                format!("interface version {version} has been retired"),
+            ),
+            NegotiationError::UnsupportedMediaType => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "send the body as application/vnd.{sa}.v{N}+xml or +json (or application/xml, application/json)",
+            ),
+        }
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(error: store::Error) -> Self {
+        match error {
+            store::Error::NotFound => Self::not_found("not-found", "no such resource"),
+            store::Error::AspectNotFound => {
+                Self::not_found("aspect-not-found", "the resource has no such aspect")
+            }
+            store::Error::PreconditionFailed { current } => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                format!("the resource is at version {current}; read it again before writing"),
+            ),
+            store::Error::UniqueTaken { name } => Self::new(
+                StatusCode::CONFLICT,
+                "already-taken",
+                format!("this {name} is already taken by another resource"),
+            ),
+            other => Self::internal(other),
+        }
+    }
+}

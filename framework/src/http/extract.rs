@@ -1,0 +1,97 @@
+//! Turning the raw request into typed values at the edge: the URL version prefix, the caller,
+//! query parameters and the body, each refused with our own error body when wrong.
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+
+use super::{ApiError, AppState};
+use crate::auth::Caller;
+use crate::interface::InterfaceVersion;
+
+/// The interface version named by a `/v{N}/` URL prefix, when the request had one.
+#[derive(Debug, Clone, Copy)]
+pub struct UrlVersion(pub InterfaceVersion);
+
+/// Strips `/v{N}` from the path before routing, remembering `N` for negotiation; one router
+/// then serves `/customers/1` and `/v1/customers/1` alike.
+pub(super) async fn strip_version_prefix(mut request: Request) -> Request {
+    let path = request.uri().path();
+    let Some(rest) = path.strip_prefix("/v") else {
+        return request;
+    };
+    let (number, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Some(version) = (!number.is_empty() && number.len() <= 6)
+        .then(|| number.parse::<InterfaceVersion>().ok())
+        .flatten()
+    else {
+        return request;
+    };
+    let tail = if tail.is_empty() { "/" } else { tail };
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{tail}?{query}"),
+        None => tail.to_owned(),
+    };
+    if let Ok(uri) = path_and_query.parse::<Uri>() {
+        *request.uri_mut() = uri;
+        request.extensions_mut().insert(UrlVersion(version));
+    }
+    request
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send Authorization: Bearer <token>",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        token
+            .and_then(|token| state.inner.callers.find(token))
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid-token", "the bearer token is not known here")
+            })
+    }
+}
+
+/// The query parameters of a request, each allowed at most once, only those a route knows.
+pub(super) fn query_params<'q>(
+    query: Option<&'q str>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| ApiError::bad_request("bad-query", "the query string is not well-formed"))?;
+    for (index, (key, _)) in pairs.iter().enumerate() {
+        if !allowed.contains(&key.as_str()) {
+            return Err(ApiError::bad_request(
+                "unknown-parameter",
+                format!("unknown query parameter '{}'; this path takes: {}", shorten(key), allowed.join(", ")),
+            ));
+        }
+        if pairs[..index].iter().any(|(earlier, _)| earlier == key) {
+            return Err(ApiError::bad_request(
+                "repeated-parameter",
+                format!("query parameter '{key}' is given more than once"),
+            ));
+        }
+    }
+    Ok(pairs)
+}
+
+pub(super) fn header_text<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(40).collect()
+}

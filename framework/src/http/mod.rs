@@ -1,0 +1,184 @@
+//! The HTTP edge: routes, shared state, and the middleware every answer passes through.
+//! Only this module (and its children) names axum types.
+
+mod error;
+mod extract;
+mod ops;
+mod resource;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+use error::ErrorReport;
+pub use extract::UrlVersion;
+
+use crate::auth::Callers;
+use crate::config::Limits;
+use crate::interface::Interfaces;
+use crate::model::{Collection, ServiceArea};
+use crate::repr::{self, Format};
+use crate::store::Store;
+
+/// Everything a unit's handlers share: one `Clone` of `Arc`s, no globals.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sa: ServiceArea,
+    store: Store,
+    callers: Callers,
+    limits: Limits,
+    interfaces: Interfaces,
+    unit: UnitIdentity,
+    draining: AtomicBool,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// Who this unit is, for `/heartbeat` and logs.
+#[derive(Debug, Clone)]
+pub struct UnitIdentity {
+    pub unit: String,
+    pub zone: Option<String>,
+}
+
+impl AppState {
+    pub fn new(
+        sa: ServiceArea,
+        store: Store,
+        callers: Callers,
+        limits: Limits,
+        unit: UnitIdentity,
+    ) -> Self {
+        let interfaces = Interfaces::new(sa.name(), &[1], 1);
+        Self {
+            inner: Arc::new(Inner {
+                sa,
+                store,
+                callers,
+                limits,
+                interfaces,
+                unit,
+                draining: AtomicBool::new(false),
+                metrics: crate::telemetry::prometheus(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn interfaces(&self) -> &Interfaces {
+        &self.inner.interfaces
+    }
+
+    fn collection(&self, name: &str) -> Result<&Collection, ApiError> {
+        self.inner
+            .sa
+            .owned()
+            .iter()
+            .find(|collection| collection.name() == name)
+            .ok_or_else(|| ApiError::not_found("not-found", format!("no collection '{name}' here")))
+    }
+}
+
+/// The whole unit as one router: REST resources, operations, OpenAPI and docs. URL version
+/// prefixes (`/v1/…`) are stripped before routing and remembered for negotiation.
+pub fn app(state: AppState) -> Router {
+    let openapi = crate::openapi::document(&state.inner.sa);
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .url("/openapi.json", openapi)
+        .config(utoipa_swagger_ui::Config::default().validator_url("none"));
+    let routes = Router::new()
+        .route("/health", get(ops::health))
+        .route("/heartbeat", get(ops::heartbeat))
+        .route("/metrics", get(ops::metrics))
+        .route("/admin/drain", put(ops::drain).delete(ops::undrain))
+        .route("/admin/interfaces", get(ops::list_interfaces))
+        .route("/admin/interfaces/{version}", put(ops::set_interface))
+        .route("/{collection}", axum::routing::post(resource::create))
+        .route("/{collection}/{id}", get(resource::read).delete(resource::delete_resource))
+        .route(
+            "/{collection}/{id}/{aspect}",
+            put(resource::put_aspect).delete(resource::delete_aspect),
+        )
+        .merge(docs)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.inner.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state.clone());
+    Router::new()
+        .fallback_service(routes)
+        .layer(CatchPanicLayer::custom(|_panic| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .layer(middleware::from_fn_with_state(state, render_errors))
+        .layer(middleware::map_request(extract::strip_version_prefix))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not-found", "no such path")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this path does not take that method",
+    )
+}
+
+/// Writes the body of every error answer in the format the caller accepts.
+async fn render_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let wants_json = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("json"));
+    let mut response = next.run(request).await;
+    let Some(report) = response.extensions_mut().remove::<ErrorReport>() else {
+        return response;
+    };
+    let format = if wants_json { Format::Json } else { Format::Xml };
+    let body = repr::render_error(format, report.code, &report.message);
+    let media_type = state.inner.interfaces.media_type(1, format);
+    let (mut parts, _) = response.into_parts();
+    if let Ok(value) = HeaderValue::from_str(&media_type) {
+        parts.headers.insert(header::CONTENT_TYPE, value);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// Counts requests by route and status for `/metrics`.
+async fn count_requests(State(_state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("hiscale_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("hiscale_http_request_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

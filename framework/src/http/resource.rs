@@ -1,0 +1,404 @@
+//! Reading and writing one resource: `GET`, `POST`, `PUT` and `DELETE` as PROTOCOL.md says.
+//!
+//! Every check happens before the store is touched, and a write is one transaction, so a
+//! refused request never changes stored data.
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+use super::extract::{UrlVersion, header_text, query_params};
+use super::{ApiError, AppState};
+use crate::aspect::{AspectName, AspectSelector, SelectorError, Selection};
+use crate::auth::Caller;
+use crate::interface::{InterfaceState, Negotiated};
+use crate::model::{AspectDef, Collection};
+use crate::repr::{self, ParseLimits, ResourceView, WireAspect};
+use crate::store::{AspectEdit, Change, Target};
+use crate::version::{ETag, ResourceId, TagCondition, Version};
+
+type UrlVersionExt = Option<Extension<UrlVersion>>;
+
+/// `GET /{collection}/{id}?aspects=…`
+pub(super) async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+    url_version: UrlVersionExt,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (collection_name, id) = path.map_err(bad_path)?.0;
+    let collection = state.collection(&collection_name)?;
+    let negotiated = negotiate(&state, &headers, &url_version)?;
+    let params = query_params(query.as_deref(), &["aspects"])?;
+    let selection = selection(&state, collection, &caller, param(&params, "aspects"))?;
+    let id = ResourceId::parse(&id).ok_or_else(not_found)?;
+    let resource = state
+        .store()
+        .read(collection.name(), &id)
+        .await?
+        .filter(|resource| !resource.deleted)
+        .ok_or_else(not_found)?;
+    let view = ResourceView::of(&resource, |name| selection_has(&selection, name));
+    let etag = ETag(view.version);
+    if let Some(condition) = header_text(&headers, header::IF_NONE_MATCH) {
+        let condition = TagCondition::parse(condition).ok_or_else(bad_condition)?;
+        if condition.matches(view.version) {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            set_header(&mut response, header::ETAG, &etag.header_value());
+            return Ok(response);
+        }
+    }
+    let body = repr::render_resource(negotiated.format, collection, &view);
+    let mut response = answer(&state, negotiated, StatusCode::OK, body);
+    set_header(&mut response, header::ETAG, &etag.header_value());
+    Ok(response)
+}
+
+/// `POST /{collection}` with a whole resource; the owner assigns id and versions.
+pub(super) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    url_version: UrlVersionExt,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let collection = state.collection(&path.map_err(bad_path)?.0)?;
+    require_writer(&caller)?;
+    let negotiated = negotiate(&state, &headers, &url_version)?;
+    query_params(query.as_deref(), &[])?;
+    let (_, format) = state
+        .interfaces()
+        .body_type(header_text(&headers, header::CONTENT_TYPE), url_version.as_ref().map(|v| v.0.0))?;
+    let body = body.map_err(body_rejection)?;
+    let resource = repr::parse_resource(format, &body, collection, ParseLimits::default())?;
+    if resource.id.is_some() {
+        return Err(ApiError::bad_request("forged-id", "the owner assigns ids; send none"));
+    }
+    if resource.version.is_some() || resource.aspects.iter().any(|aspect| aspect.version.is_some()) {
+        return Err(forged_version());
+    }
+    if resource.aspects.is_empty() {
+        return Err(ApiError::bad_request("empty-resource", "a new resource needs at least one aspect"));
+    }
+    for (index, aspect) in resource.aspects.iter().enumerate() {
+        if resource.aspects[..index].iter().any(|earlier| earlier.name == aspect.name) {
+            return Err(ApiError::bad_request(
+                "duplicate-aspect",
+                format!("aspect {} is given twice", aspect.name),
+            ));
+        }
+    }
+    let edits = accept_all(collection, resource.aspects).await?;
+    let committed = state
+        .store()
+        .commit(
+            collection.name(),
+            vec![Change {
+                target: Target::Create,
+                precondition: None,
+                edits,
+            }],
+        )
+        .await?;
+    let Some((id, version)) = committed.changes.into_iter().next() else {
+        return Err(ApiError::internal("a committed create reported no change"));
+    };
+    metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "create")
+        .increment(1);
+    let stored = state.store().read(collection.name(), &id).await?.ok_or_else(not_found)?;
+    let view = ResourceView::of(&stored, |_| true);
+    let body = repr::render_resource(negotiated.format, collection, &view);
+    let mut response = answer(&state, negotiated, StatusCode::CREATED, body);
+    let location = format!(
+        "{}{}/{}/{}",
+        forwarded_prefix(&headers),
+        url_version.map(|v| format!("/v{}", v.0.0)).unwrap_or_default(),
+        collection.name(),
+        id
+    );
+    set_header(&mut response, header::LOCATION, &location);
+    set_header(&mut response, header::ETAG, &ETag(version).header_value());
+    Ok(response)
+}
+
+/// `PUT /{collection}/{id}/{aspect}`: replaces one aspect.
+pub(super) async fn put_aspect(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    url_version: UrlVersionExt,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (collection_name, id, aspect) = path.map_err(bad_path)?.0;
+    let collection = state.collection(&collection_name)?;
+    require_writer(&caller)?;
+    let negotiated = negotiate(&state, &headers, &url_version)?;
+    query_params(query.as_deref(), &[])?;
+    let definition = declared_aspect(collection, &aspect)?;
+    let precondition = if_match(&headers)?;
+    let (_, format) = state
+        .interfaces()
+        .body_type(header_text(&headers, header::CONTENT_TYPE), url_version.as_ref().map(|v| v.0.0))?;
+    let body = body.map_err(body_rejection)?;
+    let wire = repr::parse_aspect(format, &body, &definition.name, ParseLimits::default())?;
+    if wire.version.is_some() {
+        return Err(forged_version());
+    }
+    let id = ResourceId::parse(&id).ok_or_else(not_found)?;
+    let edits = accept_all(collection, vec![wire]).await?;
+    let committed = state
+        .store()
+        .commit(
+            collection.name(),
+            vec![Change {
+                target: Target::Update(id.clone()),
+                precondition,
+                edits,
+            }],
+        )
+        .await?;
+    metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "put")
+        .increment(1);
+    let version = committed.changes.first().map_or(Version::ZERO, |(_, version)| *version);
+    let stored = state.store().read(collection.name(), &id).await?.ok_or_else(not_found)?;
+    let name = definition.name.to_string();
+    let view = ResourceView::of(&stored, |aspect| aspect == name);
+    let body = repr::render_resource(negotiated.format, collection, &view);
+    let mut response = answer(&state, negotiated, StatusCode::OK, body);
+    set_header(&mut response, header::ETAG, &ETag(version).header_value());
+    Ok(response)
+}
+
+/// `DELETE /{collection}/{id}/{aspect}`: leaves an aspect tombstone.
+pub(super) async fn delete_aspect(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (collection_name, id, aspect) = path.map_err(bad_path)?.0;
+    let collection = state.collection(&collection_name)?;
+    require_writer(&caller)?;
+    query_params(query.as_deref(), &[])?;
+    let definition = declared_aspect(collection, &aspect)?;
+    let precondition = if_match(&headers)?;
+    let id = ResourceId::parse(&id).ok_or_else(not_found)?;
+    let edit = AspectEdit {
+        aspect: definition.name.to_string(),
+        body: None,
+        unique_keys: Vec::new(),
+    };
+    delete(&state, collection, Target::Update(id), precondition, vec![edit]).await
+}
+
+/// `DELETE /{collection}/{id}`: leaves a resource tombstone.
+pub(super) async fn delete_resource(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (collection_name, id) = path.map_err(bad_path)?.0;
+    let collection = state.collection(&collection_name)?;
+    require_writer(&caller)?;
+    query_params(query.as_deref(), &[])?;
+    let precondition = if_match(&headers)?;
+    let id = ResourceId::parse(&id).ok_or_else(not_found)?;
+    delete(&state, collection, Target::Delete(id), precondition, Vec::new()).await
+}
+
+async fn delete(
+    state: &AppState,
+    collection: &Collection,
+    target: Target,
+    precondition: Option<TagCondition>,
+    edits: Vec<AspectEdit>,
+) -> Result<Response, ApiError> {
+    let committed = state
+        .store()
+        .commit(
+            collection.name(),
+            vec![Change {
+                target,
+                precondition,
+                edits,
+            }],
+        )
+        .await?;
+    metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "delete")
+        .increment(1);
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some((_, version)) = committed.changes.first() {
+        set_header(&mut response, header::ETAG, &ETag(*version).header_value());
+    }
+    Ok(response)
+}
+
+/// Runs each aspect's business validation off the async threads (password hashing is slow).
+async fn accept_all(collection: &Collection, aspects: Vec<WireAspect>) -> Result<Vec<AspectEdit>, ApiError> {
+    let work: Vec<(AspectDef, Map<String, Value>)> = aspects
+        .into_iter()
+        .map(|aspect| {
+            collection
+                .find(&aspect.name)
+                .cloned()
+                .map(|definition| (definition, aspect.fields))
+                .ok_or_else(|| ApiError::bad_request("unknown-aspect", format!("unknown aspect {}", aspect.name)))
+        })
+        .collect::<Result<_, _>>()?;
+    let accepted = tokio::task::spawn_blocking(move || {
+        work.into_iter()
+            .map(|(definition, fields)| {
+                let accepted = definition.accept(fields)?;
+                Ok(AspectEdit {
+                    aspect: definition.name.to_string(),
+                    body: Some(accepted.body.to_string()),
+                    unique_keys: accepted.unique_keys,
+                })
+            })
+            .collect::<Result<Vec<_>, crate::aspect::Invalid>>()
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    accepted.map_err(|invalid| ApiError::bad_request(invalid.code, invalid.message))
+}
+
+fn negotiate(state: &AppState, headers: &HeaderMap, url_version: &UrlVersionExt) -> Result<Negotiated, ApiError> {
+    Ok(state.interfaces().negotiate(
+        header_text(headers, header::ACCEPT),
+        url_version.as_ref().map(|version| version.0.0),
+    )?)
+}
+
+/// A successful answer in the negotiated representation, naming the concrete version served.
+fn answer(state: &AppState, negotiated: Negotiated, status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, Body::from(body)).into_response();
+    let media_type = state.interfaces().media_type(negotiated.version, negotiated.format);
+    set_header(&mut response, header::CONTENT_TYPE, &media_type);
+    set_header(&mut response, header::VARY, "Accept");
+    if negotiated.state == InterfaceState::Deprecated {
+        set_header(&mut response, header::HeaderName::from_static("deprecation"), "true");
+    }
+    response
+}
+
+/// The aspects a read carries: those asked for (all within the caller's grant), or all the
+/// caller may read when none are named.
+fn selection(
+    state: &AppState,
+    collection: &Collection,
+    caller: &Caller,
+    asked: Option<&str>,
+) -> Result<Selection, ApiError> {
+    let readable = caller.readable(collection.aspect_names());
+    let Some(asked) = asked else {
+        return Ok(readable);
+    };
+    let selection = AspectSelector::parse(asked, state.inner.limits.max_selector_chars)
+        .and_then(|selector| selector.resolve(collection.aspect_names()))
+        .map_err(selector_error)?;
+    if !selection.is_within(&readable) {
+        let outside: Vec<String> = selection.outside(&readable).iter().map(|name| name.to_string()).collect();
+        return Err(ApiError::forbidden(
+            "aspect-not-granted",
+            format!("{} may not read {}", caller.name, outside.join(", ")),
+        ));
+    }
+    Ok(selection)
+}
+
+fn selection_has(selection: &Selection, name: &str) -> bool {
+    selection.names().iter().any(|selected| selected.to_string() == name)
+}
+
+fn selector_error(error: SelectorError) -> ApiError {
+    let code = match error {
+        SelectorError::TooLong(_) => "selector-too-long",
+        SelectorError::Unknown(_) => "unknown-aspect",
+        SelectorError::Empty | SelectorError::MissingTilde | SelectorError::BadName(_) => "bad-selector",
+    };
+    ApiError::bad_request(code, error.to_string())
+}
+
+fn declared_aspect<'c>(collection: &'c Collection, text: &str) -> Result<&'c AspectDef, ApiError> {
+    AspectName::parse(text)
+        .ok()
+        .and_then(|name| collection.find(&name))
+        .ok_or_else(|| ApiError::not_found("unknown-aspect", format!("{} has no such aspect", collection.name())))
+}
+
+fn require_writer(caller: &Caller) -> Result<(), ApiError> {
+    if caller.is_operator() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "write-not-granted",
+            format!("{} may read, but not write", caller.name),
+        ))
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<TagCondition>, ApiError> {
+    header_text(headers, header::IF_MATCH)
+        .map(|value| TagCondition::parse(value).ok_or_else(bad_condition))
+        .transpose()
+}
+
+/// `X-Forwarded-Prefix` from the gateway or HAProxy, when it is a plain path.
+fn forwarded_prefix(headers: &HeaderMap) -> String {
+    header_text(headers, header::HeaderName::from_static("x-forwarded-prefix"))
+        .filter(|prefix| {
+            prefix.starts_with('/')
+                && prefix.len() <= 64
+                && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+        })
+        .map(|prefix| prefix.trim_end_matches('/').to_owned())
+        .unwrap_or_default()
+}
+
+fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
+    params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+}
+
+fn set_header(response: &mut Response, name: header::HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "the request body is too large")
+    } else {
+        ApiError::bad_request("unreadable-body", "the request body could not be read")
+    }
+}
+
+fn bad_path(_: PathRejection) -> ApiError {
+    ApiError::bad_request("bad-path", "the path could not be decoded")
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("not-found", "no such resource")
+}
+
+fn bad_condition() -> ApiError {
+    ApiError::bad_request("bad-precondition", "If-Match / If-None-Match must be entity tags like \"7\" or *")
+}
+
+fn forged_version() -> ApiError {
+    ApiError::bad_request("forged-version", "the owner assigns versions; send none")
+}
+

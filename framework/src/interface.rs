@@ -1,0 +1,304 @@
+//! Interface versions: which version and format a request asks for (media type or `/v{N}/`
+//! prefix), and the run-time state of each version (active, deprecated, retired).
+//!
+//! Version state is data, not code: an operator changes it while the unit runs.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use crate::repr::Format;
+
+/// An interface version number, `N` in `application/vnd.sa.vN+xml` and `/vN/`.
+pub type InterfaceVersion = u32;
+
+/// The life-cycle state of one interface version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InterfaceState {
+    Active,
+    /// Served, with a `Deprecation` header (and `Sunset` when a date is set).
+    Deprecated,
+    /// Answered with `410 interface-retired`.
+    Retired,
+}
+
+/// The versions an SA speaks and their states, shared by all handlers of a unit.
+#[derive(Debug, Clone)]
+pub struct Interfaces {
+    sa: String,
+    default: InterfaceVersion,
+    states: Arc<RwLock<BTreeMap<InterfaceVersion, InterfaceState>>>,
+}
+
+/// What a request negotiated: the version and format to answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub version: InterfaceVersion,
+    pub format: Format,
+    pub state: InterfaceState,
+}
+
+/// Why negotiation failed; each is a stable error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NegotiationError {
+    /// `406`: nothing in `Accept` is a format we speak.
+    NotAcceptable,
+    /// `406`: the version asked for does not exist.
+    UnknownVersion(InterfaceVersion),
+    /// `406`: the URL prefix and the media type name different versions.
+    Conflict,
+    /// `410`: the version was switched off.
+    Retired(InterfaceVersion),
+    /// `415`: the body's media type is missing or not one we read.
+    UnsupportedMediaType,
+}
+
+impl Interfaces {
+    /// An SA speaking `versions`, all active; `default` answers generic media types.
+    pub fn new(sa: &str, versions: &[InterfaceVersion], default: InterfaceVersion) -> Self {
+        let states = versions
+            .iter()
+            .map(|version| (*version, InterfaceState::Active))
+            .collect();
+        Self {
+            sa: sa.to_owned(),
+            default,
+            states: Arc::new(RwLock::new(states)),
+        }
+    }
+
+    pub fn sa(&self) -> &str {
+        &self.sa
+    }
+
+    /// Every version with its state, for `/admin/interfaces`.
+    pub fn list(&self) -> Vec<(InterfaceVersion, InterfaceState)> {
+        self.read_states().iter().map(|(v, s)| (*v, *s)).collect()
+    }
+
+    /// Changes a version's state at run time; `false` when the version does not exist.
+    pub fn set_state(&self, version: InterfaceVersion, state: InterfaceState) -> bool {
+        let mut states = match self.states.write() {
+            Ok(states) => states,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match states.get_mut(&version) {
+            Some(current) => {
+                *current = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Chooses the answer's version and format from `Accept` and the URL prefix.
+    pub fn negotiate(
+        &self,
+        accept: Option<&str>,
+        url_version: Option<InterfaceVersion>,
+    ) -> Result<Negotiated, NegotiationError> {
+        let ranges = media_ranges(accept.unwrap_or(""));
+        let mut unknown = None;
+        let mut chosen = None;
+        if ranges.is_empty() {
+            chosen = Some((None, Format::Xml));
+        }
+        for range in &ranges {
+            match self.classify(&range.media_type) {
+                Some((Some(version), _)) if !self.exists(version) => {
+                    unknown.get_or_insert(version);
+                }
+                Some(found) => {
+                    chosen = Some(found);
+                    break;
+                }
+                None => {}
+            }
+        }
+        let Some((media_version, format)) = chosen else {
+            return Err(match unknown {
+                Some(version) => NegotiationError::UnknownVersion(version),
+                None => NegotiationError::NotAcceptable,
+            });
+        };
+        let version = match (media_version, url_version) {
+            (Some(a), Some(b)) if a != b => return Err(NegotiationError::Conflict),
+            (Some(version), _) | (None, Some(version)) => version,
+            (None, None) => self.default,
+        };
+        let state = self.state_of(version)?;
+        Ok(Negotiated {
+            version,
+            format,
+            state,
+        })
+    }
+
+    /// Reads the version and format of a request body from its `Content-Type`.
+    pub fn body_type(
+        &self,
+        content_type: Option<&str>,
+        url_version: Option<InterfaceVersion>,
+    ) -> Result<(InterfaceVersion, Format), NegotiationError> {
+        let media_type = content_type
+            .and_then(|value| value.split(';').next())
+            .map(|value| value.trim().to_ascii_lowercase())
+            .ok_or(NegotiationError::UnsupportedMediaType)?;
+        let (media_version, format) = match self.classify(&media_type) {
+            Some((version, format)) if media_type != "*/*" && media_type != "application/*" => {
+                (version, format)
+            }
+            _ => return Err(NegotiationError::UnsupportedMediaType),
+        };
+        let version = match (media_version, url_version) {
+            (Some(a), Some(b)) if a != b => return Err(NegotiationError::Conflict),
+            (Some(version), _) | (None, Some(version)) => version,
+            (None, None) => self.default,
+        };
+        self.state_of(version)?;
+        Ok((version, format))
+    }
+
+    /// The concrete media type of an answer, e.g. `application/vnd.registration.v1+json`.
+    pub fn media_type(&self, version: InterfaceVersion, format: Format) -> String {
+        let suffix = match format {
+            Format::Xml => "xml",
+            Format::Json => "json",
+        };
+        format!("application/vnd.{}.v{version}+{suffix}", self.sa)
+    }
+
+    fn state_of(&self, version: InterfaceVersion) -> Result<InterfaceState, NegotiationError> {
+        match self.read_states().get(&version) {
+            None => Err(NegotiationError::UnknownVersion(version)),
+            Some(InterfaceState::Retired) => Err(NegotiationError::Retired(version)),
+            Some(state) => Ok(*state),
+        }
+    }
+
+    fn exists(&self, version: InterfaceVersion) -> bool {
+        self.read_states().contains_key(&version)
+    }
+
+    fn read_states(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<InterfaceVersion, InterfaceState>> {
+        // A panic while holding the lock cannot leave the map half-written (single inserts).
+        match self.states.read() {
+            Ok(states) => states,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// `(version named by the type, format)` for a media type we understand.
+    fn classify(&self, media_type: &str) -> Option<(Option<InterfaceVersion>, Format)> {
+        match media_type {
+            "application/xml" | "text/xml" | "*/*" | "application/*" => return Some((None, Format::Xml)),
+            "application/json" => return Some((None, Format::Json)),
+            _ => {}
+        }
+        let rest = media_type.strip_prefix("application/vnd.")?;
+        let rest = rest.strip_prefix(self.sa.as_str())?.strip_prefix(".v")?;
+        let (number, suffix) = rest.split_once('+')?;
+        if number.is_empty() || number.len() > 6 || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let version = number.parse().ok()?;
+        let format = match suffix {
+            "xml" => Format::Xml,
+            "json" => Format::Json,
+            _ => return None,
+        };
+        Some((Some(version), format))
+    }
+}
+
+/// One entry of an `Accept` header.
+#[derive(Debug)]
+struct MediaRange {
+    media_type: String,
+    quality: f32,
+}
+
+/// The ranges of an `Accept` header, best first, without those refused by `q=0`.
+fn media_ranges(header: &str) -> Vec<MediaRange> {
+    let mut ranges: Vec<MediaRange> = header
+        .split(',')
+        .filter_map(|part| {
+            let mut pieces = part.split(';');
+            let media_type = pieces.next()?.trim().to_ascii_lowercase();
+            if media_type.is_empty() {
+                return None;
+            }
+            let quality = pieces
+                .filter_map(|param| param.trim().strip_prefix("q="))
+                .filter_map(|q| q.trim().parse::<f32>().ok())
+                .next()
+                .unwrap_or(1.0);
+            (quality > 0.0).then_some(MediaRange {
+                media_type,
+                quality,
+            })
+        })
+        .collect();
+    ranges.sort_by(|a, b| b.quality.total_cmp(&a.quality));
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(accept: Option<&str>, url: Option<u32>, expected: Result<(u32, Format), NegotiationError>) {
+        let interfaces = Interfaces::new("registration", &[1, 2], 1);
+        interfaces.set_state(2, InterfaceState::Active);
+        let outcome = interfaces
+            .negotiate(accept, url)
+            .map(|negotiated| (negotiated.version, negotiated.format));
+        assert_eq!(outcome, expected, "Accept {accept:?}, URL version {url:?}");
+    }
+
+    #[test]
+    fn negotiation_table() {
+        use Format::*;
+        use NegotiationError::*;
+        check(None, None, Ok((1, Xml)));
+        check(Some(""), None, Ok((1, Xml)));
+        check(Some("application/json"), None, Ok((1, Json)));
+        check(Some("application/xml"), None, Ok((1, Xml)));
+        check(Some("*/*"), None, Ok((1, Xml)));
+        check(Some("application/vnd.registration.v2+json"), None, Ok((2, Json)));
+        check(Some("application/vnd.registration.v1+xml"), None, Ok((1, Xml)));
+        check(Some("application/json"), Some(2), Ok((2, Json)));
+        check(Some("application/vnd.registration.v2+json"), Some(2), Ok((2, Json)));
+        check(Some("application/vnd.registration.v2+json"), Some(1), Err(Conflict));
+        check(Some("application/vnd.registration.v9+json"), None, Err(UnknownVersion(9)));
+        check(Some("application/json"), Some(9), Err(UnknownVersion(9)));
+        check(Some("text/html"), None, Err(NotAcceptable));
+        check(Some("application/vnd.shop.v1+json"), None, Err(NotAcceptable));
+        check(Some("application/json;q=0, application/xml"), None, Ok((1, Xml)));
+        check(Some("application/xml;q=0.5, application/json"), None, Ok((1, Json)));
+        check(Some("text/html, application/vnd.registration.v9+xml, application/json;q=0.1"), None, Ok((1, Json)));
+    }
+
+    #[test]
+    fn retired_versions_are_gone() {
+        let interfaces = Interfaces::new("registration", &[1, 2], 1);
+        assert!(interfaces.set_state(1, InterfaceState::Retired));
+        assert_eq!(interfaces.negotiate(None, None), Err(NegotiationError::Retired(1)));
+        assert!(interfaces.negotiate(Some("application/vnd.registration.v2+xml"), None).is_ok());
+        assert!(!interfaces.set_state(3, InterfaceState::Active));
+    }
+
+    #[test]
+    fn body_types() {
+        let interfaces = Interfaces::new("registration", &[1], 1);
+        let check = |content_type: Option<&str>, expected: Result<(u32, Format), NegotiationError>| {
+            assert_eq!(interfaces.body_type(content_type, None), expected, "{content_type:?}");
+        };
+        check(Some("application/json; charset=utf-8"), Ok((1, Format::Json)));
+        check(Some("application/vnd.registration.v1+xml"), Ok((1, Format::Xml)));
+        check(Some("text/plain"), Err(NegotiationError::UnsupportedMediaType));
+        check(Some("*/*"), Err(NegotiationError::UnsupportedMediaType));
+        check(None, Err(NegotiationError::UnsupportedMediaType));
+        check(Some("application/vnd.registration.v4+xml"), Err(NegotiationError::UnknownVersion(4)));
+    }
+}

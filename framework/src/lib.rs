@@ -1,0 +1,24 @@
+//! HiScale REST: a framework for highly available, scalable REST service landscapes.
+//!
+//! A service area declares what it owns ([`ServiceArea`], [`Collection`], typed [`Aspect`]s);
+//! the framework gives it a versioned store on SQLite or PostgreSQL, the REST interface in XML
+//! and JSON with interface versions, grants, health, metrics and the OpenAPI document.
+
+pub mod aspect;
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod interface;
+pub mod model;
+pub mod openapi;
+pub mod repr;
+pub mod store;
+pub mod telemetry;
+pub mod unit;
+pub mod version;
+
+pub use aspect::{Aspect, AspectName, AspectSelector, Invalid, Selection, UniqueKey};
+pub use config::UnitConfig;
+pub use model::{Collection, ServiceArea};
+pub use store::Store;
+pub use version::{ResourceId, Version};

@@ -1,0 +1,170 @@
+//! The OpenAPI document, derived from what the service area declares, so it can never list a
+//! route or an aspect the unit does not have.
+
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, Required,
+    ResponseBuilder,
+};
+
+use crate::model::{Collection, ServiceArea};
+
+/// Builds the document for a service area's unit.
+pub fn document(sa: &ServiceArea) -> OpenApi {
+    let mut paths = PathsBuilder::new();
+    let mut components = ComponentsBuilder::new().security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    for collection in sa.owned() {
+        let mut resource = ObjectBuilder::new()
+            .property("id", ObjectBuilder::new().schema_type(Type::String))
+            .property("version", ObjectBuilder::new().schema_type(Type::Integer));
+        let mut input = ObjectBuilder::new();
+        for aspect in collection.aspects() {
+            let stored = format!("{}_{}", collection.item(), aspect.name.to_string().replace('.', "_"));
+            let written = format!("{stored}_input");
+            components = components
+                .schema(stored.clone(), aspect.stored_schema())
+                .schema(written.clone(), aspect.input_schema());
+            resource = resource.property(aspect.name.to_string(), Ref::from_schema_name(stored));
+            input = input.property(aspect.name.to_string(), Ref::from_schema_name(written));
+        }
+        let item = collection.item().to_owned();
+        components = components
+            .schema(item.clone(), resource)
+            .schema(format!("{item}_input"), input);
+        paths = collection_paths(paths, sa, collection);
+    }
+    for (path, summary) in [
+        ("/health", "PASS or FAIL with reasons (HAProxy's check)"),
+        ("/heartbeat", "the unit's id and reader role"),
+        ("/metrics", "Prometheus metrics"),
+    ] {
+        let operation = OperationBuilder::new()
+            .summary(Some(summary))
+            .response("200", ResponseBuilder::new().description(summary));
+        paths = paths.path(path, PathItem::new(HttpMethod::Get, operation));
+    }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title(format!("HiScale REST: {}", sa.name()))
+                .version("v1")
+                .description(Some(format!(
+                    "Interface versions by media type application/vnd.{}.v{{N}}+xml|json or URL prefix /v{{N}}/. \
+                     Errors are <error><code>…</code><message>…</message></error> or {{\"error\":{{\"code\",\"message\"}}}}.",
+                    sa.name()
+                ))),
+        )
+        .paths(paths.build())
+        .components(Some(components.build()))
+        .security(Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]))
+        .build()
+}
+
+fn collection_paths(paths: PathsBuilder, sa: &ServiceArea, collection: &Collection) -> PathsBuilder {
+    let media = |format: &str| format!("application/vnd.{}.v1+{format}", sa.name());
+    let item_ref = || Ref::from_schema_name(collection.item());
+    let body = |status: &str, description: &str| {
+        ResponseBuilder::new()
+            .description(format!("{status}: {description}"))
+            .content(media("xml"), ContentBuilder::new().schema(Some(item_ref())).build())
+            .content(media("json"), ContentBuilder::new().schema(Some(item_ref())).build())
+    };
+    let plain = |description: &str| ResponseBuilder::new().description(description);
+    let path_parameter = |name: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+    };
+    let errors = |operation: OperationBuilder| {
+        operation
+            .response("400", plain("bad input (stable code in the error body)"))
+            .response("401", plain("no or unknown bearer token"))
+            .response("403", plain("outside the caller's grant"))
+            .response("406", plain("unknown interface version or format"))
+    };
+    let name = collection.name();
+    let create = errors(
+        OperationBuilder::new()
+            .summary(Some(format!("Create a {}; the owner assigns id and versions", collection.item())))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        media("json"),
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(format!("{}_input", collection.item()))))
+                            .build(),
+                    )
+                    .build(),
+            ))
+            .response("201", body("201", "created; Location names it")),
+    )
+    .response("413", plain("body too large"))
+    .response("415", plain("unsupported Content-Type"));
+    let read = errors(
+        OperationBuilder::new()
+            .summary(Some(format!("Read one {} (selected aspects)", collection.item())))
+            .parameter(path_parameter("id"))
+            .parameter(
+                ParameterBuilder::new()
+                    .name("aspects")
+                    .parameter_in(ParameterIn::Query)
+                    .description(Some("e.g. ~person~address.home; default: all the caller may read"))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            )
+            .response("200", body("200", "the resource; ETag is the greatest selected version"))
+            .response("304", plain("If-None-Match matched"))
+            .response("404", plain("missing or deleted")),
+    );
+    let delete = errors(
+        OperationBuilder::new()
+            .summary(Some(format!("Delete a {} (tombstone for the feed)", collection.item())))
+            .parameter(path_parameter("id"))
+            .response("204", plain("deleted"))
+            .response("412", plain("If-Match did not match")),
+    );
+    let aspect_names: Vec<String> = collection.aspect_names().iter().map(ToString::to_string).collect();
+    let aspect_parameter = || {
+        ParameterBuilder::new()
+            .name("aspect")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(aspect_names.clone())),
+            ))
+    };
+    let put = errors(
+        OperationBuilder::new()
+            .summary(Some("Replace one aspect (its element alone as the body)"))
+            .parameter(path_parameter("id"))
+            .parameter(aspect_parameter())
+            .response("200", body("200", "the aspect with its new version"))
+            .response("404", plain("no such resource"))
+            .response("412", plain("If-Match did not match")),
+    );
+    let delete_aspect = errors(
+        OperationBuilder::new()
+            .summary(Some("Delete one aspect (tombstone for the feed)"))
+            .parameter(path_parameter("id"))
+            .parameter(aspect_parameter())
+            .response("204", plain("deleted"))
+            .response("404", plain("no such resource or aspect")),
+    );
+    let mut one = PathItem::new(HttpMethod::Get, read);
+    one.delete = Some(delete.build());
+    let mut aspect = PathItem::new(HttpMethod::Put, put);
+    aspect.delete = Some(delete_aspect.build());
+    paths
+        .path(format!("/{name}"), PathItem::new(HttpMethod::Post, create))
+        .path(format!("/{name}/{{id}}"), one)
+        .path(format!("/{name}/{{id}}/{{aspect}}"), aspect)
+}

@@ -1,0 +1,151 @@
+//! JSON in the shape PROTOCOL.md shows: aspects as objects, qualified ones grouped by
+//! qualifier under their container (`"addresses":{"home":{…}}`).
+
+use serde_json::{Map, Value, json};
+
+use super::{BadBody, ParseLimits, ResourceView, WireAspect, WireResource, stored_fields};
+use crate::aspect::AspectName;
+use crate::model::Collection;
+
+pub(super) fn parse_resource(
+    body: &[u8],
+    collection: &Collection,
+    limits: ParseLimits,
+) -> Result<WireResource, BadBody> {
+    let root = parse_object(body, limits)?;
+    let mut resource = WireResource::default();
+    for (key, value) in root {
+        match key.as_str() {
+            "id" => resource.id = Some(scalar_text(&value)),
+            "version" => resource.version = Some(scalar_text(&value)),
+            name => {
+                let family = collection
+                    .aspects()
+                    .iter()
+                    .find(|aspect| aspect.container.as_deref() == Some(name))
+                    .map(|aspect| aspect.name.family().to_owned());
+                if let Some(family) = family {
+                    let Value::Object(qualified) = value else {
+                        return Err(BadBody::new(
+                            "invalid-field",
+                            format!("\"{name}\" must be an object keyed by type"),
+                        ));
+                    };
+                    for (qualifier, value) in qualified {
+                        let aspect_name = declared(collection, &format!("{family}.{qualifier}"))?;
+                        resource.aspects.push(aspect(value, aspect_name)?);
+                    }
+                } else {
+                    let aspect_name = declared(collection, name)?;
+                    if aspect_name.qualifier().is_some() {
+                        return Err(BadBody::new("unknown-aspect", format!("unknown member \"{name}\"")));
+                    }
+                    resource.aspects.push(aspect(value, aspect_name)?);
+                }
+            }
+        }
+    }
+    Ok(resource)
+}
+
+pub(super) fn parse_aspect(body: &[u8], limits: ParseLimits, name: &AspectName) -> Result<WireAspect, BadBody> {
+    let root = parse_object(body, limits)?;
+    aspect(Value::Object(root), name.clone())
+}
+
+fn aspect(value: Value, name: AspectName) -> Result<WireAspect, BadBody> {
+    let Value::Object(object) = value else {
+        return Err(BadBody::new("invalid-field", format!("\"{name}\" must be an object")));
+    };
+    let mut fields = Map::new();
+    let mut version = None;
+    for (key, value) in object {
+        if key == "version" {
+            version = Some(scalar_text(&value));
+            continue;
+        }
+        // Fields are text, as in XML, so both formats accept exactly the same documents.
+        if !value.is_string() {
+            return Err(BadBody::new(
+                "invalid-field",
+                format!("field \"{key}\" of {name} must be a string"),
+            ));
+        }
+        fields.insert(key, value);
+    }
+    Ok(WireAspect {
+        name,
+        version,
+        fields,
+    })
+}
+
+fn parse_object(body: &[u8], limits: ParseLimits) -> Result<Map<String, Value>, BadBody> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| BadBody::new("malformed-json", format!("not valid JSON: {error}")))?;
+    if depth(&value) > limits.max_depth {
+        return Err(BadBody::new("json-too-deep", "the document is nested too deeply"));
+    }
+    match value {
+        Value::Object(object) => Ok(object),
+        _ => Err(BadBody::new("malformed-json", "the body must be a JSON object")),
+    }
+}
+
+/// serde_json already stops at 128 levels; our documents are far flatter than that.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Object(object) => 1 + object.values().map(depth).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn declared(collection: &Collection, name: &str) -> Result<AspectName, BadBody> {
+    AspectName::parse(name)
+        .ok()
+        .filter(|parsed| collection.find(parsed).is_some())
+        .ok_or_else(|| BadBody::new("unknown-aspect", format!("unknown aspect '{name}'")))
+}
+
+pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) -> Vec<u8> {
+    let mut root = Map::new();
+    root.insert("id".into(), Value::String(view.id.as_str().to_owned()));
+    root.insert("version".into(), json!(view.version.get()));
+    if view.deleted {
+        root.insert("deleted".into(), Value::Bool(true));
+    }
+    for definition in collection.aspects() {
+        let Some(aspect) = view.aspects.iter().find(|a| a.name == definition.name.to_string()) else {
+            continue;
+        };
+        let mut object = Map::new();
+        object.insert("version".into(), json!(aspect.version.get()));
+        object.extend(stored_fields(aspect));
+        match (&definition.container, definition.name.qualifier()) {
+            (Some(container), Some(qualifier)) => {
+                let group = root
+                    .entry(container.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(group) = group {
+                    group.insert(qualifier.to_owned(), Value::Object(object));
+                }
+            }
+            _ => {
+                root.insert(definition.name.to_string(), Value::Object(object));
+            }
+        }
+    }
+    serde_json::to_vec(&Value::Object(root)).unwrap_or_default()
+}
+
+pub(super) fn render_error(code: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"error": {"code": code, "message": message}})).unwrap_or_default()
+}

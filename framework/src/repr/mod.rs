@@ -1,0 +1,169 @@
+//! Wire representations: parsing client bodies and rendering resources and errors, in XML
+//! and JSON, shaped as PROTOCOL.md shows.
+//!
+//! Both formats parse into the same [`WireResource`] and render from the same store records,
+//! so XML and JSON can never drift apart in what they carry.
+
+mod json;
+mod xml;
+
+use serde_json::{Map, Value};
+
+use crate::aspect::AspectName;
+use crate::model::Collection;
+use crate::store::{StoredAspect, StoredResource};
+use crate::version::{ResourceId, Version};
+
+/// The two wire formats every interface version speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Xml,
+    Json,
+}
+
+/// A resource as a client sent it, before the aspects' own validation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WireResource {
+    /// Present only when the client tried to set it (which is refused).
+    pub id: Option<String>,
+    pub version: Option<String>,
+    pub aspects: Vec<WireAspect>,
+}
+
+/// One aspect as a client sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireAspect {
+    pub name: AspectName,
+    /// Present only when the client tried to set it (which is refused).
+    pub version: Option<String>,
+    pub fields: Map<String, Value>,
+}
+
+/// A body that cannot be understood; always a `400` with this stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BadBody {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl BadBody {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// How deep and how large a parsed body may be, beyond the byte limit of the HTTP layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLimits {
+    pub max_depth: usize,
+    pub max_elements: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 8,
+            max_elements: 2_000,
+        }
+    }
+}
+
+/// Parses a whole resource (`POST`).
+pub fn parse_resource(
+    format: Format,
+    body: &[u8],
+    collection: &Collection,
+    limits: ParseLimits,
+) -> Result<WireResource, BadBody> {
+    match format {
+        Format::Xml => xml::parse_resource(body, collection, limits),
+        Format::Json => json::parse_resource(body, collection, limits),
+    }
+}
+
+/// Parses the body of `PUT /{collection}/{id}/{aspect}`: that aspect's element alone.
+pub fn parse_aspect(
+    format: Format,
+    body: &[u8],
+    name: &AspectName,
+    limits: ParseLimits,
+) -> Result<WireAspect, BadBody> {
+    match format {
+        Format::Xml => xml::parse_aspect(body, name, limits),
+        Format::Json => json::parse_aspect(body, limits, name),
+    }
+}
+
+/// What to render of one resource: its id, the version to show and the aspects to carry.
+#[derive(Debug, Clone)]
+pub struct ResourceView<'a> {
+    pub id: &'a ResourceId,
+    pub version: Version,
+    pub deleted: bool,
+    pub aspects: Vec<&'a StoredAspect>,
+}
+
+impl<'a> ResourceView<'a> {
+    /// The live aspects of `resource` that `keep` accepts; the version shown is the greatest
+    /// version among the selected aspects, tombstones included (so a deletion moves it too).
+    pub fn of(resource: &'a StoredResource, keep: impl Fn(&str) -> bool) -> Self {
+        let selected: Vec<&StoredAspect> = resource
+            .aspects
+            .iter()
+            .filter(|aspect| keep(&aspect.name))
+            .collect();
+        let version = selected
+            .iter()
+            .map(|aspect| aspect.version)
+            .max()
+            .unwrap_or(Version::ZERO);
+        Self {
+            id: &resource.id,
+            version,
+            deleted: resource.deleted,
+            aspects: selected.into_iter().filter(|aspect| !aspect.deleted).collect(),
+        }
+    }
+}
+
+/// Renders one resource (`GET`, and the answers to writes).
+pub fn render_resource(format: Format, collection: &Collection, view: &ResourceView<'_>) -> Vec<u8> {
+    match format {
+        Format::Xml => xml::render_resource(collection, view),
+        Format::Json => json::render_resource(collection, view),
+    }
+}
+
+/// Renders the uniform error body with its stable code.
+pub fn render_error(format: Format, code: &str, message: &str) -> Vec<u8> {
+    match format {
+        Format::Xml => xml::render_error(code, message),
+        Format::Json => json::render_error(code, message),
+    }
+}
+
+/// The fields of a stored aspect body, in stored order; a body that is not a JSON object
+/// (never written by us) renders as no fields rather than failing the whole response.
+fn stored_fields(aspect: &StoredAspect) -> Map<String, Value> {
+    aspect
+        .body
+        .as_deref()
+        .and_then(|body| serde_json::from_str::<Value>(body).ok())
+        .and_then(|value| match value {
+            Value::Object(fields) => Some(fields),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Text of a scalar field for XML (strings as they are, anything else as JSON text).
+fn field_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,374 @@
+//! XML in the shape of the design's example customer, with quick-xml. Input is bounded in
+//! depth and element count, and documents with a DTD are refused outright (no entity
+//! expansion, no external entities).
+
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::{Reader, Writer, XmlVersion};
+use serde_json::{Map, Value};
+
+use super::{BadBody, ParseLimits, ResourceView, WireAspect, WireResource, field_text, stored_fields};
+use crate::aspect::AspectName;
+use crate::model::Collection;
+
+/// A parsed element: enough of XML for flat business documents.
+#[derive(Debug, Default)]
+struct Element {
+    name: String,
+    attributes: Vec<(String, String)>,
+    children: Vec<Element>,
+    text: String,
+}
+
+pub(super) fn parse_resource(
+    body: &[u8],
+    collection: &Collection,
+    limits: ParseLimits,
+) -> Result<WireResource, BadBody> {
+    let root = parse_tree(body, limits)?;
+    if root.name != collection.item() {
+        return Err(BadBody::new(
+            "wrong-root",
+            format!("expected a <{}> element, found <{}>", collection.item(), root.name),
+        ));
+    }
+    if let Some((attribute, _)) = root.attributes.first() {
+        return Err(BadBody::new(
+            "unexpected-attribute",
+            format!("<{}> takes no attribute '{attribute}'", root.name),
+        ));
+    }
+    let mut resource = WireResource::default();
+    for child in root.children {
+        match child.name.as_str() {
+            "id" => resource.id = Some(leaf_text(&child)?),
+            "version" => resource.version = Some(leaf_text(&child)?),
+            name => {
+                if let Some(family) = container_family(collection, name) {
+                    for item in child.children {
+                        if item.name != family {
+                            return Err(BadBody::new(
+                                "unknown-aspect",
+                                format!("<{name}> holds <{family}> elements, not <{}>", item.name),
+                            ));
+                        }
+                        let qualifier = attribute(&item, "type").ok_or_else(|| {
+                            BadBody::new(
+                                "missing-qualifier",
+                                format!("<{family}> needs a type attribute, e.g. type=\"home\""),
+                            )
+                        })?;
+                        let aspect_name = declared(collection, &format!("{family}.{qualifier}"))?;
+                        resource.aspects.push(aspect(item, aspect_name, true)?);
+                    }
+                } else {
+                    let aspect_name = declared(collection, name)?;
+                    if aspect_name.qualifier().is_some() {
+                        return Err(BadBody::new("unknown-aspect", format!("unknown element <{name}>")));
+                    }
+                    resource.aspects.push(aspect(child, aspect_name, false)?);
+                }
+            }
+        }
+    }
+    Ok(resource)
+}
+
+pub(super) fn parse_aspect(
+    body: &[u8],
+    name: &AspectName,
+    limits: ParseLimits,
+) -> Result<WireAspect, BadBody> {
+    let root = parse_tree(body, limits)?;
+    if root.name != name.family() {
+        return Err(BadBody::new(
+            "wrong-root",
+            format!("expected a <{}> element, found <{}>", name.family(), root.name),
+        ));
+    }
+    let qualified = name.qualifier().is_some();
+    if let (Some(expected), Some(given)) = (name.qualifier(), attribute(&root, "type"))
+        && expected != given
+    {
+        return Err(BadBody::new(
+            "qualifier-mismatch",
+            format!("the path names {name} but the body says type=\"{given}\""),
+        ));
+    }
+    aspect(root, name.clone(), qualified)
+}
+
+/// Turns an aspect element into fields: attributes (but a qualifier's `type`) and leaf
+/// children; `<version>` is kept apart so the caller can refuse a forged one.
+fn aspect(element: Element, name: AspectName, qualified: bool) -> Result<WireAspect, BadBody> {
+    let mut fields = Map::new();
+    let mut version = None;
+    for (key, value) in element.attributes {
+        if qualified && key == "type" {
+            continue;
+        }
+        insert_field(&mut fields, &name, key, value)?;
+    }
+    for child in element.children {
+        let text = leaf_text(&child)?;
+        if child.name == "version" {
+            version = Some(text);
+        } else {
+            insert_field(&mut fields, &name, child.name, text)?;
+        }
+    }
+    Ok(WireAspect {
+        name,
+        version,
+        fields,
+    })
+}
+
+fn insert_field(
+    fields: &mut Map<String, Value>,
+    aspect: &AspectName,
+    key: String,
+    value: String,
+) -> Result<(), BadBody> {
+    if fields.contains_key(&key) {
+        return Err(BadBody::new(
+            "duplicate-field",
+            format!("{aspect} has '{key}' twice"),
+        ));
+    }
+    fields.insert(key, Value::String(value));
+    Ok(())
+}
+
+fn leaf_text(element: &Element) -> Result<String, BadBody> {
+    if element.children.is_empty() {
+        Ok(element.text.clone())
+    } else {
+        Err(BadBody::new(
+            "invalid-field",
+            format!("<{}> must hold text, not elements", element.name),
+        ))
+    }
+}
+
+fn attribute<'e>(element: &'e Element, key: &str) -> Option<&'e str> {
+    element
+        .attributes
+        .iter()
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value.as_str())
+}
+
+/// The family whose qualified aspects are grouped in the element `name`, if any.
+fn container_family<'c>(collection: &'c Collection, name: &str) -> Option<&'c str> {
+    collection
+        .aspects()
+        .iter()
+        .find(|aspect| aspect.container.as_deref() == Some(name))
+        .map(|aspect| aspect.name.family())
+}
+
+fn declared(collection: &Collection, name: &str) -> Result<AspectName, BadBody> {
+    AspectName::parse(name)
+        .ok()
+        .filter(|parsed| collection.find(parsed).is_some())
+        .ok_or_else(|| BadBody::new("unknown-aspect", format!("unknown aspect '{name}'")))
+}
+
+/// Reads the document into a tree, enforcing the limits and refusing DTDs and entities.
+fn parse_tree(body: &[u8], limits: ParseLimits) -> Result<Element, BadBody> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| BadBody::new("malformed-xml", "the body is not UTF-8"))?;
+    let mut reader = Reader::from_str(text);
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut elements = 0usize;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|error| BadBody::new("malformed-xml", format!("not well-formed XML: {error}")))?;
+        match event {
+            Event::Start(start) => open(&start, &mut stack, &root, &mut elements, limits)?,
+            Event::Empty(start) => {
+                // `<a/>` has no End event: open and close it at once.
+                open(&start, &mut stack, &root, &mut elements, limits)?;
+                close(&mut stack, &mut root);
+            }
+            Event::End(_) => close(&mut stack, &mut root),
+            Event::Text(content) => append_text(&mut stack, &content.xml10_content())?,
+            Event::CData(content) => {
+                append_text(&mut stack, &content.xml10_content())?;
+            }
+            Event::GeneralRef(reference) => {
+                let resolved = match reference.resolve_char_ref() {
+                    Ok(Some(character)) => character.to_string(),
+                    Ok(None) => resolve_predefined_entity(&reference)
+                        .ok_or_else(|| {
+                            BadBody::new(
+                                "xml-entity-forbidden",
+                                format!("entity &{}; is not one of XML's five", &*reference),
+                            )
+                        })?
+                        .to_owned(),
+                    Err(error) => {
+                        return Err(BadBody::new("malformed-xml", format!("bad character reference: {error}")));
+                    }
+                };
+                append_text(&mut stack, &resolved)?;
+            }
+            Event::DocType(_) => {
+                return Err(BadBody::new(
+                    "xml-dtd-forbidden",
+                    "documents with a DOCTYPE are not accepted",
+                ));
+            }
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(BadBody::new("malformed-xml", "the document ends inside an element"));
+    }
+    root.ok_or_else(|| BadBody::new("malformed-xml", "the body holds no element"))
+}
+
+fn open(
+    start: &BytesStart<'_>,
+    stack: &mut Vec<Element>,
+    root: &Option<Element>,
+    elements: &mut usize,
+    limits: ParseLimits,
+) -> Result<(), BadBody> {
+    *elements += 1;
+    if *elements > limits.max_elements {
+        return Err(BadBody::new("xml-too-large", "too many elements"));
+    }
+    if root.is_some() {
+        return Err(BadBody::new("malformed-xml", "more than one root element"));
+    }
+    let name = start.name().as_ref().to_owned();
+    let mut attributes = Vec::new();
+    for attribute in start.attributes() {
+        let attribute = attribute
+            .map_err(|error| BadBody::new("malformed-xml", format!("bad attribute: {error}")))?;
+        let key = attribute.key.as_ref().to_owned();
+        let value = attribute
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|error| BadBody::new("xml-entity-forbidden", format!("bad attribute value: {error}")))?
+            .into_owned();
+        if attributes.iter().any(|(existing, _)| *existing == key) {
+            return Err(BadBody::new("malformed-xml", format!("attribute '{key}' given twice")));
+        }
+        attributes.push((key, value));
+    }
+    stack.push(Element {
+        name,
+        attributes,
+        ..Element::default()
+    });
+    if stack.len() > limits.max_depth {
+        return Err(BadBody::new("xml-too-deep", "the document is nested too deeply"));
+    }
+    Ok(())
+}
+
+/// Closes the innermost element (quick-xml has already checked that the names match).
+fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) {
+    if let Some(element) = stack.pop() {
+        match stack.last_mut() {
+            Some(parent) => parent.children.push(element),
+            None => *root = Some(element),
+        }
+    }
+}
+
+/// Text belongs to the innermost element; outside the root only white space may stand.
+fn append_text(stack: &mut [Element], text: &str) -> Result<(), BadBody> {
+    match stack.last_mut() {
+        Some(element) => {
+            if !element.children.is_empty() && text.trim().is_empty() {
+                return Ok(());
+            }
+            element.text.push_str(text);
+            Ok(())
+        }
+        None if text.trim().is_empty() => Ok(()),
+        None => Err(BadBody::new("malformed-xml", "text outside the root element")),
+    }
+}
+
+pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) -> Vec<u8> {
+    let mut writer = document();
+    let mut root = BytesStart::new(collection.item());
+    if view.deleted {
+        root.push_attribute(("deleted", "true"));
+    }
+    write(&mut writer, Event::Start(root.borrow()));
+    text_element(&mut writer, "version", &view.version.to_string());
+    text_element(&mut writer, "id", view.id.as_str());
+    let mut open_container: Option<&str> = None;
+    for definition in collection.aspects() {
+        let Some(aspect) = view.aspects.iter().find(|a| a.name == definition.name.to_string()) else {
+            continue;
+        };
+        let container = definition.container.as_deref();
+        if open_container != container {
+            if let Some(previous) = open_container {
+                write(&mut writer, Event::End(BytesEnd::new(previous)));
+            }
+            if let Some(next) = container {
+                write(&mut writer, Event::Start(BytesStart::new(next)));
+            }
+            open_container = container;
+        }
+        let mut element = BytesStart::new(definition.name.family());
+        if let Some(qualifier) = definition.name.qualifier() {
+            element.push_attribute(("type", qualifier));
+        }
+        let fields = stored_fields(aspect);
+        for (key, value) in &fields {
+            if definition.xml_attributes.contains(&key.as_str()) {
+                element.push_attribute((key.as_str(), field_text(value).as_str()));
+            }
+        }
+        write(&mut writer, Event::Start(element.borrow()));
+        text_element(&mut writer, "version", &aspect.version.to_string());
+        for (key, value) in &fields {
+            if !definition.xml_attributes.contains(&key.as_str()) {
+                text_element(&mut writer, key, &field_text(value));
+            }
+        }
+        write(&mut writer, Event::End(BytesEnd::new(definition.name.family())));
+    }
+    if let Some(previous) = open_container {
+        write(&mut writer, Event::End(BytesEnd::new(previous)));
+    }
+    write(&mut writer, Event::End(BytesEnd::new(collection.item())));
+    writer.into_inner()
+}
+
+pub(super) fn render_error(code: &str, message: &str) -> Vec<u8> {
+    let mut writer = document();
+    write(&mut writer, Event::Start(BytesStart::new("error")));
+    text_element(&mut writer, "code", code);
+    text_element(&mut writer, "message", message);
+    write(&mut writer, Event::End(BytesEnd::new("error")));
+    writer.into_inner()
+}
+
+fn document() -> Writer<Vec<u8>> {
+    let mut writer = Writer::new(Vec::with_capacity(1024));
+    write(&mut writer, Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
+    writer
+}
+
+fn text_element(writer: &mut Writer<Vec<u8>>, name: &str, text: &str) {
+    write(writer, Event::Start(BytesStart::new(name)));
+    write(writer, Event::Text(BytesText::new(text)));
+    write(writer, Event::End(BytesEnd::new(name)));
+}
+
+/// Writing into a `Vec` cannot fail; the `io::Result` is an artefact of the generic writer.
+fn write(writer: &mut Writer<Vec<u8>>, event: Event<'_>) {
+    let _infallible = writer.write_event(event);
+}

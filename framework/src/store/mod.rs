@@ -1,0 +1,214 @@
+//! The versioned store: resources split into aspects, each stamped with a version from one
+//! counter per collection, on SQLite (embedded default) or PostgreSQL.
+//!
+//! Only this module names sqlx types. Aspect bodies are JSON documents here; the typed view
+//! belongs to the services and the wire formats to `repr`.
+
+mod horizon;
+mod read;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use tokio::sync::Mutex;
+
+pub use read::{ChangeBatch, ChangedResource, StoredAspect, StoredResource};
+pub use write::{AspectEdit, Change, Committed, PendingWrite, Target};
+
+use crate::version::Version;
+use horizon::Horizons;
+
+/// Which database engine a store runs on; a few statements differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool plus what the store must remember between calls (the feed horizon).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    horizons: Arc<Mutex<Horizons>>,
+}
+
+/// What can go wrong in the store; the HTTP edge maps each to a status and stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database URL must start with sqlite: or postgres:")]
+    UnsupportedUrl,
+    #[error("no such resource")]
+    NotFound,
+    #[error("no such aspect")]
+    AspectNotFound,
+    #[error("the resource is at version {current}, not the one the request expected")]
+    PreconditionFailed { current: Version },
+    #[error("another resource already holds this {name}")]
+    UniqueTaken { name: String },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not what this version of the code expects: {0}")]
+    Corrupt(String),
+}
+
+/// How large the pool may grow; PostgreSQL connections are precious, SQLite ones are cheap.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a SQLite writer waits for the single write lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Opens (creating when missing) the database at `url` and brings its schema up to date.
+    /// `sqlite:///abs/path.db` or `postgres://user@host:port/db`.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("sqlite:") {
+            (Backend::Sqlite, with_create_mode(url))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(Error::UnsupportedUrl);
+        };
+        let options: AnyConnectOptions = url.parse()?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(15))
+            .after_connect(move |connection, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; NORMAL keeps commits
+                        // durable across a process crash (not a power cut), as is usual in WAL.
+                        let busy = format!(
+                            "PRAGMA busy_timeout = {}",
+                            SQLITE_BUSY_TIMEOUT.as_millis()
+                        );
+                        connection.execute(sqlx::AssertSqlSafe(busy)).await?;
+                        connection.execute("PRAGMA journal_mode = WAL").await?;
+                        connection.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        Ok(Self {
+            pool,
+            backend,
+            horizons: Arc::default(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Makes sure a collection's version counter exists. Idempotent; called at start-up.
+    pub async fn register_collection(&self, collection: &str) -> Result<(), Error> {
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::query(
+                    "INSERT INTO hs_counter (collection, version) VALUES ($1, 0) \
+                     ON CONFLICT (collection) DO NOTHING",
+                )
+                .bind(collection)
+                .execute(&self.pool)
+                .await?;
+            }
+            Backend::Postgres => {
+                // Collection names are lower-case words checked by `model`, so the sequence
+                // name is a safe identifier.
+                let statement =
+                    format!("CREATE SEQUENCE IF NOT EXISTS {}", sequence_name(collection));
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers whether the database serves queries; used by `/health`.
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// How many live (not deleted) resources a collection holds.
+    pub async fn count_resources(&self, collection: &str) -> Result<u64, Error> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM hs_resource WHERE collection = $1 AND deleted = 0",
+        )
+        .bind(collection)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Closes the pool, waiting for connections in use to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Creates `database` on the PostgreSQL server at `server_url` when it does not exist yet and
+/// returns the URL of that database.
+pub async fn ensure_postgres_database(server_url: &str, database: &str) -> Result<String, Error> {
+    sqlx::any::install_default_drivers();
+    if !database
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        || database.is_empty()
+    {
+        return Err(Error::Corrupt(format!("{database:?} is not a plain database name")));
+    }
+    let base = server_url.trim_end_matches('/');
+    let admin_url = format!("{base}/postgres");
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(database)
+        .fetch_optional(&pool)
+        .await?;
+    if exists.is_none() {
+        let statement = format!("CREATE DATABASE {database}");
+        if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&pool).await {
+            // Another process may have created it between our check and our statement.
+            let raced: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                    .bind(database)
+                    .fetch_optional(&pool)
+                    .await?;
+            if raced.is_none() {
+                return Err(error.into());
+            }
+        }
+    }
+    pool.close().await;
+    Ok(format!("{base}/{database}"))
+}
+
+fn sequence_name(collection: &str) -> String {
+    format!("hs_version_{collection}")
+}
+
+/// SQLite opens read-write but does not create a missing file unless told to.
+fn with_create_mode(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}

@@ -1,0 +1,278 @@
+//! Writing: every resource change takes the next version of its collection, in one
+//! transaction with the data it stamps.
+
+use sqlx::{Any, AnyConnection, Transaction};
+
+use super::horizon::allocate;
+use super::{Backend, Error, Store};
+use crate::aspect::UniqueKey;
+use crate::version::{ResourceId, TagCondition, Version};
+
+/// Which resource a change is about.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A new resource; the owner assigns its id.
+    Create,
+    /// Edit aspects of an existing resource.
+    Update(ResourceId),
+    /// Delete the whole resource (it stays as a tombstone).
+    Delete(ResourceId),
+}
+
+/// One aspect to store (`body`) or delete (`None`), with the unique values it claims.
+#[derive(Debug, Clone)]
+pub struct AspectEdit {
+    pub aspect: String,
+    /// The aspect document as a JSON object, or `None` to delete the aspect.
+    pub body: Option<String>,
+    pub unique_keys: Vec<UniqueKey>,
+}
+
+/// A change of one resource; it takes exactly one new version.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub target: Target,
+    /// `If-Match`: the change applies only when the resource's version matches.
+    pub precondition: Option<TagCondition>,
+    pub edits: Vec<AspectEdit>,
+}
+
+/// The id and version each change of a write got, in the order the changes were given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub changes: Vec<(ResourceId, Version)>,
+}
+
+/// A write whose statements all ran but which is not committed yet. Dropping it rolls back.
+#[derive(Debug)]
+pub struct PendingWrite {
+    transaction: Transaction<'static, Any>,
+    committed: Committed,
+}
+
+impl PendingWrite {
+    /// What the write will have done once committed.
+    pub fn outcome(&self) -> &Committed {
+        &self.committed
+    }
+
+    pub async fn commit(self) -> Result<Committed, Error> {
+        self.transaction.commit().await?;
+        Ok(self.committed)
+    }
+}
+
+impl Store {
+    /// Applies the changes in one transaction and commits it.
+    pub async fn commit(&self, collection: &str, changes: Vec<Change>) -> Result<Committed, Error> {
+        self.prepare(collection, changes).await?.commit().await
+    }
+
+    /// Runs every statement of a write but leaves the commit to the caller, for writes that
+    /// must line up with something else (and for tests that hold a transaction open).
+    pub async fn prepare(&self, collection: &str, changes: Vec<Change>) -> Result<PendingWrite, Error> {
+        let mut transaction = match self.backend {
+            // Take SQLite's write lock at once: a deferred transaction that first reads and
+            // then writes can fail with SQLITE_BUSY instead of waiting its turn.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        let mut committed = Committed {
+            changes: Vec::with_capacity(changes.len()),
+        };
+        for change in changes {
+            let outcome = apply(&mut transaction, self.backend, collection, change).await?;
+            committed.changes.push(outcome);
+        }
+        Ok(PendingWrite {
+            transaction,
+            committed,
+        })
+    }
+}
+
+async fn apply(
+    connection: &mut AnyConnection,
+    backend: Backend,
+    collection: &str,
+    change: Change,
+) -> Result<(ResourceId, Version), Error> {
+    let id = match &change.target {
+        Target::Create => None,
+        Target::Update(id) | Target::Delete(id) => {
+            // Lock the resource before drawing its version, so versions of one resource grow
+            // in the order its changes commit.
+            let current = lock_resource(connection, backend, collection, id).await?;
+            if let Some(condition) = &change.precondition
+                && !condition.matches(current)
+            {
+                return Err(Error::PreconditionFailed { current });
+            }
+            Some(id.clone())
+        }
+    };
+    let version = allocate(connection, backend, collection).await?;
+    let id = match id {
+        Some(id) => id,
+        None => {
+            let id = ResourceId::from_version(version);
+            sqlx::query(
+                "INSERT INTO hs_resource (collection, resource_id, version, deleted) \
+                 VALUES ($1, $2, $3, 0)",
+            )
+            .bind(collection)
+            .bind(id.as_str())
+            .bind(version.get())
+            .execute(&mut *connection)
+            .await?;
+            id
+        }
+    };
+    if matches!(change.target, Target::Delete(_)) {
+        delete_resource(connection, collection, &id, version).await?;
+        return Ok((id, version));
+    }
+    for edit in &change.edits {
+        write_aspect(connection, collection, &id, version, edit).await?;
+    }
+    sqlx::query("UPDATE hs_resource SET version = $1 WHERE collection = $2 AND resource_id = $3")
+        .bind(version.get())
+        .bind(collection)
+        .bind(id.as_str())
+        .execute(&mut *connection)
+        .await?;
+    Ok((id, version))
+}
+
+/// Locks a live resource for the rest of the transaction and returns its version.
+async fn lock_resource(
+    connection: &mut AnyConnection,
+    backend: Backend,
+    collection: &str,
+    id: &ResourceId,
+) -> Result<Version, Error> {
+    let statement = match backend {
+        // SQLite's write transaction already excludes every other writer.
+        Backend::Sqlite => {
+            "SELECT version, deleted FROM hs_resource WHERE collection = $1 AND resource_id = $2"
+        }
+        Backend::Postgres => {
+            "SELECT version, deleted FROM hs_resource WHERE collection = $1 AND resource_id = $2 \
+             FOR UPDATE"
+        }
+    };
+    let row: Option<(i64, i64)> = sqlx::query_as(statement)
+        .bind(collection)
+        .bind(id.as_str())
+        .fetch_optional(&mut *connection)
+        .await?;
+    match row {
+        Some((version, 0)) => Version::new(version)
+            .ok_or_else(|| Error::Corrupt(format!("negative version {version}"))),
+        _ => Err(Error::NotFound),
+    }
+}
+
+async fn write_aspect(
+    connection: &mut AnyConnection,
+    collection: &str,
+    id: &ResourceId,
+    version: Version,
+    edit: &AspectEdit,
+) -> Result<(), Error> {
+    if edit.body.is_none() {
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM hs_aspect \
+             WHERE collection = $1 AND resource_id = $2 AND aspect = $3 AND deleted = 0",
+        )
+        .bind(collection)
+        .bind(id.as_str())
+        .bind(edit.aspect.as_str())
+        .fetch_optional(&mut *connection)
+        .await?;
+        if live.is_none() {
+            return Err(Error::AspectNotFound);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO hs_aspect (collection, resource_id, aspect, version, deleted, body) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (collection, resource_id, aspect) DO UPDATE \
+         SET version = excluded.version, deleted = excluded.deleted, body = excluded.body",
+    )
+    .bind(collection)
+    .bind(id.as_str())
+    .bind(edit.aspect.as_str())
+    .bind(version.get())
+    .bind(i64::from(edit.body.is_none()))
+    .bind(edit.body.as_deref())
+    .execute(&mut *connection)
+    .await?;
+    claim_unique_keys(connection, collection, id, edit).await
+}
+
+/// Releases what the aspect held before and claims what it holds now.
+async fn claim_unique_keys(
+    connection: &mut AnyConnection,
+    collection: &str,
+    id: &ResourceId,
+    edit: &AspectEdit,
+) -> Result<(), Error> {
+    sqlx::query("DELETE FROM hs_unique WHERE collection = $1 AND resource_id = $2 AND aspect = $3")
+        .bind(collection)
+        .bind(id.as_str())
+        .bind(edit.aspect.as_str())
+        .execute(&mut *connection)
+        .await?;
+    for key in &edit.unique_keys {
+        let inserted = sqlx::query(
+            "INSERT INTO hs_unique (collection, name, value, resource_id, aspect) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (collection, name, value) DO NOTHING",
+        )
+        .bind(collection)
+        .bind(key.name)
+        .bind(key.value.as_str())
+        .bind(id.as_str())
+        .bind(edit.aspect.as_str())
+        .execute(&mut *connection)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::UniqueTaken {
+                name: key.name.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Turns every aspect into a tombstone at `version` and frees the resource's unique values.
+async fn delete_resource(
+    connection: &mut AnyConnection,
+    collection: &str,
+    id: &ResourceId,
+    version: Version,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE hs_aspect SET version = $1, deleted = 1, body = NULL \
+         WHERE collection = $2 AND resource_id = $3",
+    )
+    .bind(version.get())
+    .bind(collection)
+    .bind(id.as_str())
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(
+        "UPDATE hs_resource SET version = $1, deleted = 1 WHERE collection = $2 AND resource_id = $3",
+    )
+    .bind(version.get())
+    .bind(collection)
+    .bind(id.as_str())
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query("DELETE FROM hs_unique WHERE collection = $1 AND resource_id = $2")
+        .bind(collection)
+        .bind(id.as_str())
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Versions, entity tags and resource ids: the numbers and names clients echo back to us.
+
+use std::fmt;
+
+/// A position in a collection's single, ever-growing version counter. `0` means "nothing yet".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Version(i64);
+
+impl Version {
+    pub const ZERO: Version = Version(0);
+
+    /// Versions are non-negative; anything else is not one of ours.
+    pub fn new(value: i64) -> Option<Self> {
+        (value >= 0).then_some(Self(value))
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    /// Parses a query parameter such as `version=4711`.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse::<i64>().ok().and_then(Self::new)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(formatter)
+    }
+}
+
+/// A resource id assigned by the owner. Ids are opaque strings on the wire; ours are decimal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceId(String);
+
+impl ResourceId {
+    /// The longest id we accept from a path; ours are at most 19 digits.
+    const MAX_LEN: usize = 64;
+
+    /// Accepts ids made of ASCII letters, digits, `-` and `_`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = !text.is_empty()
+            && text.len() <= Self::MAX_LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    /// The id the owner hands out: the version of the resource's creation, unique by
+    /// construction and never reused.
+    pub fn from_version(version: Version) -> Self {
+        Self(version.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+/// The strong entity tag `"{v}"` of a representation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ETag(pub Version);
+
+impl ETag {
+    pub fn header_value(self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+/// What an `If-Match` / `If-None-Match` header asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagCondition {
+    /// `*`: any current representation.
+    Any,
+    /// A list of tags; weak tags (`W/"7"`) compare by their version too, as RFC 9110 allows
+    /// for `If-None-Match`.
+    Tags(Vec<Version>),
+}
+
+impl TagCondition {
+    /// Parses a header value; `None` when it is not a list of entity tags.
+    pub fn parse(header: &str) -> Option<Self> {
+        let header = header.trim();
+        if header == "*" {
+            return Some(Self::Any);
+        }
+        let mut versions = Vec::new();
+        for part in header.split(',') {
+            let part = part.trim();
+            let part = part.strip_prefix("W/").unwrap_or(part);
+            let inner = part.strip_prefix('"')?.strip_suffix('"')?;
+            // A tag that is not one of our numbers can never match; keep it as "no match".
+            if let Some(version) = Version::parse(inner) {
+                versions.push(version);
+            }
+        }
+        Some(Self::Tags(versions))
+    }
+
+    pub fn matches(&self, current: Version) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(versions) => versions.contains(&current),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_parse_table() {
+        let check = |input: &str, expected: Option<i64>| {
+            assert_eq!(Version::parse(input).map(Version::get), expected, "{input:?}");
+        };
+        check("0", Some(0));
+        check("4711", Some(4711));
+        check("9223372036854775807", Some(i64::MAX));
+        check("9223372036854775808", None);
+        check("-1", None);
+        check("+1", None);
+        check("1.5", None);
+        check("", None);
+        check("abc", None);
+    }
+
+    #[test]
+    fn tag_condition_table() {
+        let check = |header: &str, current: i64, expected: Option<bool>| {
+            let outcome = TagCondition::parse(header).map(|c| c.matches(Version(current)));
+            assert_eq!(outcome, expected, "{header:?} against {current}");
+        };
+        check("\"7\"", 7, Some(true));
+        check("\"7\"", 8, Some(false));
+        check("W/\"7\"", 7, Some(true));
+        check("\"1\", \"7\"", 7, Some(true));
+        check("*", 3, Some(true));
+        check("\"abc\"", 3, Some(false));
+        check("7", 7, None);
+        check("\"7", 7, None);
+    }
+
+    #[test]
+    fn resource_id_table() {
+        assert!(ResourceId::parse("1234").is_some());
+        assert!(ResourceId::parse("a-b_C9").is_some());
+        assert!(ResourceId::parse("").is_none());
+        assert!(ResourceId::parse("../etc").is_none());
+        assert!(ResourceId::parse(&"1".repeat(65)).is_none());
+    }
+}

@@ -1,0 +1,477 @@
+//! The demo's stand-in for HAProxy (`deploy/haproxy/haproxy.cfg`): `/{sa}/rest` goes round
+//! robin to that service area's units as `/rest`, with `X-Forwarded-Prefix: /{sa}` so the
+//! units build `Location` headers that work through the gateway.
+//!
+//! It stays deliberately small: it streams bodies both ways, skips a unit that refuses the
+//! connection (the request was never sent, so trying the next one is safe) and answers `502`
+//! when no unit is left. Everything else a real load balancer does belongs to HAProxy.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_TYPE, HeaderName};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The running gateway; [`Gateway::shutdown`] stops it gracefully, dropping it stops it at once.
+pub struct Gateway {
+    address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Gateway {
+    /// Listens on `address` and routes each service area of `areas` to its units.
+    pub async fn start(
+        address: SocketAddr,
+        areas: Vec<(String, Vec<SocketAddr>)>,
+    ) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {
+            format!("the gateway cannot listen on {address} (is a demo already running? try --port)")
+        })?;
+        let address = listener
+            .local_addr()
+            .context("cannot read the gateway's address")?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router(areas))
+                .with_graceful_shutdown(async {
+                    // A dropped sender means the same as a sent stop.
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        tracing::info!("gateway listening on http://{address}");
+        Ok(Self {
+            address,
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+
+    /// Where the gateway listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops accepting connections and lets requests in flight finish for a short while; long
+    /// polls still open after that are cut.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            // The server may be gone already; then there is nothing to tell.
+            let _ = stop.send(());
+        }
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+            Ok(Ok(Ok(()))) => tracing::info!("gateway stopped"),
+            Ok(Ok(Err(error))) => tracing::warn!("the gateway failed: {error}"),
+            Ok(Err(error)) => tracing::warn!("the gateway task failed: {error}"),
+            Err(_) => {
+                tracing::info!("gateway stopped, cutting requests still open");
+                server.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            server.abort();
+        }
+    }
+}
+
+/// How long requests in flight may take to finish when the gateway stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Headers that describe one connection, not the message, and so are not forwarded (RFC 9110
+/// section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The gateway's routing table and its connection pool, shared by every request.
+#[derive(Clone)]
+struct Routes(Arc<RoutesInner>);
+
+struct RoutesInner {
+    areas: HashMap<String, Area>,
+    client: Client<HttpConnector, ForwardedBody>,
+}
+
+/// One service area's units and whose turn it is next.
+struct Area {
+    units: Vec<SocketAddr>,
+    next: AtomicUsize,
+}
+
+impl Area {
+    /// The order in which this request tries the units: round robin for the first choice, then
+    /// the others in turn for a unit that refuses the connection.
+    fn attempt_order(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        rotation(start, self.units.len()).map(|index| self.units[index])
+    }
+}
+
+fn router(areas: Vec<(String, Vec<SocketAddr>)>) -> Router {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let areas = areas
+        .into_iter()
+        .map(|(name, units)| {
+            let area = Area {
+                units,
+                next: AtomicUsize::new(0),
+            };
+            (name, area)
+        })
+        .collect();
+    Router::new()
+        .fallback(forward)
+        .with_state(Routes(Arc::new(RoutesInner { areas, client })))
+}
+
+/// Sends one request to a unit of the service area its path names and relays the answer.
+async fn forward(State(routes): State<Routes>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some((sa, rest)) = split_service_area(parts.uri.path()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown-service-area",
+            "the path names no service area: use /{sa}/…".to_owned(),
+        );
+    };
+    let Some(area) = routes.0.areas.get(sa) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown-service-area",
+            format!("there is no service area named {sa:?}"),
+        );
+    };
+    let target = match parts.uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    let mut headers = parts.headers;
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    // The known area's name came from the path, so it is always a valid header value.
+    if let Ok(prefix) = HeaderValue::try_from(format!("/{sa}")) {
+        headers.insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
+    }
+    let body = SharedBody::new(body);
+    for unit in area.attempt_order() {
+        let Ok(uri) = Uri::try_from(format!("http://{unit}{target}")) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "the request target cannot be forwarded".to_owned(),
+            );
+        };
+        let mut forwarded = axum::http::Request::new(body.attempt());
+        *forwarded.method_mut() = parts.method.clone();
+        *forwarded.uri_mut() = uri;
+        *forwarded.headers_mut() = headers.clone();
+        match routes.0.client.request(forwarded).await {
+            Ok(response) => return relay(response),
+            Err(failure) if failure.is_connect() && body.is_unsent() => {
+                tracing::debug!("unit {unit} of {sa} refused the connection: {failure}");
+            }
+            Err(failure) => {
+                tracing::warn!("unit {unit} of {sa} failed to answer: {failure:?}");
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "unit-failed",
+                    format!("the unit of {sa} that took the request failed to answer"),
+                );
+            }
+        }
+    }
+    error(
+        StatusCode::BAD_GATEWAY,
+        "no-unit-available",
+        format!("no unit of {sa} accepted the connection"),
+    )
+}
+
+/// `/{sa}/rest…` → `(sa, "/rest…")`; `/{sa}` alone → `(sa, "/")`; `/` → nothing.
+fn split_service_area(path: &str) -> Option<(&str, &str)> {
+    let path = path.strip_prefix('/')?;
+    let (sa, rest) = match path.find('/') {
+        Some(slash) => path.split_at(slash),
+        None => (path, "/"),
+    };
+    (!sa.is_empty()).then_some((sa, rest))
+}
+
+/// Indexes `0..count` starting at `start` (modulo `count`), each once.
+fn rotation(start: usize, count: usize) -> impl Iterator<Item = usize> {
+    (0..count).map(move |offset| start.wrapping_add(offset) % count)
+}
+
+fn relay(response: axum::http::Response<hyper::body::Incoming>) -> Response {
+    let mut response = response.map(Body::new);
+    remove_hop_by_hop(response.headers_mut());
+    response
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The contract's JSON error body.
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A request body that can be offered to one unit after another until one of them starts
+/// reading it: the body is only taken out on the first read, so after a refused connection it
+/// is still here, whole, for the next unit. Nothing is buffered.
+struct SharedBody(Arc<Mutex<Option<Body>>>);
+
+impl SharedBody {
+    fn new(body: Body) -> Self {
+        Self(Arc::new(Mutex::new(Some(body))))
+    }
+
+    /// The body for one attempt.
+    fn attempt(&self) -> ForwardedBody {
+        ForwardedBody {
+            shared: Arc::clone(&self.0),
+            taken: None,
+        }
+    }
+
+    /// Whether no attempt has read from the body yet, so it can still be sent elsewhere.
+    fn is_unsent(&self) -> bool {
+        lock(&self.0).is_some()
+    }
+}
+
+/// The body of one forwarded request; see [`SharedBody`].
+struct ForwardedBody {
+    shared: Arc<Mutex<Option<Body>>>,
+    taken: Option<Body>,
+}
+
+impl HttpBody for ForwardedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.taken.is_none() {
+            this.taken = lock(&this.shared).take();
+        }
+        match &mut this.taken {
+            Some(body) => Pin::new(body).poll_frame(context),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.taken {
+            Some(body) => body.is_end_stream(),
+            None => lock(&self.shared)
+                .as_ref()
+                .is_none_or(HttpBody::is_end_stream),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.taken {
+            Some(body) => body.size_hint(),
+            None => lock(&self.shared)
+                .as_ref()
+                .map_or_else(|| SizeHint::with_exact(0), HttpBody::size_hint),
+        }
+    }
+}
+
+/// Nothing holding the lock can leave the slot half changed, so a poisoned lock is still
+/// usable.
+fn lock(shared: &Mutex<Option<Body>>) -> MutexGuard<'_, Option<Body>> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+    use axum::http::Method;
+    use axum::routing::any;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[test]
+    fn rotation_starts_at_the_turn_and_visits_every_unit_once() {
+        fn check(start: usize, count: usize, expected: &[usize]) {
+            assert_eq!(rotation(start, count).collect::<Vec<_>>(), expected);
+        }
+        check(0, 3, &[0, 1, 2]);
+        check(1, 3, &[1, 2, 0]);
+        check(5, 3, &[2, 0, 1]);
+        check(usize::MAX, 2, &[1, 0]);
+        check(7, 0, &[]);
+    }
+
+    #[test]
+    fn successive_requests_take_turns() {
+        let area = Area {
+            units: vec![address(1), address(2), address(3)],
+            next: AtomicUsize::new(0),
+        };
+        let firsts: Vec<_> = (0..4)
+            .filter_map(|_| area.attempt_order().next())
+            .map(|unit| unit.port())
+            .collect();
+        assert_eq!(firsts, [1, 2, 3, 1]);
+    }
+
+    #[test]
+    fn paths_name_the_service_area_first() {
+        fn check(path: &str, expected: Option<(&str, &str)>) {
+            assert_eq!(split_service_area(path), expected, "{path}");
+        }
+        check("/registration/customers/7", Some(("registration", "/customers/7")));
+        check("/registration/", Some(("registration", "/")));
+        check("/registration", Some(("registration", "/")));
+        check("/", None);
+        check("//customers", None);
+    }
+
+    #[tokio::test]
+    async fn skips_units_that_refuse_and_takes_turns_among_the_rest() -> anyhow::Result<()> {
+        let dead = refused_address()?;
+        let one = echo_unit("one").await?;
+        let two = echo_unit("two").await?;
+        let app = router(vec![("registration".into(), vec![dead, one, dead, two])]);
+        let mut answered_by = Vec::new();
+        for _ in 0..4 {
+            let (status, body) = send(&app, Method::POST, "/registration/customers?limit=5", "hello").await?;
+            assert_eq!(status, StatusCode::OK);
+            let echo: serde_json::Value = serde_json::from_str(&body)?;
+            assert_eq!(echo["target"], "/customers?limit=5");
+            assert_eq!(echo["prefix"], "/registration");
+            assert_eq!(echo["body"], "hello");
+            answered_by.push(echo["unit"].as_str().unwrap_or_default().to_owned());
+        }
+        assert_eq!(answered_by, ["one", "one", "two", "two"]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn answers_502_when_no_unit_accepts() -> anyhow::Result<()> {
+        let dead = refused_address()?;
+        let app = router(vec![("registration".into(), vec![dead, dead])]);
+        let (status, body) = send(&app, Method::GET, "/registration/customers/1", "").await?;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        let body: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!(body["error"]["code"], "no-unit-available");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn unknown_service_areas_are_404() -> anyhow::Result<()> {
+        let app = router(vec![("registration".into(), vec![])]);
+        for path in ["/shopping/customers", "/"] {
+            let (status, body) = send(&app, Method::GET, path, "").await?;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            let body: serde_json::Value = serde_json::from_str(&body)?;
+            assert_eq!(body["error"]["code"], "unknown-service-area", "{path}");
+        }
+        Ok(())
+    }
+
+    fn address(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// A loopback address nobody listens on: a port the system just handed out and took back.
+    fn refused_address() -> anyhow::Result<SocketAddr> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Ok(listener.local_addr()?)
+    }
+
+    /// A stand-in unit that answers with what it received, as JSON.
+    async fn echo_unit(name: &'static str) -> anyhow::Result<SocketAddr> {
+        let app = Router::new().fallback(any(move |request: Request| async move {
+            let target = request
+                .uri()
+                .path_and_query()
+                .map(|target| target.as_str().to_owned());
+            let prefix = request
+                .headers()
+                .get("x-forwarded-prefix")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let body = to_bytes(request.into_body(), 1024).await.unwrap_or_default();
+            axum::Json(serde_json::json!({
+                "unit": name,
+                "target": target,
+                "prefix": prefix,
+                "body": String::from_utf8_lossy(&body),
+            }))
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(address)
+    }
+
+    async fn send(
+        app: &Router,
+        method: Method,
+        path: &str,
+        body: &'static str,
+    ) -> anyhow::Result<(StatusCode, String)> {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::from(body))?;
+        let response = app.clone().oneshot(request).await?;
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 64 * 1024).await?;
+        Ok((status, String::from_utf8(body.to_vec())?))
+    }
+}

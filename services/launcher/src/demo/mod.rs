@@ -1,0 +1,305 @@
+//! The embedded demo: every service area's units as separate processes behind a small gateway,
+//! so the whole landscape runs on one machine with `hiscale demo` (or plain `hiscale`).
+//!
+//! This module only orchestrates: it prepares the data directory, the tokens and each service
+//! area's database, lets the [`supervisor`] run the units, puts the [`gateway`] in front of
+//! them, loads the [`sample`] data and waits for Ctrl-C or SIGTERM. Each step lives in its own
+//! submodule.
+
+mod files;
+mod gateway;
+mod iban;
+mod sample;
+mod supervisor;
+mod tokens;
+mod units_file;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+
+use self::gateway::Gateway;
+use self::supervisor::{Supervisor, UnitPlan};
+use self::tokens::Tokens;
+use self::units_file::Role;
+
+/// What `hiscale demo` accepts; `DemoOptions::default()` is what plain `hiscale` runs.
+#[derive(Debug, Clone, Args)]
+pub struct DemoOptions {
+    /// Port of the gateway on 127.0.0.1 (routes `/{sa}/…` to that service area's units).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Where the databases, tokens.json, units.json and the unit configurations live.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// How many generated customers to load when the registration database is empty.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SAMPLE)]
+    pub sample: usize,
+    /// Keep each service area in its own database on this PostgreSQL server (created when
+    /// missing) instead of SQLite files, e.g. `postgres://app@127.0.0.1:5432/`.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            port: DEFAULT_PORT,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            sample: DEFAULT_SAMPLE,
+            postgres: None,
+        }
+    }
+}
+
+/// Runs the demo until Ctrl-C or SIGTERM, then stops the gateway and every unit cleanly.
+pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+    // Listen for the stop signals before anything starts, so that Ctrl-C during a slow start
+    // (waiting for health, loading the sample) still shuts the units down in order.
+    let stop = stop_requested()?;
+    tokio::pin!(stop);
+
+    let data_dir = prepare_data_dir(&options.data_dir)?;
+    let tokens = Tokens::load_or_create(&data_dir.join(TOKENS_FILE))?;
+    let plans = plan_units(&data_dir, options.postgres.as_deref(), &tokens).await?;
+    let executable = std::env::current_exe().context("cannot find the hiscale executable")?;
+    let mut supervisor = Supervisor::new(supervisor::Options {
+        executable,
+        data_dir: data_dir.clone(),
+        units: plans,
+    })?;
+
+    let started = tokio::select! {
+        started = start(&mut supervisor, &options, &tokens) => Some(started),
+        () = &mut stop => None,
+    };
+    match started {
+        Some(Ok(gateway)) => {
+            print_summary(&options, &supervisor, gateway.address());
+            (&mut stop).await;
+            tracing::info!("stopping the demo");
+            // The units finish what they are serving when they get SIGTERM, so the gateway's
+            // requests in flight can end while both stop together.
+            tokio::join!(gateway.shutdown(), supervisor.shutdown());
+            Ok(())
+        }
+        Some(Err(error)) => {
+            supervisor.shutdown().await;
+            Err(error)
+        }
+        None => {
+            tracing::info!("stop requested while starting; stopping the demo");
+            supervisor.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+/// One service area of the demo landscape. Adding login, shop and billing is one row each.
+struct ServiceArea {
+    name: &'static str,
+    units: usize,
+    role: Role,
+}
+
+const SERVICE_AREAS: &[ServiceArea] = &[ServiceArea {
+    name: "registration",
+    units: 2,
+    role: Role::Owner,
+}];
+
+const DEFAULT_PORT: u16 = 8080;
+const DEFAULT_DATA_DIR: &str = "./data";
+const DEFAULT_SAMPLE: usize = 200;
+const TOKENS_FILE: &str = "tokens.json";
+/// How long a unit may take from spawn to its first `PASS`.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Brings the landscape up: units healthy, gateway listening, sample data loaded.
+async fn start(
+    supervisor: &mut Supervisor,
+    options: &DemoOptions,
+    tokens: &Tokens,
+) -> anyhow::Result<Gateway> {
+    supervisor.start(HEALTH_TIMEOUT).await?;
+    let areas = SERVICE_AREAS
+        .iter()
+        .map(|area| (area.name.to_owned(), supervisor.addresses_of(area.name)))
+        .collect();
+    let gateway_address = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
+    let gateway = Gateway::start(gateway_address, areas).await?;
+    let registration_database = supervisor
+        .database_of("registration")
+        .context("the demo has no registration service area")?;
+    let database_label = match options.postgres {
+        Some(_) => "the PostgreSQL database hiscale_registration".to_owned(),
+        None => options.data_dir.display().to_string(),
+    };
+    sample::ensure(sample::Options {
+        gateway: format!("http://{}", gateway.address()),
+        database: registration_database,
+        database_label,
+        admin_token: tokens.admin.clone(),
+        count: options.sample,
+    })
+    .await?;
+    Ok(gateway)
+}
+
+/// Creates the data directory when missing and returns its absolute form, which every unit
+/// configuration and database URL uses so they do not depend on the units' working directory.
+fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))
+}
+
+/// Decides every unit's name, database and callers, one service area after the other.
+async fn plan_units(
+    data_dir: &Path,
+    postgres: Option<&str>,
+    tokens: &Tokens,
+) -> anyhow::Result<Vec<UnitPlan>> {
+    let mut plans = Vec::new();
+    for area in SERVICE_AREAS {
+        let database = database_url(data_dir, postgres, area.name).await?;
+        for number in 1..=area.units {
+            plans.push(UnitPlan {
+                sa: area.name.to_owned(),
+                unit: format!("{}-{number}", area.name),
+                role: area.role,
+                database: database.clone(),
+                callers: tokens.callers(),
+            });
+        }
+    }
+    Ok(plans)
+}
+
+/// The database a service area's units share: `DIR/{sa}.db`, or `hiscale_{sa}` on the
+/// PostgreSQL server given with `--postgres` (created there when missing).
+async fn database_url(
+    data_dir: &Path,
+    postgres: Option<&str>,
+    sa: &str,
+) -> anyhow::Result<String> {
+    if let Some(server) = postgres {
+        let name = format!("hiscale_{sa}");
+        return hiscale::store::ensure_postgres_database(server, &name)
+            .await
+            .with_context(|| format!("cannot prepare the database {name} on {server}"));
+    }
+    let file = data_dir.join(format!("{sa}.db"));
+    let Some(path) = file.to_str() else {
+        bail!("the data directory path {} is not UTF-8", data_dir.display());
+    };
+    if path.contains(['?', '#']) {
+        bail!("the data directory path {path} cannot be written as a database URL");
+    }
+    // The store creates a missing SQLite file itself (`Store::connect` adds `mode=rwc`).
+    Ok(format!("sqlite://{path}"))
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM, whichever comes first.
+fn stop_requested() -> anyhow::Result<impl Future<Output = ()>> {
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => {
+                if let Err(error) = interrupted {
+                    tracing::warn!("cannot listen for Ctrl-C, only SIGTERM stops the demo: {error}");
+                    terminate.recv().await;
+                }
+            }
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+/// Tells the person at the terminal where everything is and how to try it.
+fn print_summary(options: &DemoOptions, supervisor: &Supervisor, gateway: SocketAddr) {
+    let tokens_path = options.data_dir.join(TOKENS_FILE);
+    let units = supervisor.units();
+    let width = units
+        .iter()
+        .map(|unit| unit.unit.len())
+        .chain(["gateway".len()])
+        .max()
+        .unwrap_or_default();
+    println!();
+    println!("HiScale REST demo is running.");
+    println!("  {:width$}  http://{gateway}/{{sa}}/…", "gateway");
+    for unit in &units {
+        println!("  {:width$}  {}  pid {}", unit.unit, unit.url, unit.pid);
+    }
+    println!("  {:width$}  {}", "tokens", tokens_path.display());
+    println!(
+        "  {:width$}  {}",
+        "units",
+        options.data_dir.join(units_file::FILE_NAME).display()
+    );
+    println!();
+    println!("Read customer 1 through the gateway:");
+    println!(
+        "  curl -H \"Authorization: Bearer $(jq -r .admin {})\" \\\n       -H 'Accept: {}' \\\n       http://{gateway}/registration/customers/1",
+        shell_word(&tokens_path.display().to_string()),
+        sample::MEDIA_TYPE,
+    );
+    println!();
+    println!("Press Ctrl-C to stop.");
+}
+
+/// Quotes a word for a POSIX shell only when it needs it, so the usual `data/tokens.json`
+/// stays readable in the printed example.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: DemoOptions,
+    }
+
+    #[test]
+    fn defaults_match_the_command_line_defaults() -> anyhow::Result<()> {
+        let parsed = Cli::try_parse_from(["hiscale"])?.options;
+        let default = DemoOptions::default();
+        assert_eq!(parsed.port, default.port);
+        assert_eq!(parsed.data_dir, default.data_dir);
+        assert_eq!(parsed.sample, default.sample);
+        assert_eq!(parsed.postgres, default.postgres);
+        Ok(())
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        fn check(word: &str, expected: &str) {
+            assert_eq!(shell_word(word), expected, "{word}");
+        }
+        check("./data/tokens.json", "./data/tokens.json");
+        check("my data/tokens.json", "'my data/tokens.json'");
+        check("it's/tokens.json", r"'it'\''s/tokens.json'");
+    }
+}

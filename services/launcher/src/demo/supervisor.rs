@@ -1,0 +1,444 @@
+//! Runs each unit of the demo as its own `hiscale serve` process and keeps it running: a unit
+//! that dies is restarted, so a demo user can kill one and watch its peer take over and the
+//! killed one come back.
+//!
+//! The supervisor writes each unit's configuration, picks its port once (a restarted unit
+//! comes back at the same address, which the gateway knows), waits for `/health` to say
+//! `PASS`, keeps `units.json` current and stops every unit with SIGTERM (SIGKILL after a
+//! grace period) when the demo ends.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hiscale::config::{CallerConfig, Limits, UnitConfig};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::files;
+use super::units_file::{Role, UnitEntry, UnitsFile};
+
+/// What the supervisor runs and where it keeps its files.
+#[derive(Debug)]
+pub struct Options {
+    /// The `hiscale` binary; units run as `hiscale serve --config FILE`.
+    pub executable: PathBuf,
+    /// Absolute data directory: `units/*.toml` and `units.json` go there.
+    pub data_dir: PathBuf,
+    pub units: Vec<UnitPlan>,
+}
+
+/// One unit to run.
+#[derive(Debug, Clone)]
+pub struct UnitPlan {
+    pub sa: String,
+    pub unit: String,
+    pub role: Role,
+    /// The database URL every unit of the service area shares.
+    pub database: String,
+    pub callers: Vec<CallerConfig>,
+}
+
+/// The running units; dropping it kills them (`kill_on_drop`), [`Supervisor::shutdown`] stops
+/// them gracefully.
+pub struct Supervisor {
+    executable: Arc<Path>,
+    units: Vec<Arc<UnitProcess>>,
+    units_file: Arc<Mutex<UnitsFile>>,
+    stopping: watch::Sender<bool>,
+    watchers: JoinSet<()>,
+    health_client: reqwest::Client,
+}
+
+impl Supervisor {
+    /// Writes every unit's configuration (mode 0600: it holds the tokens) with a free loopback
+    /// port; starts nothing yet.
+    pub fn new(options: Options) -> anyhow::Result<Self> {
+        let config_dir = options.data_dir.join("units");
+        std::fs::create_dir_all(&config_dir)
+            .with_context(|| format!("cannot create {}", config_dir.display()))?;
+        let addresses = free_loopback_addresses(options.units.len())?;
+        let mut units = Vec::with_capacity(options.units.len());
+        let mut entries = Vec::with_capacity(options.units.len());
+        for (plan, address) in options.units.into_iter().zip(addresses) {
+            let config_path = config_dir.join(format!("{}.toml", plan.unit));
+            let config = UnitConfig {
+                sa: plan.sa.clone(),
+                unit: plan.unit.clone(),
+                listen: address,
+                database: plan.database.clone(),
+                zone: None,
+                limits: Limits::default(),
+                callers: plan.callers,
+            };
+            let text = toml::to_string(&config)
+                .with_context(|| format!("cannot serialize the configuration of {}", plan.unit))?;
+            files::write_atomically(&config_path, text.as_bytes(), files::PRIVATE)?;
+            entries.push(UnitEntry {
+                sa: plan.sa.clone(),
+                unit: plan.unit.clone(),
+                pid: 0,
+                url: format!("http://{address}"),
+                role: plan.role,
+            });
+            units.push(Arc::new(UnitProcess {
+                sa: plan.sa,
+                name: plan.unit,
+                address,
+                config_path,
+                database: plan.database,
+                exits: AtomicU32::new(0),
+            }));
+        }
+        let health_client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(HEALTH_REQUEST_TIMEOUT)
+            .build()
+            .context("cannot build the HTTP client for health checks")?;
+        Ok(Self {
+            executable: Arc::from(options.executable),
+            units,
+            units_file: Arc::new(Mutex::new(UnitsFile::new(&options.data_dir, entries))),
+            stopping: watch::Sender::new(false),
+            watchers: JoinSet::new(),
+            health_client,
+        })
+    }
+
+    /// Starts every unit and waits until each one's `/health` says `PASS`.
+    ///
+    /// The first unit of each service area starts alone, so that it alone prepares (migrates)
+    /// the database the others then share; the rest follow once it is healthy.
+    pub async fn start(&mut self, health_timeout: Duration) -> anyhow::Result<()> {
+        let (first, rest): (Vec<_>, Vec<_>) = self
+            .units
+            .iter()
+            .cloned()
+            .enumerate()
+            .partition(|(index, unit)| {
+                self.units[..*index]
+                    .iter()
+                    .all(|earlier| earlier.sa != unit.sa)
+            });
+        for stage in [first, rest] {
+            let stage: Vec<_> = stage.into_iter().map(|(_, unit)| unit).collect();
+            for unit in &stage {
+                self.launch(unit)?;
+            }
+            self.wait_healthy(&stage, health_timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// The loopback addresses of a service area's units, for the gateway.
+    pub fn addresses_of(&self, sa: &str) -> Vec<SocketAddr> {
+        self.units
+            .iter()
+            .filter(|unit| unit.sa == sa)
+            .map(|unit| unit.address)
+            .collect()
+    }
+
+    /// The database URL a service area's units share.
+    pub fn database_of(&self, sa: &str) -> Option<String> {
+        self.units
+            .iter()
+            .find(|unit| unit.sa == sa)
+            .map(|unit| unit.database.clone())
+    }
+
+    /// Every unit as `units.json` lists it, with its current process id.
+    pub fn units(&self) -> Vec<UnitEntry> {
+        lock(&self.units_file).entries()
+    }
+
+    /// Sends SIGTERM to every unit, SIGKILL to those still running after a grace period, waits
+    /// for all of them and removes `units.json`.
+    pub async fn shutdown(mut self) {
+        self.stopping.send_replace(true);
+        while let Some(outcome) = self.watchers.join_next().await {
+            if let Err(error) = outcome {
+                tracing::error!("a unit watcher failed: {error}");
+            }
+        }
+        if let Err(error) = lock(&self.units_file).remove() {
+            tracing::warn!("{error:#}");
+        }
+    }
+
+    /// Spawns `unit`'s process and a task that restarts it until the demo stops.
+    fn launch(&mut self, unit: &Arc<UnitProcess>) -> anyhow::Result<()> {
+        let child = spawn(&self.executable, unit)?;
+        record_pid(&self.units_file, unit, &child)?;
+        tracing::info!(unit = %unit.name, pid = child.id(), "started unit on {}", unit.address);
+        self.watchers.spawn(supervise(
+            child,
+            Arc::clone(unit),
+            Arc::clone(&self.executable),
+            Arc::clone(&self.units_file),
+            self.stopping.subscribe(),
+        ));
+        Ok(())
+    }
+
+    /// Polls every unit's `/health` until each has said `PASS`; fails naming the first unit
+    /// that has not by the deadline.
+    async fn wait_healthy(
+        &self,
+        units: &[Arc<UnitProcess>],
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut checks = JoinSet::new();
+        for unit in units {
+            checks.spawn(wait_until_healthy(
+                self.health_client.clone(),
+                Arc::clone(unit),
+                deadline,
+            ));
+        }
+        while let Some(outcome) = checks.join_next().await {
+            outcome.context("a health check task failed")??;
+        }
+        Ok(())
+    }
+}
+
+/// How long a unit has to stop after SIGTERM before it gets SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// The pause before the first restart of a unit that died.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest pause between restarts of a unit that keeps dying.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A unit that ran at least this long before dying counts as healthy again: its next restart
+/// waits only [`FIRST_BACKOFF`].
+const STABLE_RUN: Duration = Duration::from_secs(10);
+/// One health request; a unit that needs longer is not ready.
+const HEALTH_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+const HEALTH_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What the supervisor knows about one unit, shared with the task that watches it.
+struct UnitProcess {
+    sa: String,
+    name: String,
+    address: SocketAddr,
+    config_path: PathBuf,
+    database: String,
+    /// How often the unit died while the demo ran, for a clearer startup error.
+    exits: AtomicU32,
+}
+
+/// Picks `count` distinct free ports on 127.0.0.1 by letting the system choose, holding every
+/// listener until all are chosen so no two units get the same one.
+fn free_loopback_addresses(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot find a free port on 127.0.0.1")?;
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr())
+        .collect::<Result<_, _>>()
+        .context("cannot read the address of a free port")
+}
+
+fn spawn(executable: &Path, unit: &UnitProcess) -> anyhow::Result<Child> {
+    Command::new(executable)
+        .arg("serve")
+        .arg("--config")
+        .arg(&unit.config_path)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start unit {} ({})", unit.name, executable.display()))
+}
+
+fn record_pid(
+    units_file: &Mutex<UnitsFile>,
+    unit: &UnitProcess,
+    child: &Child,
+) -> anyhow::Result<()> {
+    let Some(pid) = child.id() else {
+        bail!("unit {} exited before its pid could be read", unit.name);
+    };
+    lock(units_file).set_pid(&unit.name, pid)
+}
+
+/// Keeps one unit running until the demo stops, then stops it.
+///
+/// A unit that exits while the demo runs is restarted after a backoff that doubles while it
+/// keeps dying quickly. The backoff comes before the warning: Ctrl-C in a terminal reaches the
+/// units too, and by the time the pause is over the demo has noticed that it is stopping, so a
+/// normal stop is not reported as a crash.
+async fn supervise(
+    mut child: Child,
+    unit: Arc<UnitProcess>,
+    executable: Arc<Path>,
+    units_file: Arc<Mutex<UnitsFile>>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let started_at = Instant::now();
+        let status = tokio::select! {
+            status = child.wait() => status,
+            () = stop_requested(&mut stopping) => {
+                stop(&mut child, &unit.name).await;
+                return;
+            }
+        };
+        unit.exits.fetch_add(1, Ordering::Relaxed);
+        if started_at.elapsed() >= STABLE_RUN {
+            backoff = FIRST_BACKOFF;
+        }
+        loop {
+            if pause_unless_stopping(backoff, &mut stopping).await.is_break() {
+                return;
+            }
+            match &status {
+                Ok(status) => tracing::warn!(unit = %unit.name, "unit {}; restarting it", describe(*status)),
+                Err(error) => tracing::warn!(unit = %unit.name, "lost track of the unit ({error}); restarting it"),
+            }
+            backoff = next_backoff(backoff);
+            match spawn(&executable, &unit) {
+                Ok(restarted) => {
+                    child = restarted;
+                    break;
+                }
+                Err(error) => tracing::error!(unit = %unit.name, "{error:#}"),
+            }
+        }
+        match record_pid(&units_file, &unit, &child) {
+            Ok(()) => tracing::info!(unit = %unit.name, pid = child.id(), "restarted unit"),
+            Err(error) => tracing::warn!(unit = %unit.name, "{error:#}"),
+        }
+    }
+}
+
+/// Sleeps for `pause`; breaks early when the demo starts stopping.
+async fn pause_unless_stopping(
+    pause: Duration,
+    stopping: &mut watch::Receiver<bool>,
+) -> std::ops::ControlFlow<()> {
+    tokio::select! {
+        () = tokio::time::sleep(pause) => std::ops::ControlFlow::Continue(()),
+        () = stop_requested(stopping) => std::ops::ControlFlow::Break(()),
+    }
+}
+
+/// Completes once the demo is stopping (or the supervisor is gone, which means the same).
+async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped at once: holding it across an await would make
+    // the watcher task not `Send`.
+    let _ = stopping.wait_for(|stopping| *stopping).await;
+}
+
+/// SIGTERM, then SIGKILL if the unit is still running after [`STOP_GRACE`].
+async fn stop(child: &mut Child, name: &str) {
+    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+        // The unit may have exited on its own a moment ago (Ctrl-C reaches it too); then there
+        // is nobody to signal and waiting below collects its status.
+        if let Err(error) = kill(Pid::from_raw(pid), Signal::SIGTERM) {
+            tracing::debug!(unit = %name, "cannot send SIGTERM: {error}");
+        }
+    }
+    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(Ok(status)) => tracing::info!(unit = %name, "unit stopped ({status})"),
+        Ok(Err(error)) => tracing::warn!(unit = %name, "cannot wait for the unit: {error}"),
+        Err(_) => {
+            tracing::warn!(unit = %name, "unit still running {STOP_GRACE:?} after SIGTERM; killing it");
+            if let Err(error) = child.kill().await {
+                tracing::warn!(unit = %name, "cannot kill the unit: {error}");
+            }
+        }
+    }
+}
+
+/// Polls one unit's `/health` until it answers `200 PASS` or the deadline passes.
+async fn wait_until_healthy(
+    client: reqwest::Client,
+    unit: Arc<UnitProcess>,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let url = format!("http://{}/health", unit.address);
+    loop {
+        let last_answer = match client.get(&url).send().await {
+            Ok(response) => {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                if status == reqwest::StatusCode::OK && body.starts_with("PASS") {
+                    tracing::info!(unit = %unit.name, "unit is healthy");
+                    return Ok(());
+                }
+                format!("{status}: {}", body.trim())
+            }
+            Err(error) => error.to_string(),
+        };
+        if Instant::now() >= deadline {
+            let exits = unit.exits.load(Ordering::Relaxed);
+            let exits = match exits {
+                0 => String::new(),
+                1 => "; it exited once, see its log above".to_owned(),
+                n => format!("; it exited {n} times, see its log above"),
+            };
+            bail!(
+                "unit {} did not report PASS on {url} in time (last answer: {last_answer}){exits}",
+                unit.name
+            );
+        }
+        tokio::time::sleep(HEALTH_POLL_INTERVAL).await;
+    }
+}
+
+fn next_backoff(current: Duration) -> Duration {
+    (current * 2).min(MAX_BACKOFF)
+}
+
+fn describe(status: ExitStatus) -> String {
+    match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => format!("ended ({status})"),
+    }
+}
+
+/// The units file is only ever replaced whole, so a panic elsewhere cannot have left it half
+/// changed: a poisoned lock is still safe to use.
+fn lock(units_file: &Mutex<UnitsFile>) -> std::sync::MutexGuard<'_, UnitsFile> {
+    units_file.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let mut backoff = FIRST_BACKOFF;
+        let mut seen = vec![backoff];
+        for _ in 0..5 {
+            backoff = next_backoff(backoff);
+            seen.push(backoff);
+        }
+        let expected = [500, 1000, 2000, 4000, 5000, 5000].map(Duration::from_millis);
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn free_addresses_are_distinct_loopback_ports() -> anyhow::Result<()> {
+        let addresses = free_loopback_addresses(4)?;
+        let mut ports: Vec<_> = addresses.iter().map(SocketAddr::port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 4);
+        assert!(addresses.iter().all(|address| address.ip().is_loopback()));
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! The demo's bearer tokens, kept in `DIR/tokens.json` so that scripts written against one run
+//! keep working on the next: the file is created once and reused while it exists.
+
+use std::path::Path;
+
+use anyhow::Context;
+use hiscale::config::CallerConfig;
+use serde::{Deserialize, Serialize};
+
+use super::files;
+
+/// A token for the operator and one for each consuming service area (the contract's demo
+/// grants); this is exactly the JSON object in `tokens.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    pub admin: String,
+    pub login: String,
+    pub shop: String,
+    pub billing: String,
+}
+
+impl Tokens {
+    /// Reads the tokens from `path`, or creates fresh random ones there (mode 0600) when the
+    /// file does not exist yet.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
+        match std::fs::read(path) {
+            Ok(text) => serde_json::from_slice(&text).with_context(|| {
+                format!(
+                    "{} is not a valid tokens file; remove it to get new tokens",
+                    path.display()
+                )
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let tokens = Self::random()?;
+                let mut text = serde_json::to_vec_pretty(&tokens)
+                    .context("cannot serialize the tokens")?;
+                text.push(b'\n');
+                files::write_atomically(path, &text, files::PRIVATE)?;
+                tracing::info!("created new bearer tokens in {}", path.display());
+                Ok(tokens)
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Every caller a unit of the demo accepts, with its grant.
+    pub fn callers(&self) -> Vec<CallerConfig> {
+        [
+            ("admin", &self.admin, "operator"),
+            ("login", &self.login, "~account"),
+            ("shop", &self.shop, "~person~address.home"),
+            ("billing", &self.billing, "~person~address.bill~bankaccount"),
+        ]
+        .into_iter()
+        .map(|(name, token, grant)| CallerConfig {
+            name: name.to_owned(),
+            token: token.clone(),
+            grant: grant.to_owned(),
+        })
+        .collect()
+    }
+
+    fn random() -> anyhow::Result<Self> {
+        Ok(Self {
+            admin: random_token()?,
+            login: random_token()?,
+            shop: random_token()?,
+            billing: random_token()?,
+        })
+    }
+}
+
+/// 32 bytes from the operating system's generator, as 64 lowercase hex digits.
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0_u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|error| anyhow::anyhow!("cannot get random bytes for a token: {error}"))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::super::files::testing::ScratchDir;
+    use super::*;
+
+    #[test]
+    fn creates_private_random_tokens_once_and_reuses_them() -> anyhow::Result<()> {
+        let scratch = ScratchDir::new()?;
+        let path = scratch.path().join("tokens.json");
+        let created = Tokens::load_or_create(&path)?;
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        for token in [&created.admin, &created.login, &created.shop, &created.billing] {
+            assert_eq!(token.len(), 64);
+            assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+        }
+        assert_ne!(created.admin, created.login);
+
+        let reused = Tokens::load_or_create(&path)?;
+        assert_eq!(reused, created);
+        Ok(())
+    }
+
+    #[test]
+    fn a_broken_file_is_an_error_not_silently_replaced() -> anyhow::Result<()> {
+        let scratch = ScratchDir::new()?;
+        let path = scratch.path().join("tokens.json");
+        std::fs::write(&path, "{\"admin\": 1}")?;
+        assert!(Tokens::load_or_create(&path).is_err());
+        assert_eq!(std::fs::read_to_string(&path)?, "{\"admin\": 1}");
+        Ok(())
+    }
+
+    #[test]
+    fn grants_follow_the_contract() {
+        let tokens = Tokens {
+            admin: "a".into(),
+            login: "l".into(),
+            shop: "s".into(),
+            billing: "b".into(),
+        };
+        let grants: Vec<_> = tokens
+            .callers()
+            .into_iter()
+            .map(|caller| (caller.name, caller.token, caller.grant))
+            .collect();
+        let expected = [
+            ("admin", "a", "operator"),
+            ("login", "l", "~account"),
+            ("shop", "s", "~person~address.home"),
+            ("billing", "b", "~person~address.bill~bankaccount"),
+        ]
+        .map(|(name, token, grant)| (name.to_owned(), token.to_owned(), grant.to_owned()));
+        assert_eq!(grants, expected);
+    }
+}
