@@ -1,1 +1,8 @@
-fn main(){}
+//! Integration tests: the registration SA on SQLite and PostgreSQL, in-process and as real
+//! unit processes.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod concurrency;
+mod errors;
+mod operations;
+mod resource;

@@ -1,1 +1,249 @@
-//! placeholder
+//! Test harness: fresh databases on both backends, the registration app in-process, and real
+//! unit processes of the `hiscale` binary.
+//!
+//! PostgreSQL comes from `scripts/test`, which starts a throwaway cluster and exports its URL
+//! as `HISCALE_TEST_POSTGRES`. Without it the PostgreSQL variants fail loudly: they are never
+//! silently skipped.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+pub mod process;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use hiscale::config::{CallerConfig, Limits, UnitConfig};
+
+/// Runs a test body once per backend: `both_backends!(name, |backend| async move { … })`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)($crate::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                ($body)($crate::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database only this test uses; SQLite files are removed when it is dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Tokens every test landscape uses.
+pub const ADMIN: &str = "test-admin-token-0123456789";
+pub const LOGIN: &str = "test-login-token-0123456789";
+pub const SHOP: &str = "test-shop-token-0123456789";
+pub const BILLING: &str = "test-billing-token-0123456789";
+
+/// The callers of the demo: operator, and one grant per consuming SA.
+pub fn callers() -> Vec<CallerConfig> {
+    [
+        ("admin", ADMIN, "operator"),
+        ("login", LOGIN, "~account"),
+        ("shop", SHOP, "~person~address.home"),
+        ("billing", BILLING, "~person~address.bill~bankaccount"),
+    ]
+    .into_iter()
+    .map(|(name, token, grant)| CallerConfig {
+        name: name.into(),
+        token: token.into(),
+        grant: grant.into(),
+    })
+    .collect()
+}
+
+/// Creates an empty database on `backend`.
+pub async fn fresh_database(backend: Backend) -> TestDatabase {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let unique = format!(
+        "{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let url = format!("sqlite://{}/registration.db", dir.path().display());
+            TestDatabase { url, _dir: Some(dir) }
+        }
+        Backend::Postgres => {
+            let server = postgres_server();
+            let url = hiscale::store::ensure_postgres_database(&server, &format!("hs_test_{unique}"))
+                .await
+                .expect("create a test database");
+            TestDatabase { url, _dir: None }
+        }
+    }
+}
+
+/// The throwaway PostgreSQL server of `scripts/test`.
+pub fn postgres_server() -> String {
+    std::env::var("HISCALE_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "HISCALE_TEST_POSTGRES is not set: run the tests with scripts/test, which starts a \
+             throwaway PostgreSQL cluster (PostgreSQL tests are never skipped)"
+        )
+    })
+}
+
+/// A unit configuration for the registration SA on `database`.
+pub fn unit_config(unit: &str, database: &str, listen: std::net::SocketAddr) -> UnitConfig {
+    UnitConfig {
+        sa: registration::NAME.into(),
+        unit: unit.into(),
+        listen,
+        database: database.into(),
+        zone: None,
+        limits: Limits::default(),
+        callers: callers(),
+    }
+}
+
+/// The registration app in-process (no socket), on a fresh database.
+pub struct TestApp {
+    pub router: Router,
+    pub state: hiscale::http::AppState,
+    pub database: TestDatabase,
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Self {
+        let database = fresh_database(backend).await;
+        let config = unit_config("registration-test", &database.url, ([127, 0, 0, 1], 0).into());
+        let state = hiscale::unit::state(&config, registration::service_area())
+            .await
+            .expect("unit state");
+        let router = hiscale::http::app(state.clone());
+        Self { router, state, database }
+    }
+
+    /// Sends one request and returns status, headers and body text.
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.expect("infallible service");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// How many live customers the store holds.
+    pub async fn store_count(&self) -> u64 {
+        self.state.store().count_resources("customers").await.expect("count")
+    }
+
+    /// The collection's newest version: unchanged means nothing was written.
+    pub async fn current_version(&self) -> i64 {
+        self.state.store().current_version("customers").await.expect("version").get()
+    }
+}
+
+/// A response, read completely.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+    }
+
+    /// The stable error code of an error body, XML or JSON.
+    pub fn error_code(&self) -> String {
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&self.body) {
+            return value["error"]["code"].as_str().unwrap_or_default().to_owned();
+        }
+        self.body
+            .split("<code>")
+            .nth(1)
+            .and_then(|rest| rest.split("</code>").next())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// A request builder with the common headers.
+pub fn request(method: &str, uri: &str) -> axum::http::request::Builder {
+    Request::builder().method(method).uri(uri)
+}
+
+/// The design's example customer as a client writes it (password instead of hash).
+pub const EXAMPLE_CUSTOMER_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<customer>
+  <account><login>owronka</login><password>geheim-1234</password></account>
+  <person type="natural"><salutation>MR</salutation><firstname>Oliver</firstname><lastname>Wronka</lastname></person>
+  <addresses>
+    <address type="home"><street>Rheinweg 86</street><zip>53129</zip><city>Bonn</city></address>
+    <address type="bill"><street>Kurfürstenallee 5</street><zip>53177</zip><city>Bonn</city></address>
+  </addresses>
+  <bankaccount><owner>Oliver Wronka</owner><iban>DE89370400440532013000</iban><bic>COLSDE55XXX</bic></bankaccount>
+</customer>"#;
+
+/// A customer in JSON with a login made from `n`.
+pub fn customer_json(n: u64) -> String {
+    serde_json::json!({
+        "account": {"login": format!("user{n:06}"), "password": "secret-password"},
+        "person": {"type": "natural", "salutation": "MS", "firstname": "Erika", "lastname": format!("Muster{n}")},
+        "addresses": {
+            "home": {"street": format!("Hauptstraße {n}"), "zip": "53111", "city": "Bonn"},
+            "bill": {"street": "Postfach 1", "zip": "53112", "city": "Bonn"}
+        },
+        "bankaccount": {"owner": "Erika Muster", "iban": "DE89370400440532013000"}
+    })
+    .to_string()
+}
+
+pub const XML: &str = "application/vnd.registration.v1+xml";
+pub const JSON: &str = "application/vnd.registration.v1+json";
+
+/// Creates a customer through the app and returns its id.
+pub async fn create_customer(app: &TestApp, body: &str, content_type: &str) -> String {
+    let reply = app
+        .send(
+            request("POST", "/customers")
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .header("content-type", content_type)
+                .header("accept", JSON)
+                .body(Body::from(body.to_owned()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.json()["id"].as_str().unwrap().to_owned()
+}

@@ -34,8 +34,7 @@ pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Resu
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", temporary.display()))?;
-    std::fs::rename(temporary, path)
-        .with_context(|| format!("cannot replace {}", path.display()))
+    std::fs::rename(temporary, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
 #[cfg(test)]
@@ -85,7 +84,10 @@ mod tests {
         write_atomically(&path, b"old", PUBLIC)?;
         write_atomically(&path, b"new", PRIVATE)?;
         assert_eq!(std::fs::read(&path)?, b"new");
-        assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, PRIVATE);
+        assert_eq!(
+            std::fs::metadata(&path)?.permissions().mode() & 0o777,
+            PRIVATE
+        );
         assert!(!scratch.path().join("file.json.tmp").exists());
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The demo's stand-in for HAProxy (`deploy/haproxy/haproxy.cfg`): `/{sa}/rest` goes round
 //! robin to that service area's units as `/rest`, with `X-Forwarded-Prefix: /{sa}` so the
-//! units build `Location` headers that work through the gateway.
+//! units build `Location` headers that work through the gateway, and the client's address in
+//! `X-Forwarded-For`.
 //!
 //! It stays deliberately small: it streams bodies both ways, skips a unit that refuses the
 //! connection (the request was never sent, so trying the next one is safe) and answers `502`
@@ -17,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{CONTENT_TYPE, HeaderName};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -42,15 +43,20 @@ impl Gateway {
         address: SocketAddr,
         areas: Vec<(String, Vec<SocketAddr>)>,
     ) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {
-            format!("the gateway cannot listen on {address} (is a demo already running? try --port)")
-        })?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| {
+                format!(
+                    "the gateway cannot listen on {address} (is a demo already running? try --port)"
+                )
+            })?;
         let address = listener
             .local_addr()
             .context("cannot read the gateway's address")?;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router(areas))
+            let app = router(areas).into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     // A dropped sender means the same as a sent stop.
                     let _ = stopped.await;
@@ -161,6 +167,10 @@ fn router(areas: Vec<(String, Vec<SocketAddr>)>) -> Router {
 
 /// Sends one request to a unit of the service area its path names and relays the answer.
 async fn forward(State(routes): State<Routes>, request: Request) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(client)| client.ip());
     let (parts, body) = request.into_parts();
     let Some((sa, rest)) = split_service_area(parts.uri.path()) else {
         return error(
@@ -188,6 +198,10 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
     if let Ok(prefix) = HeaderValue::try_from(format!("/{sa}")) {
         headers.insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
     }
+    // Like HAProxy's `option forwardfor`: the client's address is added to what came before.
+    if let Some(Ok(client)) = client.map(|client| HeaderValue::try_from(client.to_string())) {
+        headers.append(HeaderName::from_static("x-forwarded-for"), client);
+    }
     let body = SharedBody::new(body);
     for unit in area.attempt_order() {
         let Ok(uri) = Uri::try_from(format!("http://{unit}{target}")) else {
@@ -207,10 +221,12 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
                 tracing::debug!("unit {unit} of {sa} refused the connection: {failure}");
             }
             Err(failure) => {
+                // The same code as HAProxy's answer for a unit that failed mid-request
+                // (deploy/haproxy/haproxy.cfg), so clients see one error either way.
                 tracing::warn!("unit {unit} of {sa} failed to answer: {failure:?}");
                 return error(
                     StatusCode::BAD_GATEWAY,
-                    "unit-failed",
+                    "no-unit-available",
                     format!("the unit of {sa} that took the request failed to answer"),
                 );
             }
@@ -373,7 +389,10 @@ mod tests {
         fn check(path: &str, expected: Option<(&str, &str)>) {
             assert_eq!(split_service_area(path), expected, "{path}");
         }
-        check("/registration/customers/7", Some(("registration", "/customers/7")));
+        check(
+            "/registration/customers/7",
+            Some(("registration", "/customers/7")),
+        );
         check("/registration/", Some(("registration", "/")));
         check("/registration", Some(("registration", "/")));
         check("/", None);
@@ -388,7 +407,13 @@ mod tests {
         let app = router(vec![("registration".into(), vec![dead, one, dead, two])]);
         let mut answered_by = Vec::new();
         for _ in 0..4 {
-            let (status, body) = send(&app, Method::POST, "/registration/customers?limit=5", "hello").await?;
+            let (status, body) = send(
+                &app,
+                Method::POST,
+                "/registration/customers?limit=5",
+                "hello",
+            )
+            .await?;
             assert_eq!(status, StatusCode::OK);
             let echo: serde_json::Value = serde_json::from_str(&body)?;
             assert_eq!(echo["target"], "/customers?limit=5");
@@ -445,7 +470,9 @@ mod tests {
                 .get("x-forwarded-prefix")
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned);
-            let body = to_bytes(request.into_body(), 1024).await.unwrap_or_default();
+            let body = to_bytes(request.into_body(), 1024)
+                .await
+                .unwrap_or_default();
             axum::Json(serde_json::json!({
                 "unit": name,
                 "target": target,

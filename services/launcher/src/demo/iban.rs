@@ -4,7 +4,11 @@
 /// The IBAN of account `account` (at most 10 digits) at the bank with the 8-digit German bank
 /// code `bank_code`: `DE`, two check digits, then the 18-digit BBAN.
 pub fn german(bank_code: u32, account: u64) -> String {
-    let bban = format!("{:08}{:010}", bank_code % 100_000_000, account % 10_000_000_000);
+    let bban = format!(
+        "{:08}{:010}",
+        bank_code % 100_000_000,
+        account % 10_000_000_000
+    );
     // The check digits make the number `BBAN + "DE" + check` leave 1 modulo 97, with the
     // letters spelled as numbers (D = 13, E = 14); computed with check digits 00 first.
     let remainder = mod97(bban.bytes().chain(*b"131400"));
@@ -14,9 +18,9 @@ pub fn german(bank_code: u32, account: u64) -> String {
 
 /// The remainder modulo 97 of the decimal number spelled by `digits` (ASCII), of any length.
 fn mod97(digits: impl IntoIterator<Item = u8>) -> u32 {
-    digits
-        .into_iter()
-        .fold(0, |remainder, digit| (remainder * 10 + u32::from(digit - b'0')) % 97)
+    digits.into_iter().fold(0, |remainder, digit| {
+        (remainder * 10 + u32::from(digit - b'0')) % 97
+    })
 }
 
 #[cfg(test)]

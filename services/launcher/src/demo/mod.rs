@@ -184,11 +184,7 @@ async fn plan_units(
 
 /// The database a service area's units share: `DIR/{sa}.db`, or `hiscale_{sa}` on the
 /// PostgreSQL server given with `--postgres` (created there when missing).
-async fn database_url(
-    data_dir: &Path,
-    postgres: Option<&str>,
-    sa: &str,
-) -> anyhow::Result<String> {
+async fn database_url(data_dir: &Path, postgres: Option<&str>, sa: &str) -> anyhow::Result<String> {
     if let Some(server) = postgres {
         let name = format!("hiscale_{sa}");
         return hiscale::store::ensure_postgres_database(server, &name)
@@ -197,7 +193,10 @@ async fn database_url(
     }
     let file = data_dir.join(format!("{sa}.db"));
     let Some(path) = file.to_str() else {
-        bail!("the data directory path {} is not UTF-8", data_dir.display());
+        bail!(
+            "the data directory path {} is not UTF-8",
+            data_dir.display()
+        );
     };
     if path.contains(['?', '#']) {
         bail!("the data directory path {path} cannot be written as a database URL");
@@ -208,8 +207,7 @@ async fn database_url(
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM, whichever comes first.
 fn stop_requested() -> anyhow::Result<impl Future<Output = ()>> {
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     Ok(async move {
         tokio::select! {
             interrupted = tokio::signal::ctrl_c() => {

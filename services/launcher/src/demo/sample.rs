@@ -226,8 +226,22 @@ const FIRSTNAMES: &[(&str, &str)] = &[
     ("MR", "Paul"),
 ];
 const LASTNAMES: &[&str] = &[
-    "Bauer", "Becker", "Fischer", "Hoffmann", "Koch", "Meyer", "Müller", "Richter", "Schäfer",
-    "Schmidt", "Schneider", "Schulz", "Wagner", "Weber", "Wolf", "Wronka",
+    "Bauer",
+    "Becker",
+    "Fischer",
+    "Hoffmann",
+    "Koch",
+    "Meyer",
+    "Müller",
+    "Richter",
+    "Schäfer",
+    "Schmidt",
+    "Schneider",
+    "Schulz",
+    "Wagner",
+    "Weber",
+    "Wolf",
+    "Wronka",
 ];
 const STREETS: &[&str] = &[
     "Rheinweg",

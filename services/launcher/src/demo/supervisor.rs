@@ -118,16 +118,16 @@ impl Supervisor {
     /// The first unit of each service area starts alone, so that it alone prepares (migrates)
     /// the database the others then share; the rest follow once it is healthy.
     pub async fn start(&mut self, health_timeout: Duration) -> anyhow::Result<()> {
-        let (first, rest): (Vec<_>, Vec<_>) = self
-            .units
-            .iter()
-            .cloned()
-            .enumerate()
-            .partition(|(index, unit)| {
-                self.units[..*index]
-                    .iter()
-                    .all(|earlier| earlier.sa != unit.sa)
-            });
+        let (first, rest): (Vec<_>, Vec<_>) =
+            self.units
+                .iter()
+                .cloned()
+                .enumerate()
+                .partition(|(index, unit)| {
+                    self.units[..*index]
+                        .iter()
+                        .all(|earlier| earlier.sa != unit.sa)
+                });
         for stage in [first, rest] {
             let stage: Vec<_> = stage.into_iter().map(|(_, unit)| unit).collect();
             for unit in &stage {
@@ -300,12 +300,19 @@ async fn supervise(
             backoff = FIRST_BACKOFF;
         }
         loop {
-            if pause_unless_stopping(backoff, &mut stopping).await.is_break() {
+            if pause_unless_stopping(backoff, &mut stopping)
+                .await
+                .is_break()
+            {
                 return;
             }
             match &status {
-                Ok(status) => tracing::warn!(unit = %unit.name, "unit {}; restarting it", describe(*status)),
-                Err(error) => tracing::warn!(unit = %unit.name, "lost track of the unit ({error}); restarting it"),
+                Ok(status) => {
+                    tracing::warn!(unit = %unit.name, "unit {}; restarting it", describe(*status))
+                }
+                Err(error) => {
+                    tracing::warn!(unit = %unit.name, "lost track of the unit ({error}); restarting it")
+                }
             }
             backoff = next_backoff(backoff);
             match spawn(&executable, &unit) {

@@ -33,8 +33,8 @@ impl Tokens {
             }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let tokens = Self::random()?;
-                let mut text = serde_json::to_vec_pretty(&tokens)
-                    .context("cannot serialize the tokens")?;
+                let mut text =
+                    serde_json::to_vec_pretty(&tokens).context("cannot serialize the tokens")?;
                 text.push(b'\n');
                 files::write_atomically(path, &text, files::PRIVATE)?;
                 tracing::info!("created new bearer tokens in {}", path.display());
@@ -93,7 +93,12 @@ mod tests {
         let created = Tokens::load_or_create(&path)?;
         let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        for token in [&created.admin, &created.login, &created.shop, &created.billing] {
+        for token in [
+            &created.admin,
+            &created.login,
+            &created.shop,
+            &created.billing,
+        ] {
             assert_eq!(token.len(), 64);
             assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
         }
