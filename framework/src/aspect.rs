@@ -165,7 +165,8 @@ impl AspectSelector {
             names: declared
                 .iter()
                 .zip(chosen)
-                .filter_map(|(name, keep)| keep.then(|| name.clone()))
+                .filter(|(_, keep)| *keep)
+                .map(|(name, _)| name.clone())
                 .collect(),
         })
     }
@@ -306,10 +307,16 @@ mod tests {
     use super::*;
 
     fn declared() -> Vec<AspectName> {
-        ["account", "person", "address.home", "address.bill", "bankaccount"]
-            .iter()
-            .map(|name| AspectName::parse(name).expect("declared names are valid"))
-            .collect()
+        [
+            "account",
+            "person",
+            "address.home",
+            "address.bill",
+            "bankaccount",
+        ]
+        .iter()
+        .map(|name| AspectName::parse(name).expect("declared names are valid"))
+        .collect()
     }
 
     fn check(input: &str, expected: Result<&str, SelectorError>) {

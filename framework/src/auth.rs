@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, generate_salt, phc::PasswordHash};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, generate_salt, phc::PasswordHash};
 
 use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::config::CallerConfig;
@@ -67,12 +67,13 @@ impl Callers {
             let grant = if caller.grant == "operator" {
                 Grant::Operator
             } else {
-                let selector = AspectSelector::parse(&caller.grant, MAX_GRANT_CHARS).map_err(|source| {
-                    CallerConfigError::Grant {
-                        name: caller.name.clone(),
-                        source,
-                    }
-                })?;
+                let selector =
+                    AspectSelector::parse(&caller.grant, MAX_GRANT_CHARS).map_err(|source| {
+                        CallerConfigError::Grant {
+                            name: caller.name.clone(),
+                            source,
+                        }
+                    })?;
                 Grant::Aspects(selector)
             };
             if caller.token.len() < 16 {
@@ -114,9 +115,11 @@ pub fn hash_password(password: &str) -> Result<(String, String), String> {
 
 /// Checks a clear-text password against a PHC string from [`hash_password`].
 pub fn verify_password(password: &str, pwdhash: &str) -> bool {
-    PasswordHash::new(pwdhash)
-        .ok()
-        .is_some_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    PasswordHash::new(pwdhash).ok().is_some_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -148,8 +151,16 @@ mod tests {
             config("shop", "0123456789abcdef-shop", "~person~address.home"),
         ])
         .expect("valid");
-        assert!(callers.find("0123456789abcdef-admin").is_some_and(Caller::is_operator));
-        assert!(callers.find("0123456789abcdef-shop").is_some_and(|c| !c.is_operator()));
+        assert!(
+            callers
+                .find("0123456789abcdef-admin")
+                .is_some_and(Caller::is_operator)
+        );
+        assert!(
+            callers
+                .find("0123456789abcdef-shop")
+                .is_some_and(|c| !c.is_operator())
+        );
         assert!(callers.find("nope").is_none());
         assert!(Callers::from_config(&[config("x", "short", "operator")]).is_err());
         assert!(Callers::from_config(&[config("x", "0123456789abcdef", "person")]).is_err());

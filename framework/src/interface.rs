@@ -180,7 +180,9 @@ impl Interfaces {
         self.read_states().contains_key(&version)
     }
 
-    fn read_states(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<InterfaceVersion, InterfaceState>> {
+    fn read_states(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<InterfaceVersion, InterfaceState>> {
         // A panic while holding the lock cannot leave the map half-written (single inserts).
         match self.states.read() {
             Ok(states) => states,
@@ -191,7 +193,9 @@ impl Interfaces {
     /// `(version named by the type, format)` for a media type we understand.
     fn classify(&self, media_type: &str) -> Option<(Option<InterfaceVersion>, Format)> {
         match media_type {
-            "application/xml" | "text/xml" | "*/*" | "application/*" => return Some((None, Format::Xml)),
+            "application/xml" | "text/xml" | "*/*" | "application/*" => {
+                return Some((None, Format::Xml));
+            }
             "application/json" => return Some((None, Format::Json)),
             _ => {}
         }
@@ -247,7 +251,11 @@ fn media_ranges(header: &str) -> Vec<MediaRange> {
 mod tests {
     use super::*;
 
-    fn check(accept: Option<&str>, url: Option<u32>, expected: Result<(u32, Format), NegotiationError>) {
+    fn check(
+        accept: Option<&str>,
+        url: Option<u32>,
+        expected: Result<(u32, Format), NegotiationError>,
+    ) {
         let interfaces = Interfaces::new("registration", &[1, 2], 1);
         interfaces.set_state(2, InterfaceState::Active);
         let outcome = interfaces
@@ -265,40 +273,100 @@ mod tests {
         check(Some("application/json"), None, Ok((1, Json)));
         check(Some("application/xml"), None, Ok((1, Xml)));
         check(Some("*/*"), None, Ok((1, Xml)));
-        check(Some("application/vnd.registration.v2+json"), None, Ok((2, Json)));
-        check(Some("application/vnd.registration.v1+xml"), None, Ok((1, Xml)));
+        check(
+            Some("application/vnd.registration.v2+json"),
+            None,
+            Ok((2, Json)),
+        );
+        check(
+            Some("application/vnd.registration.v1+xml"),
+            None,
+            Ok((1, Xml)),
+        );
         check(Some("application/json"), Some(2), Ok((2, Json)));
-        check(Some("application/vnd.registration.v2+json"), Some(2), Ok((2, Json)));
-        check(Some("application/vnd.registration.v2+json"), Some(1), Err(Conflict));
-        check(Some("application/vnd.registration.v9+json"), None, Err(UnknownVersion(9)));
+        check(
+            Some("application/vnd.registration.v2+json"),
+            Some(2),
+            Ok((2, Json)),
+        );
+        check(
+            Some("application/vnd.registration.v2+json"),
+            Some(1),
+            Err(Conflict),
+        );
+        check(
+            Some("application/vnd.registration.v9+json"),
+            None,
+            Err(UnknownVersion(9)),
+        );
         check(Some("application/json"), Some(9), Err(UnknownVersion(9)));
         check(Some("text/html"), None, Err(NotAcceptable));
-        check(Some("application/vnd.shop.v1+json"), None, Err(NotAcceptable));
-        check(Some("application/json;q=0, application/xml"), None, Ok((1, Xml)));
-        check(Some("application/xml;q=0.5, application/json"), None, Ok((1, Json)));
-        check(Some("text/html, application/vnd.registration.v9+xml, application/json;q=0.1"), None, Ok((1, Json)));
+        check(
+            Some("application/vnd.shop.v1+json"),
+            None,
+            Err(NotAcceptable),
+        );
+        check(
+            Some("application/json;q=0, application/xml"),
+            None,
+            Ok((1, Xml)),
+        );
+        check(
+            Some("application/xml;q=0.5, application/json"),
+            None,
+            Ok((1, Json)),
+        );
+        check(
+            Some("text/html, application/vnd.registration.v9+xml, application/json;q=0.1"),
+            None,
+            Ok((1, Json)),
+        );
     }
 
     #[test]
     fn retired_versions_are_gone() {
         let interfaces = Interfaces::new("registration", &[1, 2], 1);
         assert!(interfaces.set_state(1, InterfaceState::Retired));
-        assert_eq!(interfaces.negotiate(None, None), Err(NegotiationError::Retired(1)));
-        assert!(interfaces.negotiate(Some("application/vnd.registration.v2+xml"), None).is_ok());
+        assert_eq!(
+            interfaces.negotiate(None, None),
+            Err(NegotiationError::Retired(1))
+        );
+        assert!(
+            interfaces
+                .negotiate(Some("application/vnd.registration.v2+xml"), None)
+                .is_ok()
+        );
         assert!(!interfaces.set_state(3, InterfaceState::Active));
     }
 
     #[test]
     fn body_types() {
         let interfaces = Interfaces::new("registration", &[1], 1);
-        let check = |content_type: Option<&str>, expected: Result<(u32, Format), NegotiationError>| {
-            assert_eq!(interfaces.body_type(content_type, None), expected, "{content_type:?}");
+        let check = |content_type: Option<&str>,
+                     expected: Result<(u32, Format), NegotiationError>| {
+            assert_eq!(
+                interfaces.body_type(content_type, None),
+                expected,
+                "{content_type:?}"
+            );
         };
-        check(Some("application/json; charset=utf-8"), Ok((1, Format::Json)));
-        check(Some("application/vnd.registration.v1+xml"), Ok((1, Format::Xml)));
-        check(Some("text/plain"), Err(NegotiationError::UnsupportedMediaType));
+        check(
+            Some("application/json; charset=utf-8"),
+            Ok((1, Format::Json)),
+        );
+        check(
+            Some("application/vnd.registration.v1+xml"),
+            Ok((1, Format::Xml)),
+        );
+        check(
+            Some("text/plain"),
+            Err(NegotiationError::UnsupportedMediaType),
+        );
         check(Some("*/*"), Err(NegotiationError::UnsupportedMediaType));
         check(None, Err(NegotiationError::UnsupportedMediaType));
-        check(Some("application/vnd.registration.v4+xml"), Err(NegotiationError::UnknownVersion(4)));
+        check(
+            Some("application/vnd.registration.v4+xml"),
+            Err(NegotiationError::UnknownVersion(4)),
+        );
     }
 }

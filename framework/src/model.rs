@@ -24,7 +24,10 @@ impl ServiceArea {
     /// assert_eq!(sa.name(), "registration");
     /// ```
     pub fn new(name: &str) -> Self {
-        assert!(is_identifier(name), "service area name {name:?} is not a lower-case word");
+        assert!(
+            is_identifier(name),
+            "service area name {name:?} is not a lower-case word"
+        );
         Self {
             name: name.to_owned(),
             owned: Vec::new(),
@@ -58,8 +61,14 @@ pub struct Collection {
 impl Collection {
     /// `name` is the path segment and XML root of the feed, `item` the element of one resource.
     pub fn new(name: &str, item: &str) -> Self {
-        assert!(is_identifier(name), "collection name {name:?} is not a lower-case word");
-        assert!(is_identifier(item), "item name {item:?} is not a lower-case word");
+        assert!(
+            is_identifier(name),
+            "collection name {name:?} is not a lower-case word"
+        );
+        assert!(
+            is_identifier(item),
+            "item name {item:?} is not a lower-case word"
+        );
         Self {
             name: name.to_owned(),
             item: item.to_owned(),
@@ -75,8 +84,16 @@ impl Collection {
 
     /// Declares qualified aspects `family.q` for each qualifier, grouped in XML and JSON
     /// under `container` (`<addresses><address type="home">`).
-    pub fn qualified<A: Aspect>(mut self, family: &str, container: &str, qualifiers: &[&str]) -> Self {
-        assert!(is_identifier(container), "container {container:?} is not a lower-case word");
+    pub fn qualified<A: Aspect>(
+        mut self,
+        family: &str,
+        container: &str,
+        qualifiers: &[&str],
+    ) -> Self {
+        assert!(
+            is_identifier(container),
+            "container {container:?} is not a lower-case word"
+        );
         for qualifier in qualifiers {
             self = self.declare::<A>(&format!("{family}.{qualifier}"), Some(container));
         }

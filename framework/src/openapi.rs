@@ -1,13 +1,15 @@
 //! The OpenAPI document, derived from what the service area declares, so it can never list a
 //! route or an aspect the unit does not have.
 
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, Required,
-    ResponseBuilder,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
+    Required, ResponseBuilder,
 };
 
 use crate::model::{Collection, ServiceArea};
@@ -25,7 +27,11 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
             .property("version", ObjectBuilder::new().schema_type(Type::Integer));
         let mut input = ObjectBuilder::new();
         for aspect in collection.aspects() {
-            let stored = format!("{}_{}", collection.item(), aspect.name.to_string().replace('.', "_"));
+            let stored = format!(
+                "{}_{}",
+                collection.item(),
+                aspect.name.to_string().replace('.', "_")
+            );
             let written = format!("{stored}_input");
             components = components
                 .schema(stored.clone(), aspect.stored_schema())
@@ -66,14 +72,24 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
         .build()
 }
 
-fn collection_paths(paths: PathsBuilder, sa: &ServiceArea, collection: &Collection) -> PathsBuilder {
+fn collection_paths(
+    paths: PathsBuilder,
+    sa: &ServiceArea,
+    collection: &Collection,
+) -> PathsBuilder {
     let media = |format: &str| format!("application/vnd.{}.v1+{format}", sa.name());
     let item_ref = || Ref::from_schema_name(collection.item());
     let body = |status: &str, description: &str| {
         ResponseBuilder::new()
             .description(format!("{status}: {description}"))
-            .content(media("xml"), ContentBuilder::new().schema(Some(item_ref())).build())
-            .content(media("json"), ContentBuilder::new().schema(Some(item_ref())).build())
+            .content(
+                media("xml"),
+                ContentBuilder::new().schema(Some(item_ref())).build(),
+            )
+            .content(
+                media("json"),
+                ContentBuilder::new().schema(Some(item_ref())).build(),
+            )
     };
     let plain = |description: &str| ResponseBuilder::new().description(description);
     let path_parameter = |name: &str| {
@@ -93,13 +109,19 @@ fn collection_paths(paths: PathsBuilder, sa: &ServiceArea, collection: &Collecti
     let name = collection.name();
     let create = errors(
         OperationBuilder::new()
-            .summary(Some(format!("Create a {}; the owner assigns id and versions", collection.item())))
+            .summary(Some(format!(
+                "Create a {}; the owner assigns id and versions",
+                collection.item()
+            )))
             .request_body(Some(
                 RequestBodyBuilder::new()
                     .content(
                         media("json"),
                         ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name(format!("{}_input", collection.item()))))
+                            .schema(Some(Ref::from_schema_name(format!(
+                                "{}_input",
+                                collection.item()
+                            ))))
                             .build(),
                     )
                     .build(),
@@ -110,27 +132,42 @@ fn collection_paths(paths: PathsBuilder, sa: &ServiceArea, collection: &Collecti
     .response("415", plain("unsupported Content-Type"));
     let read = errors(
         OperationBuilder::new()
-            .summary(Some(format!("Read one {} (selected aspects)", collection.item())))
+            .summary(Some(format!(
+                "Read one {} (selected aspects)",
+                collection.item()
+            )))
             .parameter(path_parameter("id"))
             .parameter(
                 ParameterBuilder::new()
                     .name("aspects")
                     .parameter_in(ParameterIn::Query)
-                    .description(Some("e.g. ~person~address.home; default: all the caller may read"))
+                    .description(Some(
+                        "e.g. ~person~address.home; default: all the caller may read",
+                    ))
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
             )
-            .response("200", body("200", "the resource; ETag is the greatest selected version"))
+            .response(
+                "200",
+                body("200", "the resource; ETag is the greatest selected version"),
+            )
             .response("304", plain("If-None-Match matched"))
             .response("404", plain("missing or deleted")),
     );
     let delete = errors(
         OperationBuilder::new()
-            .summary(Some(format!("Delete a {} (tombstone for the feed)", collection.item())))
+            .summary(Some(format!(
+                "Delete a {} (tombstone for the feed)",
+                collection.item()
+            )))
             .parameter(path_parameter("id"))
             .response("204", plain("deleted"))
             .response("412", plain("If-Match did not match")),
     );
-    let aspect_names: Vec<String> = collection.aspect_names().iter().map(ToString::to_string).collect();
+    let aspect_names: Vec<String> = collection
+        .aspect_names()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let aspect_parameter = || {
         ParameterBuilder::new()
             .name("aspect")

@@ -15,7 +15,9 @@ pub fn prometheus() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("another metrics recorder was installed first; /metrics will be empty");
+                tracing::warn!(
+                    "another metrics recorder was installed first; /metrics will be empty"
+                );
             }
             handle
         })

@@ -123,7 +123,11 @@ mod tests {
     #[test]
     fn version_parse_table() {
         let check = |input: &str, expected: Option<i64>| {
-            assert_eq!(Version::parse(input).map(Version::get), expected, "{input:?}");
+            assert_eq!(
+                Version::parse(input).map(Version::get),
+                expected,
+                "{input:?}"
+            );
         };
         check("0", Some(0));
         check("4711", Some(4711));

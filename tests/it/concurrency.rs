@@ -14,102 +14,119 @@ use tests::{ADMIN, Backend, JSON, both_backends, fresh_database};
 
 const WRITERS: usize = 8;
 const WRITES_PER_WRITER: usize = 40;
-const ASPECTS: [&str; 5] = ["account", "person", "address.home", "address.bill", "bankaccount"];
+const ASPECTS: [&str; 5] = [
+    "account",
+    "person",
+    "address.home",
+    "address.bill",
+    "bankaccount",
+];
 
 /// What a reader holds: per (resource, aspect) the newest version and body it saw.
 type Copy = BTreeMap<(String, String), (i64, Option<String>)>;
 
-both_backends!(concurrent_writers_never_make_a_reader_skip, |backend: Backend| async move {
-    let database = fresh_database(backend).await;
-    let units = [
-        UnitProcess::start("registration-1", &database.url).await,
-        UnitProcess::start("registration-2", &database.url).await,
-    ];
-    let store = Store::connect(&database.url).await.unwrap();
-    let client = reqwest::Client::new();
+both_backends!(
+    concurrent_writers_never_make_a_reader_skip,
+    |backend: Backend| async move {
+        let database = fresh_database(backend).await;
+        let units = [
+            UnitProcess::start("registration-1", &database.url).await,
+            UnitProcess::start("registration-2", &database.url).await,
+        ];
+        let store = Store::connect(&database.url).await.unwrap();
+        let client = reqwest::Client::new();
 
-    // One resource that only the held-open transaction touches.
-    let held_id = create(&client, &units[0].url, 0).await;
+        // One resource that only the held-open transaction touches.
+        let held_id = create(&client, &units[0].url, 0).await;
 
-    let done = Arc::new(AtomicBool::new(false));
-    let reader = tokio::spawn(step_through(store.clone(), done.clone()));
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = tokio::spawn(step_through(store.clone(), done.clone()));
 
-    // Hold a write open while the others commit. SQLite has one writer at a time, so there
-    // it can only be held briefly: the others wait for it (within their busy timeout).
-    let hold = match backend {
-        Backend::Sqlite => Duration::from_millis(800),
-        Backend::Postgres => Duration::from_secs(3),
-    };
-    let held_store = store.clone();
-    let held = tokio::spawn(async move {
-        let pending = held_store
-            .prepare(
-                "customers",
-                vec![Change {
-                    target: Target::Update(ResourceId::parse(&held_id).unwrap()),
-                    precondition: None,
-                    edits: vec![AspectEdit {
-                        aspect: "address.home".into(),
-                        body: Some(r#"{"street":"Held 1","zip":"11111","city":"Late"}"#.into()),
-                        unique_keys: Vec::new(),
+        // Hold a write open while the others commit. SQLite has one writer at a time, so there
+        // it can only be held briefly: the others wait for it (within their busy timeout).
+        let hold = match backend {
+            Backend::Sqlite => Duration::from_millis(800),
+            Backend::Postgres => Duration::from_secs(3),
+        };
+        let held_store = store.clone();
+        let held = tokio::spawn(async move {
+            let pending = held_store
+                .prepare(
+                    "customers",
+                    vec![Change {
+                        target: Target::Update(ResourceId::parse(&held_id).unwrap()),
+                        precondition: None,
+                        edits: vec![AspectEdit {
+                            aspect: "address.home".into(),
+                            body: Some(r#"{"street":"Held 1","zip":"11111","city":"Late"}"#.into()),
+                            unique_keys: Vec::new(),
+                        }],
                     }],
-                }],
-            )
-            .await
-            .unwrap();
-        let version = pending.outcome().changes[0].1;
-        tokio::time::sleep(hold).await;
-        pending.commit().await.unwrap();
-        version
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+                )
+                .await
+                .unwrap();
+            let version = pending.outcome().changes[0].1;
+            tokio::time::sleep(hold).await;
+            pending.commit().await.unwrap();
+            version
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let mut writers = Vec::new();
-    for writer in 0..WRITERS {
-        let client = client.clone();
-        let urls: Vec<String> = units.iter().map(|unit| unit.url.clone()).collect();
-        writers.push(tokio::spawn(async move {
-            let mut versions = Vec::new();
-            let mut mine: Vec<String> = Vec::new();
-            for step in 0..WRITES_PER_WRITER {
-                let url = &urls[(writer + step) % urls.len()];
-                if step % 4 == 0 || mine.is_empty() {
-                    let id = create(&client, url, writer * 1000 + step).await;
-                    versions.push(id.parse::<i64>().unwrap());
-                    mine.push(id);
-                } else {
-                    let id = &mine[step % mine.len()];
-                    versions.push(update(&client, url, id, step).await);
+        let mut writers = Vec::new();
+        for writer in 0..WRITERS {
+            let client = client.clone();
+            let urls: Vec<String> = units.iter().map(|unit| unit.url.clone()).collect();
+            writers.push(tokio::spawn(async move {
+                let mut versions = Vec::new();
+                let mut mine: Vec<String> = Vec::new();
+                for step in 0..WRITES_PER_WRITER {
+                    let url = &urls[(writer + step) % urls.len()];
+                    if step % 4 == 0 || mine.is_empty() {
+                        let id = create(&client, url, writer * 1000 + step).await;
+                        versions.push(id.parse::<i64>().unwrap());
+                        mine.push(id);
+                    } else {
+                        let id = &mine[step % mine.len()];
+                        versions.push(update(&client, url, id, step).await);
+                    }
                 }
-            }
-            versions
-        }));
-    }
-    let mut all_versions = Vec::new();
-    for writer in writers {
-        all_versions.extend(writer.await.unwrap());
-    }
-    let held_version = held.await.unwrap();
-    all_versions.push(held_version.get());
+                versions
+            }));
+        }
+        let mut all_versions = Vec::new();
+        for writer in writers {
+            all_versions.extend(writer.await.unwrap());
+        }
+        let held_version = held.await.unwrap();
+        all_versions.push(held_version.get());
 
-    let unique: HashSet<i64> = all_versions.iter().copied().collect();
-    assert_eq!(unique.len(), all_versions.len(), "every change got its own version");
-    let current = store.current_version("customers").await.unwrap().get();
-    assert!(all_versions.iter().all(|version| *version <= current));
+        let unique: HashSet<i64> = all_versions.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            all_versions.len(),
+            "every change got its own version"
+        );
+        let current = store.current_version("customers").await.unwrap().get();
+        assert!(all_versions.iter().all(|version| *version <= current));
 
-    done.store(true, Ordering::SeqCst);
-    let (copy, steps) = reader.await.unwrap();
-    let owner = snapshot(&store).await;
-    assert_eq!(copy.len(), owner.len(), "the reader saw every aspect");
-    assert_eq!(copy, owner, "the stepping reader ends with exactly the owner's state");
-    let held_key = (held_version.get().to_string(), "address.home".to_owned());
-    let _ = held_key;
-    assert!(
-        copy.values().any(|(version, _)| *version == held_version.get()),
-        "the change committed late (version {held_version}) reached the reader"
-    );
-    assert!(steps > 10, "the reader really stepped ({steps} steps)");
-});
+        done.store(true, Ordering::SeqCst);
+        let (copy, steps) = reader.await.unwrap();
+        let owner = snapshot(&store).await;
+        assert_eq!(copy.len(), owner.len(), "the reader saw every aspect");
+        assert_eq!(
+            copy, owner,
+            "the stepping reader ends with exactly the owner's state"
+        );
+        let held_key = (held_version.get().to_string(), "address.home".to_owned());
+        let _ = held_key;
+        assert!(
+            copy.values()
+                .any(|(version, _)| *version == held_version.get()),
+            "the change committed late (version {held_version}) reached the reader"
+        );
+        assert!(steps > 10, "the reader really stepped ({steps} steps)");
+    }
+);
 
 /// Reads "everything after v" in small steps until told to stop and caught up.
 async fn step_through(store: Store, done: Arc<AtomicBool>) -> (Copy, usize) {
@@ -119,27 +136,41 @@ async fn step_through(store: Store, done: Arc<AtomicBool>) -> (Copy, usize) {
     let mut steps = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        assert!(Instant::now() < deadline, "the reader did not catch up in 120 s");
+        assert!(
+            Instant::now() < deadline,
+            "the reader did not catch up in 120 s"
+        );
         let horizon = store.horizon("customers").await.unwrap();
-        let batch = store.read_changes("customers", cursor, horizon, &aspects, 7).await.unwrap();
+        let batch = store
+            .read_changes("customers", cursor, horizon, &aspects, 7)
+            .await
+            .unwrap();
         steps += 1;
         let mut previous = cursor;
         for item in &batch.items {
-            assert!(item.version > cursor, "a change at or below the cursor came again");
+            assert!(
+                item.version > cursor,
+                "a change at or below the cursor came again"
+            );
             assert!(item.version >= previous, "items come in version order");
             previous = item.version;
             for aspect in &item.aspects {
                 assert!(aspect.version > cursor && aspect.version <= batch.version);
                 let key = (item.id.to_string(), aspect.name.clone());
                 let entry = copy.entry(key).or_insert((0, None));
-                assert!(aspect.version.get() > entry.0, "an aspect's version only grows");
+                assert!(
+                    aspect.version.get() > entry.0,
+                    "an aspect's version only grows"
+                );
                 *entry = (aspect.version.get(), aspect.body.clone());
             }
         }
         assert!(batch.version >= cursor);
         cursor = batch.version;
         if !batch.more {
-            if done.load(Ordering::SeqCst) && cursor == store.current_version("customers").await.unwrap() {
+            if done.load(Ordering::SeqCst)
+                && cursor == store.current_version("customers").await.unwrap()
+            {
                 return (copy, steps);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -151,14 +182,20 @@ async fn step_through(store: Store, done: Arc<AtomicBool>) -> (Copy, usize) {
 async fn snapshot(store: &Store) -> Copy {
     let aspects: Vec<String> = ASPECTS.iter().map(|aspect| (*aspect).to_owned()).collect();
     let current = store.current_version("customers").await.unwrap();
-    let all = store.read_changes("customers", Version::ZERO, current, &aspects, 100_000).await.unwrap();
+    let all = store
+        .read_changes("customers", Version::ZERO, current, &aspects, 100_000)
+        .await
+        .unwrap();
     assert!(!all.more);
     all.items
         .iter()
         .flat_map(|item| {
-            item.aspects
-                .iter()
-                .map(|aspect| ((item.id.to_string(), aspect.name.clone()), (aspect.version.get(), aspect.body.clone())))
+            item.aspects.iter().map(|aspect| {
+                (
+                    (item.id.to_string(), aspect.name.clone()),
+                    (aspect.version.get(), aspect.body.clone()),
+                )
+            })
         })
         .collect()
 }
@@ -183,7 +220,8 @@ async fn create(client: &reqwest::Client, url: &str, n: usize) -> String {
 }
 
 async fn update(client: &reqwest::Client, url: &str, id: &str, step: usize) -> i64 {
-    let body = serde_json::json!({"street": format!("Gasse {step}"), "zip": "53111", "city": "Bonn"});
+    let body =
+        serde_json::json!({"street": format!("Gasse {step}"), "zip": "53111", "city": "Bonn"});
     let reply = client
         .put(format!("{url}/customers/{id}/address.home"))
         .bearer_auth(ADMIN)
@@ -193,6 +231,10 @@ async fn update(client: &reqwest::Client, url: &str, id: &str, step: usize) -> i
         .await
         .unwrap();
     assert_eq!(reply.status().as_u16(), 200);
-    let etag = reply.headers()["etag"].to_str().unwrap().trim_matches('"').to_owned();
+    let etag = reply.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
     etag.parse().unwrap()
 }

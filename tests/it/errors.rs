@@ -3,7 +3,10 @@
 
 use axum::body::Body;
 use axum::http::StatusCode;
-use tests::{ADMIN, BILLING, JSON, SHOP, TestApp, XML, both_backends, create_customer, customer_json, request};
+use tests::{
+    ADMIN, BILLING, JSON, SHOP, TestApp, XML, both_backends, create_customer, customer_json,
+    request,
+};
 
 /// One bad request and what it must get.
 struct Case {
@@ -17,7 +20,13 @@ struct Case {
     code: &'static str,
 }
 
-fn case(name: &'static str, method: &'static str, uri: impl Into<String>, status: u16, code: &'static str) -> Case {
+fn case(
+    name: &'static str,
+    method: &'static str,
+    uri: impl Into<String>,
+    status: u16,
+    code: &'static str,
+) -> Case {
     Case {
         name,
         method,
@@ -117,73 +126,121 @@ fn cases(id: &str) -> Vec<Case> {
     ]
 }
 
-both_backends!(every_refusal_has_its_code_and_changes_nothing, |backend| async move {
-    let app = TestApp::start(backend).await;
-    let id = create_customer(&app, &customer_json(1), JSON).await;
-    let before_version = app.current_version().await;
-    let before_body = read_all(&app, &id).await;
-    for case in cases(&id) {
-        for accept in ["application/json", "application/xml"] {
-            let mut builder = request(case.method, &case.uri);
-            if let Some(token) = case.token {
-                builder = builder.header("authorization", format!("Bearer {token}"));
-            }
-            let mut accept_given = false;
-            for (name, value) in &case.headers {
-                if value.is_empty() {
-                    continue;
+both_backends!(
+    every_refusal_has_its_code_and_changes_nothing,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let id = create_customer(&app, &customer_json(1), JSON).await;
+        let before_version = app.current_version().await;
+        let before_body = read_all(&app, &id).await;
+        for case in cases(&id) {
+            for accept in ["application/json", "application/xml"] {
+                let mut builder = request(case.method, &case.uri);
+                if let Some(token) = case.token {
+                    builder = builder.header("authorization", format!("Bearer {token}"));
                 }
-                accept_given |= *name == "accept";
-                builder = builder.header(*name, value);
+                let mut accept_given = false;
+                for (name, value) in &case.headers {
+                    if value.is_empty() {
+                        continue;
+                    }
+                    accept_given |= *name == "accept";
+                    builder = builder.header(*name, value);
+                }
+                if !accept_given {
+                    builder = builder.header("accept", accept);
+                }
+                let reply = app
+                    .send(builder.body(Body::from(case.body.clone())).unwrap())
+                    .await;
+                assert_eq!(
+                    reply.status.as_u16(),
+                    case.status,
+                    "{}: {}",
+                    case.name,
+                    reply.body
+                );
+                assert_eq!(
+                    reply.error_code(),
+                    case.code,
+                    "{}: {}",
+                    case.name,
+                    reply.body
+                );
+                if !accept_given {
+                    let json = accept.contains("json");
+                    assert_eq!(
+                        reply.body.starts_with('{'),
+                        json,
+                        "{}: error body format for {accept}: {}",
+                        case.name,
+                        reply.body
+                    );
+                }
             }
-            if !accept_given {
-                builder = builder.header("accept", accept);
-            }
-            let reply = app.send(builder.body(Body::from(case.body.clone())).unwrap()).await;
-            assert_eq!(reply.status.as_u16(), case.status, "{}: {}", case.name, reply.body);
-            assert_eq!(reply.error_code(), case.code, "{}: {}", case.name, reply.body);
-            if !accept_given {
-                let json = accept.contains("json");
-                assert_eq!(reply.body.starts_with('{'), json, "{}: error body format for {accept}: {}", case.name, reply.body);
-            }
+            // Nothing stored changed (a PostgreSQL sequence may skip a number; data never moves).
+            assert_eq!(
+                read_all(&app, &id).await,
+                before_body,
+                "{} changed stored data",
+                case.name
+            );
+            assert_eq!(
+                app.store_count().await,
+                1,
+                "{} created something",
+                case.name
+            );
         }
-        // Nothing stored changed (a PostgreSQL sequence may skip a number; data never moves).
-        assert_eq!(read_all(&app, &id).await, before_body, "{} changed stored data", case.name);
-        assert_eq!(app.store_count().await, 1, "{} created something", case.name);
+        let _ = before_version;
     }
-    let _ = before_version;
-});
+);
 
-both_backends!(retired_interface_is_gone_until_reactivated, |backend| async move {
-    let app = TestApp::start(backend).await;
-    let id = create_customer(&app, &customer_json(5), JSON).await;
-    let switch = |state: &str| {
-        request("PUT", "/admin/interfaces/v1")
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .body(Body::from(format!("{{\"state\":\"{state}\"}}")))
-            .unwrap()
-    };
-    let read = || {
-        request("GET", &format!("/customers/{id}"))
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .header("accept", JSON)
-            .body(Body::empty())
-            .unwrap()
-    };
-    assert_eq!(app.send(switch("deprecated")).await.status, StatusCode::NO_CONTENT);
-    let deprecated = app.send(read()).await;
-    assert_eq!(deprecated.status, StatusCode::OK);
-    assert_eq!(deprecated.header("deprecation"), Some("true"));
-    assert_eq!(app.send(switch("retired")).await.status, StatusCode::NO_CONTENT);
-    let gone = app.send(read()).await;
-    assert_eq!(gone.status, StatusCode::GONE);
-    assert_eq!(gone.error_code(), "interface-retired");
-    assert_eq!(app.send(switch("active")).await.status, StatusCode::NO_CONTENT);
-    let back = app.send(read()).await;
-    assert_eq!(back.status, StatusCode::OK);
-    assert_eq!(back.header("deprecation"), None);
-    assert_eq!(app.send(switch("asleep")).await.error_code(), "bad-interface-state");
-});
+both_backends!(
+    retired_interface_is_gone_until_reactivated,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let id = create_customer(&app, &customer_json(5), JSON).await;
+        let switch = |state: &str| {
+            request("PUT", "/admin/interfaces/v1")
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .body(Body::from(format!("{{\"state\":\"{state}\"}}")))
+                .unwrap()
+        };
+        let read = || {
+            request("GET", &format!("/customers/{id}"))
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .header("accept", JSON)
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert_eq!(
+            app.send(switch("deprecated")).await.status,
+            StatusCode::NO_CONTENT
+        );
+        let deprecated = app.send(read()).await;
+        assert_eq!(deprecated.status, StatusCode::OK);
+        assert_eq!(deprecated.header("deprecation"), Some("true"));
+        assert_eq!(
+            app.send(switch("retired")).await.status,
+            StatusCode::NO_CONTENT
+        );
+        let gone = app.send(read()).await;
+        assert_eq!(gone.status, StatusCode::GONE);
+        assert_eq!(gone.error_code(), "interface-retired");
+        assert_eq!(
+            app.send(switch("active")).await.status,
+            StatusCode::NO_CONTENT
+        );
+        let back = app.send(read()).await;
+        assert_eq!(back.status, StatusCode::OK);
+        assert_eq!(back.header("deprecation"), None);
+        assert_eq!(
+            app.send(switch("asleep")).await.error_code(),
+            "bad-interface-state"
+        );
+    }
+);
 
 /// Everything stored about the resource, as the operator reads it.
 async fn read_all(app: &TestApp, id: &str) -> String {

@@ -6,9 +6,16 @@ use tests::{ADMIN, JSON, TestApp, both_backends, create_customer, customer_json,
 
 both_backends!(health_heartbeat_and_drain, |backend| async move {
     let app = TestApp::start(backend).await;
-    let health = app.send(request("GET", "/health").body(Body::empty()).unwrap()).await;
-    assert_eq!((health.status, health.body.as_str()), (StatusCode::OK, "PASS\n"));
-    let heartbeat = app.send(request("GET", "/heartbeat").body(Body::empty()).unwrap()).await;
+    let health = app
+        .send(request("GET", "/health").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (StatusCode::OK, "PASS\n")
+    );
+    let heartbeat = app
+        .send(request("GET", "/heartbeat").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(heartbeat.json()["unit"], "registration-test");
     assert_eq!(heartbeat.json()["sa"], "registration");
 
@@ -19,14 +26,25 @@ both_backends!(health_heartbeat_and_drain, |backend| async move {
             .unwrap()
     };
     assert_eq!(app.send(drain("PUT")).await.status, StatusCode::NO_CONTENT);
-    let drained = app.send(request("GET", "/health").body(Body::empty()).unwrap()).await;
+    let drained = app
+        .send(request("GET", "/health").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(drained.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(drained.body.starts_with("FAIL\ndraining"), "{}", drained.body);
-    assert_eq!(app.send(drain("DELETE")).await.status, StatusCode::NO_CONTENT);
+    assert!(
+        drained.body.starts_with("FAIL\ndraining"),
+        "{}",
+        drained.body
+    );
+    assert_eq!(
+        app.send(drain("DELETE")).await.status,
+        StatusCode::NO_CONTENT
+    );
 
     // A database that is gone fails the check with a reason.
     app.state.store().close().await;
-    let failed = app.send(request("GET", "/health").body(Body::empty()).unwrap()).await;
+    let failed = app
+        .send(request("GET", "/health").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(failed.body.contains("database"), "{}", failed.body);
 });
@@ -34,12 +52,17 @@ both_backends!(health_heartbeat_and_drain, |backend| async move {
 both_backends!(metrics_count_requests, |backend| async move {
     let app = TestApp::start(backend).await;
     create_customer(&app, &customer_json(1), JSON).await;
-    let metrics = app.send(request("GET", "/metrics").body(Body::empty()).unwrap()).await;
+    let metrics = app
+        .send(request("GET", "/metrics").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(
-        metrics.body.lines().any(|line| line.starts_with("hiscale_http_requests_total{")
-            && line.contains("route=\"/{collection}\"")
-            && line.contains("status=\"201\"")),
+        metrics
+            .body
+            .lines()
+            .any(|line| line.starts_with("hiscale_http_requests_total{")
+                && line.contains("route=\"/{collection}\"")
+                && line.contains("status=\"201\"")),
         "{}",
         metrics.body
     );
@@ -48,18 +71,38 @@ both_backends!(metrics_count_requests, |backend| async move {
 
 both_backends!(openapi_and_offline_docs, |backend| async move {
     let app = TestApp::start(backend).await;
-    let document = app.send(request("GET", "/openapi.json").body(Body::empty()).unwrap()).await;
+    let document = app
+        .send(request("GET", "/openapi.json").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(document.status, StatusCode::OK);
     let value = document.json();
-    for path in ["/customers", "/customers/{id}", "/customers/{id}/{aspect}", "/health"] {
-        assert!(value["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    for path in [
+        "/customers",
+        "/customers/{id}",
+        "/customers/{id}/{aspect}",
+        "/health",
+    ] {
+        assert!(
+            value["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
     }
     let schemas = &value["components"]["schemas"];
     assert!(schemas.get("customer_account_input").is_some());
-    assert!(schemas["customer_account_input"]["properties"].get("password").is_some());
-    assert!(schemas["customer_account"]["properties"].get("pwdhash").is_some());
+    assert!(
+        schemas["customer_account_input"]["properties"]
+            .get("password")
+            .is_some()
+    );
+    assert!(
+        schemas["customer_account"]["properties"]
+            .get("pwdhash")
+            .is_some()
+    );
 
-    let page = app.send(request("GET", "/docs/").body(Body::empty()).unwrap()).await;
+    let page = app
+        .send(request("GET", "/docs/").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("swagger"), "{}", page.body);
     // Everything the page loads is served by the unit itself: no CDN.
@@ -71,10 +114,25 @@ both_backends!(openapi_and_offline_docs, |backend| async move {
             .collect();
         assert!(external.is_empty(), "the docs page loads {external:?}");
     }
-    let initializer = app.send(request("GET", "/docs/swagger-initializer.js").body(Body::empty()).unwrap()).await;
+    let initializer = app
+        .send(
+            request("GET", "/docs/swagger-initializer.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(initializer.status, StatusCode::OK);
     assert!(initializer.body.contains("/openapi.json"));
-    let bundle = app.send(request("GET", "/docs/swagger-ui-bundle.js").body(Body::empty()).unwrap()).await;
+    let bundle = app
+        .send(
+            request("GET", "/docs/swagger-ui-bundle.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(bundle.status, StatusCode::OK);
-    assert!(bundle.body.len() > 100_000, "the Swagger UI bundle is served locally");
+    assert!(
+        bundle.body.len() > 100_000,
+        "the Swagger UI bundle is served locally"
+    );
 });

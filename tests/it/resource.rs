@@ -2,7 +2,10 @@
 
 use axum::body::Body;
 use axum::http::StatusCode;
-use tests::{ADMIN, EXAMPLE_CUSTOMER_XML, JSON, SHOP, TestApp, XML, both_backends, create_customer, customer_json, request};
+use tests::{
+    ADMIN, EXAMPLE_CUSTOMER_XML, JSON, SHOP, TestApp, XML, both_backends, create_customer,
+    customer_json, request,
+};
 
 fn get(uri: &str, accept: &str) -> axum::http::Request<Body> {
     request("GET", uri)
@@ -34,27 +37,56 @@ both_backends!(example_customer_round_trips_in_xml, |backend| async move {
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.header("content-type"), Some(XML));
-    let id = created.body.split("<id>").nth(1).unwrap().split("</id>").next().unwrap().to_owned();
-    assert_eq!(created.header("location").unwrap(), format!("/registration/customers/{id}"));
+    let id = created
+        .body
+        .split("<id>")
+        .nth(1)
+        .unwrap()
+        .split("</id>")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        created.header("location").unwrap(),
+        format!("/registration/customers/{id}")
+    );
 
     let read = app.send(get(&format!("/customers/{id}"), XML)).await;
     assert_eq!(read.status, StatusCode::OK);
     let body = &read.body;
-    assert!(body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?><customer><version>"), "{body}");
+    assert!(
+        body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?><customer><version>"),
+        "{body}"
+    );
     // One change, one version: every aspect of a new resource carries the resource's version.
-    let version = body.split("<version>").nth(1).unwrap().split("</version>").next().unwrap();
+    let version = body
+        .split("<version>")
+        .nth(1)
+        .unwrap()
+        .split("</version>")
+        .next()
+        .unwrap();
     assert_eq!(id, version, "the id is the version of the creation");
     for fragment in [
         format!("<id>{id}</id>"),
         "<account><version>".to_owned(),
         "<login>owronka</login><pwdhash>$argon2id$".to_owned(),
-        format!("<person type=\"natural\"><version>{version}</version><salutation>MR</salutation><firstname>Oliver</firstname><lastname>Wronka</lastname></person>"),
-        format!("<addresses><address type=\"home\"><version>{version}</version><street>Rheinweg 86</street><zip>53129</zip><city>Bonn</city></address><address type=\"bill\"><version>{version}</version><street>Kurfürstenallee 5</street><zip>53177</zip><city>Bonn</city></address></addresses>"),
-        format!("<bankaccount><version>{version}</version><owner>Oliver Wronka</owner><iban>DE89370400440532013000</iban><bic>COLSDE55XXX</bic></bankaccount></customer>"),
+        format!(
+            "<person type=\"natural\"><version>{version}</version><salutation>MR</salutation><firstname>Oliver</firstname><lastname>Wronka</lastname></person>"
+        ),
+        format!(
+            "<addresses><address type=\"home\"><version>{version}</version><street>Rheinweg 86</street><zip>53129</zip><city>Bonn</city></address><address type=\"bill\"><version>{version}</version><street>Kurfürstenallee 5</street><zip>53177</zip><city>Bonn</city></address></addresses>"
+        ),
+        format!(
+            "<bankaccount><version>{version}</version><owner>Oliver Wronka</owner><iban>DE89370400440532013000</iban><bic>COLSDE55XXX</bic></bankaccount></customer>"
+        ),
     ] {
         assert!(body.contains(&fragment), "missing {fragment} in {body}");
     }
-    assert!(!body.contains("password"), "the clear-text password never comes back");
+    assert!(
+        !body.contains("password"),
+        "the clear-text password never comes back"
+    );
     assert!(body.contains("<salt>"), "salt stored beside the hash");
 });
 
@@ -68,7 +100,11 @@ both_backends!(selected_aspects_in_xml_and_json, |backend| async move {
     assert!(xml.body.contains("<person type=\"natural\">"));
     assert!(xml.body.contains("<addresses><address type=\"home\">"));
     for absent in ["<account>", "type=\"bill\"", "<bankaccount>"] {
-        assert!(!xml.body.contains(absent), "{absent} was not selected: {}", xml.body);
+        assert!(
+            !xml.body.contains(absent),
+            "{absent} was not selected: {}",
+            xml.body
+        );
     }
 
     let json = app.send(get(&uri, "application/json")).await;
@@ -86,10 +122,14 @@ both_backends!(selected_aspects_in_xml_and_json, |backend| async move {
         })
     );
     // The same through the URL prefix.
-    let prefixed = app.send(get(&format!("/v1{uri}"), "application/json")).await;
+    let prefixed = app
+        .send(get(&format!("/v1{uri}"), "application/json"))
+        .await;
     assert_eq!(prefixed.json(), value);
     // The family selector takes every qualified aspect.
-    let both = app.send(get(&format!("/customers/{id}?aspects=~address"), JSON)).await;
+    let both = app
+        .send(get(&format!("/customers/{id}?aspects=~address"), JSON))
+        .await;
     assert_eq!(both.json()["addresses"].as_object().unwrap().len(), 2);
 });
 
@@ -115,21 +155,37 @@ both_backends!(etag_304_and_growing_versions, |backend| async move {
 
     let body = r#"<address type="home"><street>Neue Straße 1</street><zip>53113</zip><city>Bonn</city></address>"#;
     let updated = app
-        .send(put(&format!("/customers/{id}/address.home"), XML, body).body(Body::from(body)).unwrap())
+        .send(
+            put(&format!("/customers/{id}/address.home"), XML, body)
+                .body(Body::from(body))
+                .unwrap(),
+        )
         .await;
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
-    let new_version = updated.json()["addresses"]["home"]["version"].as_i64().unwrap();
+    let new_version = updated.json()["addresses"]["home"]["version"]
+        .as_i64()
+        .unwrap();
     assert!(new_version > first.json()["version"].as_i64().unwrap());
-    assert!(updated.json().get("person").is_none(), "the answer carries the written aspect");
+    assert!(
+        updated.json().get("person").is_none(),
+        "the answer carries the written aspect"
+    );
 
     let second = app.send(get(&uri, JSON)).await;
-    assert_eq!(second.json()["addresses"]["home"]["street"], "Neue Straße 1");
+    assert_eq!(
+        second.json()["addresses"]["home"]["street"],
+        "Neue Straße 1"
+    );
     assert_eq!(second.json()["version"].as_i64().unwrap(), new_version);
     assert_ne!(second.header("etag").unwrap(), etag);
     // A change of an unselected aspect does not move the selected view's tag.
     let bill = r#"{"street":"Postfach 9","zip":"53119","city":"Bonn"}"#;
     let billed = app
-        .send(put(&format!("/customers/{id}/address.bill"), JSON, bill).body(Body::from(bill)).unwrap())
+        .send(
+            put(&format!("/customers/{id}/address.bill"), JSON, bill)
+                .body(Body::from(bill))
+                .unwrap(),
+        )
         .await;
     assert_eq!(billed.status, StatusCode::OK);
     let third = app.send(get(&uri, JSON)).await;
@@ -152,9 +208,17 @@ both_backends!(if_match_guards_writes, |backend| async move {
         .await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(stale.error_code(), "precondition-failed");
-    assert_eq!(app.send(get(&format!("/customers/{id}"), JSON)).await.body, current.body);
+    assert_eq!(
+        app.send(get(&format!("/customers/{id}"), JSON)).await.body,
+        current.body
+    );
     let fresh = app
-        .send(put(&format!("/customers/{id}/person"), JSON, body).header("if-match", &etag).body(Body::from(body)).unwrap())
+        .send(
+            put(&format!("/customers/{id}/person"), JSON, body)
+                .header("if-match", &etag)
+                .body(Body::from(body))
+                .unwrap(),
+        )
         .await;
     assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.body);
     assert_eq!(fresh.json()["person"]["lastname"], "Neu");
@@ -170,29 +234,73 @@ both_backends!(deletes_leave_tombstones, |backend| async move {
             .unwrap()
     };
     let before = app.current_version().await;
-    let gone = app.send(delete(format!("/customers/{id}/bankaccount"))).await;
+    let gone = app
+        .send(delete(format!("/customers/{id}/bankaccount")))
+        .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.current_version().await, before + 1, "an aspect deletion is a change");
+    assert_eq!(
+        app.current_version().await,
+        before + 1,
+        "an aspect deletion is a change"
+    );
     let read = app.send(get(&format!("/customers/{id}"), JSON)).await;
     assert!(read.json().get("bankaccount").is_none());
-    assert_eq!(read.json()["version"].as_i64().unwrap(), before + 1, "the tombstone moves the version");
-    assert_eq!(app.send(delete(format!("/customers/{id}/bankaccount"))).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        read.json()["version"].as_i64().unwrap(),
+        before + 1,
+        "the tombstone moves the version"
+    );
+    assert_eq!(
+        app.send(delete(format!("/customers/{id}/bankaccount")))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 
     // The tombstones are what the feed will announce.
     let changes = app
         .state
         .store()
-        .read_changes("customers", hiscale::Version::new(before).unwrap(), hiscale::Version::new(before + 1).unwrap(), &["bankaccount".to_owned()], 10)
+        .read_changes(
+            "customers",
+            hiscale::Version::new(before).unwrap(),
+            hiscale::Version::new(before + 1).unwrap(),
+            &["bankaccount".to_owned()],
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(changes.items.len(), 1);
     assert!(changes.items[0].aspects[0].deleted);
 
-    assert_eq!(app.send(delete(format!("/customers/{id}"))).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.send(get(&format!("/customers/{id}"), JSON)).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.send(delete(format!("/customers/{id}"))).await.status, StatusCode::NOT_FOUND);
-    let resource = app.state.store().read("customers", &hiscale::ResourceId::parse(&id).unwrap()).await.unwrap().unwrap();
-    assert!(resource.deleted && resource.aspects.iter().all(|aspect| aspect.deleted && aspect.body.is_none()));
+    assert_eq!(
+        app.send(delete(format!("/customers/{id}"))).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.send(get(&format!("/customers/{id}"), JSON))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.send(delete(format!("/customers/{id}"))).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let resource = app
+        .state
+        .store()
+        .read("customers", &hiscale::ResourceId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        resource.deleted
+            && resource
+                .aspects
+                .iter()
+                .all(|aspect| aspect.deleted && aspect.body.is_none())
+    );
     // The login is free again once its holder is deleted.
     create_customer(&app, &customer_json(3), JSON).await;
 });
@@ -206,14 +314,19 @@ both_backends!(logins_are_unique, |backend| async move {
             request("POST", "/customers")
                 .header("authorization", format!("Bearer {ADMIN}"))
                 .header("content-type", JSON)
-                .body(Body::from(customer_json(4).replace("user000004", "USER000004")))
+                .body(Body::from(
+                    customer_json(4).replace("user000004", "USER000004"),
+                ))
                 .unwrap(),
         )
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
     assert_eq!(again.error_code(), "already-taken");
     assert_eq!(app.store_count().await, 1);
-    assert!(app.current_version().await <= before + 1, "at most a version gap, never a stored change");
+    assert!(
+        app.current_version().await <= before + 1,
+        "at most a version gap, never a stored change"
+    );
 });
 
 both_backends!(grants_limit_reads, |backend| async move {
@@ -230,7 +343,10 @@ both_backends!(grants_limit_reads, |backend| async move {
         .await;
     assert_eq!(shop.status, StatusCode::OK);
     let value = shop.json();
-    assert!(value.get("account").is_none(), "shop never sees the password hash");
+    assert!(
+        value.get("account").is_none(),
+        "shop never sees the password hash"
+    );
     assert!(value.get("bankaccount").is_none());
     assert!(value["addresses"].get("bill").is_none());
     assert_eq!(value["person"]["lastname"], "Wronka");

@@ -90,13 +90,17 @@ pub async fn fresh_database(backend: Backend) -> TestDatabase {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temporary directory");
             let url = format!("sqlite://{}/registration.db", dir.path().display());
-            TestDatabase { url, _dir: Some(dir) }
+            TestDatabase {
+                url,
+                _dir: Some(dir),
+            }
         }
         Backend::Postgres => {
             let server = postgres_server();
-            let url = hiscale::store::ensure_postgres_database(&server, &format!("hs_test_{unique}"))
-                .await
-                .expect("create a test database");
+            let url =
+                hiscale::store::ensure_postgres_database(&server, &format!("hs_test_{unique}"))
+                    .await
+                    .expect("create a test database");
             TestDatabase { url, _dir: None }
         }
     }
@@ -135,20 +139,38 @@ pub struct TestApp {
 impl TestApp {
     pub async fn start(backend: Backend) -> Self {
         let database = fresh_database(backend).await;
-        let config = unit_config("registration-test", &database.url, ([127, 0, 0, 1], 0).into());
+        let config = unit_config(
+            "registration-test",
+            &database.url,
+            ([127, 0, 0, 1], 0).into(),
+        );
         let state = hiscale::unit::state(&config, registration::service_area())
             .await
             .expect("unit state");
         let router = hiscale::http::app(state.clone());
-        Self { router, state, database }
+        Self {
+            router,
+            state,
+            database,
+        }
     }
 
     /// Sends one request and returns status, headers and body text.
     pub async fn send(&self, request: Request<Body>) -> Reply {
-        let response = self.router.clone().oneshot(request).await.expect("infallible service");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible service");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         Reply {
             status,
             headers,
@@ -158,12 +180,21 @@ impl TestApp {
 
     /// How many live customers the store holds.
     pub async fn store_count(&self) -> u64 {
-        self.state.store().count_resources("customers").await.expect("count")
+        self.state
+            .store()
+            .count_resources("customers")
+            .await
+            .expect("count")
     }
 
     /// The collection's newest version: unchanged means nothing was written.
     pub async fn current_version(&self) -> i64 {
-        self.state.store().current_version("customers").await.expect("version").get()
+        self.state
+            .store()
+            .current_version("customers")
+            .await
+            .expect("version")
+            .get()
     }
 }
 
@@ -181,13 +212,17 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
     }
 
     /// The stable error code of an error body, XML or JSON.
     pub fn error_code(&self) -> String {
         if let Ok(value) = serde_json::from_str::<serde_json::Value>(&self.body) {
-            return value["error"]["code"].as_str().unwrap_or_default().to_owned();
+            return value["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
         }
         self.body
             .split("<code>")

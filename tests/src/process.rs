@@ -20,8 +20,11 @@ impl UnitProcess {
         let port = free_port();
         let config = unit_config(unit, database, ([127, 0, 0, 1], port).into());
         let mut file = tempfile::NamedTempFile::new().expect("config file");
-        std::io::Write::write_all(&mut file, toml::to_string(&config).expect("toml").as_bytes())
-            .expect("write config");
+        std::io::Write::write_all(
+            &mut file,
+            toml::to_string(&config).expect("toml").as_bytes(),
+        )
+        .expect("write config");
         let child = Command::new(hiscale_binary())
             .arg("serve")
             .arg("--config")
@@ -48,7 +51,11 @@ impl UnitProcess {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "unit at {} did not become healthy in 30 s", self.url);
+            assert!(
+                Instant::now() < deadline,
+                "unit at {} did not become healthy in 30 s",
+                self.url
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -42,7 +42,10 @@ pub(super) async fn strip_version_prefix(mut request: Request) -> Request {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -59,14 +62,18 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|token| state.inner.callers.find(token))
             .cloned()
             .ok_or_else(|| {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid-token", "the bearer token is not known here")
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid-token",
+                    "the bearer token is not known here",
+                )
             })
     }
 }
 
 /// The query parameters of a request, each allowed at most once, only those a route knows.
-pub(super) fn query_params<'q>(
-    query: Option<&'q str>,
+pub(super) fn query_params(
+    query: Option<&str>,
     allowed: &[&str],
 ) -> Result<Vec<(String, String)>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
@@ -75,7 +82,11 @@ pub(super) fn query_params<'q>(
         if !allowed.contains(&key.as_str()) {
             return Err(ApiError::bad_request(
                 "unknown-parameter",
-                format!("unknown query parameter '{}'; this path takes: {}", shorten(key), allowed.join(", ")),
+                format!(
+                    "unknown query parameter '{}'; this path takes: {}",
+                    shorten(key),
+                    allowed.join(", ")
+                ),
             ));
         }
         if pairs[..index].iter().any(|(earlier, _)| earlier == key) {
@@ -88,7 +99,7 @@ pub(super) fn query_params<'q>(
     Ok(pairs)
 }
 
-pub(super) fn header_text<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+pub(super) fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 

@@ -111,7 +111,10 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/interfaces", get(ops::list_interfaces))
         .route("/admin/interfaces/{version}", put(ops::set_interface))
         .route("/{collection}", axum::routing::post(resource::create))
-        .route("/{collection}/{id}", get(resource::read).delete(resource::delete_resource))
+        .route(
+            "/{collection}/{id}",
+            get(resource::read).delete(resource::delete_resource),
+        )
         .route(
             "/{collection}/{id}/{aspect}",
             put(resource::put_aspect).delete(resource::delete_aspect),
@@ -120,7 +123,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.inner.limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state.clone());
     Router::new()
         .fallback_service(routes)
@@ -155,7 +161,11 @@ async fn render_errors(State(state): State<AppState>, request: Request, next: Ne
     let Some(report) = response.extensions_mut().remove::<ErrorReport>() else {
         return response;
     };
-    let format = if wants_json { Format::Json } else { Format::Xml };
+    let format = if wants_json {
+        Format::Json
+    } else {
+        Format::Xml
+    };
     let body = repr::render_error(format, report.code, &report.message);
     let media_type = state.inner.interfaces.media_type(1, format);
     let (mut parts, _) = response.into_parts();

@@ -33,9 +33,17 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
     let (status, body) = if reasons.is_empty() {
         (StatusCode::OK, "PASS\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("FAIL\n{}\n", reasons.join("\n")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("FAIL\n{}\n", reasons.join("\n")),
+        )
     };
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /heartbeat`: answers while the process runs; who it is and its reader role.
@@ -51,14 +59,20 @@ pub(super) async fn heartbeat(State(state): State<AppState>) -> Json<serde_json:
 /// `GET /metrics`: Prometheus text format.
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.inner.metrics.render(),
     )
         .into_response()
 }
 
 /// `PUT /admin/drain`: `/health` fails from now on, so HAProxy stops sending traffic here.
-pub(super) async fn drain(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+pub(super) async fn drain(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
     require_operator(&caller)?;
     state.inner.draining.store(true, Ordering::Relaxed);
     tracing::info!(by = %caller.name, "unit drained");
@@ -66,7 +80,10 @@ pub(super) async fn drain(State(state): State<AppState>, caller: Caller) -> Resu
 }
 
 /// `DELETE /admin/drain`: back into rotation.
-pub(super) async fn undrain(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+pub(super) async fn undrain(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
     require_operator(&caller)?;
     state.inner.draining.store(false, Ordering::Relaxed);
     tracing::info!(by = %caller.name, "unit back in rotation");
@@ -99,16 +116,24 @@ pub(super) async fn set_interface(
     let number = version
         .strip_prefix('v')
         .and_then(|number| number.parse::<u32>().ok())
-        .ok_or_else(|| ApiError::bad_request("bad-interface-version", "name the version as v1, v2, …"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request("bad-interface-version", "name the version as v1, v2, …")
+        })?;
     #[derive(serde::Deserialize)]
     struct Wanted {
         state: InterfaceState,
     }
     let wanted: Wanted = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::bad_request("bad-interface-state", "send {\"state\": \"active\" | \"deprecated\" | \"retired\"}")
+        ApiError::bad_request(
+            "bad-interface-state",
+            "send {\"state\": \"active\" | \"deprecated\" | \"retired\"}",
+        )
     })?;
     if !state.interfaces().set_state(number, wanted.state) {
-        return Err(ApiError::not_found("unknown-interface-version", format!("there is no v{number}")));
+        return Err(ApiError::not_found(
+            "unknown-interface-version",
+            format!("there is no v{number}"),
+        ));
     }
     tracing::info!(by = %caller.name, version = number, state = ?wanted.state, "interface state changed");
     Ok(StatusCode::NO_CONTENT)
@@ -118,6 +143,9 @@ fn require_operator(caller: &Caller) -> Result<(), ApiError> {
     if caller.is_operator() {
         Ok(())
     } else {
-        Err(ApiError::forbidden("operator-only", "only the operator may call /admin"))
+        Err(ApiError::forbidden(
+            "operator-only",
+            "only the operator may call /admin",
+        ))
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::extract::{UrlVersion, header_text, query_params};
 use super::{ApiError, AppState};
-use crate::aspect::{AspectName, AspectSelector, SelectorError, Selection};
+use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::auth::Caller;
 use crate::interface::{InterfaceState, Negotiated};
 use crate::model::{AspectDef, Collection};
@@ -74,22 +74,37 @@ pub(super) async fn create(
     require_writer(&caller)?;
     let negotiated = negotiate(&state, &headers, &url_version)?;
     query_params(query.as_deref(), &[])?;
-    let (_, format) = state
-        .interfaces()
-        .body_type(header_text(&headers, header::CONTENT_TYPE), url_version.as_ref().map(|v| v.0.0))?;
+    let (_, format) = state.interfaces().body_type(
+        header_text(&headers, header::CONTENT_TYPE),
+        url_version.as_ref().map(|v| v.0.0),
+    )?;
     let body = body.map_err(body_rejection)?;
     let resource = repr::parse_resource(format, &body, collection, ParseLimits::default())?;
     if resource.id.is_some() {
-        return Err(ApiError::bad_request("forged-id", "the owner assigns ids; send none"));
+        return Err(ApiError::bad_request(
+            "forged-id",
+            "the owner assigns ids; send none",
+        ));
     }
-    if resource.version.is_some() || resource.aspects.iter().any(|aspect| aspect.version.is_some()) {
+    if resource.version.is_some()
+        || resource
+            .aspects
+            .iter()
+            .any(|aspect| aspect.version.is_some())
+    {
         return Err(forged_version());
     }
     if resource.aspects.is_empty() {
-        return Err(ApiError::bad_request("empty-resource", "a new resource needs at least one aspect"));
+        return Err(ApiError::bad_request(
+            "empty-resource",
+            "a new resource needs at least one aspect",
+        ));
     }
     for (index, aspect) in resource.aspects.iter().enumerate() {
-        if resource.aspects[..index].iter().any(|earlier| earlier.name == aspect.name) {
+        if resource.aspects[..index]
+            .iter()
+            .any(|earlier| earlier.name == aspect.name)
+        {
             return Err(ApiError::bad_request(
                 "duplicate-aspect",
                 format!("aspect {} is given twice", aspect.name),
@@ -113,14 +128,20 @@ pub(super) async fn create(
     };
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "create")
         .increment(1);
-    let stored = state.store().read(collection.name(), &id).await?.ok_or_else(not_found)?;
+    let stored = state
+        .store()
+        .read(collection.name(), &id)
+        .await?
+        .ok_or_else(not_found)?;
     let view = ResourceView::of(&stored, |_| true);
     let body = repr::render_resource(negotiated.format, collection, &view);
     let mut response = answer(&state, negotiated, StatusCode::CREATED, body);
     let location = format!(
         "{}{}/{}/{}",
         forwarded_prefix(&headers),
-        url_version.map(|v| format!("/v{}", v.0.0)).unwrap_or_default(),
+        url_version
+            .map(|v| format!("/v{}", v.0.0))
+            .unwrap_or_default(),
         collection.name(),
         id
     );
@@ -146,9 +167,10 @@ pub(super) async fn put_aspect(
     query_params(query.as_deref(), &[])?;
     let definition = declared_aspect(collection, &aspect)?;
     let precondition = if_match(&headers)?;
-    let (_, format) = state
-        .interfaces()
-        .body_type(header_text(&headers, header::CONTENT_TYPE), url_version.as_ref().map(|v| v.0.0))?;
+    let (_, format) = state.interfaces().body_type(
+        header_text(&headers, header::CONTENT_TYPE),
+        url_version.as_ref().map(|v| v.0.0),
+    )?;
     let body = body.map_err(body_rejection)?;
     let wire = repr::parse_aspect(format, &body, &definition.name, ParseLimits::default())?;
     if wire.version.is_some() {
@@ -169,8 +191,15 @@ pub(super) async fn put_aspect(
         .await?;
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "put")
         .increment(1);
-    let version = committed.changes.first().map_or(Version::ZERO, |(_, version)| *version);
-    let stored = state.store().read(collection.name(), &id).await?.ok_or_else(not_found)?;
+    let version = committed
+        .changes
+        .first()
+        .map_or(Version::ZERO, |(_, version)| *version);
+    let stored = state
+        .store()
+        .read(collection.name(), &id)
+        .await?
+        .ok_or_else(not_found)?;
     let name = definition.name.to_string();
     let view = ResourceView::of(&stored, |aspect| aspect == name);
     let body = repr::render_resource(negotiated.format, collection, &view);
@@ -199,7 +228,14 @@ pub(super) async fn delete_aspect(
         body: None,
         unique_keys: Vec::new(),
     };
-    delete(&state, collection, Target::Update(id), precondition, vec![edit]).await
+    delete(
+        &state,
+        collection,
+        Target::Update(id),
+        precondition,
+        vec![edit],
+    )
+    .await
 }
 
 /// `DELETE /{collection}/{id}`: leaves a resource tombstone.
@@ -216,7 +252,14 @@ pub(super) async fn delete_resource(
     query_params(query.as_deref(), &[])?;
     let precondition = if_match(&headers)?;
     let id = ResourceId::parse(&id).ok_or_else(not_found)?;
-    delete(&state, collection, Target::Delete(id), precondition, Vec::new()).await
+    delete(
+        &state,
+        collection,
+        Target::Delete(id),
+        precondition,
+        Vec::new(),
+    )
+    .await
 }
 
 async fn delete(
@@ -247,7 +290,10 @@ async fn delete(
 }
 
 /// Runs each aspect's business validation off the async threads (password hashing is slow).
-async fn accept_all(collection: &Collection, aspects: Vec<WireAspect>) -> Result<Vec<AspectEdit>, ApiError> {
+async fn accept_all(
+    collection: &Collection,
+    aspects: Vec<WireAspect>,
+) -> Result<Vec<AspectEdit>, ApiError> {
     let work: Vec<(AspectDef, Map<String, Value>)> = aspects
         .into_iter()
         .map(|aspect| {
@@ -255,7 +301,12 @@ async fn accept_all(collection: &Collection, aspects: Vec<WireAspect>) -> Result
                 .find(&aspect.name)
                 .cloned()
                 .map(|definition| (definition, aspect.fields))
-                .ok_or_else(|| ApiError::bad_request("unknown-aspect", format!("unknown aspect {}", aspect.name)))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "unknown-aspect",
+                        format!("unknown aspect {}", aspect.name),
+                    )
+                })
         })
         .collect::<Result<_, _>>()?;
     let accepted = tokio::task::spawn_blocking(move || {
@@ -275,7 +326,11 @@ async fn accept_all(collection: &Collection, aspects: Vec<WireAspect>) -> Result
     accepted.map_err(|invalid| ApiError::bad_request(invalid.code, invalid.message))
 }
 
-fn negotiate(state: &AppState, headers: &HeaderMap, url_version: &UrlVersionExt) -> Result<Negotiated, ApiError> {
+fn negotiate(
+    state: &AppState,
+    headers: &HeaderMap,
+    url_version: &UrlVersionExt,
+) -> Result<Negotiated, ApiError> {
     Ok(state.interfaces().negotiate(
         header_text(headers, header::ACCEPT),
         url_version.as_ref().map(|version| version.0.0),
@@ -285,11 +340,17 @@ fn negotiate(state: &AppState, headers: &HeaderMap, url_version: &UrlVersionExt)
 /// A successful answer in the negotiated representation, naming the concrete version served.
 fn answer(state: &AppState, negotiated: Negotiated, status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, Body::from(body)).into_response();
-    let media_type = state.interfaces().media_type(negotiated.version, negotiated.format);
+    let media_type = state
+        .interfaces()
+        .media_type(negotiated.version, negotiated.format);
     set_header(&mut response, header::CONTENT_TYPE, &media_type);
     set_header(&mut response, header::VARY, "Accept");
     if negotiated.state == InterfaceState::Deprecated {
-        set_header(&mut response, header::HeaderName::from_static("deprecation"), "true");
+        set_header(
+            &mut response,
+            header::HeaderName::from_static("deprecation"),
+            "true",
+        );
     }
     response
 }
@@ -310,7 +371,11 @@ fn selection(
         .and_then(|selector| selector.resolve(collection.aspect_names()))
         .map_err(selector_error)?;
     if !selection.is_within(&readable) {
-        let outside: Vec<String> = selection.outside(&readable).iter().map(|name| name.to_string()).collect();
+        let outside: Vec<String> = selection
+            .outside(&readable)
+            .iter()
+            .map(|name| name.to_string())
+            .collect();
         return Err(ApiError::forbidden(
             "aspect-not-granted",
             format!("{} may not read {}", caller.name, outside.join(", ")),
@@ -320,14 +385,19 @@ fn selection(
 }
 
 fn selection_has(selection: &Selection, name: &str) -> bool {
-    selection.names().iter().any(|selected| selected.to_string() == name)
+    selection
+        .names()
+        .iter()
+        .any(|selected| selected.to_string() == name)
 }
 
 fn selector_error(error: SelectorError) -> ApiError {
     let code = match error {
         SelectorError::TooLong(_) => "selector-too-long",
         SelectorError::Unknown(_) => "unknown-aspect",
-        SelectorError::Empty | SelectorError::MissingTilde | SelectorError::BadName(_) => "bad-selector",
+        SelectorError::Empty | SelectorError::MissingTilde | SelectorError::BadName(_) => {
+            "bad-selector"
+        }
     };
     ApiError::bad_request(code, error.to_string())
 }
@@ -336,7 +406,12 @@ fn declared_aspect<'c>(collection: &'c Collection, text: &str) -> Result<&'c Asp
     AspectName::parse(text)
         .ok()
         .and_then(|name| collection.find(&name))
-        .ok_or_else(|| ApiError::not_found("unknown-aspect", format!("{} has no such aspect", collection.name())))
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown-aspect",
+                format!("{} has no such aspect", collection.name()),
+            )
+        })
 }
 
 fn require_writer(caller: &Caller) -> Result<(), ApiError> {
@@ -358,18 +433,26 @@ fn if_match(headers: &HeaderMap) -> Result<Option<TagCondition>, ApiError> {
 
 /// `X-Forwarded-Prefix` from the gateway or HAProxy, when it is a plain path.
 fn forwarded_prefix(headers: &HeaderMap) -> String {
-    header_text(headers, header::HeaderName::from_static("x-forwarded-prefix"))
-        .filter(|prefix| {
-            prefix.starts_with('/')
-                && prefix.len() <= 64
-                && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
-        })
-        .map(|prefix| prefix.trim_end_matches('/').to_owned())
-        .unwrap_or_default()
+    header_text(
+        headers,
+        header::HeaderName::from_static("x-forwarded-prefix"),
+    )
+    .filter(|prefix| {
+        prefix.starts_with('/')
+            && prefix.len() <= 64
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+    })
+    .map(|prefix| prefix.trim_end_matches('/').to_owned())
+    .unwrap_or_default()
 }
 
 fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
-    params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    params
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
 }
 
 fn set_header(response: &mut Response, name: header::HeaderName, value: &str) {
@@ -380,7 +463,11 @@ fn set_header(response: &mut Response, name: header::HeaderName, value: &str) {
 
 fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "the request body is too large")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "the request body is too large",
+        )
     } else {
         ApiError::bad_request("unreadable-body", "the request body could not be read")
     }
@@ -395,10 +482,12 @@ fn not_found() -> ApiError {
 }
 
 fn bad_condition() -> ApiError {
-    ApiError::bad_request("bad-precondition", "If-Match / If-None-Match must be entity tags like \"7\" or *")
+    ApiError::bad_request(
+        "bad-precondition",
+        "If-Match / If-None-Match must be entity tags like \"7\" or *",
+    )
 }
 
 fn forged_version() -> ApiError {
     ApiError::bad_request("forged-version", "the owner assigns versions; send none")
 }
-

@@ -38,7 +38,10 @@ pub(super) fn parse_resource(
                 } else {
                     let aspect_name = declared(collection, name)?;
                     if aspect_name.qualifier().is_some() {
-                        return Err(BadBody::new("unknown-aspect", format!("unknown member \"{name}\"")));
+                        return Err(BadBody::new(
+                            "unknown-aspect",
+                            format!("unknown member \"{name}\""),
+                        ));
                     }
                     resource.aspects.push(aspect(value, aspect_name)?);
                 }
@@ -48,14 +51,21 @@ pub(super) fn parse_resource(
     Ok(resource)
 }
 
-pub(super) fn parse_aspect(body: &[u8], limits: ParseLimits, name: &AspectName) -> Result<WireAspect, BadBody> {
+pub(super) fn parse_aspect(
+    body: &[u8],
+    limits: ParseLimits,
+    name: &AspectName,
+) -> Result<WireAspect, BadBody> {
     let root = parse_object(body, limits)?;
     aspect(Value::Object(root), name.clone())
 }
 
 fn aspect(value: Value, name: AspectName) -> Result<WireAspect, BadBody> {
     let Value::Object(object) = value else {
-        return Err(BadBody::new("invalid-field", format!("\"{name}\" must be an object")));
+        return Err(BadBody::new(
+            "invalid-field",
+            format!("\"{name}\" must be an object"),
+        ));
     };
     let mut fields = Map::new();
     let mut version = None;
@@ -84,11 +94,17 @@ fn parse_object(body: &[u8], limits: ParseLimits) -> Result<Map<String, Value>, 
     let value: Value = serde_json::from_slice(body)
         .map_err(|error| BadBody::new("malformed-json", format!("not valid JSON: {error}")))?;
     if depth(&value) > limits.max_depth {
-        return Err(BadBody::new("json-too-deep", "the document is nested too deeply"));
+        return Err(BadBody::new(
+            "json-too-deep",
+            "the document is nested too deeply",
+        ));
     }
     match value {
         Value::Object(object) => Ok(object),
-        _ => Err(BadBody::new("malformed-json", "the body must be a JSON object")),
+        _ => Err(BadBody::new(
+            "malformed-json",
+            "the body must be a JSON object",
+        )),
     }
 }
 
@@ -123,7 +139,11 @@ pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) 
         root.insert("deleted".into(), Value::Bool(true));
     }
     for definition in collection.aspects() {
-        let Some(aspect) = view.aspects.iter().find(|a| a.name == definition.name.to_string()) else {
+        let Some(aspect) = view
+            .aspects
+            .iter()
+            .find(|a| a.name == definition.name.to_string())
+        else {
             continue;
         };
         let mut object = Map::new();

@@ -125,13 +125,20 @@ impl<'a> ResourceView<'a> {
             id: &resource.id,
             version,
             deleted: resource.deleted,
-            aspects: selected.into_iter().filter(|aspect| !aspect.deleted).collect(),
+            aspects: selected
+                .into_iter()
+                .filter(|aspect| !aspect.deleted)
+                .collect(),
         }
     }
 }
 
 /// Renders one resource (`GET`, and the answers to writes).
-pub fn render_resource(format: Format, collection: &Collection, view: &ResourceView<'_>) -> Vec<u8> {
+pub fn render_resource(
+    format: Format,
+    collection: &Collection,
+    view: &ResourceView<'_>,
+) -> Vec<u8> {
     match format {
         Format::Xml => xml::render_resource(collection, view),
         Format::Json => json::render_resource(collection, view),

@@ -7,7 +7,9 @@ use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::{Reader, Writer, XmlVersion};
 use serde_json::{Map, Value};
 
-use super::{BadBody, ParseLimits, ResourceView, WireAspect, WireResource, field_text, stored_fields};
+use super::{
+    BadBody, ParseLimits, ResourceView, WireAspect, WireResource, field_text, stored_fields,
+};
 use crate::aspect::AspectName;
 use crate::model::Collection;
 
@@ -29,7 +31,11 @@ pub(super) fn parse_resource(
     if root.name != collection.item() {
         return Err(BadBody::new(
             "wrong-root",
-            format!("expected a <{}> element, found <{}>", collection.item(), root.name),
+            format!(
+                "expected a <{}> element, found <{}>",
+                collection.item(),
+                root.name
+            ),
         ));
     }
     if let Some((attribute, _)) = root.attributes.first() {
@@ -64,7 +70,10 @@ pub(super) fn parse_resource(
                 } else {
                     let aspect_name = declared(collection, name)?;
                     if aspect_name.qualifier().is_some() {
-                        return Err(BadBody::new("unknown-aspect", format!("unknown element <{name}>")));
+                        return Err(BadBody::new(
+                            "unknown-aspect",
+                            format!("unknown element <{name}>"),
+                        ));
                     }
                     resource.aspects.push(aspect(child, aspect_name, false)?);
                 }
@@ -83,7 +92,11 @@ pub(super) fn parse_aspect(
     if root.name != name.family() {
         return Err(BadBody::new(
             "wrong-root",
-            format!("expected a <{}> element, found <{}>", name.family(), root.name),
+            format!(
+                "expected a <{}> element, found <{}>",
+                name.family(),
+                root.name
+            ),
         ));
     }
     let qualified = name.qualifier().is_some();
@@ -184,9 +197,9 @@ fn parse_tree(body: &[u8], limits: ParseLimits) -> Result<Element, BadBody> {
     let mut root: Option<Element> = None;
     let mut elements = 0usize;
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|error| BadBody::new("malformed-xml", format!("not well-formed XML: {error}")))?;
+        let event = reader.read_event().map_err(|error| {
+            BadBody::new("malformed-xml", format!("not well-formed XML: {error}"))
+        })?;
         match event {
             Event::Start(start) => open(&start, &mut stack, &root, &mut elements, limits)?,
             Event::Empty(start) => {
@@ -211,7 +224,10 @@ fn parse_tree(body: &[u8], limits: ParseLimits) -> Result<Element, BadBody> {
                         })?
                         .to_owned(),
                     Err(error) => {
-                        return Err(BadBody::new("malformed-xml", format!("bad character reference: {error}")));
+                        return Err(BadBody::new(
+                            "malformed-xml",
+                            format!("bad character reference: {error}"),
+                        ));
                     }
                 };
                 append_text(&mut stack, &resolved)?;
@@ -227,7 +243,10 @@ fn parse_tree(body: &[u8], limits: ParseLimits) -> Result<Element, BadBody> {
         }
     }
     if !stack.is_empty() {
-        return Err(BadBody::new("malformed-xml", "the document ends inside an element"));
+        return Err(BadBody::new(
+            "malformed-xml",
+            "the document ends inside an element",
+        ));
     }
     root.ok_or_else(|| BadBody::new("malformed-xml", "the body holds no element"))
 }
@@ -254,10 +273,18 @@ fn open(
         let key = attribute.key.as_ref().to_owned();
         let value = attribute
             .normalized_value(XmlVersion::Implicit1_0)
-            .map_err(|error| BadBody::new("xml-entity-forbidden", format!("bad attribute value: {error}")))?
+            .map_err(|error| {
+                BadBody::new(
+                    "xml-entity-forbidden",
+                    format!("bad attribute value: {error}"),
+                )
+            })?
             .into_owned();
         if attributes.iter().any(|(existing, _)| *existing == key) {
-            return Err(BadBody::new("malformed-xml", format!("attribute '{key}' given twice")));
+            return Err(BadBody::new(
+                "malformed-xml",
+                format!("attribute '{key}' given twice"),
+            ));
         }
         attributes.push((key, value));
     }
@@ -267,7 +294,10 @@ fn open(
         ..Element::default()
     });
     if stack.len() > limits.max_depth {
-        return Err(BadBody::new("xml-too-deep", "the document is nested too deeply"));
+        return Err(BadBody::new(
+            "xml-too-deep",
+            "the document is nested too deeply",
+        ));
     }
     Ok(())
 }
@@ -293,7 +323,10 @@ fn append_text(stack: &mut [Element], text: &str) -> Result<(), BadBody> {
             Ok(())
         }
         None if text.trim().is_empty() => Ok(()),
-        None => Err(BadBody::new("malformed-xml", "text outside the root element")),
+        None => Err(BadBody::new(
+            "malformed-xml",
+            "text outside the root element",
+        )),
     }
 }
 
@@ -308,7 +341,11 @@ pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) 
     text_element(&mut writer, "id", view.id.as_str());
     let mut open_container: Option<&str> = None;
     for definition in collection.aspects() {
-        let Some(aspect) = view.aspects.iter().find(|a| a.name == definition.name.to_string()) else {
+        let Some(aspect) = view
+            .aspects
+            .iter()
+            .find(|a| a.name == definition.name.to_string())
+        else {
             continue;
         };
         let container = definition.container.as_deref();
@@ -338,7 +375,10 @@ pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) 
                 text_element(&mut writer, key, &field_text(value));
             }
         }
-        write(&mut writer, Event::End(BytesEnd::new(definition.name.family())));
+        write(
+            &mut writer,
+            Event::End(BytesEnd::new(definition.name.family())),
+        );
     }
     if let Some(previous) = open_container {
         write(&mut writer, Event::End(BytesEnd::new(previous)));
@@ -358,7 +398,10 @@ pub(super) fn render_error(code: &str, message: &str) -> Vec<u8> {
 
 fn document() -> Writer<Vec<u8>> {
     let mut writer = Writer::new(Vec::with_capacity(1024));
-    write(&mut writer, Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
+    write(
+        &mut writer,
+        Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)),
+    );
     writer
 }
 

@@ -83,10 +83,8 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer; NORMAL keeps commits
                         // durable across a process crash (not a power cut), as is usual in WAL.
-                        let busy = format!(
-                            "PRAGMA busy_timeout = {}",
-                            SQLITE_BUSY_TIMEOUT.as_millis()
-                        );
+                        let busy =
+                            format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_TIMEOUT.as_millis());
                         connection.execute(sqlx::AssertSqlSafe(busy)).await?;
                         connection.execute("PRAGMA journal_mode = WAL").await?;
                         connection.execute("PRAGMA synchronous = NORMAL").await?;
@@ -126,8 +124,10 @@ impl Store {
             Backend::Postgres => {
                 // Collection names are lower-case words checked by `model`, so the sequence
                 // name is a safe identifier.
-                let statement =
-                    format!("CREATE SEQUENCE IF NOT EXISTS {}", sequence_name(collection));
+                let statement = format!(
+                    "CREATE SEQUENCE IF NOT EXISTS {}",
+                    sequence_name(collection)
+                );
                 sqlx::query(sqlx::AssertSqlSafe(statement))
                     .execute(&self.pool)
                     .await?;
@@ -168,7 +168,9 @@ pub async fn ensure_postgres_database(server_url: &str, database: &str) -> Resul
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         || database.is_empty()
     {
-        return Err(Error::Corrupt(format!("{database:?} is not a plain database name")));
+        return Err(Error::Corrupt(format!(
+            "{database:?} is not a plain database name"
+        )));
     }
     let base = server_url.trim_end_matches('/');
     let admin_url = format!("{base}/postgres");
@@ -182,7 +184,10 @@ pub async fn ensure_postgres_database(server_url: &str, database: &str) -> Resul
         .await?;
     if exists.is_none() {
         let statement = format!("CREATE DATABASE {database}");
-        if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&pool).await {
+        if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+        {
             // Another process may have created it between our check and our statement.
             let raced: Option<i32> =
                 sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")

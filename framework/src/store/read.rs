@@ -51,7 +51,11 @@ pub struct ChangeBatch {
 
 impl Store {
     /// Reads one resource with all its aspects; `None` when it never existed.
-    pub async fn read(&self, collection: &str, id: &ResourceId) -> Result<Option<StoredResource>, Error> {
+    pub async fn read(
+        &self,
+        collection: &str,
+        id: &ResourceId,
+    ) -> Result<Option<StoredResource>, Error> {
         // One statement, so the resource row and its aspects come from one snapshot.
         let rows = sqlx::query(
             "SELECT r.version, r.deleted, a.aspect, a.version, a.deleted, a.body \
@@ -107,7 +111,9 @@ impl Store {
         }
         // A resource contributes at most one row per selected aspect, so this many rows hold
         // more than `max_resources` resources whenever more are waiting.
-        let row_limit = max_resources.saturating_mul(aspects.len()).saturating_add(1);
+        let row_limit = max_resources
+            .saturating_mul(aspects.len())
+            .saturating_add(1);
         let placeholders = (0..aspects.len())
             .map(|index| format!("${}", index + 5))
             .collect::<Vec<_>>()

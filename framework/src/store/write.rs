@@ -70,7 +70,11 @@ impl Store {
 
     /// Runs every statement of a write but leaves the commit to the caller, for writes that
     /// must line up with something else (and for tests that hold a transaction open).
-    pub async fn prepare(&self, collection: &str, changes: Vec<Change>) -> Result<PendingWrite, Error> {
+    pub async fn prepare(
+        &self,
+        collection: &str,
+        changes: Vec<Change>,
+    ) -> Result<PendingWrite, Error> {
         let mut transaction = match self.backend {
             // Take SQLite's write lock at once: a deferred transaction that first reads and
             // then writes can fail with SQLITE_BUSY instead of waiting its turn.

@@ -7,8 +7,13 @@ use anyhow::Context;
 /// Runs the unit described by `config_path` until SIGTERM or Ctrl-C.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = hiscale::UnitConfig::load(config_path)?;
-    let sa = service_area(&config.sa)
-        .with_context(|| format!("unknown service area {:?} in {}", config.sa, config_path.display()))?;
+    let sa = service_area(&config.sa).with_context(|| {
+        format!(
+            "unknown service area {:?} in {}",
+            config.sa,
+            config_path.display()
+        )
+    })?;
     hiscale::unit::serve(&config, sa, shutdown_signal()).await?;
     Ok(())
 }

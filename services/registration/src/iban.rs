@@ -6,7 +6,9 @@ pub fn iban_is_valid(iban: &str) -> bool {
     let shape_ok = (15..=34).contains(&bytes.len())
         && bytes[..2].iter().all(u8::is_ascii_uppercase)
         && bytes[2..4].iter().all(u8::is_ascii_digit)
-        && bytes[4..].iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        && bytes[4..]
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
     if !shape_ok {
         return false;
     }
@@ -34,7 +36,8 @@ mod tests {
 
     #[test]
     fn iban_table() {
-        let check = |iban: &str, expected: bool| assert_eq!(iban_is_valid(iban), expected, "{iban}");
+        let check =
+            |iban: &str, expected: bool| assert_eq!(iban_is_valid(iban), expected, "{iban}");
         check("DE89370400440532013000", true);
         check("GB82WEST12345698765432", true);
         check("NL91ABNA0417164300", true);

@@ -102,12 +102,18 @@ impl Aspect for Person {
 
     fn accept(input: Person) -> Result<Self, Invalid> {
         if !matches!(input.kind.as_str(), "natural" | "legal") {
-            return Err(Invalid::new("invalid-person-type", "type is natural or legal"));
+            return Err(Invalid::new(
+                "invalid-person-type",
+                "type is natural or legal",
+            ));
         }
         if let Some(salutation) = &input.salutation
             && !matches!(salutation.as_str(), "MR" | "MS" | "MX" | "DR")
         {
-            return Err(Invalid::new("invalid-salutation", "salutation is MR, MS, MX or DR"));
+            return Err(Invalid::new(
+                "invalid-salutation",
+                "salutation is MR, MS, MX or DR",
+            ));
         }
         require_text("firstname", &input.firstname, 100)?;
         require_text("lastname", &input.lastname, 100)?;
@@ -131,9 +137,15 @@ impl Aspect for Address {
         require_text("street", &input.street, 200)?;
         require_text("city", &input.city, 100)?;
         let zip_ok = (3..=10).contains(&input.zip.len())
-            && input.zip.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-');
+            && input
+                .zip
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-');
         if !zip_ok {
-            return Err(Invalid::new("invalid-zip", "zip is 3 to 10 letters or digits"));
+            return Err(Invalid::new(
+                "invalid-zip",
+                "zip is 3 to 10 letters or digits",
+            ));
         }
         Ok(input)
     }
@@ -157,12 +169,21 @@ impl Aspect for BankAccount {
         require_text("owner", &input.owner, 200)?;
         input.iban = input.iban.replace(' ', "").to_ascii_uppercase();
         if !iban_is_valid(&input.iban) {
-            return Err(Invalid::new("invalid-iban", "the IBAN's checksum does not add up"));
+            return Err(Invalid::new(
+                "invalid-iban",
+                "the IBAN's checksum does not add up",
+            ));
         }
         if let Some(bic) = &input.bic {
-            let bic_ok = matches!(bic.len(), 8 | 11) && bic.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            let bic_ok = matches!(bic.len(), 8 | 11)
+                && bic
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
             if !bic_ok {
-                return Err(Invalid::new("invalid-bic", "a BIC has 8 or 11 upper-case letters or digits"));
+                return Err(Invalid::new(
+                    "invalid-bic",
+                    "a BIC has 8 or 11 upper-case letters or digits",
+                ));
             }
         }
         Ok(input)
