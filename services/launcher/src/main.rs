@@ -3,6 +3,7 @@
 //! `main` only parses the command line, sets up logging and hands over; everything that
 //! matters lives in the framework and the service crates.
 
+mod bench;
 mod demo;
 mod serve;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Run the minimal distribution on this machine: every SA with two units, each its own
     /// process, behind a small gateway (the default when no command is given).
     Demo(demo::DemoOptions),
+    /// Measure single-resource reads and writes per second on SQLite and PostgreSQL, side by
+    /// side, and print a table of medians and ratios.
+    Bench(bench::BenchOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +55,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Some(Command::Serve { config }) => serve::run(&config).await,
             Some(Command::Demo(options)) => demo::run(options).await,
+            Some(Command::Bench(options)) => bench::run(options).await,
             None => demo::run(demo::DemoOptions::default()).await,
         }
     });

@@ -27,6 +27,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -38,18 +39,21 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Listens on `address` and routes each service area of `areas` to its units.
-    pub async fn start(
-        address: SocketAddr,
+    /// Takes the gateway's port; done before any unit starts, so a port already in use fails
+    /// the demo at once.
+    pub async fn listen(address: SocketAddr) -> anyhow::Result<TcpListener> {
+        TcpListener::bind(address).await.with_context(|| {
+            format!(
+                "the gateway cannot listen on {address} (is a demo already running? try --port)"
+            )
+        })
+    }
+
+    /// Serves on `listener`, routing each service area of `areas` to its units.
+    pub fn start(
+        listener: TcpListener,
         areas: Vec<(String, Vec<SocketAddr>)>,
     ) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| {
-                format!(
-                    "the gateway cannot listen on {address} (is a demo already running? try --port)"
-                )
-            })?;
         let address = listener
             .local_addr()
             .context("cannot read the gateway's address")?;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::gateway::Gateway;
@@ -63,6 +64,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let stop = stop_requested()?;
     tokio::pin!(stop);
 
+    let gateway_address = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
+    let gateway_listener = Gateway::listen(gateway_address).await?;
     let data_dir = prepare_data_dir(&options.data_dir)?;
     let tokens = Tokens::load_or_create(&data_dir.join(TOKENS_FILE))?;
     let plans = plan_units(&data_dir, options.postgres.as_deref(), &tokens).await?;
@@ -74,7 +77,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     })?;
 
     let started = tokio::select! {
-        started = start(&mut supervisor, &options, &tokens) => Some(started),
+        started = start(&mut supervisor, gateway_listener, &options, &tokens) => Some(started),
         () = &mut stop => None,
     };
     match started {
@@ -122,6 +125,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Brings the landscape up: units healthy, gateway listening, sample data loaded.
 async fn start(
     supervisor: &mut Supervisor,
+    gateway_listener: TcpListener,
     options: &DemoOptions,
     tokens: &Tokens,
 ) -> anyhow::Result<Gateway> {
@@ -130,8 +134,7 @@ async fn start(
         .iter()
         .map(|area| (area.name.to_owned(), supervisor.addresses_of(area.name)))
         .collect();
-    let gateway_address = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
-    let gateway = Gateway::start(gateway_address, areas).await?;
+    let gateway = Gateway::start(gateway_listener, areas)?;
     let registration_database = supervisor
         .database_of("registration")
         .context("the demo has no registration service area")?;
