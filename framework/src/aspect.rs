@@ -260,11 +260,6 @@ pub trait Aspect: Serialize + utoipa::ToSchema + Sized + Send + Sync + 'static {
     /// Validates and transforms the input into what is stored. May be slow (password
     /// hashing): the framework calls it off the async threads.
     fn accept(input: Self::Input) -> Result<Self, Invalid>;
-
-    /// Values that must be unique across the collection (e.g. a login name).
-    fn unique_keys(&self) -> Vec<UniqueKey> {
-        Vec::new()
-    }
 }
 
 /// A business rule an input broke: becomes a `400` with this code.

@@ -9,6 +9,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier, generate_salt, phc
 
 use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::config::CallerConfig;
+use crate::version::ResourceId;
 
 /// What a caller may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub enum Grant {
     Operator,
     /// Reads just these aspects (by name or family), nothing else.
     Aspects(AspectSelector),
+    /// A signed-in user (session token from login): reads only that one resource.
+    Session { resource: ResourceId },
 }
 
 /// An authenticated caller.
@@ -31,10 +34,23 @@ impl Caller {
         self.grant == Grant::Operator
     }
 
+    /// Whether this caller may see `id` at all (a session reaches only its own resource).
+    pub fn may_see(&self, id: &ResourceId) -> bool {
+        match &self.grant {
+            Grant::Session { resource } => resource == id,
+            _ => true,
+        }
+    }
+
+    /// A peer SA or operator: may read feeds (a user session may not).
+    pub fn is_service(&self) -> bool {
+        !matches!(self.grant, Grant::Session { .. })
+    }
+
     /// The declared aspects this caller may read.
     pub fn readable(&self, declared: &[AspectName]) -> Selection {
         match &self.grant {
-            Grant::Operator => Selection::all(declared),
+            Grant::Operator | Grant::Session { .. } => Selection::all(declared),
             Grant::Aspects(selector) => selector.select_known(declared),
         }
     }

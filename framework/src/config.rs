@@ -29,6 +29,121 @@ pub struct UnitConfig {
     /// Who may call this unit, with which grant.
     #[serde(default)]
     pub callers: Vec<CallerConfig>,
+    /// How the feed of owned collections behaves.
+    #[serde(default)]
+    pub feed: FeedConfig,
+    /// Where this SA's copies come from: one source per copied collection.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Whether this unit polls its sources itself or stands by for the primary.
+    #[serde(default)]
+    pub reader: ReaderConfig,
+    /// Session tokens issued by login and verified everywhere.
+    #[serde(default)]
+    pub sessions: SessionConfig,
+}
+
+/// The owner's side of the delta feed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// Tombstones older than this are purged even if a known consumer has not passed them
+    /// (that consumer then re-reads everything after a `410`).
+    pub tombstone_max_age_secs: i64,
+    /// How often a unit purges tombstones every known consumer has passed.
+    pub purge_interval_secs: u64,
+    /// A chunk stops at a version boundary once its documents add up to about this.
+    pub max_chunk_bytes: usize,
+    /// Memory for cached full chunks (they are states the owner really had).
+    pub cache_bytes: u64,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            tombstone_max_age_secs: 7 * 24 * 3600,
+            purge_interval_secs: 300,
+            max_chunk_bytes: 1024 * 1024,
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// One source of a copy: the owner (through HAProxy) or a nearer copy of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The copied collection, e.g. `customers`.
+    pub collection: String,
+    /// Base URL of the source SA, e.g. `http://127.0.0.1:8080/registration`.
+    pub url: String,
+    /// This SA's bearer token at the source.
+    pub token: String,
+    /// The aspects to copy, e.g. `~person~address.home` (must lie within our grant there).
+    pub aspects: String,
+    /// Seconds between polls when nothing more is waiting (with jitter).
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Long-poll seconds the source may hold a request (0 = plain polling).
+    #[serde(default = "default_wait")]
+    pub wait_secs: u64,
+    /// Resources per chunk (at most 1000).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+fn default_interval() -> u64 {
+    10
+}
+fn default_wait() -> u64 {
+    20
+}
+fn default_limit() -> u32 {
+    100
+}
+
+/// Which unit of a reading SA polls: the primary, or a backup watching it by heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReaderConfig {
+    pub role: ReaderRole,
+    /// The primary's base URL, watched by a backup (`/heartbeat`).
+    pub primary_url: Option<String>,
+    /// Milliseconds between heartbeats a backup sends.
+    pub heartbeat_interval_ms: u64,
+    /// Missed heartbeats in a row (and a last direct check) before a backup takes over.
+    pub misses: u32,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        Self {
+            role: ReaderRole::Primary,
+            primary_url: None,
+            heartbeat_interval_ms: 1000,
+            misses: 3,
+        }
+    }
+}
+
+/// A reading unit's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReaderRole {
+    Primary,
+    Backup,
+}
+
+/// Ed25519 keys of session tokens: login signs, every SA verifies without calling login.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Hex of the 32-byte public key; sessions are refused without it.
+    pub public_key: Option<String>,
+    /// Hex of the 32-byte signing key (login only).
+    pub signing_key: Option<String>,
+    /// Lifetime of an issued session token.
+    pub ttl_secs: Option<u64>,
 }
 
 /// Bounds on what one request may ask of a unit; every one of them is enforced with a `4xx`.
@@ -79,6 +194,24 @@ pub enum ConfigError {
 }
 
 impl UnitConfig {
+    /// A unit with default limits, no callers, no sources: fill in the rest with struct update
+    /// syntax, so new settings do not break existing code.
+    pub fn new(sa: &str, unit: &str, listen: SocketAddr, database: &str) -> Self {
+        Self {
+            sa: sa.to_owned(),
+            unit: unit.to_owned(),
+            listen,
+            database: database.to_owned(),
+            zone: None,
+            limits: Limits::default(),
+            callers: Vec::new(),
+            feed: FeedConfig::default(),
+            sources: Vec::new(),
+            reader: ReaderConfig::default(),
+            sessions: SessionConfig::default(),
+        }
+    }
+
     /// Reads and parses a unit configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -7,12 +7,23 @@ use serde_json::{Map, Value};
 
 use crate::aspect::{Aspect, AspectName, Invalid, Selection, UniqueKey};
 
-/// A service area: a name (used in media types, `application/vnd.{sa}.v1+xml`) and what it
-/// owns.
+/// A service area: a name (used in media types, `application/vnd.{sa}.v1+xml`), what it owns
+/// and what it keeps copies of.
 #[derive(Debug, Clone)]
 pub struct ServiceArea {
     name: String,
     owned: Vec<Collection>,
+    copied: Vec<Collection>,
+}
+
+/// Whether a unit writes a collection or keeps a read-only copy of another SA's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    /// A copy of the collection owned by the named SA.
+    Copy {
+        owner: String,
+    },
 }
 
 impl ServiceArea {
@@ -31,13 +42,47 @@ impl ServiceArea {
         Self {
             name: name.to_owned(),
             owned: Vec::new(),
+            copied: Vec::new(),
         }
     }
 
     /// Declares a collection this SA owns (writes it, serves its feed).
-    pub fn owns(mut self, collection: Collection) -> Self {
+    pub fn owns(mut self, mut collection: Collection) -> Self {
+        collection.role = Role::Owner;
+        collection.owner = self.name.clone();
         self.owned.push(collection);
         self
+    }
+
+    /// Declares a read-only copy of `owner`'s collection: just the aspects declared on it,
+    /// kept by polling the owner's feed, served under the owner's media types.
+    pub fn copies(mut self, owner: &str, mut collection: Collection) -> Self {
+        assert!(
+            is_identifier(owner),
+            "owner name {owner:?} is not a lower-case word"
+        );
+        collection.role = Role::Copy {
+            owner: owner.to_owned(),
+        };
+        collection.owner = owner.to_owned();
+        self.copied.push(collection);
+        self
+    }
+
+    /// Collections this SA keeps copies of.
+    pub fn copied(&self) -> &[Collection] {
+        &self.copied
+    }
+
+    /// Every collection this SA serves, owned first.
+    pub fn collections(&self) -> impl Iterator<Item = &Collection> {
+        self.owned.iter().chain(&self.copied)
+    }
+
+    /// The collection served under `name`, owned or copied.
+    pub fn collection(&self, name: &str) -> Option<&Collection> {
+        self.collections()
+            .find(|collection| collection.name() == name)
     }
 
     pub fn name(&self) -> &str {
@@ -56,6 +101,16 @@ pub struct Collection {
     item: String,
     aspects: Vec<AspectDef>,
     names: Vec<AspectName>,
+    unique_fields: Vec<UniqueField>,
+    role: Role,
+    owner: String,
+}
+
+/// A field whose value at most one resource may hold (compared case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueField {
+    pub aspect: AspectName,
+    pub field: &'static str,
 }
 
 impl Collection {
@@ -74,7 +129,92 @@ impl Collection {
             item: item.to_owned(),
             aspects: Vec::new(),
             names: Vec::new(),
+            unique_fields: Vec::new(),
+            role: Role::Owner,
+            owner: String::new(),
         }
+    }
+
+    /// Declares an aspect of a copy: a document whose rules are the owner's business, so it
+    /// has no type here, only its XML attributes.
+    pub fn document(self, name: &str, xml_attributes: &'static [&'static str]) -> Self {
+        self.declare_erased(
+            name,
+            None,
+            xml_attributes,
+            refuse_writes,
+            schema_of::<Value>,
+            schema_of::<Value>,
+        )
+    }
+
+    /// Declares qualified document aspects of a copy, grouped under `container`.
+    pub fn qualified_documents(
+        mut self,
+        family: &str,
+        container: &str,
+        qualifiers: &[&str],
+    ) -> Self {
+        assert!(
+            is_identifier(container),
+            "container {container:?} is not a lower-case word"
+        );
+        for qualifier in qualifiers {
+            self = self.declare_erased(
+                &format!("{family}.{qualifier}"),
+                Some(container),
+                &[],
+                refuse_writes,
+                schema_of::<Value>,
+                schema_of::<Value>,
+            );
+        }
+        self
+    }
+
+    /// Makes `field` of `aspect` unique across the collection (e.g. a login): the owner refuses
+    /// a second holder with `409`, and every store can find the holder by value.
+    pub fn unique(mut self, aspect: &str, field: &'static str) -> Self {
+        let parsed = AspectName::parse(aspect)
+            .ok()
+            .filter(|name| self.names.contains(name));
+        assert!(
+            parsed.is_some(),
+            "unique field on undeclared aspect {aspect:?}"
+        );
+        if let Some(aspect) = parsed {
+            self.unique_fields.push(UniqueField { aspect, field });
+        }
+        self
+    }
+
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+
+    /// The SA that owns this collection (names its media types).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn unique_fields(&self) -> &[UniqueField] {
+        &self.unique_fields
+    }
+
+    /// The unique values an aspect document holds, normalised to lower case.
+    pub fn unique_keys(&self, aspect: &AspectName, body: &Value) -> Vec<UniqueKey> {
+        self.unique_fields
+            .iter()
+            .filter(|unique| unique.aspect == *aspect)
+            .filter_map(|unique| {
+                body.get(unique.field)
+                    .and_then(Value::as_str)
+                    .map(|value| UniqueKey {
+                        name: unique.field,
+                        value: value.to_lowercase(),
+                    })
+            })
+            .collect()
     }
 
     /// Declares a simple aspect such as `person`.
@@ -100,7 +240,26 @@ impl Collection {
         self
     }
 
-    fn declare<A: Aspect>(mut self, name: &str, container: Option<&str>) -> Self {
+    fn declare<A: Aspect>(self, name: &str, container: Option<&str>) -> Self {
+        self.declare_erased(
+            name,
+            container,
+            A::XML_ATTRIBUTES,
+            accept_erased::<A>,
+            schema_of::<A::Input>,
+            schema_of::<A>,
+        )
+    }
+
+    fn declare_erased(
+        mut self,
+        name: &str,
+        container: Option<&str>,
+        xml_attributes: &'static [&'static str],
+        accept: fn(Map<String, Value>) -> Result<Accepted, Invalid>,
+        input_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        stored_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    ) -> Self {
         let parsed = AspectName::parse(name);
         assert!(parsed.is_ok(), "aspect name {name:?} is not valid");
         let Ok(name) = parsed else { return self };
@@ -109,10 +268,10 @@ impl Collection {
         self.aspects.push(AspectDef {
             name,
             container: container.map(str::to_owned),
-            xml_attributes: A::XML_ATTRIBUTES,
-            accept: accept_erased::<A>,
-            input_schema: schema_of::<A::Input>,
-            stored_schema: schema_of::<A>,
+            xml_attributes,
+            accept,
+            input_schema,
+            stored_schema,
         });
         self
     }
@@ -160,7 +319,6 @@ pub struct AspectDef {
 pub struct Accepted {
     /// The stored document (a JSON object of the aspect's fields, no version).
     pub body: Value,
-    pub unique_keys: Vec<UniqueKey>,
 }
 
 impl AspectDef {
@@ -183,10 +341,17 @@ fn accept_erased<A: Aspect>(fields: Map<String, Value>) -> Result<Accepted, Inva
     let input: A::Input = serde_json::from_value(Value::Object(fields))
         .map_err(|error| Invalid::new("invalid-aspect", error.to_string()))?;
     let stored = A::accept(input)?;
-    let unique_keys = stored.unique_keys();
     let body = serde_json::to_value(&stored)
         .map_err(|error| Invalid::new("invalid-aspect", error.to_string()))?;
-    Ok(Accepted { body, unique_keys })
+    Ok(Accepted { body })
+}
+
+/// Copies are read-only; the HTTP edge refuses writes before this could ever run.
+fn refuse_writes(_: Map<String, Value>) -> Result<Accepted, Invalid> {
+    Err(Invalid::new(
+        "read-only-copy",
+        "aspects of a copy are written at their owner",
+    ))
 }
 
 fn schema_of<T: utoipa::ToSchema>() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {

@@ -1,11 +1,15 @@
-//! Running one service unit: open the store, build the app, listen, and stop cleanly.
+//! Running one service unit: open the store, build the app, start its pollers and purge,
+//! listen, and stop cleanly.
+
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::auth::{CallerConfigError, Callers};
 use crate::config::UnitConfig;
-use crate::http::{AppState, UnitIdentity, app};
+use crate::http::{AppState, Extras, Replication, UnitIdentity, app};
 use crate::model::ServiceArea;
+use crate::session::{BadKey, SessionVerifier};
 use crate::store::{self, Store};
 
 /// Why a unit could not start or stopped with an error.
@@ -15,6 +19,8 @@ pub enum UnitError {
     WrongServiceArea { configured: String, actual: String },
     #[error(transparent)]
     Callers(#[from] CallerConfigError),
+    #[error("sessions.public_key: {0}")]
+    SessionKey(#[from] BadKey),
     #[error("store: {0}")]
     Store(#[from] store::Error),
     #[error("cannot listen on {address}: {source}")]
@@ -35,6 +41,12 @@ pub async fn state(config: &UnitConfig, sa: ServiceArea) -> Result<AppState, Uni
         });
     }
     let callers = Callers::from_config(&config.callers)?;
+    let sessions = config
+        .sessions
+        .public_key
+        .as_deref()
+        .map(SessionVerifier::from_hex)
+        .transpose()?;
     let store = Store::connect(&config.database).await?;
     for collection in sa.owned() {
         store.register_collection(collection.name()).await?;
@@ -48,6 +60,11 @@ pub async fn state(config: &UnitConfig, sa: ServiceArea) -> Result<AppState, Uni
             unit: config.unit.clone(),
             zone: config.zone.clone(),
         },
+        Extras {
+            feed: config.feed.clone(),
+            sessions,
+            replication: Replication::default(),
+        },
     ))
 }
 
@@ -57,7 +74,16 @@ pub async fn serve(
     sa: ServiceArea,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), UnitError> {
-    let state = state(config, sa).await?;
+    serve_app(config, state(config, sa).await?, axum_router_hook, shutdown).await
+}
+
+/// Like [`serve`], with a chance to add an SA's own routes to the router.
+pub async fn serve_app(
+    config: &UnitConfig,
+    state: AppState,
+    extend: impl FnOnce(axum::Router, &AppState) -> axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), UnitError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| UnitError::Listen {
@@ -65,12 +91,56 @@ pub async fn serve(
             source,
         })?;
     tracing::info!(unit = %config.unit, address = %config.listen, "unit listening");
+    let (stop_tasks, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = crate::poller::spawn(
+        state.clone(),
+        config.sources.clone(),
+        config.reader.clone(),
+        stopped.clone(),
+    );
+    tasks.push(tokio::spawn(purge_periodically(state.clone(), stopped)));
     let store = state.store().clone();
-    axum::serve(listener, app(state))
+    let router = extend(app(state.clone()), &state);
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(UnitError::Serve)?;
+        .map_err(UnitError::Serve);
+    // Pollers may be inside a long poll; stopping them mid-chunk is harmless because a chunk
+    // is applied in one transaction and re-applying it changes nothing.
+    let _ = stop_tasks.send(true);
+    for task in tasks {
+        task.abort();
+    }
     store.close().await;
     tracing::info!(unit = %config.unit, "unit stopped");
-    Ok(())
+    served
+}
+
+fn axum_router_hook(router: axum::Router, _: &AppState) -> axum::Router {
+    router
+}
+
+/// Purges tombstones of owned collections that every known consumer has passed.
+async fn purge_periodically(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = Duration::from_secs(state.feed_config().purge_interval_secs.max(1));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        for collection in state.service_area().owned() {
+            let max_age = state.feed_config().tombstone_max_age_secs;
+            match state
+                .store()
+                .purge_tombstones(collection.name(), max_age)
+                .await
+            {
+                Ok(report) if report.aspect_tombstones > 0 => {
+                    tracing::info!(collection = %collection.name(), ?report, "purged tombstones");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "tombstone purge failed"),
+            }
+        }
+    }
 }

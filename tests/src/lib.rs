@@ -16,7 +16,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use hiscale::config::{CallerConfig, Limits, UnitConfig};
+use hiscale::config::{CallerConfig, UnitConfig};
 
 /// Runs a test body once per backend: `both_backends!(name, |backend| async move { … })`.
 #[macro_export]
@@ -119,13 +119,8 @@ pub fn postgres_server() -> String {
 /// A unit configuration for the registration SA on `database`.
 pub fn unit_config(unit: &str, database: &str, listen: std::net::SocketAddr) -> UnitConfig {
     UnitConfig {
-        sa: registration::NAME.into(),
-        unit: unit.into(),
-        listen,
-        database: database.into(),
-        zone: None,
-        limits: Limits::default(),
         callers: callers(),
+        ..UnitConfig::new(registration::NAME, unit, listen, database)
     }
 }
 

@@ -6,8 +6,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 
 use super::{ApiError, AppState};
-use crate::auth::Caller;
+use crate::auth::{Caller, Grant};
 use crate::interface::InterfaceVersion;
+use crate::version::ResourceId;
 
 /// The interface version named by a `/v{N}/` URL prefix, when the request had one.
 #[derive(Debug, Clone, Copy)]
@@ -58,16 +59,31 @@ impl FromRequestParts<AppState> for Caller {
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim);
-        token
-            .and_then(|token| state.inner.callers.find(token))
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid-token",
-                    "the bearer token is not known here",
-                )
-            })
+        let invalid = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                "the bearer token is not known here",
+            )
+        };
+        let token = token.ok_or_else(invalid)?;
+        if let Some(caller) = state.inner.callers.find(token) {
+            return Ok(caller.clone());
+        }
+        // Not a configured caller: perhaps a user's session token from login.
+        let verifier = state.inner.sessions.as_ref().ok_or_else(invalid)?;
+        let claims = verifier.verify(token).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                format!("session refused: {error}"),
+            )
+        })?;
+        let resource = ResourceId::parse(&claims.sub).ok_or_else(invalid)?;
+        Ok(Caller {
+            name: format!("user:{}", claims.login),
+            grant: Grant::Session { resource },
+        })
     }
 }
 

@@ -3,11 +3,13 @@
 
 mod error;
 mod extract;
+mod feed;
 mod ops;
 mod resource;
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
@@ -23,11 +25,14 @@ pub use error::ApiError;
 use error::ErrorReport;
 pub use extract::UrlVersion;
 
+pub use crate::poller::Replication;
+
 use crate::auth::Callers;
-use crate::config::Limits;
+use crate::config::{FeedConfig, Limits};
 use crate::interface::Interfaces;
 use crate::model::{Collection, ServiceArea};
 use crate::repr::{self, Format};
+use crate::session::SessionVerifier;
 use crate::store::Store;
 
 /// Everything a unit's handlers share: one `Clone` of `Arc`s, no globals.
@@ -42,10 +47,29 @@ struct Inner {
     store: Store,
     callers: Callers,
     limits: Limits,
-    interfaces: Interfaces,
+    feed: FeedConfig,
+    /// Interface versions per owning SA: our own, and those of the SAs whose data we copy
+    /// (a copy is served in its owner's media types).
+    interfaces: BTreeMap<String, Interfaces>,
     unit: UnitIdentity,
     draining: AtomicBool,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    sessions: Option<SessionVerifier>,
+    /// Bumped after every write of this unit, so long polls wake at once.
+    changes: tokio::sync::watch::Sender<u64>,
+    /// Full feed chunks, rendered: each is a state the owner really had.
+    chunks: moka::future::Cache<String, bytes::Bytes>,
+    /// When each consumer's position was last written, to spare the database a write per poll.
+    consumers_written: Mutex<HashMap<(String, String), (i64, Instant)>>,
+    replication: Replication,
+}
+
+/// Optional parts of a unit beyond its store and callers.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    pub feed: FeedConfig,
+    pub sessions: Option<SessionVerifier>,
+    pub replication: Replication,
 }
 
 /// Who this unit is, for `/heartbeat` and logs.
@@ -62,36 +86,83 @@ impl AppState {
         callers: Callers,
         limits: Limits,
         unit: UnitIdentity,
+        extras: Extras,
     ) -> Self {
-        let interfaces = Interfaces::new(sa.name(), &[1], 1);
+        let mut interfaces = BTreeMap::new();
+        interfaces.insert(sa.name().to_owned(), Interfaces::new(sa.name(), &[1], 1));
+        for collection in sa.copied() {
+            interfaces
+                .entry(collection.owner().to_owned())
+                .or_insert_with(|| Interfaces::new(collection.owner(), &[1], 1));
+        }
+        let chunks = moka::future::Cache::builder()
+            .max_capacity(extras.feed.cache_bytes)
+            .weigher(|key: &String, chunk: &bytes::Bytes| {
+                u32::try_from(key.len() + chunk.len()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(std::time::Duration::from_secs(60))
+            .build();
         Self {
             inner: Arc::new(Inner {
                 sa,
                 store,
                 callers,
                 limits,
+                feed: extras.feed,
                 interfaces,
                 unit,
                 draining: AtomicBool::new(false),
                 metrics: crate::telemetry::prometheus(),
+                sessions: extras.sessions,
+                changes: tokio::sync::watch::channel(0).0,
+                chunks,
+                consumers_written: Mutex::new(HashMap::new()),
+                replication: extras.replication,
             }),
         }
+    }
+
+    pub fn service_area(&self) -> &ServiceArea {
+        &self.inner.sa
+    }
+
+    pub fn feed_config(&self) -> &FeedConfig {
+        &self.inner.feed
+    }
+
+    pub fn replication(&self) -> &Replication {
+        &self.inner.replication
+    }
+
+    /// Tells waiting long polls that this unit just wrote.
+    pub(crate) fn notify_change(&self) {
+        self.inner
+            .changes
+            .send_modify(|count| *count = count.wrapping_add(1));
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
 
+    /// This SA's own interface versions.
     pub fn interfaces(&self) -> &Interfaces {
-        &self.inner.interfaces
+        self.interfaces_of(self.inner.sa.name())
+    }
+
+    /// The interface versions of the SA that owns a collection.
+    fn interfaces_of(&self, owner: &str) -> &Interfaces {
+        self.inner
+            .interfaces
+            .get(owner)
+            .or_else(|| self.inner.interfaces.values().next())
+            .unwrap_or_else(|| unreachable!("the own SA's interfaces are always present"))
     }
 
     fn collection(&self, name: &str) -> Result<&Collection, ApiError> {
         self.inner
             .sa
-            .owned()
-            .iter()
-            .find(|collection| collection.name() == name)
+            .collection(name)
             .ok_or_else(|| ApiError::not_found("not-found", format!("no collection '{name}' here")))
     }
 }
@@ -110,7 +181,10 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/drain", put(ops::drain).delete(ops::undrain))
         .route("/admin/interfaces", get(ops::list_interfaces))
         .route("/admin/interfaces/{version}", put(ops::set_interface))
-        .route("/{collection}", axum::routing::post(resource::create))
+        .route("/admin/consumers", get(feed::consumers))
+        .route("/admin/purge", axum::routing::post(feed::purge))
+        .route("/admin/replication", get(ops::replication))
+        .route("/{collection}", get(feed::feed).post(resource::create))
         .route(
             "/{collection}/{id}",
             get(resource::read).delete(resource::delete_resource),
@@ -167,7 +241,7 @@ async fn render_errors(State(state): State<AppState>, request: Request, next: Ne
         Format::Xml
     };
     let body = repr::render_error(format, report.code, &report.message);
-    let media_type = state.inner.interfaces.media_type(1, format);
+    let media_type = state.interfaces().media_type(1, format);
     let (mut parts, _) = response.into_parts();
     if let Ok(value) = HeaderValue::from_str(&media_type) {
         parts.headers.insert(header::CONTENT_TYPE, value);

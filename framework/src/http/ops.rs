@@ -139,7 +139,7 @@ pub(super) async fn set_interface(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn require_operator(caller: &Caller) -> Result<(), ApiError> {
+pub(super) fn require_operator(caller: &Caller) -> Result<(), ApiError> {
     if caller.is_operator() {
         Ok(())
     } else {
@@ -148,4 +148,13 @@ fn require_operator(caller: &Caller) -> Result<(), ApiError> {
             "only the operator may call /admin",
         ))
     }
+}
+
+/// `GET /admin/replication`: per source, cursor, lag, role and whether it polls or stands by.
+pub(super) async fn replication(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_operator(&caller)?;
+    Ok(Json(json!({ "sources": state.replication().snapshot() })))
 }

@@ -16,7 +16,7 @@ use super::{ApiError, AppState};
 use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::auth::Caller;
 use crate::interface::{InterfaceState, Negotiated};
-use crate::model::{AspectDef, Collection};
+use crate::model::{AspectDef, Collection, Role};
 use crate::repr::{self, ParseLimits, ResourceView, WireAspect};
 use crate::store::{AspectEdit, Change, Target};
 use crate::version::{ETag, ResourceId, TagCondition, Version};
@@ -34,10 +34,16 @@ pub(super) async fn read(
 ) -> Result<Response, ApiError> {
     let (collection_name, id) = path.map_err(bad_path)?.0;
     let collection = state.collection(&collection_name)?;
-    let negotiated = negotiate(&state, &headers, &url_version)?;
+    let negotiated = negotiate(&state, collection, &headers, &url_version)?;
     let params = query_params(query.as_deref(), &["aspects"])?;
     let selection = selection(&state, collection, &caller, param(&params, "aspects"))?;
     let id = ResourceId::parse(&id).ok_or_else(not_found)?;
+    if !caller.may_see(&id) {
+        return Err(ApiError::forbidden(
+            "not-your-resource",
+            "a session reaches only its own resource",
+        ));
+    }
     let resource = state
         .store()
         .read(collection.name(), &id)
@@ -55,7 +61,7 @@ pub(super) async fn read(
         }
     }
     let body = repr::render_resource(negotiated.format, collection, &view);
-    let mut response = answer(&state, negotiated, StatusCode::OK, body);
+    let mut response = answer(&state, collection, negotiated, StatusCode::OK, body);
     set_header(&mut response, header::ETAG, &etag.header_value());
     Ok(response)
 }
@@ -71,10 +77,11 @@ pub(super) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let collection = state.collection(&path.map_err(bad_path)?.0)?;
+    require_owner(collection)?;
     require_writer(&caller)?;
-    let negotiated = negotiate(&state, &headers, &url_version)?;
+    let negotiated = negotiate(&state, collection, &headers, &url_version)?;
     query_params(query.as_deref(), &[])?;
-    let (_, format) = state.interfaces().body_type(
+    let (_, format) = state.interfaces_of(collection.owner()).body_type(
         header_text(&headers, header::CONTENT_TYPE),
         url_version.as_ref().map(|v| v.0.0),
     )?;
@@ -126,6 +133,7 @@ pub(super) async fn create(
     let Some((id, version)) = committed.changes.into_iter().next() else {
         return Err(ApiError::internal("a committed create reported no change"));
     };
+    state.notify_change();
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "create")
         .increment(1);
     let stored = state
@@ -135,7 +143,7 @@ pub(super) async fn create(
         .ok_or_else(not_found)?;
     let view = ResourceView::of(&stored, |_| true);
     let body = repr::render_resource(negotiated.format, collection, &view);
-    let mut response = answer(&state, negotiated, StatusCode::CREATED, body);
+    let mut response = answer(&state, collection, negotiated, StatusCode::CREATED, body);
     let location = format!(
         "{}{}/{}/{}",
         forwarded_prefix(&headers),
@@ -162,12 +170,13 @@ pub(super) async fn put_aspect(
 ) -> Result<Response, ApiError> {
     let (collection_name, id, aspect) = path.map_err(bad_path)?.0;
     let collection = state.collection(&collection_name)?;
+    require_owner(collection)?;
     require_writer(&caller)?;
-    let negotiated = negotiate(&state, &headers, &url_version)?;
+    let negotiated = negotiate(&state, collection, &headers, &url_version)?;
     query_params(query.as_deref(), &[])?;
     let definition = declared_aspect(collection, &aspect)?;
     let precondition = if_match(&headers)?;
-    let (_, format) = state.interfaces().body_type(
+    let (_, format) = state.interfaces_of(collection.owner()).body_type(
         header_text(&headers, header::CONTENT_TYPE),
         url_version.as_ref().map(|v| v.0.0),
     )?;
@@ -189,6 +198,7 @@ pub(super) async fn put_aspect(
             }],
         )
         .await?;
+    state.notify_change();
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "put")
         .increment(1);
     let version = committed
@@ -203,7 +213,7 @@ pub(super) async fn put_aspect(
     let name = definition.name.to_string();
     let view = ResourceView::of(&stored, |aspect| aspect == name);
     let body = repr::render_resource(negotiated.format, collection, &view);
-    let mut response = answer(&state, negotiated, StatusCode::OK, body);
+    let mut response = answer(&state, collection, negotiated, StatusCode::OK, body);
     set_header(&mut response, header::ETAG, &ETag(version).header_value());
     Ok(response)
 }
@@ -218,6 +228,7 @@ pub(super) async fn delete_aspect(
 ) -> Result<Response, ApiError> {
     let (collection_name, id, aspect) = path.map_err(bad_path)?.0;
     let collection = state.collection(&collection_name)?;
+    require_owner(collection)?;
     require_writer(&caller)?;
     query_params(query.as_deref(), &[])?;
     let definition = declared_aspect(collection, &aspect)?;
@@ -248,6 +259,7 @@ pub(super) async fn delete_resource(
 ) -> Result<Response, ApiError> {
     let (collection_name, id) = path.map_err(bad_path)?.0;
     let collection = state.collection(&collection_name)?;
+    require_owner(collection)?;
     require_writer(&caller)?;
     query_params(query.as_deref(), &[])?;
     let precondition = if_match(&headers)?;
@@ -280,6 +292,7 @@ async fn delete(
             }],
         )
         .await?;
+    state.notify_change();
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "delete")
         .increment(1);
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -309,14 +322,15 @@ async fn accept_all(
                 })
         })
         .collect::<Result<_, _>>()?;
+    let unique = collection.clone();
     let accepted = tokio::task::spawn_blocking(move || {
         work.into_iter()
             .map(|(definition, fields)| {
                 let accepted = definition.accept(fields)?;
                 Ok(AspectEdit {
+                    unique_keys: unique.unique_keys(&definition.name, &accepted.body),
                     aspect: definition.name.to_string(),
                     body: Some(accepted.body.to_string()),
-                    unique_keys: accepted.unique_keys,
                 })
             })
             .collect::<Result<Vec<_>, crate::aspect::Invalid>>()
@@ -326,22 +340,29 @@ async fn accept_all(
     accepted.map_err(|invalid| ApiError::bad_request(invalid.code, invalid.message))
 }
 
-fn negotiate(
+pub(super) fn negotiate(
     state: &AppState,
+    collection: &Collection,
     headers: &HeaderMap,
     url_version: &UrlVersionExt,
 ) -> Result<Negotiated, ApiError> {
-    Ok(state.interfaces().negotiate(
+    Ok(state.interfaces_of(collection.owner()).negotiate(
         header_text(headers, header::ACCEPT),
         url_version.as_ref().map(|version| version.0.0),
     )?)
 }
 
 /// A successful answer in the negotiated representation, naming the concrete version served.
-fn answer(state: &AppState, negotiated: Negotiated, status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = (status, Body::from(body)).into_response();
+pub(super) fn answer(
+    state: &AppState,
+    collection: &Collection,
+    negotiated: Negotiated,
+    status: StatusCode,
+    body: impl Into<Body>,
+) -> Response {
+    let mut response = (status, body.into()).into_response();
     let media_type = state
-        .interfaces()
+        .interfaces_of(collection.owner())
         .media_type(negotiated.version, negotiated.format);
     set_header(&mut response, header::CONTENT_TYPE, &media_type);
     set_header(&mut response, header::VARY, "Accept");
@@ -357,7 +378,7 @@ fn answer(state: &AppState, negotiated: Negotiated, status: StatusCode, body: Ve
 
 /// The aspects a read carries: those asked for (all within the caller's grant), or all the
 /// caller may read when none are named.
-fn selection(
+pub(super) fn selection(
     state: &AppState,
     collection: &Collection,
     caller: &Caller,
@@ -414,6 +435,21 @@ fn declared_aspect<'c>(collection: &'c Collection, text: &str) -> Result<&'c Asp
         })
 }
 
+/// Copies are read-only: writes go to the owner, which the answer names.
+fn require_owner(collection: &Collection) -> Result<(), ApiError> {
+    match collection.role() {
+        Role::Owner => Ok(()),
+        Role::Copy { owner } => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "read-only-copy",
+            format!(
+                "this is a read-only copy of {}; write it at its owner, the {owner} service area",
+                collection.name()
+            ),
+        )),
+    }
+}
+
 fn require_writer(caller: &Caller) -> Result<(), ApiError> {
     if caller.is_operator() {
         Ok(())
@@ -448,14 +484,14 @@ fn forwarded_prefix(headers: &HeaderMap) -> String {
     .unwrap_or_default()
 }
 
-fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
+pub(super) fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
     params
         .iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_str())
 }
 
-fn set_header(response: &mut Response, name: header::HeaderName, value: &str) {
+pub(super) fn set_header(response: &mut Response, name: header::HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         response.headers_mut().insert(name, value);
     }
@@ -473,7 +509,7 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
-fn bad_path(_: PathRejection) -> ApiError {
+pub(super) fn bad_path(_: PathRejection) -> ApiError {
     ApiError::bad_request("bad-path", "the path could not be decoded")
 }
 

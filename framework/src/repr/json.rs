@@ -3,9 +3,13 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{BadBody, ParseLimits, ResourceView, WireAspect, WireResource, stored_fields};
+use super::{
+    BadBody, FeedAspect, FeedChunk, FeedItem, ParseLimits, ResourceView, WireAspect, WireResource,
+    stored_fields,
+};
 use crate::aspect::AspectName;
 use crate::model::Collection;
+use crate::version::{ResourceId, Version};
 
 pub(super) fn parse_resource(
     body: &[u8],
@@ -132,6 +136,24 @@ fn declared(collection: &Collection, name: &str) -> Result<AspectName, BadBody> 
 }
 
 pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) -> Vec<u8> {
+    serde_json::to_vec(&resource_value(collection, view)).unwrap_or_default()
+}
+
+pub(super) fn render_feed(
+    collection: &Collection,
+    version: Version,
+    more: bool,
+    items: &[ResourceView<'_>],
+) -> Vec<u8> {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|item| resource_value(collection, item))
+        .collect();
+    serde_json::to_vec(&json!({"version": version.get(), "more": more, "items": items}))
+        .unwrap_or_default()
+}
+
+fn resource_value(collection: &Collection, view: &ResourceView<'_>) -> Value {
     let mut root = Map::new();
     root.insert("id".into(), Value::String(view.id.as_str().to_owned()));
     root.insert("version".into(), json!(view.version.get()));
@@ -148,6 +170,9 @@ pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) 
         };
         let mut object = Map::new();
         object.insert("version".into(), json!(aspect.version.get()));
+        if aspect.deleted {
+            object.insert("deleted".into(), Value::Bool(true));
+        }
         object.extend(stored_fields(aspect));
         match (&definition.container, definition.name.qualifier()) {
             (Some(container), Some(qualifier)) => {
@@ -163,7 +188,92 @@ pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) 
             }
         }
     }
-    serde_json::to_vec(&Value::Object(root)).unwrap_or_default()
+    Value::Object(root)
+}
+
+/// Reads a feed chunk in JSON, as a poller receives it.
+pub(super) fn parse_feed(body: &[u8], collection: &Collection) -> Result<FeedChunk, BadBody> {
+    let root: Value = serde_json::from_slice(body)
+        .map_err(|error| BadBody::new("malformed-json", format!("not a feed chunk: {error}")))?;
+    let version = root
+        .get("version")
+        .and_then(Value::as_i64)
+        .and_then(Version::new)
+        .ok_or_else(|| BadBody::new("malformed-feed", "the chunk has no version"))?;
+    let more = root.get("more").and_then(Value::as_bool).unwrap_or(false);
+    let empty = Vec::new();
+    let items = root
+        .get("items")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let mut parsed = Vec::with_capacity(items.len());
+    for item in items {
+        parsed.push(feed_item(item, collection)?);
+    }
+    Ok(FeedChunk {
+        version,
+        more,
+        items: parsed,
+    })
+}
+
+fn feed_item(item: &Value, collection: &Collection) -> Result<FeedItem, BadBody> {
+    let bad = |what: &str| BadBody::new("malformed-feed", format!("a feed item {what}"));
+    let object = item.as_object().ok_or_else(|| bad("is not an object"))?;
+    let id = object
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(ResourceId::parse)
+        .ok_or_else(|| bad("has no valid id"))?;
+    let version = object
+        .get("version")
+        .and_then(Value::as_i64)
+        .and_then(Version::new)
+        .ok_or_else(|| bad("has no version"))?;
+    let deleted = object
+        .get("deleted")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut aspects = Vec::new();
+    for definition in collection.aspects() {
+        let value = match (&definition.container, definition.name.qualifier()) {
+            (Some(container), Some(qualifier)) => {
+                object.get(container).and_then(|group| group.get(qualifier))
+            }
+            _ => object.get(&definition.name.to_string()),
+        };
+        let Some(Value::Object(fields)) = value else {
+            continue;
+        };
+        let aspect_version = fields
+            .get("version")
+            .and_then(Value::as_i64)
+            .and_then(Version::new)
+            .ok_or_else(|| bad("has an aspect without version"))?;
+        let tombstone = fields
+            .get("deleted")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let body = (!tombstone).then(|| {
+            let document: Map<String, Value> = fields
+                .iter()
+                .filter(|(key, _)| key.as_str() != "version" && key.as_str() != "deleted")
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            Value::Object(document)
+        });
+        aspects.push(FeedAspect {
+            name: definition.name.clone(),
+            version: aspect_version,
+            body,
+        });
+    }
+    Ok(FeedItem {
+        id,
+        version,
+        deleted,
+        aspects,
+    })
 }
 
 pub(super) fn render_error(code: &str, message: &str) -> Vec<u8> {

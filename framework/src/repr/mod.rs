@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::aspect::AspectName;
 use crate::model::Collection;
-use crate::store::{StoredAspect, StoredResource};
+use crate::store::{ChangedResource, StoredAspect, StoredResource};
 use crate::version::{ResourceId, Version};
 
 /// The two wire formats every interface version speaks.
@@ -108,6 +108,20 @@ pub struct ResourceView<'a> {
 }
 
 impl<'a> ResourceView<'a> {
+    /// A feed item: its changed aspects, tombstones included.
+    pub fn changed(resource: &'a ChangedResource) -> Self {
+        Self {
+            id: &resource.id,
+            version: resource.version,
+            deleted: resource.deleted,
+            aspects: if resource.deleted {
+                Vec::new()
+            } else {
+                resource.aspects.iter().collect()
+            },
+        }
+    }
+
     /// The live aspects of `resource` that `keep` accepts; the version shown is the greatest
     /// version among the selected aspects, tombstones included (so a deletion moves it too).
     pub fn of(resource: &'a StoredResource, keep: impl Fn(&str) -> bool) -> Self {
@@ -143,6 +157,50 @@ pub fn render_resource(
         Format::Xml => xml::render_resource(collection, view),
         Format::Json => json::render_resource(collection, view),
     }
+}
+
+/// Renders one chunk of the delta feed: root `version` and `more`, then the items.
+pub fn render_feed(
+    format: Format,
+    collection: &Collection,
+    version: Version,
+    more: bool,
+    items: &[ResourceView<'_>],
+) -> Vec<u8> {
+    match format {
+        Format::Xml => xml::render_feed(collection, version, more, items),
+        Format::Json => json::render_feed(collection, version, more, items),
+    }
+}
+
+/// A feed chunk as a poller reads it (JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedChunk {
+    pub version: Version,
+    pub more: bool,
+    pub items: Vec<FeedItem>,
+}
+
+/// One resource of a received chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedItem {
+    pub id: ResourceId,
+    pub version: Version,
+    pub deleted: bool,
+    pub aspects: Vec<FeedAspect>,
+}
+
+/// One aspect of a received chunk; `body` is `None` for a tombstone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedAspect {
+    pub name: AspectName,
+    pub version: Version,
+    pub body: Option<Value>,
+}
+
+/// Parses a feed chunk received in JSON, keeping only the aspects `collection` declares.
+pub fn parse_feed(body: &[u8], collection: &Collection) -> Result<FeedChunk, BadBody> {
+    json::parse_feed(body, collection)
 }
 
 /// Renders the uniform error body with its stable code.

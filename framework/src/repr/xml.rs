@@ -12,6 +12,7 @@ use super::{
 };
 use crate::aspect::AspectName;
 use crate::model::Collection;
+use crate::version::Version;
 
 /// A parsed element: enough of XML for flat business documents.
 #[derive(Debug, Default)]
@@ -332,13 +333,36 @@ fn append_text(stack: &mut [Element], text: &str) -> Result<(), BadBody> {
 
 pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) -> Vec<u8> {
     let mut writer = document();
+    write_resource(&mut writer, collection, view);
+    writer.into_inner()
+}
+
+pub(super) fn render_feed(
+    collection: &Collection,
+    version: Version,
+    more: bool,
+    items: &[ResourceView<'_>],
+) -> Vec<u8> {
+    let mut writer = document();
+    let mut root = BytesStart::new(collection.name());
+    root.push_attribute(("version", version.to_string().as_str()));
+    root.push_attribute(("more", if more { "true" } else { "false" }));
+    write(&mut writer, Event::Start(root.borrow()));
+    for item in items {
+        write_resource(&mut writer, collection, item);
+    }
+    write(&mut writer, Event::End(BytesEnd::new(collection.name())));
+    writer.into_inner()
+}
+
+fn write_resource(writer: &mut Writer<Vec<u8>>, collection: &Collection, view: &ResourceView<'_>) {
     let mut root = BytesStart::new(collection.item());
     if view.deleted {
         root.push_attribute(("deleted", "true"));
     }
-    write(&mut writer, Event::Start(root.borrow()));
-    text_element(&mut writer, "version", &view.version.to_string());
-    text_element(&mut writer, "id", view.id.as_str());
+    write(writer, Event::Start(root.borrow()));
+    text_element(writer, "version", &view.version.to_string());
+    text_element(writer, "id", view.id.as_str());
     let mut open_container: Option<&str> = None;
     for definition in collection.aspects() {
         let Some(aspect) = view
@@ -351,10 +375,10 @@ pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) 
         let container = definition.container.as_deref();
         if open_container != container {
             if let Some(previous) = open_container {
-                write(&mut writer, Event::End(BytesEnd::new(previous)));
+                write(writer, Event::End(BytesEnd::new(previous)));
             }
             if let Some(next) = container {
-                write(&mut writer, Event::Start(BytesStart::new(next)));
+                write(writer, Event::Start(BytesStart::new(next)));
             }
             open_container = container;
         }
@@ -362,29 +386,28 @@ pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) 
         if let Some(qualifier) = definition.name.qualifier() {
             element.push_attribute(("type", qualifier));
         }
+        if aspect.deleted {
+            element.push_attribute(("deleted", "true"));
+        }
         let fields = stored_fields(aspect);
         for (key, value) in &fields {
             if definition.xml_attributes.contains(&key.as_str()) {
                 element.push_attribute((key.as_str(), field_text(value).as_str()));
             }
         }
-        write(&mut writer, Event::Start(element.borrow()));
-        text_element(&mut writer, "version", &aspect.version.to_string());
+        write(writer, Event::Start(element.borrow()));
+        text_element(writer, "version", &aspect.version.to_string());
         for (key, value) in &fields {
             if !definition.xml_attributes.contains(&key.as_str()) {
-                text_element(&mut writer, key, &field_text(value));
+                text_element(writer, key, &field_text(value));
             }
         }
-        write(
-            &mut writer,
-            Event::End(BytesEnd::new(definition.name.family())),
-        );
+        write(writer, Event::End(BytesEnd::new(definition.name.family())));
     }
     if let Some(previous) = open_container {
-        write(&mut writer, Event::End(BytesEnd::new(previous)));
+        write(writer, Event::End(BytesEnd::new(previous)));
     }
-    write(&mut writer, Event::End(BytesEnd::new(collection.item())));
-    writer.into_inner()
+    write(writer, Event::End(BytesEnd::new(collection.item())));
 }
 
 pub(super) fn render_error(code: &str, message: &str) -> Vec<u8> {

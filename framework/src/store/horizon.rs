@@ -49,8 +49,8 @@ pub(super) async fn allocate(
         }
         Backend::Postgres => {
             // The transaction id must exist before the version is drawn: a reader that sees
-            // the sequence at S and then a snapshot knows every writer of a version <= S is
-            // either committed, aborted, or listed as in progress in that snapshot.
+            // the sequence at S and then the transactions in progress knows every writer of a
+            // version <= S is either finished (and visible) or among them.
             sqlx::query_scalar(
                 "WITH writer AS MATERIALIZED (SELECT pg_current_xact_id() AS xid) \
                  SELECT nextval($1::regclass) FROM writer",
@@ -95,7 +95,7 @@ impl Store {
         }
         let mut horizons = self.horizons.lock().await;
         let tracker = horizons.trackers.entry(collection.to_owned()).or_default();
-        // Order matters: the sequence first, then the snapshot (see `allocate`).
+        // Order matters: the sequence first, then the writers in progress (see `allocate`).
         let seen = self.current_version(collection).await?.get();
         let in_progress = self.transactions_in_progress().await?;
         if in_progress.is_empty() {
@@ -107,9 +107,9 @@ impl Store {
         while tracker.candidates.len() > MAX_CANDIDATES {
             tracker.candidates.pop_front();
         }
-        // A second, fresher snapshot: a candidate is settled once none of its writers is still
-        // in progress *in a snapshot* (not merely in the commit log, which says "committed" a
-        // moment before the commit becomes visible to new snapshots).
+        // Looked at again: a candidate is settled once none of its writers still holds its id
+        // (not merely once the commit log says "committed", a moment before the commit becomes
+        // visible to new snapshots).
         let still_running: HashSet<String> =
             self.transactions_in_progress().await?.into_iter().collect();
         let settled = tracker
@@ -126,36 +126,19 @@ impl Store {
         Ok(Version::new(tracker.settled).unwrap_or(Version::ZERO))
     }
 
-    /// The transaction ids a fresh snapshot considers in progress (cluster-wide: writers of
-    /// other databases only delay the horizon a little, they never make it unsafe).
+    /// The transactions that hold an id right now (cluster-wide: writers of other databases
+    /// only delay the horizon a little, they never make it unsafe).
+    ///
+    /// Every transaction holds the lock on its own id from the moment the id is assigned until
+    /// its commit is visible to new snapshots. A snapshot's in-progress list would not do: it
+    /// omits transactions at or above its `xmax`, which is the last *completed* id plus one, so
+    /// a writer that just took its id can be missing from it.
     async fn transactions_in_progress(&self) -> Result<Vec<String>, Error> {
-        let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(snapshot_xip(&snapshot))
-    }
-}
-
-/// The in-progress transaction ids of a `pg_snapshot` in text form `xmin:xmax:xip,xip,…`.
-fn snapshot_xip(snapshot: &str) -> Vec<String> {
-    snapshot
-        .rsplit(':')
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .filter(|xid| !xid.is_empty() && xid.bytes().all(|b| b.is_ascii_digit()))
-        .map(str::to_owned)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::snapshot_xip;
-
-    #[test]
-    fn snapshot_text_table() {
-        assert_eq!(snapshot_xip("10:20:"), Vec::<String>::new());
-        assert_eq!(snapshot_xip("10:20:10,15"), vec!["10", "15"]);
-        assert_eq!(snapshot_xip("742:742:"), Vec::<String>::new());
+        Ok(sqlx::query_scalar(
+            "SELECT transactionid::text FROM pg_locks \
+             WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 }

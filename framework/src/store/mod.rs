@@ -4,6 +4,8 @@
 //! Only this module names sqlx types. Aspect bodies are JSON documents here; the typed view
 //! belongs to the services and the wire formats to `repr`.
 
+mod copy;
+mod feed;
 mod horizon;
 mod read;
 mod write;
@@ -15,6 +17,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::Mutex;
 
+pub use copy::{ChunkAspect, ChunkItem};
+pub use feed::{Consumer, PurgeReport};
 pub use read::{ChangeBatch, ChangedResource, StoredAspect, StoredResource};
 pub use write::{AspectEdit, Change, Committed, PendingWrite, Target};
 
@@ -201,6 +205,15 @@ pub async fn ensure_postgres_database(server_url: &str, database: &str) -> Resul
     }
     pool.close().await;
     Ok(format!("{base}/{database}"))
+}
+
+/// Seconds since the Unix epoch, for tombstone ages and consumer polls.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 fn sequence_name(collection: &str) -> String {

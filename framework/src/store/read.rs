@@ -102,6 +102,21 @@ impl Store {
         aspects: &[String],
         max_resources: usize,
     ) -> Result<ChangeBatch, Error> {
+        self.read_changes_capped(collection, after, until, aspects, max_resources, usize::MAX)
+            .await
+    }
+
+    /// Like [`Store::read_changes`], and stops at a version boundary once the documents add
+    /// up to about `max_bytes`.
+    pub async fn read_changes_capped(
+        &self,
+        collection: &str,
+        after: Version,
+        until: Version,
+        aspects: &[String],
+        max_resources: usize,
+        max_bytes: usize,
+    ) -> Result<ChangeBatch, Error> {
         if aspects.is_empty() || max_resources == 0 || until <= after {
             return Ok(ChangeBatch {
                 items: Vec::new(),
@@ -140,9 +155,17 @@ impl Store {
         let mut index_of: HashMap<String, usize> = HashMap::new();
         let mut last_included = after;
         let mut more = false;
+        let mut bytes = 0usize;
         for row in &rows {
             let id: String = row.try_get(0)?;
             let version = version_at(row, 2)?;
+            let body: Option<String> = row.try_get(4)?;
+            // Rows of one version belong to one change: never cut between them.
+            if version != last_included && !items.is_empty() && bytes >= max_bytes {
+                more = true;
+                break;
+            }
+            bytes += body.as_ref().map_or(0, String::len) + ROW_OVERHEAD_BYTES;
             let position = match index_of.get(&id) {
                 Some(position) => *position,
                 None if items.len() == max_resources => {
@@ -168,7 +191,7 @@ impl Store {
                 name: row.try_get(1)?,
                 version,
                 deleted: row.try_get::<i64, _>(3)? != 0,
-                body: row.try_get(4)?,
+                body,
             });
             last_included = version;
         }
@@ -180,6 +203,9 @@ impl Store {
         })
     }
 }
+
+/// What a row adds to a rendered chunk beyond its document (element names, version, id).
+const ROW_OVERHEAD_BYTES: usize = 96;
 
 fn version_at(row: &AnyRow, index: usize) -> Result<Version, Error> {
     let value: i64 = row.try_get(index)?;

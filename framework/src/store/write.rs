@@ -4,7 +4,7 @@
 use sqlx::{Any, AnyConnection, Transaction};
 
 use super::horizon::allocate;
-use super::{Backend, Error, Store};
+use super::{Backend, Error, Store, unix_now};
 use crate::aspect::UniqueKey;
 use crate::version::{ResourceId, TagCondition, Version};
 
@@ -63,6 +63,16 @@ impl PendingWrite {
 }
 
 impl Store {
+    /// Starts a transaction that will write.
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Any>, Error> {
+        Ok(match self.backend {
+            // Take SQLite's write lock at once: a deferred transaction that first reads and
+            // then writes can fail with SQLITE_BUSY instead of waiting its turn.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Applies the changes in one transaction and commits it.
     pub async fn commit(&self, collection: &str, changes: Vec<Change>) -> Result<Committed, Error> {
         self.prepare(collection, changes).await?.commit().await
@@ -75,12 +85,7 @@ impl Store {
         collection: &str,
         changes: Vec<Change>,
     ) -> Result<PendingWrite, Error> {
-        let mut transaction = match self.backend {
-            // Take SQLite's write lock at once: a deferred transaction that first reads and
-            // then writes can fail with SQLITE_BUSY instead of waiting its turn.
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
+        let mut transaction = self.begin_write().await?;
         let mut committed = Committed {
             changes: Vec::with_capacity(changes.len()),
         };
@@ -199,10 +204,11 @@ async fn write_aspect(
         }
     }
     sqlx::query(
-        "INSERT INTO hs_aspect (collection, resource_id, aspect, version, deleted, body) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
+        "INSERT INTO hs_aspect (collection, resource_id, aspect, version, deleted, body, deleted_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (collection, resource_id, aspect) DO UPDATE \
-         SET version = excluded.version, deleted = excluded.deleted, body = excluded.body",
+         SET version = excluded.version, deleted = excluded.deleted, body = excluded.body, \
+             deleted_at = excluded.deleted_at",
     )
     .bind(collection)
     .bind(id.as_str())
@@ -210,6 +216,7 @@ async fn write_aspect(
     .bind(version.get())
     .bind(i64::from(edit.body.is_none()))
     .bind(edit.body.as_deref())
+    .bind(edit.body.is_none().then(unix_now))
     .execute(&mut *connection)
     .await?;
     claim_unique_keys(connection, collection, id, edit).await
@@ -257,18 +264,21 @@ async fn delete_resource(
     version: Version,
 ) -> Result<(), Error> {
     sqlx::query(
-        "UPDATE hs_aspect SET version = $1, deleted = 1, body = NULL \
-         WHERE collection = $2 AND resource_id = $3",
+        "UPDATE hs_aspect SET version = $1, deleted = 1, body = NULL, deleted_at = $2 \
+         WHERE collection = $3 AND resource_id = $4",
     )
     .bind(version.get())
+    .bind(unix_now())
     .bind(collection)
     .bind(id.as_str())
     .execute(&mut *connection)
     .await?;
     sqlx::query(
-        "UPDATE hs_resource SET version = $1, deleted = 1 WHERE collection = $2 AND resource_id = $3",
+        "UPDATE hs_resource SET version = $1, deleted = 1, deleted_at = $2 \
+         WHERE collection = $3 AND resource_id = $4",
     )
     .bind(version.get())
+    .bind(unix_now())
     .bind(collection)
     .bind(id.as_str())
     .execute(&mut *connection)

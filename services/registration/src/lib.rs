@@ -5,7 +5,7 @@
 
 mod iban;
 
-use hiscale::{Aspect, Collection, Invalid, ServiceArea, UniqueKey};
+use hiscale::{Aspect, Collection, Invalid, ServiceArea};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -26,6 +26,7 @@ pub fn customers() -> Collection {
         .aspect::<Person>("person")
         .qualified::<Address>("address", "addresses", &["home", "bill"])
         .aspect::<BankAccount>("bankaccount")
+        .unique("account", "login")
 }
 
 /// The login account as stored: the password only as an Argon2id hash and its salt.
@@ -73,13 +74,6 @@ impl Aspect for Account {
             pwdhash,
             salt,
         })
-    }
-
-    fn unique_keys(&self) -> Vec<UniqueKey> {
-        vec![UniqueKey {
-            name: "login",
-            value: self.login.to_lowercase(),
-        }]
     }
 }
 

@@ -64,18 +64,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let stop = stop_requested()?;
     tokio::pin!(stop);
 
-    let gateway_address = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
-    let gateway_listener = Gateway::listen(gateway_address).await?;
-    let data_dir = prepare_data_dir(&options.data_dir)?;
-    let tokens = Tokens::load_or_create(&data_dir.join(TOKENS_FILE))?;
-    let plans = plan_units(&data_dir, options.postgres.as_deref(), &tokens).await?;
-    let executable = std::env::current_exe().context("cannot find the hiscale executable")?;
-    let mut supervisor = Supervisor::new(supervisor::Options {
-        executable,
-        data_dir: data_dir.clone(),
-        units: plans,
-    })?;
-
+    let Prepared {
+        gateway_listener,
+        tokens,
+        mut supervisor,
+    } = tokio::select! {
+        prepared = prepare(&options) => prepared?,
+        () = &mut stop => return Ok(()),
+    };
     let started = tokio::select! {
         started = start(&mut supervisor, gateway_listener, &options, &tokens) => Some(started),
         () = &mut stop => None,
@@ -121,6 +117,34 @@ const DEFAULT_SAMPLE: usize = 200;
 const TOKENS_FILE: &str = "tokens.json";
 /// How long a unit may take from spawn to its first `PASS`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What exists before the first unit starts.
+struct Prepared {
+    gateway_listener: TcpListener,
+    tokens: Tokens,
+    supervisor: Supervisor,
+}
+
+/// Takes the gateway's port, then prepares the data directory, the tokens, the databases and
+/// the unit configurations; starts nothing.
+async fn prepare(options: &DemoOptions) -> anyhow::Result<Prepared> {
+    let gateway_address = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
+    let gateway_listener = Gateway::listen(gateway_address).await?;
+    let data_dir = prepare_data_dir(&options.data_dir)?;
+    let tokens = Tokens::load_or_create(&data_dir.join(TOKENS_FILE))?;
+    let plans = plan_units(&data_dir, options.postgres.as_deref(), &tokens).await?;
+    let executable = std::env::current_exe().context("cannot find the hiscale executable")?;
+    let supervisor = Supervisor::new(supervisor::Options {
+        executable,
+        data_dir,
+        units: plans,
+    })?;
+    Ok(Prepared {
+        gateway_listener,
+        tokens,
+        supervisor,
+    })
+}
 
 /// Brings the landscape up: units healthy, gateway listening, sample data loaded.
 async fn start(
@@ -192,7 +216,10 @@ async fn database_url(data_dir: &Path, postgres: Option<&str>, sa: &str) -> anyh
         let name = format!("hiscale_{sa}");
         return hiscale::store::ensure_postgres_database(server, &name)
             .await
-            .with_context(|| format!("cannot prepare the database {name} on {server}"));
+            // The server URL may hold a password, so it stays out of the message.
+            .with_context(|| {
+                format!("cannot prepare the database {name} on the --postgres server")
+            });
     }
     let file = data_dir.join(format!("{sa}.db"));
     let Some(path) = file.to_str() else {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use hiscale::config::{CallerConfig, Limits, UnitConfig};
+use hiscale::config::{CallerConfig, UnitConfig};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -71,13 +71,8 @@ impl Supervisor {
         for (plan, address) in options.units.into_iter().zip(addresses) {
             let config_path = config_dir.join(format!("{}.toml", plan.unit));
             let config = UnitConfig {
-                sa: plan.sa.clone(),
-                unit: plan.unit.clone(),
-                listen: address,
-                database: plan.database.clone(),
-                zone: None,
-                limits: Limits::default(),
                 callers: plan.callers,
+                ..UnitConfig::new(&plan.sa, &plan.unit, address, &plan.database)
             };
             let text = toml::to_string(&config)
                 .with_context(|| format!("cannot serialize the configuration of {}", plan.unit))?;

@@ -1,0 +1,273 @@
+//! The delta feed: `GET /{collection}?version&aspects&limit&wait`, served by owners and by
+//! copies alike, plus the owner's view of its consumers and the tombstone purge.
+
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::json;
+
+use super::extract::{UrlVersion, query_params};
+use super::resource::{answer, bad_path, negotiate, param, selection};
+use super::{ApiError, AppState};
+use crate::auth::Caller;
+use crate::model::{Collection, Role};
+use crate::repr::{self, ResourceView};
+use crate::store::ChangeBatch;
+use crate::version::Version;
+
+/// Resources per chunk when the client names no `limit`, and the most it may name.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+/// The longest long poll a client may ask for, in seconds.
+const MAX_WAIT_SECS: u64 = 60;
+/// How often a waiting long poll looks for writes of other units in the database.
+const DATABASE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// A consumer's unchanged position is written again after this long (its "last seen").
+const CONSUMER_REFRESH: Duration = Duration::from_secs(30);
+
+/// `GET /{collection}?version=…&aspects=…&limit=…&wait=…`
+pub(super) async fn feed(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    url_version: Option<Extension<UrlVersion>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let collection = state.collection(&path.map_err(bad_path)?.0)?;
+    if !caller.is_service() {
+        return Err(ApiError::forbidden(
+            "feed-not-granted",
+            "a user session cannot read a feed",
+        ));
+    }
+    let negotiated = negotiate(&state, collection, &headers, &url_version)?;
+    let params = query_params(query.as_deref(), &["version", "aspects", "limit", "wait"])?;
+    let after = match param(&params, "version") {
+        None => Version::ZERO,
+        Some(text) => Version::parse(text).ok_or_else(|| {
+            ApiError::bad_request("bad-version", "version must be a whole number from 0")
+        })?,
+    };
+    let limit = bounded(
+        param(&params, "limit"),
+        DEFAULT_LIMIT,
+        1,
+        MAX_LIMIT,
+        "bad-limit",
+        "limit",
+    )?;
+    let wait = bounded(
+        param(&params, "wait"),
+        0,
+        0,
+        MAX_WAIT_SECS as usize,
+        "bad-wait",
+        "wait",
+    )?;
+    let selection = selection(&state, collection, &caller, param(&params, "aspects"))?;
+    let aspects: Vec<String> = selection.names().iter().map(ToString::to_string).collect();
+
+    remember_consumer(&state, collection, &caller, after).await;
+    let current = latest_version(&state, collection).await?;
+    if after > current {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "version-ahead",
+            format!(
+                "version {after} is ahead of this store's {current}: it lost changes and must be refilled first"
+            ),
+        ));
+    }
+    let purged = state.store().purged_through(collection.name()).await?;
+    if after > Version::ZERO && after < purged {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "resync-required",
+            format!(
+                "tombstones up to version {purged} are gone; re-read from version 0 and drop what is not seen"
+            ),
+        ));
+    }
+
+    let cache_key = format!(
+        "{}|{after}|{selection}|{limit}|{:?}|{}",
+        collection.name(),
+        negotiated.format,
+        negotiated.version
+    );
+    if let Some(chunk) = state.inner.chunks.get(&cache_key).await {
+        metrics::counter!("hiscale_feed_cache_total", "result" => "hit").increment(1);
+        return Ok(answer(
+            &state,
+            collection,
+            negotiated,
+            StatusCode::OK,
+            chunk,
+        ));
+    }
+    metrics::counter!("hiscale_feed_cache_total", "result" => "miss").increment(1);
+
+    let deadline = Instant::now() + Duration::from_secs(wait as u64);
+    let mut own_writes = state.inner.changes.subscribe();
+    let batch = loop {
+        let horizon = visible_version(&state, collection).await?;
+        let batch = state
+            .store()
+            .read_changes_capped(
+                collection.name(),
+                after,
+                horizon,
+                &aspects,
+                limit,
+                state.inner.feed.max_chunk_bytes,
+            )
+            .await?;
+        // Hold the request only while nothing at all is newer than `after`.
+        if horizon > after || Instant::now() >= deadline {
+            break batch;
+        }
+        tokio::select! {
+            _ = own_writes.changed() => {}
+            () = tokio::time::sleep(DATABASE_CHECK_INTERVAL) => {}
+        }
+    };
+    metrics::histogram!("hiscale_feed_chunk_items", "collection" => collection.name().to_owned())
+        .record(batch.items.len() as f64);
+    let body = bytes::Bytes::from(render(&batch, collection, negotiated.format));
+    if batch.more {
+        state.inner.chunks.insert(cache_key, body.clone()).await;
+    }
+    Ok(answer(&state, collection, negotiated, StatusCode::OK, body))
+}
+
+/// `GET /admin/consumers`: each consumer's last position and how far behind it is.
+pub(super) async fn consumers(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    super::ops::require_operator(&caller)?;
+    let now = crate::store::unix_now();
+    let mut collections = Vec::new();
+    for collection in state.service_area().owned() {
+        let current = state.store().current_version(collection.name()).await?;
+        let consumers: Vec<_> = state
+            .store()
+            .consumers(collection.name())
+            .await?
+            .into_iter()
+            .map(|consumer| {
+                json!({
+                    "consumer": consumer.name,
+                    "version": consumer.version.get(),
+                    "lag_versions": current.get().saturating_sub(consumer.version.get()),
+                    "seconds_since_poll": now.saturating_sub(consumer.polled_at),
+                })
+            })
+            .collect();
+        collections.push(json!({
+            "collection": collection.name(),
+            "version": current.get(),
+            "consumers": consumers,
+        }));
+    }
+    Ok(Json(json!({ "collections": collections })))
+}
+
+/// `POST /admin/purge`: purges tombstones now (a unit also does it on its own, periodically).
+pub(super) async fn purge(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    super::ops::require_operator(&caller)?;
+    let mut reports = Vec::new();
+    for collection in state.service_area().owned() {
+        let report = state
+            .store()
+            .purge_tombstones(collection.name(), state.inner.feed.tombstone_max_age_secs)
+            .await?;
+        reports.push(json!({ "collection": collection.name(), "report": report }));
+    }
+    Ok(Json(json!({ "purged": reports })))
+}
+
+fn render(batch: &ChangeBatch, collection: &Collection, format: repr::Format) -> Vec<u8> {
+    let views: Vec<ResourceView<'_>> = batch.items.iter().map(ResourceView::changed).collect();
+    repr::render_feed(format, collection, batch.version, batch.more, &views)
+}
+
+/// The newest version handed out (owner) or received (copy): a caller beyond it is ahead.
+async fn latest_version(state: &AppState, collection: &Collection) -> Result<Version, ApiError> {
+    Ok(match collection.role() {
+        Role::Owner => state.store().current_version(collection.name()).await?,
+        Role::Copy { .. } => state.store().cursor(collection.name()).await?,
+    })
+}
+
+/// Up to where the feed may read: the owner's visibility horizon, or a copy's cursor (a copy
+/// applies whole chunks in one transaction, so everything up to its cursor is visible).
+async fn visible_version(state: &AppState, collection: &Collection) -> Result<Version, ApiError> {
+    Ok(match collection.role() {
+        Role::Owner => state.store().horizon(collection.name()).await?,
+        Role::Copy { .. } => state.store().cursor(collection.name()).await?,
+    })
+}
+
+/// Records the consumer's position, at most once per position and refresh interval.
+async fn remember_consumer(
+    state: &AppState,
+    collection: &Collection,
+    caller: &Caller,
+    after: Version,
+) {
+    let key = (collection.name().to_owned(), caller.name.clone());
+    let due = {
+        let mut written = match state.inner.consumers_written.lock() {
+            Ok(written) => written,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let due = written
+            .get(&key)
+            .is_none_or(|(version, at)| *version != after.get() || at.elapsed() > CONSUMER_REFRESH);
+        if due {
+            written.insert(key, (after.get(), Instant::now()));
+        }
+        due
+    };
+    if due
+        && let Err(error) = state
+            .store()
+            .record_consumer(collection.name(), &caller.name, after)
+            .await
+    {
+        // Losing one position update only delays a purge; the feed answer matters more.
+        tracing::warn!(%error, consumer = %caller.name, "could not record the consumer's position");
+    }
+}
+
+fn bounded(
+    text: Option<&str>,
+    default: usize,
+    min: usize,
+    max: usize,
+    code: &'static str,
+    name: &str,
+) -> Result<usize, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    text.parse::<usize>()
+        .ok()
+        .filter(|value| (min..=max).contains(value) && text.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                code,
+                format!("{name} must be a whole number from {min} to {max}"),
+            )
+        })
+}

@@ -1,0 +1,153 @@
+//! What the owner keeps for its feed's consumers: their positions, and the purge of
+//! tombstones every known consumer has passed (or that grew too old).
+
+use sqlx::Row;
+
+use super::{Error, Store, unix_now};
+use crate::version::Version;
+
+/// A consumer of a collection's feed, as the owner last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    pub name: String,
+    /// The `version` it last asked after.
+    pub version: Version,
+    /// When it last polled (unix seconds).
+    pub polled_at: i64,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeReport {
+    /// Aspect tombstones removed (a deleted resource's aspects included).
+    pub aspect_tombstones: u64,
+    /// Resource tombstones removed.
+    pub resource_tombstones: u64,
+    /// Consumers asking after a version below this now get `410 resync-required`.
+    pub purged_through: i64,
+}
+
+impl Store {
+    /// Records that `consumer` asked for the changes after `version`.
+    pub async fn record_consumer(
+        &self,
+        collection: &str,
+        consumer: &str,
+        version: Version,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO hs_consumer (collection, consumer, version, polled_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (collection, consumer) DO UPDATE \
+             SET version = excluded.version, polled_at = excluded.polled_at",
+        )
+        .bind(collection)
+        .bind(consumer)
+        .bind(version.get())
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every consumer of a collection, by name.
+    pub async fn consumers(&self, collection: &str) -> Result<Vec<Consumer>, Error> {
+        let rows = sqlx::query(
+            "SELECT consumer, version, polled_at FROM hs_consumer WHERE collection = $1 ORDER BY consumer",
+        )
+        .bind(collection)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Consumer {
+                    name: row.try_get(0)?,
+                    version: Version::new(row.try_get(1)?).unwrap_or(Version::ZERO),
+                    polled_at: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Below this version tombstones were purged: a consumer asking after an older version
+    /// (other than 0) may have missed a deletion.
+    pub async fn purged_through(&self, collection: &str) -> Result<Version, Error> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM hs_purge WHERE collection = $1")
+                .bind(collection)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(version.and_then(Version::new).unwrap_or(Version::ZERO))
+    }
+
+    /// Removes tombstones that every consumer seen within `max_age_secs` has passed, and all
+    /// tombstones older than that. Only tombstones below the feed horizon are touched.
+    pub async fn purge_tombstones(
+        &self,
+        collection: &str,
+        max_age_secs: i64,
+    ) -> Result<PurgeReport, Error> {
+        let now = unix_now();
+        let cutoff = now.saturating_sub(max_age_secs);
+        let horizon = self.horizon(collection).await?.get();
+        let slowest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(version) FROM hs_consumer WHERE collection = $1 AND polled_at >= $2",
+        )
+        .bind(collection)
+        .bind(cutoff)
+        .fetch_one(&self.pool)
+        .await?;
+        // Without a known consumer only age counts; nobody has passed anything.
+        let passed = slowest.unwrap_or(0).min(horizon);
+        let mut transaction = self.begin_write().await?;
+        let highest: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM hs_aspect WHERE collection = $1 AND deleted = 1 AND version <= $2 \
+             AND (version <= $3 OR deleted_at < $4)",
+        )
+        .bind(collection)
+        .bind(horizon)
+        .bind(passed)
+        .bind(cutoff)
+        .fetch_one(&mut *transaction)
+        .await?;
+        let aspects = sqlx::query(
+            "DELETE FROM hs_aspect WHERE collection = $1 AND deleted = 1 AND version <= $2 \
+             AND (version <= $3 OR deleted_at < $4)",
+        )
+        .bind(collection)
+        .bind(horizon)
+        .bind(passed)
+        .bind(cutoff)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        // A deleted resource whose aspect tombstones are all gone has nothing left to announce.
+        let resources = sqlx::query(
+            "DELETE FROM hs_resource WHERE collection = $1 AND deleted = 1 AND NOT EXISTS \
+             (SELECT 1 FROM hs_aspect a WHERE a.collection = hs_resource.collection \
+              AND a.resource_id = hs_resource.resource_id)",
+        )
+        .bind(collection)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        let mut report = PurgeReport {
+            aspect_tombstones: aspects,
+            resource_tombstones: resources,
+            purged_through: self.purged_through(collection).await?.get(),
+        };
+        if let Some(highest) = highest {
+            sqlx::query(
+                "INSERT INTO hs_purge (collection, version) VALUES ($1, $2) \
+                 ON CONFLICT (collection) DO UPDATE SET version = excluded.version \
+                 WHERE hs_purge.version < excluded.version",
+            )
+            .bind(collection)
+            .bind(highest)
+            .execute(&mut *transaction)
+            .await?;
+            report.purged_through = report.purged_through.max(highest);
+        }
+        transaction.commit().await?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,301 @@
+//! The results and the plain-text tables they print as.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::alloc::{Allocation, ServerSettings, Technique};
+use super::load::{Backend, Sample};
+use super::{ALLOC_WRITERS, Plan, READERS, WRITERS};
+
+#[derive(Debug, Default)]
+pub(super) struct HttpResults {
+    pub(super) reads: Vec<Sample>,
+    pub(super) writes: Vec<Sample>,
+}
+
+#[derive(Debug)]
+pub(super) struct Report {
+    plan: Plan,
+    sqlite: HttpResults,
+    postgres_http: HttpResults,
+    pub(super) postgres: Option<ServerSettings>,
+    pub(super) allocation: Option<Allocation>,
+}
+
+impl Report {
+    pub(super) fn new(plan: Plan) -> Self {
+        Self {
+            plan,
+            sqlite: HttpResults::default(),
+            postgres_http: HttpResults::default(),
+            postgres: None,
+            allocation: None,
+        }
+    }
+
+    pub(super) fn http_mut(&mut self, backend: Backend) -> &mut HttpResults {
+        match backend {
+            Backend::Sqlite => &mut self.sqlite,
+            Backend::Postgres => &mut self.postgres_http,
+        }
+    }
+}
+
+/// Median, minimum and maximum of the rates, and medians of the latencies.
+#[derive(Debug, Clone, Copy)]
+struct Summary {
+    rate: f64,
+    low: f64,
+    high: f64,
+    p50: Duration,
+    p99: Duration,
+    runs: usize,
+}
+
+fn summarise(samples: &[Sample]) -> Option<Summary> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut rates: Vec<f64> = samples.iter().map(|s| s.per_second).collect();
+    rates.sort_by(f64::total_cmp);
+    let mut p50: Vec<Duration> = samples.iter().map(|s| s.p50).collect();
+    let mut p99: Vec<Duration> = samples.iter().map(|s| s.p99).collect();
+    p50.sort_unstable();
+    p99.sort_unstable();
+    let middle = rates.len() / 2;
+    let rate = if rates.len().is_multiple_of(2) {
+        (rates[middle - 1] + rates[middle]) / 2.0
+    } else {
+        rates[middle]
+    };
+    Some(Summary {
+        rate,
+        low: rates[0],
+        high: rates[rates.len() - 1],
+        p50: p50[middle],
+        p99: p99[middle],
+        runs: samples.len(),
+    })
+}
+
+fn rate_cell(summary: Option<Summary>) -> String {
+    match summary {
+        None => "–".into(),
+        Some(s) if s.runs > 1 => format!("{:.0} [{:.0}–{:.0}]", s.rate, s.low, s.high),
+        Some(s) => format!("{:.0}", s.rate),
+    }
+}
+
+fn latency_cell(summary: Option<Summary>) -> String {
+    summary.map_or_else(
+        || "–".into(),
+        |s| format!("{} / {} ms", millis(s.p50), millis(s.p99)),
+    )
+}
+
+fn millis(duration: Duration) -> String {
+    let ms = duration.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2}")
+    } else {
+        format!("{ms:.1}")
+    }
+}
+
+fn ratio_cell(numerator: Option<Summary>, denominator: Option<Summary>) -> String {
+    match (numerator, denominator) {
+        (Some(n), Some(d)) if d.rate > 0.0 => format!("{:.2}", n.rate / d.rate),
+        _ => "–".into(),
+    }
+}
+
+/// Writes rows as columns separated by ` | `, each padded to its widest cell.
+fn table(f: &mut fmt::Formatter<'_>, rows: &[Vec<String>]) -> fmt::Result {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|row| row.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (index, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c > 0 {
+                line.push_str(" | ");
+            }
+            line.push_str(cell);
+            let pad = widths[c].saturating_sub(cell.chars().count());
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+        writeln!(f, "{}", line.trim_end())?;
+        if index == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            writeln!(f, "{}", rule.join("-|-"))?;
+        }
+    }
+    Ok(())
+}
+
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|cell| (*cell).to_owned()).collect()
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plan = &self.plan;
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        writeln!(f)?;
+        writeln!(
+            f,
+            "hiscale bench: medians of {} run(s) × {} s after a {} ms warm-up; [min–max] of the runs",
+            plan.repetitions,
+            plan.duration.as_secs(),
+            plan.warm_up.as_millis()
+        )?;
+        writeln!(
+            f,
+            "machine: {cores} CPU(s); load client and registration unit share this process and \
+             its runtime; loopback HTTP/1.1 with keep-alive"
+        )?;
+        writeln!(
+            f,
+            "data: {} customers (person, addresses, bankaccount; no account), JSON v1",
+            plan.customers
+        )?;
+        writeln!(
+            f,
+            "sqlite: temporary file, journal_mode=WAL, synchronous=NORMAL (durable across a \
+             process crash, not a power cut)"
+        )?;
+        match &self.postgres {
+            Some(settings) => {
+                writeln!(
+                    f,
+                    "postgres: {}, fsync={}, synchronous_commit={}, full_page_writes={}, \
+                     wal_sync_method={}",
+                    settings.version,
+                    settings.fsync,
+                    settings.synchronous_commit,
+                    settings.full_page_writes,
+                    settings.wal_sync_method
+                )?;
+                if !settings.durable() {
+                    writeln!(
+                        f,
+                        "  NOTE: commits are NOT durable on this server, so commit costs (and the \
+                         allocation ratio) are understated; for durable numbers run \
+                         `HISCALE_PG_DURABLE=1 scripts/with-postgres cargo run --release -- bench`"
+                    )?;
+                }
+            }
+            None => writeln!(
+                f,
+                "postgres: not measured (give --postgres URL or HISCALE_TEST_POSTGRES, e.g. \
+                 `scripts/with-postgres cargo run --release -- bench`)"
+            )?,
+        }
+        writeln!(f)?;
+
+        let sqlite_reads = summarise(&self.sqlite.reads);
+        let sqlite_writes = summarise(&self.sqlite.writes);
+        let pg_reads = summarise(&self.postgres_http.reads);
+        let pg_writes = summarise(&self.postgres_http.writes);
+        let rows = vec![
+            row(&["measurement", "sqlite", "postgres", "postgres/sqlite"]),
+            vec![
+                format!("GET /customers/{{id}} req/s ({READERS} clients)"),
+                rate_cell(sqlite_reads),
+                rate_cell(pg_reads),
+                ratio_cell(pg_reads, sqlite_reads),
+            ],
+            vec![
+                "  GET latency p50 / p99".into(),
+                latency_cell(sqlite_reads),
+                latency_cell(pg_reads),
+                String::new(),
+            ],
+            vec![
+                format!("PUT /customers/{{id}}/address.home writes/s ({WRITERS} writers)"),
+                rate_cell(sqlite_writes),
+                rate_cell(pg_writes),
+                ratio_cell(pg_writes, sqlite_writes),
+            ],
+            vec![
+                "  PUT latency p50 / p99".into(),
+                latency_cell(sqlite_writes),
+                latency_cell(pg_writes),
+                String::new(),
+            ],
+        ];
+        table(f, &rows)?;
+
+        if let Some(allocation) = &self.allocation {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "version allocation on PostgreSQL, one INSERT per transaction, tx/s \
+                 (fsync={}, synchronous_commit={}):",
+                self.postgres.as_ref().map_or("?", |s| s.fsync.as_str()),
+                self.postgres
+                    .as_ref()
+                    .map_or("?", |s| s.synchronous_commit.as_str()),
+            )?;
+            writeln!(
+                f,
+                "  (a) BEGIN; UPDATE bench_counter SET v = v + 1 RETURNING v; INSERT; COMMIT   \
+                 (row lock held across the commit)"
+            )?;
+            writeln!(
+                f,
+                "  (b) BEGIN; WITH w AS MATERIALIZED (SELECT pg_current_xact_id()) SELECT \
+                 nextval('bench_seq') FROM w; INSERT; COMMIT   (the store's technique)"
+            )?;
+            let mut rows = vec![row(&[
+                "writers",
+                "(a) counter-row lock",
+                "(a) p50",
+                "(b) xact id + sequence",
+                "(b) p50",
+                "(b)/(a)",
+            ])];
+            let cell = |technique, writers| summarise(allocation.samples(technique, writers));
+            for writers in [1, ALLOC_WRITERS] {
+                let a = cell(Technique::CounterRow, writers);
+                let b = cell(Technique::XactSequence, writers);
+                rows.push(vec![
+                    writers.to_string(),
+                    rate_cell(a),
+                    a.map_or_else(|| "–".into(), |s| format!("{} ms", millis(s.p50))),
+                    rate_cell(b),
+                    b.map_or_else(|| "–".into(), |s| format!("{} ms", millis(s.p50))),
+                    ratio_cell(b, a),
+                ]);
+            }
+            rows.push(vec![
+                format!("{ALLOC_WRITERS} vs 1 writer(s)"),
+                ratio_cell(
+                    cell(Technique::CounterRow, ALLOC_WRITERS),
+                    cell(Technique::CounterRow, 1),
+                ),
+                String::new(),
+                ratio_cell(
+                    cell(Technique::XactSequence, ALLOC_WRITERS),
+                    cell(Technique::XactSequence, 1),
+                ),
+                String::new(),
+                String::new(),
+            ]);
+            table(f, &rows)?;
+            writeln!(
+                f,
+                "  {ALLOC_WRITERS} vs 1: how throughput grows with concurrent writers; with durable \
+                 commits, growth means commits share WAL flushes (group commit)"
+            )?;
+        }
+        Ok(())
+    }
+}
