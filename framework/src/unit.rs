@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{CallerConfigError, Callers};
 use crate::config::UnitConfig;
-use crate::http::{AppState, Extras, Replication, UnitIdentity, app};
+use crate::http::{AppState, Extras, Replication, UnitIdentity, app_with};
 use crate::model::ServiceArea;
 use crate::session::{BadKey, SessionVerifier};
 use crate::store::{self, Store};
@@ -74,14 +74,20 @@ pub async fn serve(
     sa: ServiceArea,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), UnitError> {
-    serve_app(config, state(config, sa).await?, axum_router_hook, shutdown).await
+    serve_app(
+        config,
+        state(config, sa).await?,
+        axum::Router::new(),
+        shutdown,
+    )
+    .await
 }
 
-/// Like [`serve`], with a chance to add an SA's own routes to the router.
+/// Like [`serve`], with an SA's own routes beside the framework's.
 pub async fn serve_app(
     config: &UnitConfig,
     state: AppState,
-    extend: impl FnOnce(axum::Router, &AppState) -> axum::Router,
+    own_routes: axum::Router<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), UnitError> {
     let listener = TcpListener::bind(config.listen)
@@ -100,7 +106,7 @@ pub async fn serve_app(
     );
     tasks.push(tokio::spawn(purge_periodically(state.clone(), stopped)));
     let store = state.store().clone();
-    let router = extend(app(state.clone()), &state);
+    let router = app_with(state.clone(), own_routes);
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
@@ -114,10 +120,6 @@ pub async fn serve_app(
     store.close().await;
     tracing::info!(unit = %config.unit, "unit stopped");
     served
-}
-
-fn axum_router_hook(router: axum::Router, _: &AppState) -> axum::Router {
-    router
 }
 
 /// Purges tombstones of owned collections that every known consumer has passed.

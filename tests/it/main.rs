@@ -4,5 +4,6 @@
 
 mod concurrency;
 mod errors;
+mod feed;
 mod operations;
 mod resource;

@@ -133,12 +133,18 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Like [`TestApp::start`], with the configuration adjusted first.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut UnitConfig)) -> Self {
         let database = fresh_database(backend).await;
-        let config = unit_config(
+        let mut config = unit_config(
             "registration-test",
             &database.url,
             ([127, 0, 0, 1], 0).into(),
         );
+        adjust(&mut config);
         let state = hiscale::unit::state(&config, registration::service_area())
             .await
             .expect("unit state");
@@ -225,6 +231,35 @@ impl Reply {
             .and_then(|rest| rest.split("</code>").next())
             .unwrap_or_default()
             .to_owned()
+    }
+}
+
+/// A reading unit's configuration: `sa` copies `aspects` of customers from `source_url`.
+pub fn reader_config(
+    sa: &str,
+    database: &str,
+    source_url: &str,
+    token: &str,
+    aspects: &str,
+) -> UnitConfig {
+    let port = process::free_port();
+    UnitConfig {
+        callers: callers(),
+        sources: vec![hiscale::config::SourceConfig {
+            collection: "customers".into(),
+            url: source_url.into(),
+            token: token.into(),
+            aspects: aspects.into(),
+            interval_secs: 1,
+            wait_secs: 2,
+            limit: 7,
+        }],
+        ..UnitConfig::new(
+            sa,
+            &format!("{sa}-1"),
+            ([127, 0, 0, 1], port).into(),
+            database,
+        )
     }
 }
 

@@ -18,7 +18,12 @@ impl UnitProcess {
     /// Starts a registration unit on `database` and waits until `/health` says PASS.
     pub async fn start(unit: &str, database: &str) -> Self {
         let port = free_port();
-        let config = unit_config(unit, database, ([127, 0, 0, 1], port).into());
+        Self::start_config(unit_config(unit, database, ([127, 0, 0, 1], port).into())).await
+    }
+
+    /// Starts a unit of any SA from a full configuration (its `listen` port must be free).
+    pub async fn start_config(config: hiscale::UnitConfig) -> Self {
+        let port = config.listen.port();
         let mut file = tempfile::NamedTempFile::new().expect("config file");
         std::io::Write::write_all(
             &mut file,

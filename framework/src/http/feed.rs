@@ -27,6 +27,10 @@ const MAX_LIMIT: usize = 1000;
 const MAX_WAIT_SECS: u64 = 60;
 /// How often a waiting long poll looks for writes of other units in the database.
 const DATABASE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a feed request waits for writers in flight to commit before answering, and how
+/// often it looks.
+const SETTLE_TIME: Duration = Duration::from_millis(500);
+const SETTLE_STEP: Duration = Duration::from_millis(10);
 /// A consumer's unchanged position is written again after this long (its "last seen").
 const CONSUMER_REFRESH: Duration = Duration::from_secs(30);
 
@@ -114,9 +118,17 @@ pub(super) async fn feed(
     metrics::counter!("hiscale_feed_cache_total", "result" => "miss").increment(1);
 
     let deadline = Instant::now() + Duration::from_secs(wait as u64);
+    let settle_deadline = Instant::now() + SETTLE_TIME;
     let mut own_writes = state.inner.changes.subscribe();
     let batch = loop {
         let horizon = visible_version(&state, collection).await?;
+        // Writers still committing versions below what was handed out: give them a moment, so
+        // a chunk shows what was committed when it was asked for (a long transaction only
+        // delays the feed, it never makes it skip).
+        if horizon < current && Instant::now() < settle_deadline {
+            tokio::time::sleep(SETTLE_STEP).await;
+            continue;
+        }
         let batch = state
             .store()
             .read_changes_capped(

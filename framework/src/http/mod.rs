@@ -170,6 +170,11 @@ impl AppState {
 /// The whole unit as one router: REST resources, operations, OpenAPI and docs. URL version
 /// prefixes (`/v1/…`) are stripped before routing and remembered for negotiation.
 pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// [`app`] plus an SA's own routes, which get the same error rendering, metrics and limits.
+pub fn app_with(state: AppState, own_routes: Router<AppState>) -> Router {
     let openapi = crate::openapi::document(&state.inner.sa);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
         .url("/openapi.json", openapi)
@@ -194,6 +199,7 @@ pub fn app(state: AppState) -> Router {
             put(resource::put_aspect).delete(resource::delete_aspect),
         )
         .merge(docs)
+        .merge(own_routes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.inner.limits.max_body_bytes))

@@ -3,6 +3,11 @@
 use std::path::Path;
 
 use anyhow::Context;
+use hiscale::http::AppState;
+use hiscale::session::SessionIssuer;
+
+/// How long login's session tokens live unless the configuration says otherwise.
+const DEFAULT_SESSION_SECS: u64 = 8 * 3600;
 
 /// Runs the unit described by `config_path` until SIGTERM or Ctrl-C.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
@@ -14,7 +19,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             config_path.display()
         )
     })?;
-    hiscale::unit::serve(&config, sa, shutdown_signal()).await?;
+    let own_routes = own_routes(&config)?;
+    let state = hiscale::unit::state(&config, sa).await?;
+    hiscale::unit::serve_app(&config, state, own_routes, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -22,8 +29,28 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 pub fn service_area(name: &str) -> Option<hiscale::ServiceArea> {
     match name {
         registration::NAME => Some(registration::service_area()),
+        login::NAME => Some(login::service_area()),
+        shop::NAME => Some(shop::service_area()),
+        billing::NAME => Some(billing::service_area()),
         _ => None,
     }
+}
+
+/// The routes an SA adds beside the framework's: login signs users in.
+fn own_routes(config: &hiscale::UnitConfig) -> anyhow::Result<axum::Router<AppState>> {
+    if config.sa != login::NAME {
+        return Ok(axum::Router::new());
+    }
+    let key = config
+        .sessions
+        .signing_key
+        .as_deref()
+        .context("login needs sessions.signing_key to issue session tokens")?;
+    let issuer = SessionIssuer::from_hex(
+        key,
+        config.sessions.ttl_secs.unwrap_or(DEFAULT_SESSION_SECS),
+    )?;
+    Ok(login::routes(issuer))
 }
 
 /// Completes on SIGTERM (what supervisors and systemd send) or Ctrl-C.

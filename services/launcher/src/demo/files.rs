@@ -9,6 +9,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Context;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Only the owner may read or write: files that hold bearer tokens.
 pub const PRIVATE: u32 = 0o600;
@@ -35,6 +37,38 @@ pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Resu
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     std::fs::rename(temporary, path).with_context(|| format!("cannot replace {}", path.display()))
+}
+
+/// Reads the JSON object in `path`, or makes one with `create` and writes it there (pretty,
+/// mode 0600) when the file does not exist yet: secrets a demo keeps from one run to the next.
+/// A file that exists but does not parse is an error, never silently replaced, so nothing that
+/// scripts or units still rely on is lost; `what` names its contents in messages.
+pub fn load_or_create_private_json<T>(
+    path: &Path,
+    what: &str,
+    create: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T>
+where
+    T: Serialize + DeserializeOwned,
+{
+    match std::fs::read(path) {
+        Ok(text) => serde_json::from_slice(&text).with_context(|| {
+            format!(
+                "{} does not hold valid {what}; remove it to get new ones",
+                path.display()
+            )
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let value = create()?;
+            let mut text = serde_json::to_vec_pretty(&value)
+                .with_context(|| format!("cannot serialize {what}"))?;
+            text.push(b'\n');
+            write_atomically(path, &text, PRIVATE)?;
+            tracing::info!("created new {what} in {}", path.display());
+            Ok(value)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 #[cfg(test)]

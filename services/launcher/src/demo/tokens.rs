@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use hiscale::config::CallerConfig;
 use serde::{Deserialize, Serialize};
 
@@ -24,23 +23,17 @@ impl Tokens {
     /// Reads the tokens from `path`, or creates fresh random ones there (mode 0600) when the
     /// file does not exist yet.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        match std::fs::read(path) {
-            Ok(text) => serde_json::from_slice(&text).with_context(|| {
-                format!(
-                    "{} is not a valid tokens file; remove it to get new tokens",
-                    path.display()
-                )
-            }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let tokens = Self::random()?;
-                let mut text =
-                    serde_json::to_vec_pretty(&tokens).context("cannot serialize the tokens")?;
-                text.push(b'\n');
-                files::write_atomically(path, &text, files::PRIVATE)?;
-                tracing::info!("created new bearer tokens in {}", path.display());
-                Ok(tokens)
-            }
-            Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+        files::load_or_create_private_json(path, "bearer tokens", Self::random)
+    }
+
+    /// The token a consuming service area presents at the owner, or `None` for a service
+    /// area that consumes nothing (the owner itself).
+    pub fn of_consumer(&self, sa: &str) -> Option<&str> {
+        match sa {
+            login::NAME => Some(&self.login),
+            shop::NAME => Some(&self.shop),
+            billing::NAME => Some(&self.billing),
+            _ => None,
         }
     }
 
@@ -140,5 +133,9 @@ mod tests {
         ]
         .map(|(name, token, grant)| (name.to_owned(), token.to_owned(), grant.to_owned()));
         assert_eq!(grants, expected);
+        assert_eq!(tokens.of_consumer("login"), Some("l"));
+        assert_eq!(tokens.of_consumer("shop"), Some("s"));
+        assert_eq!(tokens.of_consumer("billing"), Some("b"));
+        assert_eq!(tokens.of_consumer("registration"), None);
     }
 }

@@ -17,6 +17,10 @@ pub const FILE_NAME: &str = "units.json";
 pub enum Role {
     /// Writes the collection's resources (data master).
     Owner,
+    /// Keeps a copy and polls its source.
+    Primary,
+    /// Keeps a copy, watches the primary and polls only while the primary is gone.
+    Backup,
 }
 
 /// One element of the array in `units.json`.

@@ -1,0 +1,115 @@
+//! The login service area: signs customers in against its read-only copy of their `account`
+//! (polled from registration) and issues session tokens that every SA verifies on its own.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use hiscale::http::{ApiError, AppState};
+use hiscale::session::SessionIssuer;
+use hiscale::{Collection, ServiceArea};
+use serde::Deserialize;
+use serde_json::json;
+
+pub const NAME: &str = "login";
+
+/// The aspect login copies from registration (its grant there).
+pub const COPIED_ASPECTS: &str = "~account";
+
+pub fn service_area() -> ServiceArea {
+    ServiceArea::new(NAME).copies(
+        "registration",
+        Collection::new("customers", "customer")
+            .document("account", &[])
+            .unique("account", "login"),
+    )
+}
+
+/// Login's own route: `POST /sessions` with `{"login": …, "password": …}`.
+pub fn routes(issuer: SessionIssuer) -> Router<AppState> {
+    let issuer = Arc::new(issuer);
+    Router::new().route(
+        "/sessions",
+        post(move |state: State<AppState>, body: axum::body::Bytes| {
+            sign_in(state, issuer.clone(), body)
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    login: String,
+    password: String,
+}
+
+/// Checks the password against the copied Argon2id hash and answers with a session token.
+/// Unknown logins and wrong passwords get the same answer, after the same amount of work.
+async fn sign_in(
+    State(state): State<AppState>,
+    issuer: Arc<SessionIssuer>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let credentials: Credentials = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::bad_request(
+            "bad-credentials-body",
+            "send {\"login\": …, \"password\": …} as JSON",
+        )
+    })?;
+    if credentials.login.len() > 256 || credentials.password.len() > 1024 {
+        return Err(ApiError::bad_request(
+            "bad-credentials-body",
+            "login or password too long",
+        ));
+    }
+    let store = state.store();
+    let holder = store
+        .find_unique("customers", "login", &credentials.login)
+        .await?;
+    let stored_hash = match &holder {
+        Some(id) => store
+            .read("customers", id)
+            .await?
+            .filter(|resource| !resource.deleted)
+            .and_then(|resource| {
+                resource
+                    .aspects
+                    .into_iter()
+                    .find(|aspect| aspect.name == "account" && !aspect.deleted)
+            })
+            .and_then(|aspect| aspect.body)
+            .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|body| {
+                body.get("pwdhash")
+                    .and_then(|hash| hash.as_str())
+                    .map(str::to_owned)
+            }),
+        None => None,
+    };
+    let password = credentials.password;
+    let verified = tokio::task::spawn_blocking(move || match stored_hash {
+        Some(hash) => hiscale::auth::verify_password(&password, &hash),
+        None => {
+            // Spend the same effort on an unknown login, so timing does not tell who exists.
+            let _ = hiscale::auth::hash_password(&password);
+            false
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let Some(id) = holder.filter(|_| verified) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad-credentials",
+            "login or password is wrong",
+        ));
+    };
+    let token = issuer.issue(&id, &credentials.login);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "customer": id.as_str() })),
+    ))
+}
