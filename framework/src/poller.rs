@@ -138,8 +138,15 @@ impl Poller {
                 return;
             }
         };
+        let stored_cursor = self
+            .state
+            .store()
+            .cursor(&name)
+            .await
+            .map_or(0, Version::get);
+        self.status(|status| status.cursor = stored_cursor);
         let mut backoff = Duration::from_millis(500);
-        let mut resync: Option<HashSet<ResourceId>> = None;
+        let mut resync: Option<Resync> = None;
         let mut caught_up_at = Instant::now();
         loop {
             if *shutdown.borrow() {
@@ -149,13 +156,19 @@ impl Poller {
                 self.status(|status| status.state = "standing-by".into());
                 Duration::from_millis(500)
             } else {
+                // Active from now on, even while the first long poll is still out.
+                self.status(|status| {
+                    if status.state != "failing" && status.state != "resyncing" {
+                        status.state = "polling".into();
+                    }
+                });
                 match self.poll_once(&client, resync.as_mut()).await {
                     Ok(Outcome::Applied { more }) => {
                         backoff = Duration::from_millis(500);
                         if !more {
                             caught_up_at = Instant::now();
-                            if let Some(seen) = resync.take() {
-                                self.finish_resync(&seen).await;
+                            if let Some(finished) = resync.take() {
+                                self.finish_resync(&finished).await;
                             }
                         }
                         let lag = caught_up_at.elapsed().as_secs_f64();
@@ -178,7 +191,8 @@ impl Poller {
                     }
                     Ok(Outcome::ResyncRequired) => {
                         tracing::warn!(collection = %name, "source requires a resync: re-reading from version 0");
-                        resync = Some(HashSet::new());
+                        resync = Some(Resync::default());
+                        self.status(|status| status.state = "resyncing".into());
                         Duration::ZERO
                     }
                     Err(error) => {
@@ -206,11 +220,11 @@ impl Poller {
     async fn poll_once(
         &self,
         client: &reqwest::Client,
-        resync: Option<&mut HashSet<ResourceId>>,
+        resync: Option<&mut Resync>,
     ) -> Result<Outcome, String> {
         let store = self.state.store();
         let cursor = match resync {
-            Some(ref seen) if seen.is_empty() => Version::ZERO,
+            Some(ref resync) if !resync.started => Version::ZERO,
             _ => store
                 .cursor(self.collection.name())
                 .await
@@ -253,20 +267,14 @@ impl Poller {
             ));
         }
         let chunk = repr::parse_feed(&body, &self.collection).map_err(|error| error.to_string())?;
-        let items: Vec<ChunkItem> = chunk
-            .items
-            .iter()
-            .map(|item| self.chunk_item(item))
-            .collect();
-        if let Some(seen) = resync {
-            seen.extend(
-                items
-                    .iter()
-                    .filter(|item| !item.deleted)
-                    .map(|item| item.id.clone()),
-            );
-            // Mark the resync as started even when the source is empty.
-            seen.insert(ResourceId::from_version(Version::ZERO));
+        let items = chunk_items(&self.collection, &chunk);
+        if let Some(resync) = resync {
+            resync.started = true;
+            for item in items.iter().filter(|item| !item.deleted) {
+                for aspect in item.aspects.iter().filter(|aspect| aspect.body.is_some()) {
+                    resync.seen.insert((item.id.clone(), aspect.name.clone()));
+                }
+            }
         }
         store
             .apply_chunk(self.collection.name(), &items, chunk.version)
@@ -283,33 +291,11 @@ impl Poller {
         Ok(Outcome::Applied { more: chunk.more })
     }
 
-    fn chunk_item(&self, item: &repr::FeedItem) -> ChunkItem {
-        ChunkItem {
-            id: item.id.clone(),
-            version: item.version,
-            deleted: item.deleted,
-            aspects: item
-                .aspects
-                .iter()
-                .map(|aspect| ChunkAspect {
-                    name: aspect.name.to_string(),
-                    version: aspect.version,
-                    unique_keys: aspect
-                        .body
-                        .as_ref()
-                        .map(|body| self.collection.unique_keys(&aspect.name, body))
-                        .unwrap_or_default(),
-                    body: aspect.body.as_ref().map(ToString::to_string),
-                })
-                .collect(),
-        }
-    }
-
-    async fn finish_resync(&self, seen: &HashSet<ResourceId>) {
+    async fn finish_resync(&self, resync: &Resync) {
         match self
             .state
             .store()
-            .drop_unseen(self.collection.name(), seen)
+            .drop_unseen(self.collection.name(), &resync.seen)
             .await
         {
             Ok(dropped) => {
@@ -324,6 +310,41 @@ impl Poller {
             .replication()
             .update(self.collection.name(), change);
     }
+}
+
+/// A full re-read after `410`: what it has delivered so far, to drop the rest at its end.
+#[derive(Debug, Default)]
+struct Resync {
+    started: bool,
+    seen: HashSet<(ResourceId, String)>,
+}
+
+/// Turns a received chunk into what the store applies, with the unique values each document
+/// holds (so login can find an account by its login name).
+pub fn chunk_items(collection: &Collection, chunk: &repr::FeedChunk) -> Vec<ChunkItem> {
+    chunk
+        .items
+        .iter()
+        .map(|item| ChunkItem {
+            id: item.id.clone(),
+            version: item.version,
+            deleted: item.deleted,
+            aspects: item
+                .aspects
+                .iter()
+                .map(|aspect| ChunkAspect {
+                    name: aspect.name.to_string(),
+                    version: aspect.version,
+                    unique_keys: aspect
+                        .body
+                        .as_ref()
+                        .map(|body| collection.unique_keys(&aspect.name, body))
+                        .unwrap_or_default(),
+                    body: aspect.body.as_ref().map(ToString::to_string),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// A backup polls only while the primary misses its heartbeats; it verifies once more before

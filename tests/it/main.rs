@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod concurrency;
+mod copies;
 mod errors;
 mod feed;
 mod operations;

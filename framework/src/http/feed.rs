@@ -77,7 +77,6 @@ pub(super) async fn feed(
     let selection = selection(&state, collection, &caller, param(&params, "aspects"))?;
     let aspects: Vec<String> = selection.names().iter().map(ToString::to_string).collect();
 
-    remember_consumer(&state, collection, &caller, after).await;
     let current = latest_version(&state, collection).await?;
     if after > current {
         return Err(ApiError::new(
@@ -89,7 +88,13 @@ pub(super) async fn feed(
         ));
     }
     let purged = state.store().purged_through(collection.name()).await?;
-    if after > Version::ZERO && after < purged {
+    let behind_purge = after > Version::ZERO && after < purged;
+    let resyncing = behind_purge
+        && state
+            .store()
+            .consumer_resyncing(collection.name(), &caller.name, after)
+            .await?;
+    if behind_purge && !resyncing {
         return Err(ApiError::new(
             StatusCode::GONE,
             "resync-required",
@@ -98,9 +103,20 @@ pub(super) async fn feed(
             ),
         ));
     }
+    // A re-read from 0 stays marked until it has passed the purged tombstones.
+    remember_consumer(
+        &state,
+        collection,
+        &caller,
+        after,
+        after == Version::ZERO || resyncing,
+    )
+    .await;
 
+    // The purge horizon is part of the key: a chunk cached before tombstones were purged
+    // could bring back, to a consumer re-reading from 0, resources deleted since.
     let cache_key = format!(
-        "{}|{after}|{selection}|{limit}|{:?}|{}",
+        "{}|{after}|{selection}|{limit}|{:?}|{}|{purged}",
         collection.name(),
         negotiated.format,
         negotiated.version
@@ -236,6 +252,7 @@ async fn remember_consumer(
     collection: &Collection,
     caller: &Caller,
     after: Version,
+    resync: bool,
 ) {
     let key = (collection.name().to_owned(), caller.name.clone());
     let due = {
@@ -254,7 +271,7 @@ async fn remember_consumer(
     if due
         && let Err(error) = state
             .store()
-            .record_consumer(collection.name(), &caller.name, after)
+            .record_consumer(collection.name(), &caller.name, after, resync)
             .await
     {
         // Losing one position update only delays a purge; the feed answer matters more.

@@ -84,21 +84,46 @@ impl Store {
         Ok(())
     }
 
-    /// After a full re-read: removes every resource of the copy the source no longer has.
+    /// After a full re-read: removes every aspect (and resource) of the copy that the source
+    /// no longer has. `seen` holds every live `(resource, aspect)` the re-read delivered.
     pub async fn drop_unseen(
         &self,
         collection: &str,
-        seen: &HashSet<ResourceId>,
+        seen: &HashSet<(ResourceId, String)>,
     ) -> Result<u64, Error> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT resource_id, aspect FROM hs_aspect WHERE collection = $1")
+                .bind(collection)
+                .fetch_all(&self.pool)
+                .await?;
+        let live: HashSet<&ResourceId> = seen.iter().map(|(id, _)| id).collect();
         let ids: Vec<String> =
             sqlx::query_scalar("SELECT resource_id FROM hs_resource WHERE collection = $1")
                 .bind(collection)
                 .fetch_all(&self.pool)
                 .await?;
         let mut transaction = self.begin_write().await?;
+        for (id, aspect) in rows {
+            let known = ResourceId::parse(&id)
+                .is_some_and(|parsed| seen.contains(&(parsed, aspect.clone())));
+            if known {
+                continue;
+            }
+            for table in ["hs_aspect", "hs_unique"] {
+                let statement = format!(
+                    "DELETE FROM {table} WHERE collection = $1 AND resource_id = $2 AND aspect = $3"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .bind(collection)
+                    .bind(id.as_str())
+                    .bind(aspect.as_str())
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+        }
         let mut dropped = 0;
         for id in ids {
-            if ResourceId::parse(&id).is_some_and(|id| seen.contains(&id)) {
+            if ResourceId::parse(&id).is_some_and(|id| live.contains(&id)) {
                 continue;
             }
             for table in ["hs_aspect", "hs_unique", "hs_resource"] {
@@ -143,7 +168,7 @@ async fn upsert_resources(
     for batch in items.chunks(ROWS_PER_STATEMENT) {
         let values = placeholders(batch.len(), 3);
         let statement = format!(
-            "INSERT INTO hs_resource (collection, resource_id, version, deleted) VALUES {values} \
+            "INSERT INTO hs_resource (collection, resource_id, version) VALUES {values} \
              ON CONFLICT (collection, resource_id) DO UPDATE SET version = excluded.version \
              WHERE hs_resource.version < excluded.version AND hs_resource.deleted = 0"
         );
@@ -166,7 +191,7 @@ async fn upsert_aspects(
 ) -> Result<(), Error> {
     let values = placeholders(batch.len(), 5);
     let statement = format!(
-        "INSERT INTO hs_aspect (collection, resource_id, aspect, version, body, deleted) VALUES {values} \
+        "INSERT INTO hs_aspect (collection, resource_id, aspect, version, body) VALUES {values} \
          ON CONFLICT (collection, resource_id, aspect) DO UPDATE \
          SET version = excluded.version, body = excluded.body, deleted = 0, deleted_at = NULL \
          WHERE hs_aspect.version < excluded.version"

@@ -28,25 +28,47 @@ pub struct PurgeReport {
 }
 
 impl Store {
-    /// Records that `consumer` asked for the changes after `version`.
+    /// Records that `consumer` asked for the changes after `version`; `resync` marks a full
+    /// re-read from version 0 that is still under way.
     pub async fn record_consumer(
         &self,
         collection: &str,
         consumer: &str,
         version: Version,
+        resync: bool,
     ) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO hs_consumer (collection, consumer, version, polled_at) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO hs_consumer (collection, consumer, version, polled_at, resync) \
+             VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (collection, consumer) DO UPDATE \
-             SET version = excluded.version, polled_at = excluded.polled_at",
+             SET version = excluded.version, polled_at = excluded.polled_at, resync = excluded.resync",
         )
         .bind(collection)
         .bind(consumer)
         .bind(version.get())
         .bind(unix_now())
+        .bind(i64::from(resync))
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Whether `consumer` is re-reading from version 0 and has come as far as `version` on the
+    /// way (so it may pass versions below the purged tombstones).
+    pub async fn consumer_resyncing(
+        &self,
+        collection: &str,
+        consumer: &str,
+        version: Version,
+    ) -> Result<bool, Error> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT version, resync FROM hs_consumer WHERE collection = $1 AND consumer = $2",
+        )
+        .bind(collection)
+        .bind(consumer)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some_and(|(position, resync)| resync == 1 && position <= version.get()))
     }
 
     /// Every consumer of a collection, by name.

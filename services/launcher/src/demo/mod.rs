@@ -1,15 +1,24 @@
 //! The embedded demo: every service area's units as separate processes behind a small gateway,
 //! so the whole landscape runs on one machine with `hiscale demo` (or plain `hiscale`).
 //!
-//! This module only orchestrates: it prepares the data directory, the tokens and each service
-//! area's database, lets the [`supervisor`] run the units, puts the [`gateway`] in front of
-//! them, loads the [`sample`] data and waits for Ctrl-C or SIGTERM. Each step lives in its own
-//! submodule.
+//! The landscape is registration, the owner of the customers, and login, shop and billing,
+//! which each keep a copy of the aspects they are granted by polling registration through the
+//! gateway: two units per service area, a reading service area's second unit backing up its
+//! first.
+//!
+//! This module only orchestrates: it prepares the data directory, the tokens, the session keys
+//! and each service area's database, [`plan`]s every unit's configuration, lets the
+//! [`supervisor`] run the units, puts the [`gateway`] in front of them, loads the [`sample`]
+//! data, waits for the copies to [`catch_up`] and then for Ctrl-C or SIGTERM. Each step lives
+//! in its own submodule.
 
+mod catch_up;
 mod files;
 mod gateway;
 mod iban;
+mod plan;
 mod sample;
+mod session_keys;
 mod supervisor;
 mod tokens;
 mod units_file;
@@ -18,15 +27,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::gateway::Gateway;
-use self::supervisor::{Supervisor, UnitPlan};
+use self::plan::{COPIED_COLLECTION, OWNER, SERVICE_AREAS};
+use self::session_keys::SessionKeys;
+use self::supervisor::Supervisor;
 use self::tokens::Tokens;
-use self::units_file::Role;
 
 /// What `hiscale demo` accepts; `DemoOptions::default()` is what plain `hiscale` runs.
 #[derive(Debug, Clone, Args)]
@@ -98,25 +108,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     }
 }
 
-/// One service area of the demo landscape. Adding login, shop and billing is one row each.
-struct ServiceArea {
-    name: &'static str,
-    units: usize,
-    role: Role,
-}
-
-const SERVICE_AREAS: &[ServiceArea] = &[ServiceArea {
-    name: "registration",
-    units: 2,
-    role: Role::Owner,
-}];
-
 const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_DATA_DIR: &str = "./data";
 const DEFAULT_SAMPLE: usize = 200;
 const TOKENS_FILE: &str = "tokens.json";
 /// How long a unit may take from spawn to its first `PASS`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the copies to catch up after the sample before going on regardless.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What exists before the first unit starts.
 struct Prepared {
@@ -125,14 +124,24 @@ struct Prepared {
     supervisor: Supervisor,
 }
 
-/// Takes the gateway's port, then prepares the data directory, the tokens, the databases and
-/// the unit configurations; starts nothing.
+/// Takes the gateway's port, then prepares the data directory, the tokens, the session keys,
+/// the databases and the unit configurations; starts nothing.
 async fn prepare(options: &DemoOptions) -> anyhow::Result<Prepared> {
     let gateway_address = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
     let gateway_listener = Gateway::listen(gateway_address).await?;
+    // With `--port 0` the system picked the port; the reading units need the real one.
+    let gateway_address = gateway_listener
+        .local_addr()
+        .context("cannot read the gateway's address")?;
     let data_dir = prepare_data_dir(&options.data_dir)?;
     let tokens = Tokens::load_or_create(&data_dir.join(TOKENS_FILE))?;
-    let plans = plan_units(&data_dir, options.postgres.as_deref(), &tokens).await?;
+    let keys = SessionKeys::load_or_create(&data_dir.join(session_keys::FILE_NAME))?;
+    let shared = plan::Shared {
+        tokens: &tokens,
+        keys: &keys,
+        gateway: gateway_address,
+    };
+    let plans = plan::plan_units(&data_dir, options.postgres.as_deref(), &shared).await?;
     let executable = std::env::current_exe().context("cannot find the hiscale executable")?;
     let supervisor = Supervisor::new(supervisor::Options {
         executable,
@@ -146,7 +155,12 @@ async fn prepare(options: &DemoOptions) -> anyhow::Result<Prepared> {
     })
 }
 
-/// Brings the landscape up: units healthy, gateway listening, sample data loaded.
+/// Brings the landscape up: units healthy, gateway listening, sample data loaded, copies
+/// caught up (or reported as slow).
+///
+/// The reading units start polling the owner through the gateway before it serves: their first
+/// requests wait in the gateway's listen queue (or fail and are retried with backoff), and
+/// `/health` never depends on replication, so the units turn healthy regardless.
 async fn start(
     supervisor: &mut Supervisor,
     gateway_listener: TcpListener,
@@ -159,21 +173,35 @@ async fn start(
         .map(|area| (area.name.to_owned(), supervisor.addresses_of(area.name)))
         .collect();
     let gateway = Gateway::start(gateway_listener, areas)?;
-    let registration_database = supervisor
-        .database_of("registration")
-        .context("the demo has no registration service area")?;
+    let gateway_url = format!("http://{}", gateway.address());
+    let owner_database = supervisor
+        .database_of(OWNER)
+        .with_context(|| format!("the demo has no {OWNER} service area"))?;
     let database_label = match options.postgres {
-        Some(_) => "the PostgreSQL database hiscale_registration".to_owned(),
+        Some(_) => format!("the PostgreSQL database hiscale_{OWNER}"),
         None => options.data_dir.display().to_string(),
     };
     sample::ensure(sample::Options {
-        gateway: format!("http://{}", gateway.address()),
-        database: registration_database,
+        gateway: gateway_url.clone(),
+        database: owner_database,
         database_label,
         admin_token: tokens.admin.clone(),
         count: options.sample,
     })
     .await?;
+    catch_up::wait(catch_up::Options {
+        gateway: gateway_url,
+        admin_token: tokens.admin.clone(),
+        owner: OWNER,
+        collection: COPIED_COLLECTION,
+        consumers: SERVICE_AREAS
+            .iter()
+            .filter(|area| area.copies.is_some())
+            .map(|area| area.name)
+            .collect(),
+        timeout: CATCH_UP_TIMEOUT,
+    })
+    .await;
     Ok(gateway)
 }
 
@@ -185,54 +213,6 @@ fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<PathBuf> {
     data_dir
         .canonicalize()
         .with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))
-}
-
-/// Decides every unit's name, database and callers, one service area after the other.
-async fn plan_units(
-    data_dir: &Path,
-    postgres: Option<&str>,
-    tokens: &Tokens,
-) -> anyhow::Result<Vec<UnitPlan>> {
-    let mut plans = Vec::new();
-    for area in SERVICE_AREAS {
-        let database = database_url(data_dir, postgres, area.name).await?;
-        for number in 1..=area.units {
-            plans.push(UnitPlan {
-                sa: area.name.to_owned(),
-                unit: format!("{}-{number}", area.name),
-                role: area.role,
-                database: database.clone(),
-                callers: tokens.callers(),
-            });
-        }
-    }
-    Ok(plans)
-}
-
-/// The database a service area's units share: `DIR/{sa}.db`, or `hiscale_{sa}` on the
-/// PostgreSQL server given with `--postgres` (created there when missing).
-async fn database_url(data_dir: &Path, postgres: Option<&str>, sa: &str) -> anyhow::Result<String> {
-    if let Some(server) = postgres {
-        let name = format!("hiscale_{sa}");
-        return hiscale::store::ensure_postgres_database(server, &name)
-            .await
-            // The server URL may hold a password, so it stays out of the message.
-            .with_context(|| {
-                format!("cannot prepare the database {name} on the --postgres server")
-            });
-    }
-    let file = data_dir.join(format!("{sa}.db"));
-    let Some(path) = file.to_str() else {
-        bail!(
-            "the data directory path {} is not UTF-8",
-            data_dir.display()
-        );
-    };
-    if path.contains(['?', '#']) {
-        bail!("the data directory path {path} cannot be written as a database URL");
-    }
-    // The store creates a missing SQLite file itself (`Store::connect` adds `mode=rwc`).
-    Ok(format!("sqlite://{path}"))
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM, whichever comes first.
@@ -254,31 +234,64 @@ fn stop_requested() -> anyhow::Result<impl Future<Output = ()>> {
 /// Tells the person at the terminal where everything is and how to try it.
 fn print_summary(options: &DemoOptions, supervisor: &Supervisor, gateway: SocketAddr) {
     let tokens_path = options.data_dir.join(TOKENS_FILE);
+    let keys_path = options.data_dir.join(session_keys::FILE_NAME);
     let units = supervisor.units();
     let width = units
         .iter()
         .map(|unit| unit.unit.len())
-        .chain(["gateway".len()])
+        .chain(["session keys".len()])
         .max()
         .unwrap_or_default();
+    let admin = format!(
+        "\"Authorization: Bearer $(jq -r .admin {})\"",
+        shell_word(&tokens_path.display().to_string())
+    );
     println!();
     println!("HiScale REST demo is running.");
     println!("  {:width$}  http://{gateway}/{{sa}}/…", "gateway");
     for unit in &units {
-        println!("  {:width$}  {}  pid {}", unit.unit, unit.url, unit.pid);
+        println!(
+            "  {:width$}  {}  {:7}  pid {}",
+            unit.unit,
+            unit.url,
+            unit.role.name(),
+            unit.pid
+        );
     }
     println!("  {:width$}  {}", "tokens", tokens_path.display());
+    println!("  {:width$}  {}", "session keys", keys_path.display());
     println!(
         "  {:width$}  {}",
         "units",
         options.data_dir.join(units_file::FILE_NAME).display()
     );
     println!();
-    println!("Read customer 1 through the gateway:");
+    println!("Read customer 1 at its owner, {OWNER}, through the gateway:");
     println!(
-        "  curl -H \"Authorization: Bearer $(jq -r .admin {})\" \\\n       -H 'Accept: {}' \\\n       http://{gateway}/registration/customers/1",
-        shell_word(&tokens_path.display().to_string()),
+        "  curl -H {admin} \\\n       -H 'Accept: {}' \\\n       http://{gateway}/{OWNER}/customers/1",
         sample::MEDIA_TYPE,
+    );
+    println!();
+    println!(
+        "Read shop's copy of it (only the aspects shop copies, {}):",
+        shop::COPIED_ASPECTS
+    );
+    println!(
+        "  curl -H {admin} \\\n       -H 'Accept: {}' \\\n       http://{gateway}/{}/customers/1",
+        sample::MEDIA_TYPE,
+        shop::NAME,
+    );
+    let (login, password) = sample::credentials(1);
+    let credentials = serde_json::json!({"login": login, "password": password}).to_string();
+    println!();
+    println!(
+        "Sign in at {} as sample customer {login} (answers a session token):",
+        login::NAME
+    );
+    println!(
+        "  curl -s -X POST http://{gateway}/{}/sessions -H 'Content-Type: application/json' \\\n       -d {}",
+        login::NAME,
+        shell_word(&credentials),
     );
     println!();
     println!("Press Ctrl-C to stop.");

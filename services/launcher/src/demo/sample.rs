@@ -176,11 +176,9 @@ fn customer(number: usize) -> serde_json::Value {
         home.clone()
     };
     let account = 532_000_000 + u64::try_from(number).unwrap_or_default();
+    let (login, password) = credentials(number);
     json!({
-        "account": {
-            "login": format!("user{number:05}"),
-            "password": format!("demo-{number:05}"),
-        },
+        "account": {"login": login, "password": password},
         "person": {
             "type": "natural",
             "salutation": salutation,
@@ -194,6 +192,12 @@ fn customer(number: usize) -> serde_json::Value {
             "bic": BIC,
         },
     })
+}
+
+/// The login and clear-text password of generated customer `number`, e.g. `user00001` and
+/// `demo-00001`: easy to type when trying the demo's sign-in.
+pub fn credentials(number: usize) -> (String, String) {
+    (format!("user{number:05}"), format!("demo-{number:05}"))
 }
 
 fn address(pick: &mut Picker) -> serde_json::Value {
@@ -308,6 +312,11 @@ mod tests {
         assert_eq!(first, customer(42));
         assert_ne!(first["person"], customer(43)["person"]);
         assert_eq!(first["account"]["login"], "user00042");
+        assert_eq!(
+            credentials(42),
+            ("user00042".to_owned(), "demo-00042".to_owned())
+        );
+        assert_eq!(first["account"]["password"], "demo-00042");
         assert_eq!(first["person"]["type"], "natural");
         for aspect in ["home", "bill"] {
             let address = &first["addresses"][aspect];

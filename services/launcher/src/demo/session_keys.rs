@@ -34,8 +34,9 @@ impl SessionKeys {
     }
 
     fn generate() -> anyhow::Result<Self> {
-        let (signing_key, public_key) = hiscale::session::generate_key_pair()
-            .map_err(|error| anyhow::anyhow!("cannot get random bytes for session keys: {error}"))?;
+        let (signing_key, public_key) = hiscale::session::generate_key_pair().map_err(|error| {
+            anyhow::anyhow!("cannot get random bytes for session keys: {error}")
+        })?;
         Ok(Self {
             signing_key,
             public_key,
@@ -45,7 +46,10 @@ impl SessionKeys {
     fn check(&self) -> anyhow::Result<()> {
         let issuer = SessionIssuer::from_hex(&self.signing_key, 1)
             .context("signing_key is not a session key")?;
-        if !issuer.public_key_hex().eq_ignore_ascii_case(self.public_key.trim()) {
+        if !issuer
+            .public_key_hex()
+            .eq_ignore_ascii_case(self.public_key.trim())
+        {
             bail!("public_key does not belong to signing_key");
         }
         Ok(())

@@ -2,12 +2,12 @@
 //! that dies is restarted, so a demo user can kill one and watch its peer take over and the
 //! killed one come back.
 //!
-//! The supervisor writes each unit's configuration, picks its port once (a restarted unit
-//! comes back at the same address, which the gateway knows), waits for `/health` to say
-//! `PASS`, keeps `units.json` current and stops every unit with SIGTERM (SIGKILL after a
-//! grace period) when the demo ends.
+//! The supervisor writes each unit's planned configuration (its address was chosen up front,
+//! so a restarted unit comes back where the gateway and its backup expect it), waits for
+//! `/health` to say `PASS`, keeps `units.json` current and stops every unit with SIGTERM
+//! (SIGKILL after a grace period) when the demo ends.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use hiscale::config::{CallerConfig, UnitConfig};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -24,7 +23,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::files;
-use super::units_file::{Role, UnitEntry, UnitsFile};
+use super::plan::UnitPlan;
+use super::units_file::{UnitEntry, UnitsFile};
 
 /// What the supervisor runs and where it keeps its files.
 #[derive(Debug)]
@@ -34,17 +34,6 @@ pub struct Options {
     /// Absolute data directory: `units/*.toml` and `units.json` go there.
     pub data_dir: PathBuf,
     pub units: Vec<UnitPlan>,
-}
-
-/// One unit to run.
-#[derive(Debug, Clone)]
-pub struct UnitPlan {
-    pub sa: String,
-    pub unit: String,
-    pub role: Role,
-    /// The database URL every unit of the service area shares.
-    pub database: String,
-    pub callers: Vec<CallerConfig>,
 }
 
 /// The running units; dropping it kills them (`kill_on_drop`), [`Supervisor::shutdown`] stops
@@ -59,37 +48,33 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Writes every unit's configuration (mode 0600: it holds the tokens) with a free loopback
-    /// port; starts nothing yet.
+    /// Writes every unit's configuration to `units/{unit}.toml` (mode 0600: it holds the
+    /// tokens and, for login, the signing key); starts nothing yet.
     pub fn new(options: Options) -> anyhow::Result<Self> {
         let config_dir = options.data_dir.join("units");
         std::fs::create_dir_all(&config_dir)
             .with_context(|| format!("cannot create {}", config_dir.display()))?;
-        let addresses = free_loopback_addresses(options.units.len())?;
         let mut units = Vec::with_capacity(options.units.len());
         let mut entries = Vec::with_capacity(options.units.len());
-        for (plan, address) in options.units.into_iter().zip(addresses) {
-            let config_path = config_dir.join(format!("{}.toml", plan.unit));
-            let config = UnitConfig {
-                callers: plan.callers,
-                ..UnitConfig::new(&plan.sa, &plan.unit, address, &plan.database)
-            };
-            let text = toml::to_string(&config)
-                .with_context(|| format!("cannot serialize the configuration of {}", plan.unit))?;
+        for UnitPlan { role, config } in options.units {
+            let config_path = config_dir.join(format!("{}.toml", config.unit));
+            let text = toml::to_string(&config).with_context(|| {
+                format!("cannot serialize the configuration of {}", config.unit)
+            })?;
             files::write_atomically(&config_path, text.as_bytes(), files::PRIVATE)?;
             entries.push(UnitEntry {
-                sa: plan.sa.clone(),
-                unit: plan.unit.clone(),
+                sa: config.sa.clone(),
+                unit: config.unit.clone(),
                 pid: 0,
-                url: format!("http://{address}"),
-                role: plan.role,
+                url: format!("http://{}", config.listen),
+                role,
             });
             units.push(Arc::new(UnitProcess {
-                sa: plan.sa,
-                name: plan.unit,
-                address,
+                sa: config.sa,
+                name: config.unit,
+                address: config.listen,
                 config_path,
-                database: plan.database,
+                database: config.database,
                 exits: AtomicU32::new(0),
             }));
         }
@@ -209,13 +194,19 @@ impl Supervisor {
 
 /// How long a unit has to stop after SIGTERM before it gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// The pause before the first restart of a unit that died.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// The pause before a unit that died is started again. Long enough for a reading unit's
+/// backup to notice its primary is gone (three missed heartbeats a second apart) and be seen
+/// polling in its place; short enough to watch the killed unit come back and the backup step
+/// back. An owner's peer simply serves alone meanwhile (the gateway skips the dead unit).
+const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 /// The longest pause between restarts of a unit that keeps dying.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A unit that ran at least this long before dying counts as healthy again: its next restart
 /// waits only [`FIRST_BACKOFF`].
 const STABLE_RUN: Duration = Duration::from_secs(10);
+/// How long a unit's exit goes unreported: Ctrl-C in a terminal reaches the units too, and by
+/// then the demo has noticed that it is stopping, so a normal stop is not reported as a crash.
+const STOP_NOTICE: Duration = Duration::from_millis(500);
 /// One health request; a unit that needs longer is not ready.
 const HEALTH_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const HEALTH_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -229,20 +220,6 @@ struct UnitProcess {
     database: String,
     /// How often the unit died while the demo ran, for a clearer startup error.
     exits: AtomicU32,
-}
-
-/// Picks `count` distinct free ports on 127.0.0.1 by letting the system choose, holding every
-/// listener until all are chosen so no two units get the same one.
-fn free_loopback_addresses(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find a free port on 127.0.0.1")?;
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr())
-        .collect::<Result<_, _>>()
-        .context("cannot read the address of a free port")
 }
 
 fn spawn(executable: &Path, unit: &UnitProcess) -> anyhow::Result<Child> {
@@ -269,10 +246,8 @@ fn record_pid(
 
 /// Keeps one unit running until the demo stops, then stops it.
 ///
-/// A unit that exits while the demo runs is restarted after a backoff that doubles while it
-/// keeps dying quickly. The backoff comes before the warning: Ctrl-C in a terminal reaches the
-/// units too, and by the time the pause is over the demo has noticed that it is stopping, so a
-/// normal stop is not reported as a crash.
+/// A unit that exits while the demo runs is reported and restarted after a backoff that
+/// doubles while it keeps dying quickly.
 async fn supervise(
     mut child: Child,
     unit: Arc<UnitProcess>,
@@ -294,20 +269,21 @@ async fn supervise(
         if started_at.elapsed() >= STABLE_RUN {
             backoff = FIRST_BACKOFF;
         }
+        if pause_unless_stopping(STOP_NOTICE, &mut stopping)
+            .await
+            .is_break()
+        {
+            return;
+        }
+        let what = match status {
+            Ok(status) => format!("unit {}", describe(status)),
+            Err(error) => format!("lost track of the unit ({error})"),
+        };
+        tracing::warn!(unit = %unit.name, "{what}; restarting it in {backoff:?}");
+        let mut pause = backoff.saturating_sub(STOP_NOTICE);
         loop {
-            if pause_unless_stopping(backoff, &mut stopping)
-                .await
-                .is_break()
-            {
+            if pause_unless_stopping(pause, &mut stopping).await.is_break() {
                 return;
-            }
-            match &status {
-                Ok(status) => {
-                    tracing::warn!(unit = %unit.name, "unit {}; restarting it", describe(*status))
-                }
-                Err(error) => {
-                    tracing::warn!(unit = %unit.name, "lost track of the unit ({error}); restarting it")
-                }
             }
             backoff = next_backoff(backoff);
             match spawn(&executable, &unit) {
@@ -315,7 +291,10 @@ async fn supervise(
                     child = restarted;
                     break;
                 }
-                Err(error) => tracing::error!(unit = %unit.name, "{error:#}"),
+                Err(error) => {
+                    tracing::error!(unit = %unit.name, "{error:#}; trying again in {backoff:?}");
+                    pause = backoff;
+                }
             }
         }
         match record_pid(&units_file, &unit, &child) {
@@ -429,18 +408,7 @@ mod tests {
             backoff = next_backoff(backoff);
             seen.push(backoff);
         }
-        let expected = [500, 1000, 2000, 4000, 5000, 5000].map(Duration::from_millis);
+        let expected = [10, 20, 40, 60, 60, 60].map(Duration::from_secs);
         assert_eq!(seen, expected);
-    }
-
-    #[test]
-    fn free_addresses_are_distinct_loopback_ports() -> anyhow::Result<()> {
-        let addresses = free_loopback_addresses(4)?;
-        let mut ports: Vec<_> = addresses.iter().map(SocketAddr::port).collect();
-        ports.sort_unstable();
-        ports.dedup();
-        assert_eq!(ports.len(), 4);
-        assert!(addresses.iter().all(|address| address.ip().is_loopback()));
-        Ok(())
     }
 }

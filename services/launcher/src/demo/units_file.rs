@@ -23,6 +23,17 @@ pub enum Role {
     Backup,
 }
 
+impl Role {
+    /// The name `units.json` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Primary => "primary",
+            Self::Backup => "backup",
+        }
+    }
+}
+
 /// One element of the array in `units.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitEntry {
@@ -112,6 +123,15 @@ mod tests {
         );
         file.remove()?;
         assert!(!scratch.path().join(FILE_NAME).exists());
+        Ok(())
+    }
+
+    #[test]
+    fn roles_are_written_by_their_name() -> anyhow::Result<()> {
+        for role in [Role::Owner, Role::Primary, Role::Backup] {
+            assert_eq!(serde_json::to_value(role)?, role.name());
+        }
+        assert_eq!(Role::Backup.name(), "backup");
         Ok(())
     }
 }
