@@ -4,6 +4,7 @@
 
 mod concurrency;
 mod copies;
+mod copy_access;
 mod errors;
 mod feed;
 mod operations;
