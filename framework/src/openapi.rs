@@ -12,7 +12,7 @@ use utoipa::openapi::{
     Required, ResponseBuilder,
 };
 
-use crate::model::{Collection, ServiceArea};
+use crate::model::{Collection, Role, ServiceArea};
 
 /// Builds the document for a service area's unit.
 pub fn document(sa: &ServiceArea) -> OpenApi {
@@ -21,7 +21,7 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
     );
-    for collection in sa.owned() {
+    for collection in sa.collections() {
         let mut resource = ObjectBuilder::new()
             .property("id", ObjectBuilder::new().schema_type(Type::String))
             .property("version", ObjectBuilder::new().schema_type(Type::Integer));
@@ -43,12 +43,24 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
         components = components
             .schema(item.clone(), resource)
             .schema(format!("{item}_input"), input);
-        paths = collection_paths(paths, sa, collection);
+        paths = collection_paths(paths, collection);
     }
     for (path, summary) in [
         ("/health", "PASS or FAIL with reasons (HAProxy's check)"),
         ("/heartbeat", "the unit's id and reader role"),
         ("/metrics", "Prometheus metrics"),
+        (
+            "/admin/consumers",
+            "(operator) each consumer's last polled version and lag",
+        ),
+        (
+            "/admin/replication",
+            "(operator) per source: cursor, lag, role, polling or standing by",
+        ),
+        (
+            "/admin/interfaces",
+            "(operator) interface versions and their states",
+        ),
     ] {
         let operation = OperationBuilder::new()
             .summary(Some(summary))
@@ -72,12 +84,8 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
         .build()
 }
 
-fn collection_paths(
-    paths: PathsBuilder,
-    sa: &ServiceArea,
-    collection: &Collection,
-) -> PathsBuilder {
-    let media = |format: &str| format!("application/vnd.{}.v1+{format}", sa.name());
+fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilder {
+    let media = |format: &str| format!("application/vnd.{}.v1+{format}", collection.owner());
     let item_ref = || Ref::from_schema_name(collection.item());
     let body = |status: &str, description: &str| {
         ResponseBuilder::new()
@@ -196,12 +204,42 @@ fn collection_paths(
             .response("204", plain("deleted"))
             .response("404", plain("no such resource or aspect")),
     );
+    let query = |name: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .description(Some(description))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+    };
+    let feed = errors(
+        OperationBuilder::new()
+            .summary(Some(format!(
+                "The delta feed of {name}: resources with a selected aspect newer than version, ascending, in chunks"
+            )))
+            .parameter(query("version", "the root version of the previous chunk (default 0)"))
+            .parameter(query("aspects", "e.g. ~person~address.home; default: the caller's grant"))
+            .parameter(query("limit", "resources per chunk, 1 to 1000 (default 100)"))
+            .parameter(query("wait", "long poll: seconds to wait for something newer, 0 to 60"))
+            .response(
+                "200",
+                plain("a chunk: root version (ask after it next) and more (ask again at once)"),
+            )
+            .response("409", plain("version-ahead: the caller has versions this store lost"))
+            .response("410", plain("resync-required: re-read from version 0")),
+    );
+    let mut listing = PathItem::new(HttpMethod::Get, feed);
     let mut one = PathItem::new(HttpMethod::Get, read);
-    one.delete = Some(delete.build());
-    let mut aspect = PathItem::new(HttpMethod::Put, put);
-    aspect.delete = Some(delete_aspect.build());
+    if collection.role() == &Role::Owner {
+        listing.post = Some(create.build());
+        one.delete = Some(delete.build());
+        let mut aspect = PathItem::new(HttpMethod::Put, put);
+        aspect.delete = Some(delete_aspect.build());
+        return paths
+            .path(format!("/{name}"), listing)
+            .path(format!("/{name}/{{id}}"), one)
+            .path(format!("/{name}/{{id}}/{{aspect}}"), aspect);
+    }
     paths
-        .path(format!("/{name}"), PathItem::new(HttpMethod::Post, create))
+        .path(format!("/{name}"), listing)
         .path(format!("/{name}/{{id}}"), one)
-        .path(format!("/{name}/{{id}}/{{aspect}}"), aspect)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::auth::{CallerConfigError, Callers};
-use crate::config::UnitConfig;
+use crate::config::{ReaderRole, UnitConfig};
 use crate::http::{AppState, Extras, Replication, UnitIdentity, app_with};
 use crate::model::ServiceArea;
 use crate::session::{BadKey, SessionVerifier};
@@ -51,6 +51,15 @@ pub async fn state(config: &UnitConfig, sa: ServiceArea) -> Result<AppState, Uni
     for collection in sa.owned() {
         store.register_collection(collection.name()).await?;
     }
+    let role = if sa.copied().is_empty() {
+        "owner"
+    } else {
+        match config.reader.role {
+            ReaderRole::Primary => "primary",
+            ReaderRole::Backup => "backup",
+        }
+    }
+    .to_owned();
     Ok(AppState::new(
         sa,
         store,
@@ -59,6 +68,7 @@ pub async fn state(config: &UnitConfig, sa: ServiceArea) -> Result<AppState, Uni
         UnitIdentity {
             unit: config.unit.clone(),
             zone: config.zone.clone(),
+            role,
         },
         Extras {
             feed: config.feed.clone(),

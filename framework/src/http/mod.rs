@@ -77,6 +77,9 @@ pub struct Extras {
 pub struct UnitIdentity {
     pub unit: String,
     pub zone: Option<String>,
+    /// `owner` for a unit that only serves what its SA owns; `primary` or `backup` for a
+    /// unit of an SA that keeps copies.
+    pub role: String,
 }
 
 impl AppState {

@@ -52,7 +52,7 @@ pub(super) async fn heartbeat(State(state): State<AppState>) -> Json<serde_json:
         "sa": state.inner.sa.name(),
         "unit": state.inner.unit.unit,
         "zone": state.inner.unit.zone,
-        "role": "owner",
+        "role": state.inner.unit.role,
     }))
 }
 

@@ -10,11 +10,11 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use hiscale::config::CallerConfig;
 
-/// The only caller of a bench unit: an operator (may write, sees every aspect).
-const TOKEN: &str = "hiscale-bench-operator-token";
-const MEDIA_TYPE: &str = "application/vnd.registration.v1+json";
+/// The operator caller of every bench unit (may write, sees every aspect).
+pub(super) const TOKEN: &str = "hiscale-bench-operator-token";
+pub(super) const MEDIA_TYPE: &str = "application/vnd.registration.v1+json";
 /// No single step may take longer; a stuck request or transaction fails the run.
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Backend {
@@ -129,15 +129,21 @@ impl Drop for Unit {
 
 impl Unit {
     pub(super) async fn start(backend: Backend, database: &str) -> anyhow::Result<Self> {
+        Self::start_with(backend, database, "registration-bench", Vec::new()).await
+    }
+
+    /// A registration unit named `{name}-{backend}` that also accepts `callers`.
+    pub(super) async fn start_with(
+        backend: Backend,
+        database: &str,
+        name: &str,
+        callers: Vec<CallerConfig>,
+    ) -> anyhow::Result<Self> {
         let config = hiscale::UnitConfig {
-            callers: vec![CallerConfig {
-                name: "bench".into(),
-                token: TOKEN.into(),
-                grant: "operator".into(),
-            }],
+            callers: std::iter::once(operator()).chain(callers).collect(),
             ..hiscale::UnitConfig::new(
                 registration::NAME,
-                &format!("registration-bench-{}", backend.label()),
+                &format!("{name}-{}", backend.label()),
                 ([127, 0, 0, 1], 0).into(),
                 database,
             )
@@ -170,6 +176,21 @@ impl Unit {
             server,
             ids: Arc::default(),
         })
+    }
+
+    /// `http://127.0.0.1:{port}`
+    pub(super) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The unit's own store (the same pool its handlers use).
+    pub(super) fn store(&self) -> &hiscale::Store {
+        self.state.store()
+    }
+
+    /// A keep-alive client for loopback requests to this unit.
+    pub(super) fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// Creates `count` customers without the account aspect (no password hashing).
@@ -315,6 +336,15 @@ impl Unit {
                 self.backend.label()
             );
         }
+    }
+}
+
+/// The bench's operator caller, configured on every bench unit.
+pub(super) fn operator() -> CallerConfig {
+    CallerConfig {
+        name: "bench".into(),
+        token: TOKEN.into(),
+        grant: "operator".into(),
     }
 }
 
