@@ -5,7 +5,9 @@
 mod concurrency;
 mod copies;
 mod copy_access;
+mod demo;
 mod errors;
+mod failover;
 mod feed;
 mod operations;
 mod resource;

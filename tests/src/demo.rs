@@ -179,11 +179,7 @@ impl Demo {
     /// Fails, with the demo's output, when the demo process has exited.
     pub fn assert_alive(&self) {
         // `try_wait` needs `&mut`; the process table answers the same question.
-        assert!(
-            is_running(self.pid()),
-            "the demo exited\n{}",
-            self.output()
-        );
+        assert!(is_running(self.pid()), "the demo exited\n{}", self.output());
     }
 
     fn stdout(&self) -> String {
@@ -252,7 +248,8 @@ fn is_unit_process(pid: u32) -> bool {
         return false;
     };
     let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-    args.first().is_some_and(|program| program.ends_with(b"hiscale"))
+    args.first()
+        .is_some_and(|program| program.ends_with(b"hiscale"))
         && args.get(1).is_some_and(|command| *command == b"serve")
 }
 

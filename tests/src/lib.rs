@@ -6,6 +6,7 @@
 //! silently skipped.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+pub mod demo;
 pub mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     BadBody, FeedAspect, FeedChunk, FeedItem, ParseLimits, ResourceView, WireAspect, WireResource,
-    stored_fields,
+    declared, stored_fields,
 };
 use crate::aspect::AspectName;
 use crate::model::Collection;
@@ -128,13 +128,6 @@ fn scalar_text(value: &Value) -> String {
     }
 }
 
-fn declared(collection: &Collection, name: &str) -> Result<AspectName, BadBody> {
-    AspectName::parse(name)
-        .ok()
-        .filter(|parsed| collection.find(parsed).is_some())
-        .ok_or_else(|| BadBody::new("unknown-aspect", format!("unknown aspect '{name}'")))
-}
-
 pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) -> Vec<u8> {
     serde_json::to_vec(&resource_value(collection, view)).unwrap_or_default()
 }
@@ -160,14 +153,7 @@ fn resource_value(collection: &Collection, view: &ResourceView<'_>) -> Value {
     if view.deleted {
         root.insert("deleted".into(), Value::Bool(true));
     }
-    for definition in collection.aspects() {
-        let Some(aspect) = view
-            .aspects
-            .iter()
-            .find(|a| a.name == definition.name.to_string())
-        else {
-            continue;
-        };
+    for (definition, aspect) in view.declared_aspects(collection) {
         let mut object = Map::new();
         object.insert("version".into(), json!(aspect.version.get()));
         if aspect.deleted {

@@ -10,7 +10,7 @@ mod xml;
 use serde_json::{Map, Value};
 
 use crate::aspect::AspectName;
-use crate::model::Collection;
+use crate::model::{AspectDef, Collection};
 use crate::store::{ChangedResource, StoredAspect, StoredResource};
 use crate::version::{ResourceId, Version};
 
@@ -108,6 +108,21 @@ pub struct ResourceView<'a> {
 }
 
 impl<'a> ResourceView<'a> {
+    /// The carried aspects with their declarations, in the collection's declared order (the
+    /// order both formats render in).
+    fn declared_aspects<'c>(
+        &'c self,
+        collection: &'c Collection,
+    ) -> impl Iterator<Item = (&'c AspectDef, &'c StoredAspect)> {
+        collection.aspects().iter().filter_map(|definition| {
+            let name = definition.name.to_string();
+            self.aspects
+                .iter()
+                .find(|aspect| aspect.name == name)
+                .map(|aspect| (definition, *aspect))
+        })
+    }
+
     /// A feed item: its changed aspects, tombstones included.
     pub fn changed(resource: &'a ChangedResource) -> Self {
         Self {
@@ -223,6 +238,14 @@ fn stored_fields(aspect: &StoredAspect) -> Map<String, Value> {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// The declared aspect a body names, or `unknown-aspect`.
+fn declared(collection: &Collection, name: &str) -> Result<AspectName, BadBody> {
+    AspectName::parse(name)
+        .ok()
+        .filter(|parsed| collection.find(parsed).is_some())
+        .ok_or_else(|| BadBody::new("unknown-aspect", format!("unknown aspect '{name}'")))
 }
 
 /// Text of a scalar field for XML (strings as they are, anything else as JSON text).

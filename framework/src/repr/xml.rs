@@ -8,7 +8,8 @@ use quick_xml::{Reader, Writer, XmlVersion};
 use serde_json::{Map, Value};
 
 use super::{
-    BadBody, ParseLimits, ResourceView, WireAspect, WireResource, field_text, stored_fields,
+    BadBody, ParseLimits, ResourceView, WireAspect, WireResource, declared, field_text,
+    stored_fields,
 };
 use crate::aspect::AspectName;
 use crate::model::Collection;
@@ -180,13 +181,6 @@ fn container_family<'c>(collection: &'c Collection, name: &str) -> Option<&'c st
         .iter()
         .find(|aspect| aspect.container.as_deref() == Some(name))
         .map(|aspect| aspect.name.family())
-}
-
-fn declared(collection: &Collection, name: &str) -> Result<AspectName, BadBody> {
-    AspectName::parse(name)
-        .ok()
-        .filter(|parsed| collection.find(parsed).is_some())
-        .ok_or_else(|| BadBody::new("unknown-aspect", format!("unknown aspect '{name}'")))
 }
 
 /// Reads the document into a tree, enforcing the limits and refusing DTDs and entities.
@@ -364,14 +358,7 @@ fn write_resource(writer: &mut Writer<Vec<u8>>, collection: &Collection, view: &
     text_element(writer, "version", &view.version.to_string());
     text_element(writer, "id", view.id.as_str());
     let mut open_container: Option<&str> = None;
-    for definition in collection.aspects() {
-        let Some(aspect) = view
-            .aspects
-            .iter()
-            .find(|a| a.name == definition.name.to_string())
-        else {
-            continue;
-        };
+    for (definition, aspect) in view.declared_aspects(collection) {
         let container = definition.container.as_deref();
         if open_container != container {
             if let Some(previous) = open_container {

@@ -51,6 +51,7 @@ impl Store {
         items: &[ChunkItem],
         cursor: Version,
     ) -> Result<(), Error> {
+        let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
         let (deleted, live): (Vec<&ChunkItem>, Vec<&ChunkItem>) =
             items.iter().partition(|item| item.deleted);
@@ -102,6 +103,7 @@ impl Store {
                 .bind(collection)
                 .fetch_all(&self.pool)
                 .await?;
+        let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
         for (id, aspect) in rows {
             let known = ResourceId::parse(&id)

@@ -120,6 +120,7 @@ impl Store {
         .await?;
         // Without a known consumer only age counts; nobody has passed anything.
         let passed = slowest.unwrap_or(0).min(horizon);
+        let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
         let highest: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(version) FROM hs_aspect WHERE collection = $1 AND deleted = 1 AND version <= $2 \

@@ -38,6 +38,10 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     horizons: Arc<Mutex<Horizons>>,
+    /// SQLite has one writer at a time. Writers of this process queue here, in order, instead
+    /// of polling SQLite's lock with the busy handler's growing sleeps (other processes sharing
+    /// the file still meet the busy handler).
+    sqlite_writers: Arc<Mutex<()>>,
 }
 
 /// What can go wrong in the store; the HTTP edge maps each to a status and stable code.
@@ -106,6 +110,7 @@ impl Store {
             pool,
             backend,
             horizons: Arc::default(),
+            sqlite_writers: Arc::default(),
         })
     }
 

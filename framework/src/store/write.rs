@@ -48,7 +48,11 @@ pub struct Committed {
 pub struct PendingWrite {
     transaction: Transaction<'static, Any>,
     committed: Committed,
+    _turn: WriteTurn,
 }
+
+/// This process's turn to write to SQLite (nothing on PostgreSQL); held until the commit.
+pub(super) type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 impl PendingWrite {
     /// What the write will have done once committed.
@@ -63,7 +67,15 @@ impl PendingWrite {
 }
 
 impl Store {
-    /// Starts a transaction that will write.
+    /// Waits for this process's turn to write (SQLite only); keep it until the commit.
+    pub(super) async fn write_turn(&self) -> WriteTurn {
+        match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writers.clone().lock_owned().await),
+            Backend::Postgres => None,
+        }
+    }
+
+    /// Starts a transaction that will write; take [`Store::write_turn`] first.
     pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Any>, Error> {
         Ok(match self.backend {
             // Take SQLite's write lock at once: a deferred transaction that first reads and
@@ -85,6 +97,7 @@ impl Store {
         collection: &str,
         changes: Vec<Change>,
     ) -> Result<PendingWrite, Error> {
+        let turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
         let mut committed = Committed {
             changes: Vec::with_capacity(changes.len()),
@@ -96,6 +109,7 @@ impl Store {
         Ok(PendingWrite {
             transaction,
             committed,
+            _turn: turn,
         })
     }
 }

@@ -8,6 +8,10 @@
 //! * Version allocation (PostgreSQL only): a counter row locked until commit versus what the
 //!   store does (transaction id first, then a sequence), with 8 writers and with 1.
 //!
+//! * Replication (`replication.rs`): the initial sync of a fresh billing copy from a filled
+//!   owner, in records per second, and the long-poll lag from a write's acknowledgement at
+//!   the owner to its appearance on the copy's own feed, per backend.
+//!
 //! Every measurement runs for a fixed time and is repeated; the table shows medians. Runs of
 //! the backends alternate so that drift on a shared machine hits both alike. This is a
 //! micro-benchmark for judging ratios on one machine, not a capacity figure: client and unit
@@ -15,6 +19,7 @@
 
 mod alloc;
 mod load;
+mod replication;
 mod report;
 
 use std::time::Duration;
@@ -22,6 +27,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use load::Unit;
+use replication::{Databases, ReplicationPlan};
 use report::Report;
 
 /// Options of `hiscale bench`.
@@ -33,9 +39,26 @@ pub struct BenchOptions {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub seconds: u64,
-    /// A fast smoke run: 1 s per measurement, 1 repetition, 50 customers.
+    /// A fast smoke run: 1 s per measurement, 1 repetition, 50 customers; replication with
+    /// 5,000 customers and 50 writes/s for 3 s.
     #[arg(long, conflicts_with = "seconds")]
     pub quick: bool,
+    /// Measure only replication (initial sync and long-poll lag), not reads, writes and
+    /// version allocation.
+    #[arg(long, conflicts_with = "skip_replication")]
+    pub replication_only: bool,
+    /// Leave replication out.
+    #[arg(long)]
+    pub skip_replication: bool,
+    /// Customers in the owner before the copy's initial sync [default: 100000; --quick 5000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub sync_customers: Option<u64>,
+    /// Writes per second during the lag measurement [default: 100; --quick 50].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub write_rate: Option<u32>,
+    /// Seconds of writing during the lag measurement [default: 10; --quick 3].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub lag_seconds: Option<u64>,
 }
 
 /// How much to measure, derived from the options.
@@ -45,6 +68,9 @@ struct Plan {
     repetitions: usize,
     customers: usize,
     warm_up: Duration,
+    /// Whether reads, writes and version allocation are measured.
+    http: bool,
+    replication: Option<ReplicationPlan>,
 }
 
 /// Concurrent HTTP clients reading single resources.
@@ -56,12 +82,27 @@ const ALLOC_WRITERS: usize = 8;
 
 impl Plan {
     fn of(options: &BenchOptions) -> Self {
+        let (sync_customers, write_rate, lag_seconds) = if options.quick {
+            (5_000, 50, 3)
+        } else {
+            (100_000, 100, 10)
+        };
+        let replication = (!options.skip_replication).then(|| ReplicationPlan {
+            customers: options
+                .sync_customers
+                .map_or(sync_customers, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            write_rate: options.write_rate.unwrap_or(write_rate),
+            lag_seconds: options.lag_seconds.unwrap_or(lag_seconds),
+        });
+        let http = !options.replication_only;
         if options.quick {
             Self {
                 duration: Duration::from_secs(1),
                 repetitions: 1,
                 customers: 50,
                 warm_up: Duration::from_millis(200),
+                http,
+                replication,
             }
         } else {
             Self {
@@ -69,6 +110,8 @@ impl Plan {
                 repetitions: 3,
                 customers: 200,
                 warm_up: Duration::from_millis(500),
+                http,
+                replication,
             }
         }
     }
@@ -79,17 +122,29 @@ impl Plan {
 struct Leftovers {
     sqlite_dir: Option<tempfile::TempDir>,
     /// (server URL without trailing slash, database name)
-    postgres_database: Option<(String, String)>,
+    postgres_databases: Vec<(String, String)>,
 }
 
 impl Leftovers {
+    /// Creates a fresh bench database on `server` (remembered for removal first, so that a
+    /// failure half-way leaves nothing behind) and returns its URL.
+    async fn postgres_database(&mut self, server: &str, role: &str) -> anyhow::Result<String> {
+        let database = format!("{}_{role}", unique_database_name());
+        self.postgres_databases
+            .push((server.to_owned(), database.clone()));
+        eprintln!("postgres: creating database {database}");
+        hiscale::store::ensure_postgres_database(server, &database)
+            .await
+            .with_context(|| format!("creating database {database} on {server}"))
+    }
+
     async fn remove(&mut self) {
         if let Some(dir) = self.sqlite_dir.take()
             && let Err(error) = dir.close()
         {
             eprintln!("bench: could not remove the SQLite temp directory: {error}");
         }
-        if let Some((server, database)) = self.postgres_database.take() {
+        for (server, database) in std::mem::take(&mut self.postgres_databases) {
             match tokio::time::timeout(
                 Duration::from_secs(20),
                 alloc::drop_database(&server, &database),
@@ -136,23 +191,57 @@ async fn measure(
         .prefix("hiscale-bench-")
         .tempdir()
         .context("creating a temporary directory for SQLite")?;
-    let sqlite_url = format!("sqlite://{}/registration.db", dir.path().display());
+    let sqlite_dir = dir.path().to_owned();
     leftovers.sqlite_dir = Some(dir);
 
+    if plan.http {
+        http_and_allocation(plan, server, &sqlite_dir, leftovers, &mut report).await?;
+    }
+    if let Some(replication) = plan.replication {
+        let sqlite = |name: &str| format!("sqlite://{}/{name}.db", sqlite_dir.display());
+        let databases = Databases {
+            owner: sqlite("replication-owner"),
+            copy: sqlite("replication-copy"),
+            scratch: sqlite("replication-scratch"),
+        };
+        let run = replication::run(load::Backend::Sqlite, replication, &databases).await?;
+        report.replication.push(run);
+        if let Some(server) = server {
+            let databases = Databases {
+                owner: leftovers.postgres_database(server, "owner").await?,
+                copy: leftovers.postgres_database(server, "copy").await?,
+                scratch: leftovers.postgres_database(server, "steps").await?,
+            };
+            if report.postgres.is_none() {
+                report.postgres = Some(alloc::server_settings(&databases.owner).await?);
+            }
+            let run = replication::run(load::Backend::Postgres, replication, &databases).await?;
+            report.replication.push(run);
+        }
+    }
+    Ok(report)
+}
+
+/// The registration unit's reads and writes on each backend, then version allocation.
+async fn http_and_allocation(
+    plan: Plan,
+    server: Option<&str>,
+    sqlite_dir: &std::path::Path,
+    leftovers: &mut Leftovers,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let sqlite_url = format!("sqlite://{}/registration.db", sqlite_dir.display());
     let mut units = Vec::new();
     eprintln!("sqlite: starting the registration unit");
     units.push(Unit::start(load::Backend::Sqlite, &sqlite_url).await?);
 
+    let mut postgres_url = None;
     if let Some(server) = server {
-        let database = unique_database_name();
-        leftovers.postgres_database = Some((server.to_owned(), database.clone()));
-        eprintln!("postgres: creating database {database}");
-        let url = hiscale::store::ensure_postgres_database(server, &database)
-            .await
-            .with_context(|| format!("creating database {database} on {server}"))?;
+        let url = leftovers.postgres_database(server, "http").await?;
         report.postgres = Some(alloc::server_settings(&url).await?);
         eprintln!("postgres: starting the registration unit");
         units.push(Unit::start(load::Backend::Postgres, &url).await?);
+        postgres_url = Some(url);
     }
 
     for unit in &mut units {
@@ -164,17 +253,16 @@ async fn measure(
         unit.seed(plan.customers).await?;
     }
 
-    let outcome = http_measurements(plan, &units, &mut report).await;
+    let outcome = http_measurements(plan, &units, report).await;
     for unit in units {
         unit.stop().await;
     }
     outcome?;
 
-    if let Some((server, database)) = &leftovers.postgres_database {
-        let url = format!("{server}/{database}");
+    if let Some(url) = postgres_url {
         report.allocation = Some(alloc::compare(plan, &url).await?);
     }
-    Ok(report)
+    Ok(())
 }
 
 /// GET then PUT, each repeated, alternating backends within a repetition.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::alloc::{Allocation, ServerSettings, Technique};
 use super::load::{Backend, Sample};
+use super::replication::ReplicationRun;
 use super::{ALLOC_WRITERS, Plan, READERS, WRITERS};
 
 #[derive(Debug, Default)]
@@ -20,6 +21,8 @@ pub(super) struct Report {
     postgres_http: HttpResults,
     pub(super) postgres: Option<ServerSettings>,
     pub(super) allocation: Option<Allocation>,
+    /// One run per backend measured, SQLite first.
+    pub(super) replication: Vec<ReplicationRun>,
 }
 
 impl Report {
@@ -30,6 +33,7 @@ impl Report {
             postgres_http: HttpResults::default(),
             postgres: None,
             allocation: None,
+            replication: Vec::new(),
         }
     }
 
@@ -149,23 +153,29 @@ impl fmt::Display for Report {
         let plan = &self.plan;
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         writeln!(f)?;
+        if plan.http {
+            writeln!(
+                f,
+                "hiscale bench: medians of {} run(s) × {} s after a {} ms warm-up; [min–max] of the runs",
+                plan.repetitions,
+                plan.duration.as_secs(),
+                plan.warm_up.as_millis()
+            )?;
+        } else {
+            writeln!(f, "hiscale bench: replication only")?;
+        }
         writeln!(
             f,
-            "hiscale bench: medians of {} run(s) × {} s after a {} ms warm-up; [min–max] of the runs",
-            plan.repetitions,
-            plan.duration.as_secs(),
-            plan.warm_up.as_millis()
-        )?;
-        writeln!(
-            f,
-            "machine: {cores} CPU(s); load client and registration unit share this process and \
+            "machine: {cores} CPU(s); load client and units share this process and \
              its runtime; loopback HTTP/1.1 with keep-alive"
         )?;
-        writeln!(
-            f,
-            "data: {} customers (person, addresses, bankaccount; no account), JSON v1",
-            plan.customers
-        )?;
+        if plan.http {
+            writeln!(
+                f,
+                "data: {} customers (person, addresses, bankaccount; no account), JSON v1",
+                plan.customers
+            )?;
+        }
         writeln!(
             f,
             "sqlite: temporary file, journal_mode=WAL, synchronous=NORMAL (durable across a \
@@ -198,8 +208,19 @@ impl fmt::Display for Report {
                  `scripts/with-postgres cargo run --release -- bench`)"
             )?,
         }
-        writeln!(f)?;
+        if plan.http {
+            self.http_tables(f)?;
+        }
+        if !self.replication.is_empty() {
+            self.replication_table(f)?;
+        }
+        Ok(())
+    }
+}
 
+impl Report {
+    fn http_tables(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f)?;
         let sqlite_reads = summarise(&self.sqlite.reads);
         let sqlite_writes = summarise(&self.sqlite.writes);
         let pg_reads = summarise(&self.postgres_http.reads);
@@ -297,5 +318,160 @@ impl fmt::Display for Report {
             )?;
         }
         Ok(())
+    }
+}
+
+impl Report {
+    fn run_of(&self, backend: Backend) -> Option<&ReplicationRun> {
+        self.replication.iter().find(|run| run.backend == backend)
+    }
+
+    fn replication_table(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(plan) = self.plan.replication else {
+            return Ok(());
+        };
+        let sqlite = self.run_of(Backend::Sqlite);
+        let postgres = self.run_of(Backend::Postgres);
+        let durability = match &self.postgres {
+            Some(settings) => format!(
+                "sqlite synchronous=NORMAL, WAL; postgres fsync={}, synchronous_commit={}",
+                settings.fsync, settings.synchronous_commit
+            ),
+            None => "sqlite synchronous=NORMAL, WAL".into(),
+        };
+        writeln!(f)?;
+        writeln!(
+            f,
+            "replication, registration (owner) → billing (copy of {}), both units in this \
+             process ({durability}):",
+            billing::COPIED_ASPECTS
+        )?;
+        writeln!(
+            f,
+            "  initial sync: {} customers written with Store::commit in batches of 1000, then a \
+             fresh copy polls limit=1000, wait=20 s; timed from the copy's start until its \
+             stored cursor reaches the owner's version (checked every 50 ms); 1 run; a record \
+             is one customer with its 3 copied aspects",
+            plan.customers
+        )?;
+        writeln!(
+            f,
+            "  lag: PUT /customers/{{id}}/address.bill at {}/s for {} s (distinct customers, \
+             open loop) while a watcher long-polls the copy's own feed (wait=20, \
+             aspects=~address.bill); lag = version first on the copy's feed − PUT response",
+            plan.write_rate, plan.lag_seconds
+        )?;
+        let cell = |run: Option<&ReplicationRun>, show: &dyn Fn(&ReplicationRun) -> String| {
+            run.map_or_else(|| "–".to_owned(), show)
+        };
+        let ratio = |get: &dyn Fn(&ReplicationRun) -> f64| match (sqlite, postgres) {
+            (Some(s), Some(p)) if get(s) > 0.0 => format!("{:.2}", get(p) / get(s)),
+            _ => "–".into(),
+        };
+        let line = |label: String, show: &dyn Fn(&ReplicationRun) -> String, ratio: String| {
+            vec![label, cell(sqlite, show), cell(postgres, show), ratio]
+        };
+        let rows = vec![
+            row(&["measurement", "sqlite", "postgres", "postgres/sqlite"]),
+            line(
+                "owner fill (Store::commit, 1000 per transaction), customers/s".into(),
+                &|run| format!("{:.0}", run.sync.fill_per_second()),
+                ratio(&|run| run.sync.fill_per_second()),
+            ),
+            line(
+                "initial sync owner → copy, records/s".into(),
+                &|run| format!("{:.0}", run.sync.records_per_second()),
+                ratio(&|run| run.sync.records_per_second()),
+            ),
+            line(
+                "  sync time / chunks applied / records applied".into(),
+                &|run| {
+                    let s = &run.sync;
+                    format!("{:.2} s / {} / {}", s.sync.as_secs_f64(), s.chunks, s.items)
+                },
+                String::new(),
+            ),
+            line(
+                "  customers counted on the copy".into(),
+                &|run| {
+                    let s = &run.sync;
+                    format!("{} of {}", s.copied, s.customers)
+                },
+                String::new(),
+            ),
+            line(
+                "  poller steps alone (separate pass), s: owner GET / parse / apply".into(),
+                &|run| {
+                    let s = &run.steps;
+                    format!(
+                        "{:.2} / {:.2} / {:.2}",
+                        s.get.as_secs_f64(),
+                        s.parse.as_secs_f64(),
+                        s.apply.as_secs_f64()
+                    )
+                },
+                String::new(),
+            ),
+            line(
+                "    owner GET's parts called directly, s: query / render JSON".into(),
+                &|run| {
+                    let s = &run.steps;
+                    format!(
+                        "{:.2} / {:.2}",
+                        s.query.as_secs_f64(),
+                        s.render.as_secs_f64()
+                    )
+                },
+                String::new(),
+            ),
+            line(
+                "    chunks / MiB of JSON".into(),
+                &|run| {
+                    let s = &run.steps;
+                    format!("{} / {:.1}", s.chunks, s.bytes as f64 / (1024.0 * 1024.0))
+                },
+                String::new(),
+            ),
+            line(
+                "long-poll lag p50 / p99 / max".into(),
+                &|run| {
+                    let l = &run.lag;
+                    format!(
+                        "{:.1} / {:.1} / {:.1} ms",
+                        l.lag_at(0.50),
+                        l.lag_at(0.99),
+                        l.lags_ms.last().copied().unwrap_or_default()
+                    )
+                },
+                ratio(&|run| run.lag.lag_at(0.50)),
+            ),
+            line(
+                "  writes measured (all arrived) / writes/s achieved".into(),
+                &|run| {
+                    let l = &run.lag;
+                    format!(
+                        "{}/{} / {:.0}",
+                        l.lags_ms.len(),
+                        l.planned,
+                        l.achieved_rate()
+                    )
+                },
+                String::new(),
+            ),
+            line(
+                "  PUT latency p50 / p99".into(),
+                &|run| {
+                    let l = &run.lag;
+                    format!("{} / {} ms", millis(l.put_at(0.50)), millis(l.put_at(0.99)))
+                },
+                String::new(),
+            ),
+            line(
+                "  chunks the copy applied during the writes".into(),
+                &|run| run.lag.chunks.to_string(),
+                String::new(),
+            ),
+        ];
+        table(f, &rows)
     }
 }

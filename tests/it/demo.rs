@@ -1,0 +1,543 @@
+//! The demo as a newcomer uses it: a real `hiscale demo` process, real HTTP through its
+//! gateway, the README's curl walk-through, the copies, a killed unit and a restart on the
+//! same data directory.
+//!
+//! Only SQLite: with `--postgres` the demo names its databases `hiscale_{sa}` on the server,
+//! so runs sharing a server (parallel ones, or a later one finding the data of an earlier)
+//! would meet in the same databases, against the suite's rule that every test has its own.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, RequestBuilder};
+use serde_json::Value;
+use tests::demo::{Demo, Tokens, UNITS, client, is_running, signal};
+use tests::process::free_port;
+use tests::{EXAMPLE_CUSTOMER_XML, JSON, Reply, XML};
+
+const SAMPLE: &str = "12";
+const SAMPLE_COUNT: usize = 12;
+/// From start to the summary: units healthy, sample loaded, copies caught up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// For the copies to show a change made at the owner.
+const COPY_TIMEOUT: Duration = Duration::from_secs(30);
+/// For a killed unit to be back: the demo waits 10 s before restarting it.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(40);
+/// For the demo and every unit to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+const NEW_HOME_XML: &str = r#"<address type="home"><street>Neue Straße 1</street><zip>53113</zip><city>Bonn</city></address>"#;
+const NEW_STREET: &str = "Neue Straße 1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_walks_through_the_demo_kills_a_unit_and_restarts_it() {
+    let data = tempfile::tempdir().expect("data directory");
+    let port = free_port();
+    let mut demo = Demo::start(data.path(), port, &["--sample", SAMPLE], START_TIMEOUT).await;
+    let tokens = demo.tokens();
+    let tokens_file = std::fs::read(data.path().join("tokens.json")).unwrap();
+    let gateway = Gateway {
+        client: client(),
+        base: demo.url(),
+    };
+
+    let id = walk_through(&gateway, &tokens).await;
+    let session = copies(&gateway, &tokens, &id).await;
+    failover(&demo, &gateway, &tokens, &id).await;
+
+    // SIGTERM ends the demo and every unit, and units.json goes with them.
+    let units = demo.units();
+    assert_eq!(units.len(), UNITS, "{units:?}");
+    let status = demo.stop(STOP_TIMEOUT).await;
+    assert!(
+        status.success(),
+        "the demo ended {status}\n{}",
+        demo.output()
+    );
+    wait_until("every unit exited after SIGTERM", STOP_TIMEOUT, || async {
+        let running: Vec<String> = units
+            .iter()
+            .filter(|unit| is_running(unit.pid))
+            .map(|unit| format!("{} (pid {})", unit.unit, unit.pid))
+            .collect();
+        running.is_empty().then_some(()).ok_or(running)
+    })
+    .await;
+    assert!(!demo.units_path().exists(), "units.json outlived the units");
+    drop(demo);
+
+    // Again on the same directory: same tokens, same data, no second sample.
+    let mut demo = Demo::start(data.path(), port, &["--sample", SAMPLE], START_TIMEOUT).await;
+    assert_eq!(
+        std::fs::read(data.path().join("tokens.json")).unwrap(),
+        tokens_file,
+        "tokens.json changed on restart"
+    );
+    assert_eq!(demo.tokens(), tokens);
+    let reply = gateway
+        .send(gateway.get(
+            &format!("/registration/customers/{id}"),
+            &tokens.admin,
+            JSON,
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let customer = reply.json();
+    assert_eq!(customer["person"]["firstname"], "Oliver", "{customer}");
+    assert_eq!(
+        customer["addresses"]["home"]["street"], NEW_STREET,
+        "{customer}"
+    );
+    let feed = gateway
+        .send(gateway.get("/registration/customers?limit=1000", &tokens.admin, JSON))
+        .await;
+    assert_eq!(feed.status, 200, "{}", feed.body);
+    let feed = feed.json();
+    assert_eq!(feed["more"], false, "{feed}");
+    assert_eq!(
+        feed["items"].as_array().map(Vec::len),
+        Some(SAMPLE_COUNT + 1),
+        "the sample was loaded again, or something is missing"
+    );
+    // The copies and the session keys survived as well: the session from before still reads
+    // its customer at shop.
+    let reply = gateway
+        .send(gateway.get(&format!("/shop/customers/{id}"), &session, JSON))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["addresses"]["home"]["street"], NEW_STREET);
+
+    let status = demo.stop(STOP_TIMEOUT).await;
+    assert!(
+        status.success(),
+        "the demo ended {status}\n{}",
+        demo.output()
+    );
+}
+
+/// The README's curl walk-through; answers the new customer's id.
+async fn walk_through(gateway: &Gateway, tokens: &Tokens) -> String {
+    let admin = &tokens.admin;
+    let created = gateway
+        .send(
+            gateway
+                .request(Method::POST, "/registration/customers", admin)
+                .header("content-type", XML)
+                .body(EXAMPLE_CUSTOMER_XML),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let location = created.header("location").unwrap_or_default().to_owned();
+    let id = location
+        .strip_prefix("/registration/customers/")
+        .unwrap_or_else(|| panic!("Location {location:?} is not a registration customer"))
+        .to_owned();
+    assert!(!id.is_empty() && !id.contains('/'), "{location}");
+
+    // Two aspects back, in XML (the default) and in JSON (media type or /v1/ prefix).
+    let path = format!("/registration/customers/{id}?aspects=~person~address.home");
+    let xml = gateway
+        .send(gateway.request(Method::GET, &path, admin))
+        .await;
+    assert_eq!(xml.status, 200, "{}", xml.body);
+    assert_eq!(xml.header("content-type"), Some(XML));
+    for part in [
+        "<firstname>Oliver</firstname>",
+        "<address type=\"home\">",
+        "<street>Rheinweg 86</street>",
+    ] {
+        assert!(xml.body.contains(part), "no {part} in {}", xml.body);
+    }
+    for part in ["<account>", "<bankaccount>", "type=\"bill\""] {
+        assert!(!xml.body.contains(part), "{part} in {}", xml.body);
+    }
+    let json = gateway.send(gateway.get(&path, admin, JSON)).await;
+    assert_eq!(json.status, 200, "{}", json.body);
+    assert_eq!(json.header("content-type"), Some(JSON));
+    let body = json.json();
+    assert_eq!(
+        keys(&body),
+        ["addresses", "id", "person", "version"],
+        "{body}"
+    );
+    assert_eq!(keys(&body["addresses"]), ["home"], "{body}");
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["person"]["lastname"], "Wronka");
+    assert_eq!(body["addresses"]["home"]["street"], "Rheinweg 86");
+    let prefixed = gateway
+        .send(gateway.get(
+            &format!("/registration/v1/customers/{id}?aspects=~person~address.home"),
+            admin,
+            "application/json",
+        ))
+        .await;
+    assert_eq!(prefixed.status, 200, "{}", prefixed.body);
+    assert_eq!(prefixed.json(), body);
+
+    // Conditional reads.
+    let etag = xml.header("etag").expect("an ETag").to_owned();
+    let unchanged = gateway
+        .send(
+            gateway
+                .request(Method::GET, &path, admin)
+                .header("if-none-match", &etag),
+        )
+        .await;
+    assert_eq!(unchanged.status, 304, "{}", unchanged.body);
+    assert!(unchanged.body.is_empty(), "{}", unchanged.body);
+
+    // The other tokens: shop may not read the account, nobody reads without a token.
+    let refused = gateway
+        .send(gateway.get(
+            &format!("/registration/customers/{id}?aspects=~account"),
+            &tokens.shop,
+            JSON,
+        ))
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.error_code(), "aspect-not-granted");
+    let anonymous = gateway
+        .send(gateway.client.get(format!("{}{path}", gateway.base)))
+        .await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+
+    // The delta feed as shop polls it: chunks of its aspects only.
+    let chunk = gateway
+        .send(gateway.get(
+            "/registration/customers?version=0&limit=3",
+            &tokens.shop,
+            "application/json",
+        ))
+        .await;
+    assert_eq!(chunk.status, 200, "{}", chunk.body);
+    let chunk = chunk.json();
+    assert_eq!(chunk["more"], true, "{chunk}");
+    let items = chunk["items"].as_array().expect("feed items");
+    assert_eq!(items.len(), 3, "{chunk}");
+    for item in items {
+        assert_eq!(
+            keys(item),
+            ["addresses", "id", "person", "version"],
+            "{item}"
+        );
+    }
+
+    // A change of address.home: its version grows, the old ETag no longer matches.
+    let home_before = body["addresses"]["home"]["version"].as_i64().unwrap();
+    let put = gateway
+        .send(
+            gateway
+                .request(
+                    Method::PUT,
+                    &format!("/registration/customers/{id}/address.home"),
+                    admin,
+                )
+                .header("content-type", XML)
+                .body(NEW_HOME_XML),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert!(
+        etag_version(put.header("etag")) > etag_version(Some(&etag)),
+        "{:?} after {etag}",
+        put.header("etag")
+    );
+    let home = gateway
+        .send(gateway.get(
+            &format!("/registration/customers/{id}?aspects=~address.home"),
+            admin,
+            JSON,
+        ))
+        .await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    let home = home.json();
+    assert_eq!(home["addresses"]["home"]["street"], NEW_STREET, "{home}");
+    let home_after = home["addresses"]["home"]["version"].as_i64().unwrap();
+    assert!(home_after > home_before, "{home_before} → {home_after}");
+    let changed = gateway
+        .send(
+            gateway
+                .request(Method::GET, &path, admin)
+                .header("if-none-match", &etag),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    id
+}
+
+/// The copies at shop, billing and login; answers a session token of the new customer.
+async fn copies(gateway: &Gateway, tokens: &Tokens, id: &str) -> String {
+    let admin = &tokens.admin;
+    let shop_path = format!("/shop/customers/{id}");
+    // Shop's copy shows the changed home address once it has caught up.
+    let shop = wait_until(
+        "shop's copy shows the new home address",
+        COPY_TIMEOUT,
+        || async {
+            let reply = gateway
+                .send(gateway.get(&shop_path, admin, "application/json"))
+                .await;
+            let street =
+                (reply.status == 200).then(|| reply.json()["addresses"]["home"]["street"].clone());
+            match street {
+                Some(street) if street == NEW_STREET => Ok(reply),
+                _ => Err(format!("{} {}", reply.status, reply.body)),
+            }
+        },
+    )
+    .await;
+    assert!(
+        shop.header("content-type")
+            .is_some_and(|media| media.starts_with("application/vnd.registration.v1+")),
+        "{:?}",
+        shop.header("content-type")
+    );
+    let body = shop.json();
+    assert_eq!(
+        keys(&body),
+        ["addresses", "id", "person", "version"],
+        "{body}"
+    );
+    assert_eq!(keys(&body["addresses"]), ["home"], "{body}");
+    assert_eq!(body["person"]["firstname"], "Oliver");
+
+    let billing = wait_until("billing's copy has the customer", COPY_TIMEOUT, || async {
+        let reply = gateway
+            .send(gateway.get(
+                &format!("/billing/customers/{id}"),
+                admin,
+                "application/json",
+            ))
+            .await;
+        if reply.status == 200 {
+            Ok(reply)
+        } else {
+            Err(format!("{} {}", reply.status, reply.body))
+        }
+    })
+    .await;
+    let body = billing.json();
+    assert_eq!(
+        keys(&body),
+        ["addresses", "bankaccount", "id", "person", "version"],
+        "{body}"
+    );
+    assert_eq!(keys(&body["addresses"]), ["bill"], "{body}");
+    assert_eq!(body["bankaccount"]["iban"], "DE89370400440532013000");
+
+    // Shop holds no account to give: asking for one is a bad selector there.
+    let refused = gateway
+        .send(gateway.get(&format!("{shop_path}?aspects=~account"), admin, JSON))
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.error_code(), "unknown-aspect");
+
+    // Signing in at login works once its copy holds the account.
+    let signed_in = wait_until("login signs owronka in", COPY_TIMEOUT, || async {
+        let reply = gateway
+            .send(sign_in(gateway, "owronka", "geheim-1234"))
+            .await;
+        if reply.status == 201 {
+            Ok(reply)
+        } else {
+            Err(format!("{} {}", reply.status, reply.body))
+        }
+    })
+    .await;
+    let session = signed_in.json();
+    assert_eq!(session["customer"], id, "{session}");
+    let token = session["token"]
+        .as_str()
+        .expect("a session token")
+        .to_owned();
+    let wrong = gateway
+        .send(sign_in(gateway, "owronka", "not-the-password"))
+        .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+
+    // The session reads its own customer at shop (in XML, the default), and no other.
+    let own = gateway
+        .send(gateway.request(Method::GET, &shop_path, &token))
+        .await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert!(own.body.contains(&format!("<id>{id}</id>")), "{}", own.body);
+    let other = other_customer(gateway, admin, id).await;
+    let other_path = format!("/shop/customers/{other}");
+    let as_admin = gateway.send(gateway.get(&other_path, admin, JSON)).await;
+    assert_eq!(as_admin.status, 200, "{}", as_admin.body);
+    let as_session = gateway.send(gateway.get(&other_path, &token, JSON)).await;
+    assert_eq!(as_session.status, 403, "{}", as_session.body);
+    assert_eq!(as_session.error_code(), "not-your-resource");
+
+    // Shop's replication status, as the operator sees it.
+    let replication = gateway
+        .send(gateway.get("/shop/admin/replication", admin, "application/json"))
+        .await;
+    assert_eq!(replication.status, 200, "{}", replication.body);
+    let replication = replication.json();
+    assert_eq!(
+        replication["sources"].as_array().map(Vec::len),
+        Some(1),
+        "{replication}"
+    );
+    token
+}
+
+/// Kills registration-1 with SIGKILL: the gateway keeps answering through registration-2, and
+/// the demo starts registration-1 again.
+async fn failover(demo: &Demo, gateway: &Gateway, tokens: &Tokens, id: &str) {
+    let killed = demo.unit("registration-1");
+    assert!(is_running(killed.pid), "{killed:?} is not running");
+    signal(killed.pid, "KILL");
+    wait_until("registration-1 is gone", Duration::from_secs(5), || async {
+        if is_running(killed.pid) {
+            Err(killed.pid)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+
+    // A request the gateway had already sent on a connection to the killed unit can fail
+    // (502); a client retrying it reaches the other unit.
+    let path = format!("/registration/customers/{id}");
+    let mut retries = 0;
+    for _ in 0..10 {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let reply = gateway.send(gateway.get(&path, &tokens.admin, JSON)).await;
+            if reply.status == 200 {
+                assert_eq!(reply.json()["id"], id);
+                break;
+            }
+            assert!(
+                reply.status == 502 && attempt < 3,
+                "a read with registration-1 down: {} {}",
+                reply.status,
+                reply.body
+            );
+            retries += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(retries <= 2, "{retries} reads had to be retried");
+
+    let client = client();
+    let restarted = wait_until("registration-1 is back", RESTART_TIMEOUT, || async {
+        let unit = demo.unit("registration-1");
+        if unit.pid == killed.pid || !is_running(unit.pid) {
+            return Err(format!("pid {}", unit.pid));
+        }
+        let health = client
+            .get(format!("{}/health", unit.url))
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        let status = health.status();
+        let body = health.text().await.unwrap_or_default();
+        if status == 200 && body.starts_with("PASS") {
+            Ok(unit)
+        } else {
+            Err(format!("pid {}: {status} {body}", unit.pid))
+        }
+    })
+    .await;
+    assert_eq!(
+        restarted.url, killed.url,
+        "a restarted unit keeps its address"
+    );
+    demo.assert_alive();
+}
+
+/// The gateway of a running demo.
+struct Gateway {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Gateway {
+    fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+
+    fn get(&self, path: &str, token: &str, accept: &str) -> RequestBuilder {
+        self.request(Method::GET, path, token)
+            .header("accept", accept)
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Reply {
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.expect("a body");
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+fn sign_in(gateway: &Gateway, login: &str, password: &str) -> RequestBuilder {
+    gateway
+        .client
+        .post(format!("{}/login/sessions", gateway.base))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(serde_json::json!({"login": login, "password": password}).to_string())
+}
+
+/// Some customer other than `id`, from registration's feed.
+async fn other_customer(gateway: &Gateway, admin: &str, id: &str) -> String {
+    let feed = gateway
+        .send(gateway.get("/registration/customers?limit=1000", admin, JSON))
+        .await;
+    assert_eq!(feed.status, 200, "{}", feed.body);
+    feed.json()["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["id"].as_str())
+        .find(|other| *other != id)
+        .expect("a sample customer")
+        .to_owned()
+}
+
+/// The member names of a JSON object, sorted.
+fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value
+        .as_object()
+        .map(|object| object.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+/// The version in an ETag such as `"13"`.
+fn etag_version(etag: Option<&str>) -> i64 {
+    etag.and_then(|etag| etag.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("not a version ETag: {etag:?}"))
+}
+
+/// Calls `check` every 200 ms until it answers `Ok` (returned) or `within` has passed
+/// (a failure naming `what` and the last `Err`).
+async fn wait_until<T, E, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "not within {within:?}: {what} (last: {last:?})"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
