@@ -1,5 +1,25 @@
 //! IBAN checksum (ISO 13616 / ISO 7064 mod 97-10), so typos are caught at the owner.
 
+/// The IBAN of `bban` in `country` (two upper-case letters) with its check digits computed,
+/// or `None` when the parts are not upper-case letters and digits.
+///
+/// ```
+/// assert_eq!(registration::iban("DE", "370400440532013000").as_deref(), Some("DE89370400440532013000"));
+/// ```
+pub fn iban(country: &str, bban: &str) -> Option<String> {
+    let shape_ok = country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_uppercase())
+        && bban
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if !shape_ok {
+        return None;
+    }
+    // With check digits 00 the remainder r tells them: 98 - r makes the whole leave 1.
+    let remainder = mod97(bban.bytes().chain(country.bytes()).chain(*b"00"));
+    Some(format!("{country}{:02}{bban}", 98 - remainder))
+}
+
 /// Whether `iban` (upper case, no spaces) has a valid structure and check digits.
 pub fn iban_is_valid(iban: &str) -> bool {
     let bytes = iban.as_bytes();
@@ -12,27 +32,24 @@ pub fn iban_is_valid(iban: &str) -> bool {
     if !shape_ok {
         return false;
     }
-    // Move the country and check digits to the end, letters become 10..35, then mod 97 == 1.
-    let rearranged = bytes[4..].iter().chain(&bytes[..4]);
-    let mut remainder: u32 = 0;
-    for byte in rearranged {
-        let value = if byte.is_ascii_digit() {
-            u32::from(byte - b'0')
+    // Move the country and check digits to the end, then the number must leave 1 mod 97.
+    mod97(bytes[4..].iter().chain(&bytes[..4]).copied()) == 1
+}
+
+/// The remainder modulo 97 of the number an IBAN's characters spell, letters as 10..35.
+fn mod97(characters: impl IntoIterator<Item = u8>) -> u32 {
+    characters.into_iter().fold(0, |remainder, byte| {
+        if byte.is_ascii_digit() {
+            (remainder * 10 + u32::from(byte - b'0')) % 97
         } else {
-            u32::from(byte - b'A') + 10
-        };
-        remainder = if value >= 10 {
-            (remainder * 100 + value) % 97
-        } else {
-            (remainder * 10 + value) % 97
-        };
-    }
-    remainder == 1
+            (remainder * 100 + u32::from(byte - b'A') + 10) % 97
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::iban_is_valid;
+    use super::{iban, iban_is_valid};
 
     #[test]
     fn iban_table() {
@@ -48,5 +65,22 @@ mod tests {
         check("de89370400440532013000", false);
         check("", false);
         check("XX", false);
+    }
+
+    #[test]
+    fn check_digits_are_computed() {
+        assert_eq!(
+            iban("DE", "370400440532013000").as_deref(),
+            Some("DE89370400440532013000")
+        );
+        assert_eq!(
+            iban("GB", "WEST12345698765432").as_deref(),
+            Some("GB82WEST12345698765432")
+        );
+        for account in [0u64, 1, 96, 97, 98, 9_999_999_999] {
+            let made = iban("DE", &format!("37040044{account:010}")).expect("valid parts");
+            assert!(iban_is_valid(&made), "{made}");
+        }
+        assert_eq!(iban("de", "1"), None);
     }
 }

@@ -9,7 +9,7 @@ use hiscale::{Aspect, Collection, Invalid, ServiceArea};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use iban::iban_is_valid;
+pub use iban::{iban, iban_is_valid};
 
 /// The service area's name, as used in media types (`application/vnd.registration.v1+xml`).
 pub const NAME: &str = "registration";

@@ -15,7 +15,6 @@
 mod catch_up;
 mod files;
 mod gateway;
-mod iban;
 mod plan;
 mod sample;
 mod session_keys;
