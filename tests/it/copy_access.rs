@@ -140,13 +140,18 @@ both_backends!(
         .await;
         assert_eq!(status, 403, "{body}");
         // The account is not even known at shop: it never arrived.
-        let (status, _, body) = get(
+        let (status, error_type, body) = get(
             format!("{shop}/customers/{oliver}?aspects=~account"),
             Some(ADMIN.into()),
         )
         .await;
         assert_eq!(status, 400, "{body}");
         assert!(body.contains("unknown-aspect"));
+        assert_eq!(
+            error_type.as_deref(),
+            Some(JSON),
+            "errors about a copy speak its owner's media types"
+        );
         // The copy's own feed carries the owner's versions.
         let (status, _, body) =
             get(format!("{shop}/customers?version=0"), Some(ADMIN.into())).await;

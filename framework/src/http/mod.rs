@@ -240,6 +240,17 @@ async fn render_errors(State(state): State<AppState>, request: Request, next: Ne
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.contains("json"));
+    // Errors about a collection speak its owner's media types, like its answers do.
+    let owner = request
+        .uri()
+        .path()
+        .split('/')
+        .nth(1)
+        .and_then(|segment| state.inner.sa.collection(segment))
+        .map_or_else(
+            || state.inner.sa.name().to_owned(),
+            |collection| collection.owner().to_owned(),
+        );
     let mut response = next.run(request).await;
     let Some(report) = response.extensions_mut().remove::<ErrorReport>() else {
         return response;
@@ -250,7 +261,7 @@ async fn render_errors(State(state): State<AppState>, request: Request, next: Ne
         Format::Xml
     };
     let body = repr::render_error(format, report.code, &report.message);
-    let media_type = state.interfaces().media_type(1, format);
+    let media_type = state.interfaces_of(&owner).media_type(1, format);
     let (mut parts, _) = response.into_parts();
     if let Ok(value) = HeaderValue::from_str(&media_type) {
         parts.headers.insert(header::CONTENT_TYPE, value);
@@ -260,7 +271,7 @@ async fn render_errors(State(state): State<AppState>, request: Request, next: Ne
 }
 
 /// Counts requests by route and status for `/metrics`.
-async fn count_requests(State(_state): State<AppState>, request: Request, next: Next) -> Response {
+async fn count_requests(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
     let route = request
