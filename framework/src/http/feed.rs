@@ -142,7 +142,10 @@ pub(super) async fn feed(
         // a chunk shows what was committed when it was asked for (a long transaction only
         // delays the feed, it never makes it skip).
         if horizon < current && Instant::now() < settle_deadline {
-            tokio::time::sleep(SETTLE_STEP).await;
+            tokio::select! {
+                _ = own_writes.changed() => {}
+                () = tokio::time::sleep(SETTLE_STEP) => {}
+            }
             continue;
         }
         let batch = state

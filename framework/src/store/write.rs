@@ -158,12 +158,17 @@ async fn apply(
     for edit in &change.edits {
         write_aspect(connection, collection, &id, version, edit).await?;
     }
-    sqlx::query("UPDATE hs_resource SET version = $1 WHERE collection = $2 AND resource_id = $3")
+    // A new resource's row already carries this version.
+    if !matches!(change.target, Target::Create) {
+        sqlx::query(
+            "UPDATE hs_resource SET version = $1 WHERE collection = $2 AND resource_id = $3",
+        )
         .bind(version.get())
         .bind(collection)
         .bind(id.as_str())
         .execute(&mut *connection)
         .await?;
+    }
     Ok((id, version))
 }
 
