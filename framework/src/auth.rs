@@ -18,8 +18,12 @@ pub enum Grant {
     Operator,
     /// Reads just these aspects (by name or family), nothing else.
     Aspects(AspectSelector),
-    /// A signed-in user (session token from login): reads only that one resource.
-    Session { resource: ResourceId },
+    /// A signed-in user (session token from login): reads only that one resource, and of it
+    /// only the aspects the unit's configuration allows sessions (all when it names none).
+    Session {
+        resource: ResourceId,
+        aspects: Option<AspectSelector>,
+    },
 }
 
 /// An authenticated caller.
@@ -37,7 +41,7 @@ impl Caller {
     /// Whether this caller may see `id` at all (a session reaches only its own resource).
     pub fn may_see(&self, id: &ResourceId) -> bool {
         match &self.grant {
-            Grant::Session { resource } => resource == id,
+            Grant::Session { resource, .. } => resource == id,
             _ => true,
         }
     }
@@ -50,8 +54,12 @@ impl Caller {
     /// The declared aspects this caller may read.
     pub fn readable(&self, declared: &[AspectName]) -> Selection {
         match &self.grant {
-            Grant::Operator | Grant::Session { .. } => Selection::all(declared),
-            Grant::Aspects(selector) => selector.select_known(declared),
+            Grant::Operator | Grant::Session { aspects: None, .. } => Selection::all(declared),
+            Grant::Aspects(selector)
+            | Grant::Session {
+                aspects: Some(selector),
+                ..
+            } => selector.select_known(declared),
         }
     }
 }

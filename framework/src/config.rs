@@ -144,6 +144,9 @@ pub struct SessionConfig {
     pub signing_key: Option<String>,
     /// Lifetime of an issued session token.
     pub ttl_secs: Option<u64>,
+    /// What a user's session may read of its own resource here, e.g. `~person~address`
+    /// (every aspect the unit holds when absent).
+    pub grant: Option<String>,
 }
 
 /// Bounds on what one request may ask of a unit; every one of them is enforced with a `4xx`.

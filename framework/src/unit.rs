@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::aspect::{AspectSelector, SelectorError};
 use crate::auth::{CallerConfigError, Callers};
 use crate::config::{ReaderRole, UnitConfig};
 use crate::http::{AppState, Extras, Replication, UnitIdentity, app_with};
 use crate::model::ServiceArea;
 use crate::session::{BadKey, SessionVerifier};
 use crate::store::{self, Store};
+
+/// Grants in the configuration are short; this bounds a typo's damage.
+const MAX_GRANT_CHARS: usize = 1024;
 
 /// Why a unit could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +25,8 @@ pub enum UnitError {
     Callers(#[from] CallerConfigError),
     #[error("sessions.public_key: {0}")]
     SessionKey(#[from] BadKey),
+    #[error("sessions.grant: {0}")]
+    SessionGrant(#[from] SelectorError),
     #[error("store: {0}")]
     Store(#[from] store::Error),
     #[error("cannot listen on {address}: {source}")]
@@ -46,6 +52,12 @@ pub async fn state(config: &UnitConfig, sa: ServiceArea) -> Result<AppState, Uni
         .public_key
         .as_deref()
         .map(SessionVerifier::from_hex)
+        .transpose()?;
+    let session_grant = config
+        .sessions
+        .grant
+        .as_deref()
+        .map(|grant| AspectSelector::parse(grant, MAX_GRANT_CHARS))
         .transpose()?;
     let store = Store::connect(&config.database).await?;
     for collection in sa.owned() {
@@ -73,6 +85,7 @@ pub async fn state(config: &UnitConfig, sa: ServiceArea) -> Result<AppState, Uni
         Extras {
             feed: config.feed.clone(),
             sessions,
+            session_grant,
             replication: Replication::default(),
         },
     ))

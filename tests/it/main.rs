@@ -11,3 +11,4 @@ mod failover;
 mod feed;
 mod operations;
 mod resource;
+mod tidy;

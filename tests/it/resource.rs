@@ -352,3 +352,57 @@ both_backends!(grants_limit_reads, |backend| async move {
     assert_eq!(value["person"]["lastname"], "Wronka");
     assert_eq!(value["addresses"]["home"]["city"], "Bonn");
 });
+
+both_backends!(
+    sessions_read_only_their_own_resource_within_their_grant,
+    |backend| async move {
+        let (secret, public) = hiscale::session::generate_key_pair().unwrap();
+        let app = TestApp::start_with(backend, |config| {
+            config.sessions.public_key = Some(public);
+            config.sessions.grant = Some("~person~address~bankaccount".into());
+        })
+        .await;
+        let mine = create_customer(&app, EXAMPLE_CUSTOMER_XML, XML).await;
+        let other = create_customer(&app, &customer_json(8), JSON).await;
+        let issuer = hiscale::session::SessionIssuer::from_hex(&secret, 60).unwrap();
+        let token = issuer.issue(&hiscale::ResourceId::parse(&mine).unwrap(), "owronka");
+        let read = |uri: String| {
+            request("GET", &uri)
+                .header("authorization", format!("Bearer {token}"))
+                .header("accept", JSON)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let own = app.send(read(format!("/customers/{mine}"))).await;
+        assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+        assert_eq!(own.json()["person"]["lastname"], "Wronka");
+        assert!(
+            own.json().get("account").is_none(),
+            "not even its own password hash"
+        );
+        let hash = app
+            .send(read(format!("/customers/{mine}?aspects=~account")))
+            .await;
+        assert_eq!(
+            (hash.status, hash.error_code().as_str()),
+            (StatusCode::FORBIDDEN, "aspect-not-granted")
+        );
+        let foreign = app.send(read(format!("/customers/{other}"))).await;
+        assert_eq!(
+            (foreign.status, foreign.error_code().as_str()),
+            (StatusCode::FORBIDDEN, "not-your-resource")
+        );
+        let write = app
+            .send(
+                request("PUT", &format!("/customers/{mine}/person"))
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", JSON)
+                    .body(Body::from(
+                        r#"{"type":"natural","firstname":"A","lastname":"B"}"#,
+                    ))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(write.status, StatusCode::FORBIDDEN);
+    }
+);

@@ -82,7 +82,10 @@ impl FromRequestParts<AppState> for Caller {
         let resource = ResourceId::parse(&claims.sub).ok_or_else(invalid)?;
         Ok(Caller {
             name: format!("user:{}", claims.login),
-            grant: Grant::Session { resource },
+            grant: Grant::Session {
+                resource,
+                aspects: state.inner.session_grant.clone(),
+            },
         })
     }
 }

@@ -27,6 +27,7 @@ pub use extract::UrlVersion;
 
 pub use crate::poller::Replication;
 
+use crate::aspect::AspectSelector;
 use crate::auth::Callers;
 use crate::config::{FeedConfig, Limits};
 use crate::interface::Interfaces;
@@ -55,6 +56,8 @@ struct Inner {
     draining: AtomicBool,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     sessions: Option<SessionVerifier>,
+    /// What sessions may read of their own resource here (all when `None`).
+    session_grant: Option<AspectSelector>,
     /// Bumped after every write of this unit, so long polls wake at once.
     changes: tokio::sync::watch::Sender<u64>,
     /// Full feed chunks, rendered: each is a state the owner really had.
@@ -69,6 +72,7 @@ struct Inner {
 pub struct Extras {
     pub feed: FeedConfig,
     pub sessions: Option<SessionVerifier>,
+    pub session_grant: Option<AspectSelector>,
     pub replication: Replication,
 }
 
@@ -117,6 +121,7 @@ impl AppState {
                 draining: AtomicBool::new(false),
                 metrics: crate::telemetry::prometheus(),
                 sessions: extras.sessions,
+                session_grant: extras.session_grant,
                 changes: tokio::sync::watch::channel(0).0,
                 chunks,
                 consumers_written: Mutex::new(HashMap::new()),

@@ -131,6 +131,8 @@ fn plan(
         let sessions = SessionConfig {
             public_key: Some(shared.keys.public_key.clone()),
             signing_key: area.signs_sessions.then(|| shared.keys.signing_key.clone()),
+            // At the owner a session sees its own data, but not its password hash.
+            grant: (area.copies.is_none()).then(|| "~person~address~bankaccount".to_owned()),
             ..SessionConfig::default()
         };
         for (index, &address) in own.iter().enumerate() {
