@@ -156,7 +156,12 @@ async fn apply(
         return Ok((id, version));
     }
     for edit in &change.edits {
-        write_aspect(connection, collection, &id, version, edit).await?;
+        let aspect = AspectWrite {
+            id: &id,
+            version,
+            new_resource: matches!(change.target, Target::Create),
+        };
+        write_aspect(connection, collection, &aspect, edit).await?;
     }
     // A new resource's row already carries this version.
     if !matches!(change.target, Target::Create) {
@@ -201,13 +206,21 @@ async fn lock_resource(
     }
 }
 
+/// Where an aspect edit goes.
+struct AspectWrite<'a> {
+    id: &'a ResourceId,
+    version: Version,
+    /// The resource is being created: it holds nothing yet that would need releasing.
+    new_resource: bool,
+}
+
 async fn write_aspect(
     connection: &mut AnyConnection,
     collection: &str,
-    id: &ResourceId,
-    version: Version,
+    target: &AspectWrite<'_>,
     edit: &AspectEdit,
 ) -> Result<(), Error> {
+    let AspectWrite { id, version, .. } = *target;
     if edit.body.is_none() {
         let live: Option<i64> = sqlx::query_scalar(
             "SELECT version FROM hs_aspect \
@@ -238,6 +251,10 @@ async fn write_aspect(
     .bind(edit.body.is_none().then(unix_now))
     .execute(&mut *connection)
     .await?;
+    if target.new_resource && edit.unique_keys.is_empty() {
+        // Nothing held before, nothing claimed now: spare the round trips.
+        return Ok(());
+    }
     claim_unique_keys(connection, collection, id, edit).await
 }
 
