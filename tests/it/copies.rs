@@ -2,11 +2,12 @@
 //! their own databases, talking HTTP.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hiscale::store::{AspectEdit, Change, Target};
 use hiscale::{ResourceId, Store, Version};
 use tests::process::UnitProcess;
+use tests::replication::{poller_state, post_customer, wait_for, wait_until_copied};
 use tests::{
     ADMIN, BILLING, Backend, JSON, LOGIN, SHOP, TestDatabase, both_backends, fresh_database,
     reader_config,
@@ -69,29 +70,7 @@ impl Reader {
 
     /// Waits until the copy's cursor reaches `version` (through `/admin/replication`).
     async fn wait_for(&self, version: i64, within: Duration) {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + within;
-        loop {
-            let status: serde_json::Value = client
-                .get(format!("{}/admin/replication", self.url()))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let cursor = status["sources"][0]["cursor"].as_i64().unwrap_or(0);
-            if cursor >= version {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} stayed at {cursor}, not {version}: {status}",
-                self.config.sa
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until_copied(self.url(), version, within).await;
     }
 
     async fn state(&self) -> State {
@@ -163,20 +142,16 @@ fn assert_copy_equals(owner: &State, reader: &Reader, copy: &State) {
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: serde_json::Value) -> String {
-    let reply = client
-        .post(format!("{url}/customers"))
-        .bearer_auth(ADMIN)
-        .header("content-type", JSON)
-        .header("accept", JSON)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reply.status().as_u16(), 201);
-    reply.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    post_customer(client, url, body.to_string(), JSON).await
+}
+
+/// Deletes a resource or an aspect at the owner, which must answer `204`.
+async fn delete_ok(client: &reqwest::Client, url: String) {
+    assert_eq!(
+        write(client, reqwest::Method::DELETE, &url, None).await,
+        204,
+        "DELETE {url}"
+    );
 }
 
 async fn write(
@@ -403,26 +378,12 @@ both_backends!(
         shop.wait_for(current, Duration::from_secs(60)).await;
 
         // Deletes reach a running copy.
-        assert_eq!(
-            write(
-                &client,
-                reqwest::Method::DELETE,
-                &format!("{}/customers/{}", owner.url, ids[0]),
-                None
-            )
-            .await,
-            204
-        );
-        assert_eq!(
-            write(
-                &client,
-                reqwest::Method::DELETE,
-                &format!("{}/customers/{}/address.home", owner.url, ids[1]),
-                None
-            )
-            .await,
-            204
-        );
+        delete_ok(&client, format!("{}/customers/{}", owner.url, ids[0])).await;
+        delete_ok(
+            &client,
+            format!("{}/customers/{}/address.home", owner.url, ids[1]),
+        )
+        .await;
         let current = owner_store
             .current_version("customers")
             .await
@@ -434,26 +395,12 @@ both_backends!(
 
         // Stopped, the copy misses deletions whose tombstones are purged meanwhile: 410, resync.
         shop.unit = None;
-        assert_eq!(
-            write(
-                &client,
-                reqwest::Method::DELETE,
-                &format!("{}/customers/{}", owner.url, ids[2]),
-                None
-            )
-            .await,
-            204
-        );
-        assert_eq!(
-            write(
-                &client,
-                reqwest::Method::DELETE,
-                &format!("{}/customers/{}/address.home", owner.url, ids[3]),
-                None
-            )
-            .await,
-            204
-        );
+        delete_ok(&client, format!("{}/customers/{}", owner.url, ids[2])).await;
+        delete_ok(
+            &client,
+            format!("{}/customers/{}/address.home", owner.url, ids[3]),
+        )
+        .await;
         post(&client, &owner.url, customer(99, false)).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let purged: serde_json::Value = client
@@ -480,23 +427,12 @@ both_backends!(
             .get();
         shop.wait_for(current, Duration::from_secs(60)).await;
         // The resync has finished once the poller says so.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status: serde_json::Value = client
-                .get(format!("{}/admin/replication", shop.url()))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if status["sources"][0]["state"] == "polling" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{status}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for(
+            "the resync to finish",
+            Duration::from_secs(30),
+            async || poller_state(shop.url()).await == "polling",
+        )
+        .await;
         let owner_state = live_state(&owner_store, Version::new(current).unwrap(), &ALL).await;
         let copy = shop.state().await;
         assert_copy_equals(&owner_state, &shop, &copy);

@@ -1,39 +1,16 @@
 //! Who may read what at copies, that copies refuse writes, session tokens from login, and
 //! that applying a chunk twice (or an older one late) changes nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hiscale::session::{Claims, SessionIssuer};
 use hiscale::{Store, Version};
 use tests::process::UnitProcess;
+use tests::replication::{post_customer, wait_until_copied};
 use tests::{
     ADMIN, BILLING, Backend, EXAMPLE_CUSTOMER_XML, JSON, LOGIN, SHOP, TestApp, XML, both_backends,
     create_customer, customer_json, fresh_database, reader_config,
 };
-
-async fn wait_until_copied(url: &str, version: i64) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status: serde_json::Value = client
-            .get(format!("{url}/admin/replication"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["sources"][0]["cursor"].as_i64().unwrap_or(0) >= version {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not copy up to {version}: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 both_backends!(
     copies_keep_grants_refuse_writes_and_honour_sessions,
@@ -41,28 +18,8 @@ both_backends!(
         let owner_db = fresh_database(backend).await;
         let owner = UnitProcess::start("registration-1", &owner_db.url).await;
         let client = reqwest::Client::new();
-        let create = |body: String, content_type: &'static str| {
-            let client = client.clone();
-            let url = owner.url.clone();
-            async move {
-                let reply = client
-                    .post(format!("{url}/customers"))
-                    .bearer_auth(ADMIN)
-                    .header("content-type", content_type)
-                    .header("accept", JSON)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(reply.status().as_u16(), 201);
-                reply.json::<serde_json::Value>().await.unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            }
-        };
-        let oliver = create(EXAMPLE_CUSTOMER_XML.to_owned(), XML).await;
-        let erika = create(customer_json(7), JSON).await;
+        let oliver = post_customer(&client, &owner.url, EXAMPLE_CUSTOMER_XML.to_owned(), XML).await;
+        let erika = post_customer(&client, &owner.url, customer_json(7), JSON).await;
 
         let (secret, public) = hiscale::session::generate_key_pair().unwrap();
         let login_db = fresh_database(backend).await;
@@ -88,8 +45,8 @@ both_backends!(
             .await
             .unwrap()
             .get();
-        wait_until_copied(&login_unit.url, current).await;
-        wait_until_copied(&shop_unit.url, current).await;
+        wait_until_copied(&login_unit.url, current, Duration::from_secs(60)).await;
+        wait_until_copied(&shop_unit.url, current, Duration::from_secs(60)).await;
 
         let get = |url: String, token: Option<String>| {
             let client = client.clone();

@@ -1,37 +1,13 @@
 //! Primary and backup readers: the backup stands by while the primary answers its heartbeat,
 //! takes over polling when the primary is gone, and steps back when it returns.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hiscale::Store;
 use hiscale::config::ReaderRole;
 use tests::process::UnitProcess;
-use tests::{
-    ADMIN, Backend, JSON, SHOP, both_backends, customer_json, fresh_database, reader_config,
-};
-
-async fn replication(url: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(format!("{url}/admin/replication"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use tests::replication::{cursor, poller_state, post_customer, wait_for};
+use tests::{Backend, JSON, SHOP, both_backends, customer_json, fresh_database, reader_config};
 
 both_backends!(
     the_backup_takes_over_and_steps_back,
@@ -41,15 +17,7 @@ both_backends!(
         let owner_store = Store::connect(&owner_db.url).await.unwrap();
         let client = reqwest::Client::new();
         let create = async |n: u64| {
-            let reply = client
-                .post(format!("{}/customers", owner.url))
-                .bearer_auth(ADMIN)
-                .header("content-type", JSON)
-                .body(customer_json(n))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(reply.status().as_u16(), 201);
+            post_customer(&client, &owner.url, customer_json(n), JSON).await;
             owner_store
                 .current_version("customers")
                 .await
@@ -80,17 +48,6 @@ both_backends!(
             .await
             .unwrap();
         assert_eq!(heartbeat["role"], "backup");
-        let state = async |url: &str| {
-            replication(url).await["sources"][0]["state"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        };
-        let cursor = async |url: &str| {
-            replication(url).await["sources"][0]["cursor"]
-                .as_i64()
-                .unwrap_or(0)
-        };
         let first = owner_store
             .current_version("customers")
             .await
@@ -101,14 +58,14 @@ both_backends!(
             cursor(&primary_url).await >= first
         })
         .await;
-        assert_eq!(state(&backup.url).await, "standing-by");
+        assert_eq!(poller_state(&backup.url).await, "standing-by");
 
         // The primary dies: the backup notices by heartbeat and polls; new changes arrive.
         drop(primary.take());
         wait_for(
             "the backup takes over",
             Duration::from_secs(30),
-            async || state(&backup.url).await == "polling",
+            async || poller_state(&backup.url).await == "polling",
         )
         .await;
         let second = create(2).await;
@@ -124,7 +81,7 @@ both_backends!(
         wait_for(
             "the backup steps back",
             Duration::from_secs(30),
-            async || state(&backup.url).await == "standing-by",
+            async || poller_state(&backup.url).await == "standing-by",
         )
         .await;
         let third = create(3).await;

@@ -8,6 +8,7 @@
 
 pub mod demo;
 pub mod process;
+pub mod replication;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
