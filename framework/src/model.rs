@@ -138,38 +138,12 @@ impl Collection {
     /// Declares an aspect of a copy: a document whose rules are the owner's business, so it
     /// has no type here, only its XML attributes.
     pub fn document(self, name: &str, xml_attributes: &'static [&'static str]) -> Self {
-        self.declare_erased(
-            name,
-            None,
-            xml_attributes,
-            refuse_writes,
-            schema_of::<Value>,
-            schema_of::<Value>,
-        )
+        self.declare(name, None, Kind::document(xml_attributes))
     }
 
     /// Declares qualified document aspects of a copy, grouped under `container`.
-    pub fn qualified_documents(
-        mut self,
-        family: &str,
-        container: &str,
-        qualifiers: &[&str],
-    ) -> Self {
-        assert!(
-            is_identifier(container),
-            "container {container:?} is not a lower-case word"
-        );
-        for qualifier in qualifiers {
-            self = self.declare_erased(
-                &format!("{family}.{qualifier}"),
-                Some(container),
-                &[],
-                refuse_writes,
-                schema_of::<Value>,
-                schema_of::<Value>,
-            );
-        }
-        self
+    pub fn qualified_documents(self, family: &str, container: &str, qualifiers: &[&str]) -> Self {
+        self.declare_qualified(family, container, qualifiers, Kind::document(&[]))
     }
 
     /// Makes `field` of `aspect` unique across the collection (e.g. a login): the owner refuses
@@ -219,47 +193,33 @@ impl Collection {
 
     /// Declares a simple aspect such as `person`.
     pub fn aspect<A: Aspect>(self, name: &str) -> Self {
-        self.declare::<A>(name, None)
+        self.declare(name, None, Kind::of::<A>())
     }
 
     /// Declares qualified aspects `family.q` for each qualifier, grouped in XML and JSON
     /// under `container` (`<addresses><address type="home">`).
-    pub fn qualified<A: Aspect>(
+    pub fn qualified<A: Aspect>(self, family: &str, container: &str, qualifiers: &[&str]) -> Self {
+        self.declare_qualified(family, container, qualifiers, Kind::of::<A>())
+    }
+
+    fn declare_qualified(
         mut self,
         family: &str,
         container: &str,
         qualifiers: &[&str],
+        kind: Kind,
     ) -> Self {
         assert!(
             is_identifier(container),
             "container {container:?} is not a lower-case word"
         );
         for qualifier in qualifiers {
-            self = self.declare::<A>(&format!("{family}.{qualifier}"), Some(container));
+            self = self.declare(&format!("{family}.{qualifier}"), Some(container), kind);
         }
         self
     }
 
-    fn declare<A: Aspect>(self, name: &str, container: Option<&str>) -> Self {
-        self.declare_erased(
-            name,
-            container,
-            A::XML_ATTRIBUTES,
-            accept_erased::<A>,
-            schema_of::<A::Input>,
-            schema_of::<A>,
-        )
-    }
-
-    fn declare_erased(
-        mut self,
-        name: &str,
-        container: Option<&str>,
-        xml_attributes: &'static [&'static str],
-        accept: fn(Map<String, Value>) -> Result<Accepted, Invalid>,
-        input_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-        stored_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-    ) -> Self {
+    fn declare(mut self, name: &str, container: Option<&str>, kind: Kind) -> Self {
         let parsed = AspectName::parse(name);
         assert!(parsed.is_ok(), "aspect name {name:?} is not valid");
         let Ok(name) = parsed else { return self };
@@ -268,10 +228,10 @@ impl Collection {
         self.aspects.push(AspectDef {
             name,
             container: container.map(str::to_owned),
-            xml_attributes,
-            accept,
-            input_schema,
-            stored_schema,
+            xml_attributes: kind.xml_attributes,
+            accept: kind.accept,
+            input_schema: kind.input_schema,
+            stored_schema: kind.stored_schema,
         });
         self
     }
@@ -299,6 +259,36 @@ impl Collection {
     /// Every declared aspect.
     pub fn everything(&self) -> Selection {
         Selection::all(&self.names)
+    }
+}
+
+/// What a kind of aspect brings, its type erased: typed aspects validate, documents of a copy
+/// refuse writes.
+#[derive(Clone, Copy)]
+struct Kind {
+    xml_attributes: &'static [&'static str],
+    accept: fn(Map<String, Value>) -> Result<Accepted, Invalid>,
+    input_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    stored_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+}
+
+impl Kind {
+    fn of<A: Aspect>() -> Self {
+        Self {
+            xml_attributes: A::XML_ATTRIBUTES,
+            accept: accept_erased::<A>,
+            input_schema: schema_of::<A::Input>,
+            stored_schema: schema_of::<A>,
+        }
+    }
+
+    fn document(xml_attributes: &'static [&'static str]) -> Self {
+        Self {
+            xml_attributes,
+            accept: refuse_writes,
+            input_schema: schema_of::<Value>,
+            stored_schema: schema_of::<Value>,
+        }
     }
 }
 
