@@ -112,22 +112,7 @@ both_backends!(
         done.store(true, Ordering::SeqCst);
         let (copy, steps) = reader.await.unwrap();
         let owner = snapshot(&store).await;
-        let differences: Vec<_> = owner
-            .iter()
-            .filter(|(key, value)| copy.get(*key) != Some(*value))
-            .map(|(key, value)| {
-                format!(
-                    "{key:?}: owner {} / reader {:?}",
-                    value.0,
-                    copy.get(key).map(|v| v.0)
-                )
-            })
-            .chain(
-                copy.keys()
-                    .filter(|key| !owner.contains_key(*key))
-                    .map(|key| format!("{key:?} only at the reader")),
-            )
-            .collect();
+        let differences = tests::differences(&owner, &copy, 10);
         assert!(
             differences.is_empty(),
             "the stepping reader must end with exactly the owner's state; differences: {differences:?}"

@@ -116,23 +116,7 @@ fn granted(owner: &State, aspects: &[&str]) -> State {
 
 fn assert_copy_equals(owner: &State, reader: &Reader, copy: &State) {
     let expected = granted(owner, &reader.aspects);
-    let differences: Vec<String> = expected
-        .iter()
-        .filter(|(key, value)| copy.get(*key) != Some(*value))
-        .map(|(key, value)| {
-            format!(
-                "{key:?}: owner {} / copy {:?}",
-                value.0,
-                copy.get(key).map(|v| v.0)
-            )
-        })
-        .chain(
-            copy.keys()
-                .filter(|key| !expected.contains_key(*key))
-                .map(|key| format!("{key:?} only in the copy")),
-        )
-        .take(10)
-        .collect();
+    let differences = tests::differences(&expected, copy, 10);
     assert!(
         differences.is_empty(),
         "{} differs from the owner: {differences:?}",

@@ -314,3 +314,29 @@ pub async fn create_customer(app: &TestApp, body: &str, content_type: &str) -> S
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     reply.json()["id"].as_str().unwrap().to_owned()
 }
+
+/// What differs between two states keyed the same way: entries `expected` has that `actual`
+/// lacks or holds otherwise, then entries only `actual` has; at most `limit` lines, for
+/// assertion messages that stay readable.
+pub fn differences<K, V>(
+    expected: &std::collections::BTreeMap<K, V>,
+    actual: &std::collections::BTreeMap<K, V>,
+    limit: usize,
+) -> Vec<String>
+where
+    K: Ord + std::fmt::Debug,
+    V: PartialEq + std::fmt::Debug,
+{
+    expected
+        .iter()
+        .filter(|(key, value)| actual.get(*key) != Some(*value))
+        .map(|(key, value)| format!("{key:?}: expected {value:?}, found {:?}", actual.get(key)))
+        .chain(
+            actual
+                .keys()
+                .filter(|key| !expected.contains_key(*key))
+                .map(|key| format!("{key:?} only found, not expected")),
+        )
+        .take(limit)
+        .collect()
+}

@@ -322,22 +322,26 @@ async fn accept_all(
                 })
         })
         .collect::<Result<_, _>>()?;
-    let unique = collection.clone();
     let accepted = tokio::task::spawn_blocking(move || {
         work.into_iter()
             .map(|(definition, fields)| {
-                let accepted = definition.accept(fields)?;
-                Ok(AspectEdit {
-                    unique_keys: unique.unique_keys(&definition.name, &accepted.body),
-                    aspect: definition.name.to_string(),
-                    body: Some(accepted.body.to_string()),
-                })
+                let body = definition.accept(fields)?.body;
+                Ok((definition.name, body))
             })
             .collect::<Result<Vec<_>, crate::aspect::Invalid>>()
     })
     .await
-    .map_err(ApiError::internal)?;
-    accepted.map_err(|invalid| ApiError::bad_request(invalid.code, invalid.message))
+    .map_err(ApiError::internal)?
+    .map_err(|invalid| ApiError::bad_request(invalid.code, invalid.message))?;
+    // Unique values are found on the async side: it needs the collection, which stays here.
+    Ok(accepted
+        .into_iter()
+        .map(|(name, body)| AspectEdit {
+            unique_keys: collection.unique_keys(&name, &body),
+            aspect: name.to_string(),
+            body: Some(body.to_string()),
+        })
+        .collect())
 }
 
 pub(super) fn negotiate(

@@ -61,6 +61,8 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0:?} is not a plain database name (lower-case letters, digits, _)")]
+    BadDatabaseName(String),
     #[error("stored data is not what this version of the code expects: {0}")]
     Corrupt(String),
 }
@@ -177,9 +179,7 @@ pub async fn ensure_postgres_database(server_url: &str, database: &str) -> Resul
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         || database.is_empty()
     {
-        return Err(Error::Corrupt(format!(
-            "{database:?} is not a plain database name"
-        )));
+        return Err(Error::BadDatabaseName(database.to_owned()));
     }
     let base = server_url.trim_end_matches('/');
     let admin_url = format!("{base}/postgres");

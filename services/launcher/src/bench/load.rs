@@ -252,17 +252,7 @@ impl Unit {
                     .get(url)
                     .bearer_auth(TOKEN)
                     .header(ACCEPT, MEDIA_TYPE);
-                Box::pin(async move {
-                    let response = request.send().await?;
-                    let status = response.status();
-                    let body = response.bytes().await?;
-                    anyhow::ensure!(
-                        status == reqwest::StatusCode::OK,
-                        "GET answered {status}: {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                    anyhow::Ok(())
-                })
+                Box::pin(expect_ok(request, "GET"))
             },
         );
         drive(clients, duration, step).await
@@ -307,17 +297,7 @@ impl Unit {
                     .header(CONTENT_TYPE, MEDIA_TYPE)
                     .header(ACCEPT, MEDIA_TYPE)
                     .body(body);
-                Box::pin(async move {
-                    let response = request.send().await?;
-                    let status = response.status();
-                    let body = response.bytes().await?;
-                    anyhow::ensure!(
-                        status == reqwest::StatusCode::OK,
-                        "PUT answered {status}: {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                    anyhow::Ok(())
-                })
+                Box::pin(expect_ok(request, "PUT"))
             },
         );
         drive(writers, duration, step).await
@@ -359,4 +339,17 @@ fn customer(n: usize) -> String {
         "bankaccount": {"owner": "Erika Muster", "iban": "DE89370400440532013000"}
     })
     .to_string()
+}
+
+/// Sends a request of the load and fails the measurement unless it is answered `200`.
+async fn expect_ok(request: reqwest::RequestBuilder, what: &'static str) -> anyhow::Result<()> {
+    let response = request.send().await?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    anyhow::ensure!(
+        status == reqwest::StatusCode::OK,
+        "{what} answered {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(())
 }
