@@ -12,3 +12,4 @@ mod feed;
 mod operations;
 mod resource;
 mod tidy;
+mod write_answers;

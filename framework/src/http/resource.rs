@@ -19,7 +19,7 @@ use crate::interface::{InterfaceState, Negotiated};
 use crate::model::{AspectDef, Collection, Role};
 use crate::repr::{self, ParseLimits, ResourceView, WireAspect};
 use crate::store::{AspectEdit, Change, Target};
-use crate::version::{ETag, ResourceId, TagCondition, Version};
+use crate::version::{ETag, ResourceId, TagCondition};
 
 type UrlVersionExt = Option<Extension<UrlVersion>>;
 
@@ -130,18 +130,16 @@ pub(super) async fn create(
             }],
         )
         .await?;
-    let Some((id, version)) = committed.changes.into_iter().next() else {
+    let (Some((id, version)), Some(written)) = (
+        committed.changes.first().cloned(),
+        committed.written.first(),
+    ) else {
         return Err(ApiError::internal("a committed create reported no change"));
     };
     state.notify_change();
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "create")
         .increment(1);
-    let stored = state
-        .store()
-        .read(collection.name(), &id)
-        .await?
-        .ok_or_else(not_found)?;
-    let view = ResourceView::of(&stored, |_| true);
+    let view = ResourceView::of(written, |_| true);
     let body = repr::render_resource(negotiated.format, collection, &view);
     let mut response = answer(&state, collection, negotiated, StatusCode::CREATED, body);
     let location = format!(
@@ -192,7 +190,7 @@ pub(super) async fn put_aspect(
         .commit(
             collection.name(),
             vec![Change {
-                target: Target::Update(id.clone()),
+                target: Target::Update(id),
                 precondition,
                 edits,
             }],
@@ -201,17 +199,12 @@ pub(super) async fn put_aspect(
     state.notify_change();
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "put")
         .increment(1);
-    let version = committed
-        .changes
+    let written = committed
+        .written
         .first()
-        .map_or(Version::ZERO, |(_, version)| *version);
-    let stored = state
-        .store()
-        .read(collection.name(), &id)
-        .await?
-        .ok_or_else(not_found)?;
-    let name = definition.name.to_string();
-    let view = ResourceView::of(&stored, |aspect| aspect == name);
+        .ok_or_else(|| ApiError::internal("a committed write reported no change"))?;
+    let version = written.version;
+    let view = ResourceView::of(written, |_| true);
     let body = repr::render_resource(negotiated.format, collection, &view);
     let mut response = answer(&state, collection, negotiated, StatusCode::OK, body);
     set_header(&mut response, header::ETAG, &ETag(version).header_value());

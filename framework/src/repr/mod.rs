@@ -137,8 +137,10 @@ impl<'a> ResourceView<'a> {
         }
     }
 
-    /// The live aspects of `resource` that `keep` accepts; the version shown is the greatest
-    /// version among the selected aspects, tombstones included (so a deletion moves it too).
+    /// The live aspects of `resource` that `keep` accepts; the version shown (and the ETag)
+    /// is the greatest version among the selected aspects, tombstones included (so a deletion
+    /// moves it too), and never below the resource's purged tombstones (so a purge never moves
+    /// it back to an older state's).
     pub fn of(resource: &'a StoredResource, keep: impl Fn(&str) -> bool) -> Self {
         let selected: Vec<&StoredAspect> = resource
             .aspects
@@ -149,7 +151,8 @@ impl<'a> ResourceView<'a> {
             .iter()
             .map(|aspect| aspect.version)
             .max()
-            .unwrap_or(Version::ZERO);
+            .unwrap_or(Version::ZERO)
+            .max(resource.purged_version);
         Self {
             id: &resource.id,
             version,

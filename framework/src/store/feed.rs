@@ -132,6 +132,26 @@ impl Store {
         .bind(cutoff)
         .fetch_one(&mut *transaction)
         .await?;
+        // Live resources remember the greatest tombstone version they lose, so their version
+        // and ETag never go back (`StoredResource::purged_version`).
+        sqlx::query(
+            "UPDATE hs_resource SET purged_version = (SELECT MAX(v) FROM ( \
+                 SELECT hs_resource.purged_version AS v \
+                 UNION ALL SELECT a.version FROM hs_aspect a \
+                 WHERE a.collection = hs_resource.collection \
+                   AND a.resource_id = hs_resource.resource_id AND a.deleted = 1 \
+                   AND a.version <= $2 AND (a.version <= $3 OR a.deleted_at < $4)) AS candidates) \
+             WHERE collection = $1 AND deleted = 0 AND EXISTS (SELECT 1 FROM hs_aspect a \
+                 WHERE a.collection = hs_resource.collection \
+                   AND a.resource_id = hs_resource.resource_id AND a.deleted = 1 \
+                   AND a.version <= $2 AND (a.version <= $3 OR a.deleted_at < $4))",
+        )
+        .bind(collection)
+        .bind(horizon)
+        .bind(passed)
+        .bind(cutoff)
+        .execute(&mut *transaction)
+        .await?;
         let aspects = sqlx::query(
             "DELETE FROM hs_aspect WHERE collection = $1 AND deleted = 1 AND version <= $2 \
              AND (version <= $3 OR deleted_at < $4)",

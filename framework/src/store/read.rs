@@ -22,10 +22,13 @@ pub struct StoredAspect {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredResource {
     pub id: ResourceId,
-    /// The greatest version of all its aspects (the version of its latest change).
+    /// The version of its latest change, whichever aspects it touched.
     pub version: Version,
     pub deleted: bool,
     pub aspects: Vec<StoredAspect>,
+    /// The greatest version among its aspect tombstones that were purged: a floor for the
+    /// version a read shows, so that a purge never moves it back.
+    pub purged_version: Version,
 }
 
 /// A resource in a feed chunk: only the selected aspects that changed in the chunk's range.
@@ -58,7 +61,7 @@ impl Store {
     ) -> Result<Option<StoredResource>, Error> {
         // One statement, so the resource row and its aspects come from one snapshot.
         let rows = sqlx::query(
-            "SELECT r.version, r.deleted, a.aspect, a.version, a.deleted, a.body \
+            "SELECT r.version, r.deleted, a.aspect, a.version, a.deleted, a.body, r.purged_version \
              FROM hs_resource r LEFT JOIN hs_aspect a \
                ON a.collection = r.collection AND a.resource_id = r.resource_id \
              WHERE r.collection = $1 AND r.resource_id = $2",
@@ -72,6 +75,7 @@ impl Store {
         };
         let version = version_at(first, 0)?;
         let deleted = first.try_get::<i64, _>(1)? != 0;
+        let purged_version = version_at(first, 6)?;
         let mut aspects = Vec::with_capacity(rows.len());
         for row in &rows {
             if let Some(name) = row.try_get::<Option<String>, _>(2)? {
@@ -88,6 +92,7 @@ impl Store {
             version,
             deleted,
             aspects,
+            purged_version,
         }))
     }
 

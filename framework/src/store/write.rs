@@ -4,6 +4,7 @@
 use sqlx::{Any, AnyConnection, Transaction};
 
 use super::horizon::allocate;
+use super::read::{StoredAspect, StoredResource};
 use super::{Backend, Error, Store, unix_now};
 use crate::aspect::UniqueKey;
 use crate::version::{ResourceId, TagCondition, Version};
@@ -37,10 +38,15 @@ pub struct Change {
     pub edits: Vec<AspectEdit>,
 }
 
-/// The id and version each change of a write got, in the order the changes were given.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The id and version each change of a write got, in the order the changes were given, and
+/// what each wrote.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Committed {
     pub changes: Vec<(ResourceId, Version)>,
+    /// Per change, the aspects it wrote (documents, or tombstones for deletions) at its
+    /// version: the answer to a write is built from these, never from a re-read after the
+    /// commit, which could show another writer's later change or fail after the commit.
+    pub written: Vec<StoredResource>,
 }
 
 /// A write whose statements all ran but which is not committed yet. Dropping it rolls back.
@@ -101,10 +107,14 @@ impl Store {
         let mut transaction = self.begin_write().await?;
         let mut committed = Committed {
             changes: Vec::with_capacity(changes.len()),
+            written: Vec::with_capacity(changes.len()),
         };
         for change in changes {
-            let outcome = apply(&mut transaction, self.backend, collection, change).await?;
-            committed.changes.push(outcome);
+            let (id, version) = apply(&mut transaction, self.backend, collection, &change).await?;
+            committed
+                .written
+                .push(written_by(&change, id.clone(), version));
+            committed.changes.push((id, version));
         }
         Ok(PendingWrite {
             transaction,
@@ -114,11 +124,33 @@ impl Store {
     }
 }
 
+/// What `change` leaves behind at `version`, as a reader of its aspects would see them.
+fn written_by(change: &Change, id: ResourceId, version: Version) -> StoredResource {
+    let deleted = matches!(change.target, Target::Delete(_));
+    StoredResource {
+        id,
+        version,
+        deleted,
+        aspects: change
+            .edits
+            .iter()
+            .filter(|_| !deleted)
+            .map(|edit| StoredAspect {
+                name: edit.aspect.clone(),
+                version,
+                deleted: edit.body.is_none(),
+                body: edit.body.clone(),
+            })
+            .collect(),
+        purged_version: Version::ZERO,
+    }
+}
+
 async fn apply(
     connection: &mut AnyConnection,
     backend: Backend,
     collection: &str,
-    change: Change,
+    change: &Change,
 ) -> Result<(ResourceId, Version), Error> {
     let id = match &change.target {
         Target::Create => None,
