@@ -16,6 +16,9 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// What a `503` tells clients to wait before asking again, in seconds.
+const RETRY_AFTER_SECS: &str = "2";
+
 /// Put on error responses so the rendering middleware can write the body in the right format.
 #[derive(Debug, Clone)]
 pub(crate) struct ErrorReport {
@@ -66,6 +69,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is temporary by definition; tell clients when asking again makes sense.
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
         }
         response.extensions_mut().insert(ErrorReport {
             code: self.code,
@@ -130,6 +140,13 @@ impl From<store::Error> for ApiError {
                 "already-taken",
                 format!("this {name} is already taken by another resource"),
             ),
+            unavailable if unavailable.is_unavailable() => {
+                tracing::warn!(error = %unavailable, "database unavailable");
+                Self::unavailable(
+                    "database-unavailable",
+                    "the service area's database cannot be reached right now; try again shortly",
+                )
+            }
             other => Self::internal(other),
         }
     }

@@ -27,6 +27,8 @@ pub(super) struct Horizons {
 #[derive(Debug, Default)]
 struct Tracker {
     settled: i64,
+    /// Every version up to this one survives a crash of the database (see `make_durable`).
+    durable: i64,
     /// (sequence value seen, transactions in progress when it was seen), oldest first.
     candidates: VecDeque<(i64, Vec<String>)>,
 }
@@ -95,13 +97,20 @@ impl Store {
         }
         let mut horizons = self.horizons.lock().await;
         let tracker = horizons.trackers.entry(collection.to_owned()).or_default();
+        let settled = self.settle(tracker, collection).await?;
+        self.make_durable(tracker, collection, settled).await?;
+        Ok(Version::new(tracker.settled).unwrap_or(Version::ZERO))
+    }
+
+    /// Moves `tracker.settled` as far as the finished writers allow and returns it.
+    async fn settle(&self, tracker: &mut Tracker, collection: &str) -> Result<i64, Error> {
         // Order matters: the sequence first, then the writers in progress (see `allocate`).
         let seen = self.current_version(collection).await?.get();
         let in_progress = self.transactions_in_progress().await?;
         if in_progress.is_empty() {
             tracker.settled = tracker.settled.max(seen);
             tracker.candidates.clear();
-            return Ok(Version::new(tracker.settled).unwrap_or(Version::ZERO));
+            return Ok(tracker.settled);
         }
         tracker.candidates.push_back((seen, in_progress));
         while tracker.candidates.len() > MAX_CANDIDATES {
@@ -123,7 +132,45 @@ impl Store {
             let floor = tracker.settled;
             tracker.candidates.retain(|(version, _)| *version > floor);
         }
-        Ok(Version::new(tracker.settled).unwrap_or(Version::ZERO))
+        Ok(tracker.settled)
+    }
+
+    /// Makes sure the sequence's advance to `version` survives a crash before the feed
+    /// exposes it. A sequence logs its advances in WAL that only a later commit flushes; a
+    /// version drawn by a transaction that rolled back can therefore be lost in a crash, and
+    /// the sequence would hand it out again to a change that copies, already past it as their
+    /// cursor, never receive. When a committed row carries `version`, its commit flushed the
+    /// WAL up to there already; otherwise one small durable commit (`hs_exposed`), which comes
+    /// after the sequence's record in the WAL, does it.
+    async fn make_durable(
+        &self,
+        tracker: &mut Tracker,
+        collection: &str,
+        version: i64,
+    ) -> Result<(), Error> {
+        if version <= tracker.durable {
+            return Ok(());
+        }
+        let committed: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM hs_aspect WHERE collection = $1 AND version <= $2",
+        )
+        .bind(collection)
+        .bind(version)
+        .fetch_one(&self.pool)
+        .await?;
+        if committed != Some(version) {
+            sqlx::query(
+                "INSERT INTO hs_exposed (collection, version) VALUES ($1, $2) \
+                 ON CONFLICT (collection) DO UPDATE SET version = excluded.version \
+                 WHERE hs_exposed.version < excluded.version",
+            )
+            .bind(collection)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        }
+        tracker.durable = version;
+        Ok(())
     }
 
     /// The transactions that hold an id right now (cluster-wide: writers of other databases

@@ -67,8 +67,46 @@ pub enum Error {
     Corrupt(String),
 }
 
+impl Error {
+    /// Whether the database could not be reached or refused work for now (a stopped or
+    /// restarting server, a broken connection, an exhausted pool, SQLite's lock held too
+    /// long). Such a request changed nothing it reported, and asking again later may succeed,
+    /// so the edge answers `503` rather than `500`.
+    pub fn is_unavailable(&self) -> bool {
+        let Error::Database(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(database) => {
+                database.code().is_some_and(|code| unavailable_code(&code))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// SQLSTATE classes and codes that mean "not now" rather than "never": connection exceptions
+/// (08…), the server shutting down or starting (57P01–57P03), too many connections (53300),
+/// and serialization or deadlock failures (40001, 40P01) — plus SQLite's busy and locked.
+fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "5" | "6" | "517" | "262"
+        )
+}
+
 /// How large the pool may grow; PostgreSQL connections are precious, SQLite ones are cheap.
 const MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a connection before it answers `503 database-unavailable`:
+/// long enough to ride out a busy moment, short enough that a client or HAProxy hears of an
+/// outage well before its own timeouts.
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a SQLite writer waits for the single write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -87,17 +125,19 @@ impl Store {
         let options: AnyConnectOptions = url.parse()?;
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(15))
+            .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
             .after_connect(move |connection, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the one writer; NORMAL keeps commits
-                        // durable across a process crash (not a power cut), as is usual in WAL.
+                        // WAL lets readers run beside the one writer. FULL syncs the WAL at
+                        // every commit: with NORMAL a power cut loses the last commits, and the
+                        // counter with them, so versions copies already hold would be handed
+                        // out again (ARCHITECTURE.md, "Durability").
                         let busy =
                             format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_TIMEOUT.as_millis());
                         connection.execute(sqlx::AssertSqlSafe(busy)).await?;
                         connection.execute("PRAGMA journal_mode = WAL").await?;
-                        connection.execute("PRAGMA synchronous = NORMAL").await?;
+                        connection.execute("PRAGMA synchronous = FULL").await?;
                     }
                     Ok(())
                 })
