@@ -113,6 +113,10 @@ pub struct ReaderConfig {
     pub heartbeat_interval_ms: u64,
     /// Missed heartbeats in a row (and a last direct check) before a backup takes over.
     pub misses: u32,
+    /// How long the reader lease lasts without renewal. A backup takes over only once the
+    /// primary's lease has expired, so this bounds how soon it can after the primary dies; the
+    /// polling loop renews it about three times per lease, long polls included.
+    pub lease_ms: u64,
 }
 
 impl Default for ReaderConfig {
@@ -122,6 +126,7 @@ impl Default for ReaderConfig {
             primary_url: None,
             heartbeat_interval_ms: 1000,
             misses: 3,
+            lease_ms: 6000,
         }
     }
 }

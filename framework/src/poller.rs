@@ -1,6 +1,8 @@
 //! The poller: keeps a copy by following the source's delta feed, chunk by chunk, with the
 //! cursor stored in the same transaction as the data. A backup unit watches the primary's
-//! heartbeat and polls only while the primary is gone.
+//! heartbeat and polls only while the primary is gone or stalled; whoever polls holds the
+//! reader lease (`store::lease`), and a chunk is applied only while its epoch holds it, so a
+//! backup that merely lost sight of a live primary never writes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +15,7 @@ use crate::config::{ReaderConfig, ReaderRole, SourceConfig};
 use crate::http::AppState;
 use crate::model::Collection;
 use crate::repr;
-use crate::store::{ChunkAspect, ChunkItem};
+use crate::store::{self, ChunkAspect, ChunkItem, CursorMove, Fence};
 use crate::version::{ResourceId, Version};
 
 /// What `/admin/replication` shows, shared between the pollers and the HTTP edge.
@@ -37,11 +39,38 @@ pub struct SourceStatus {
     /// Seconds since the copy was last caught up with its source.
     pub lag_seconds: f64,
     pub last_error: Option<String>,
+    /// When the polling loop must have turned again (or renewed its lease) at the latest; a
+    /// loop that has not is stuck, and the heartbeat says so.
+    #[serde(skip)]
+    due_by: Option<Instant>,
 }
 
 impl Replication {
     pub fn snapshot(&self) -> Vec<SourceStatus> {
         self.lock().values().cloned().collect()
+    }
+
+    /// What this unit does as a reader, for `/heartbeat`: `none` (no copies), `reading`,
+    /// `waiting` (wants the lease another unit holds), `standing-by` (a backup), or `stalled`
+    /// (a polling loop overdue: a backup may take over once the lease expires).
+    pub fn reader_state(&self) -> &'static str {
+        let sources = self.lock();
+        if sources.is_empty() {
+            return "none";
+        }
+        let now = Instant::now();
+        if sources
+            .values()
+            .any(|status| status.due_by.is_some_and(|due| due < now))
+        {
+            "stalled"
+        } else if sources.values().any(|status| status.state == "waiting") {
+            "waiting"
+        } else if sources.values().all(|status| status.state == "standing-by") {
+            "standing-by"
+        } else {
+            "reading"
+        }
     }
 
     fn update(&self, collection: &str, change: impl FnOnce(&mut SourceStatus)) {
@@ -57,6 +86,9 @@ impl Replication {
     }
 }
 
+/// How often a unit that wants the reader lease asks for it again.
+const LEASE_RETRY: Duration = Duration::from_millis(500);
+
 /// Errors from the first request on: doubled per failure up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -69,8 +101,9 @@ pub fn spawn(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let active = Arc::new(AtomicBool::new(reader.role == ReaderRole::Primary));
     let mut tasks = Vec::new();
-    if reader.role == ReaderRole::Backup {
+    if reader.role == ReaderRole::Backup && !sources.is_empty() {
         tasks.push(tokio::spawn(watch_primary(
+            state.clone(),
             reader.clone(),
             active.clone(),
             shutdown.clone(),
@@ -97,6 +130,7 @@ pub fn spawn(
             source,
             role,
             active: active.clone(),
+            lease: Duration::from_millis(reader.lease_ms.max(MIN_LEASE_MS)),
         };
         tasks.push(tokio::spawn(poller.run(shutdown.clone())));
     }
@@ -109,7 +143,11 @@ struct Poller {
     source: SourceConfig,
     role: &'static str,
     active: Arc<AtomicBool>,
+    lease: Duration,
 }
+
+/// Shorter leases would expire between two renewals of a busy loop.
+const MIN_LEASE_MS: u64 = 500;
 
 /// What one poll led to.
 enum Outcome {
@@ -117,6 +155,8 @@ enum Outcome {
     Applied { more: bool },
     /// The source no longer has tombstones we need: re-read from 0.
     ResyncRequired,
+    /// Another unit holds the reader lease now: nothing was applied.
+    Deposed,
 }
 
 impl Poller {
@@ -153,7 +193,21 @@ impl Poller {
                 return;
             }
             let pause = if !self.active.load(Ordering::Relaxed) {
-                self.status(|status| status.state = "standing-by".into());
+                if self.state_is("standing-by") {
+                    // Standing by already: the lease, if this unit held it, was given up.
+                } else {
+                    self.status(|status| status.state = "standing-by".into());
+                    // Give the lease up at once, in case this loop took it again after the
+                    // watcher released it.
+                    if let Err(error) = self
+                        .state
+                        .store()
+                        .release_lease(self.state.unit_name())
+                        .await
+                    {
+                        tracing::warn!(%error, "could not release the reader lease; it expires by itself");
+                    }
+                }
                 Duration::from_millis(500)
             } else {
                 // Active from now on, even while the first long poll is still out.
@@ -162,7 +216,27 @@ impl Poller {
                         status.state = "polling".into();
                     }
                 });
-                match self.poll_once(&client, resync.as_mut()).await {
+                let fence = match self.acquire().await {
+                    Ok(Some(fence)) => Some(fence),
+                    Ok(None) => None,
+                    Err(error) => {
+                        self.status(|status| {
+                            status.state = "failing".into();
+                            status.last_error = Some(error.to_string());
+                        });
+                        None
+                    }
+                };
+                let Some(fence) = fence else {
+                    self.status(|status| {
+                        if status.state != "failing" {
+                            status.state = "waiting".into();
+                        }
+                    });
+                    self.pause_for(LEASE_RETRY, &mut shutdown).await;
+                    continue;
+                };
+                match self.poll_once(&client, resync.as_mut(), &fence).await {
                     Ok(Outcome::Applied { more }) => {
                         backoff = Duration::from_millis(500);
                         if !more {
@@ -189,6 +263,11 @@ impl Poller {
                             with_jitter(Duration::from_secs(self.source.interval_secs))
                         }
                     }
+                    Ok(Outcome::Deposed) => {
+                        tracing::warn!(collection = %name, epoch = fence.epoch, "another unit holds the reader lease now; this one stops applying");
+                        self.status(|status| status.state = "waiting".into());
+                        LEASE_RETRY
+                    }
                     Ok(Outcome::ResyncRequired) => {
                         tracing::warn!(collection = %name, "source requires a resync: re-reading from version 0");
                         resync = Some(Resync::default());
@@ -208,19 +287,49 @@ impl Poller {
                     }
                 }
             };
-            if !pause.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    _ = shutdown.changed() => {}
-                }
+            self.pause_for(pause, &mut shutdown).await;
+        }
+    }
+
+    /// Sleeps `pause` (unless shut down), noting that the loop turns again after it.
+    async fn pause_for(&self, pause: Duration, shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+        self.mark_due(pause);
+        if !pause.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
             }
         }
+    }
+
+    /// The loop promises to turn (or renew its lease) within `pause` plus one lease.
+    fn mark_due(&self, pause: Duration) {
+        let due = Instant::now() + pause + self.lease;
+        self.status(|status| status.due_by = Some(due));
+    }
+
+    fn state_is(&self, state: &str) -> bool {
+        self.state
+            .replication()
+            .snapshot()
+            .iter()
+            .any(|status| status.collection == self.collection.name() && status.state == state)
+    }
+
+    /// Takes or renews the reader lease (any expired lease may be taken: a backup is active
+    /// only while its primary is gone or stalled).
+    async fn acquire(&self) -> Result<Option<Fence>, store::Error> {
+        self.state
+            .store()
+            .acquire_lease(self.state.unit_name(), lease_millis(self.lease), true)
+            .await
     }
 
     async fn poll_once(
         &self,
         client: &reqwest::Client,
         resync: Option<&mut Resync>,
+        fence: &Fence,
     ) -> Result<Outcome, String> {
         let store = self.state.store();
         let cursor = match resync {
@@ -239,16 +348,18 @@ impl Poller {
             self.source.limit,
             self.source.wait_secs
         );
-        let response = client
+        let request = client
             .get(&url)
             .bearer_auth(&self.source.token)
             .header(
                 "accept",
                 format!("application/vnd.{}.v1+json", self.collection.owner()),
             )
-            .send()
-            .await
-            .map_err(|error| format!("request failed: {error}"))?;
+            .send();
+        let Some(response) = self.renewing_while(request).await? else {
+            return Ok(Outcome::Deposed);
+        };
+        let response = response.map_err(|error| format!("request failed: {error}"))?;
         let status = response.status();
         if status.as_u16() == 410 {
             return Ok(Outcome::ResyncRequired);
@@ -268,6 +379,10 @@ impl Poller {
         }
         let chunk = repr::parse_feed(&body, &self.collection).map_err(|error| error.to_string())?;
         let items = chunk_items(&self.collection, &chunk);
+        let cursor_move = match &resync {
+            Some(resync) if !resync.started => CursorMove::Restart,
+            _ => CursorMove::Forward,
+        };
         if let Some(resync) = resync {
             resync.started = true;
             for item in items.iter().filter(|item| !item.deleted) {
@@ -276,10 +391,20 @@ impl Poller {
                 }
             }
         }
-        store
-            .apply_chunk(self.collection.name(), &items, chunk.version)
+        match store
+            .apply_fenced_chunk(
+                self.collection.name(),
+                &items,
+                chunk.version,
+                fence,
+                cursor_move,
+            )
             .await
-            .map_err(|error| format!("applying the chunk failed: {error}"))?;
+        {
+            Ok(()) => {}
+            Err(store::Error::Fenced { .. }) => return Ok(Outcome::Deposed),
+            Err(error) => return Err(format!("applying the chunk failed: {error}")),
+        }
         self.state.notify_change();
         metrics::histogram!("hiscale_replication_chunk_items", "collection" => self.collection.name().to_owned())
             .record(items.len() as f64);
@@ -289,6 +414,32 @@ impl Poller {
             status.items_applied += items.len() as u64;
         });
         Ok(Outcome::Applied { more: chunk.more })
+    }
+
+    /// Waits for `request` while renewing the lease about three times per lease, so a long
+    /// poll keeps it; `None` when the lease went to another unit meanwhile.
+    async fn renewing_while<T>(
+        &self,
+        request: impl std::future::Future<Output = T>,
+    ) -> Result<Option<T>, String> {
+        tokio::pin!(request);
+        let every = self.lease / 3;
+        loop {
+            self.mark_due(every);
+            tokio::select! {
+                outcome = &mut request => return Ok(Some(outcome)),
+                () = tokio::time::sleep(every) => {
+                    if !self.active.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    match self.acquire().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => return Ok(None),
+                        Err(error) => return Err(format!("renewing the reader lease failed: {error}")),
+                    }
+                }
+            }
+        }
     }
 
     async fn finish_resync(&self, resync: &Resync) {
@@ -347,9 +498,12 @@ pub fn chunk_items(collection: &Collection, chunk: &repr::FeedChunk) -> Vec<Chun
         .collect()
 }
 
-/// A backup polls only while the primary misses its heartbeats; it verifies once more before
-/// taking over, and steps back as soon as the primary answers again.
+/// A backup polls only while the primary misses its heartbeats or says it is stalled; it
+/// verifies once more before taking over, and steps back (releasing the lease) as soon as the
+/// primary answers that it reads or wants to. Polling here still needs the lease, which the
+/// backup gets only once the primary's has expired.
 async fn watch_primary(
+    state: AppState,
     reader: ReaderConfig,
     active: Arc<AtomicBool>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -366,29 +520,20 @@ async fn watch_primary(
     let heartbeat = format!("{}/heartbeat", primary.trim_end_matches('/'));
     let mut misses = 0u32;
     loop {
-        let alive = client
-            .get(&heartbeat)
-            .timeout(interval)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if alive {
+        if primary_reads(&client, &heartbeat, interval).await {
             misses = 0;
             if active.swap(false, Ordering::Relaxed) {
-                tracing::info!(%primary, "the primary is back; standing by");
+                tracing::info!(%primary, "the primary reads again; standing by");
+                if let Err(error) = state.store().release_lease(state.unit_name()).await {
+                    tracing::warn!(%error, "could not release the reader lease; it expires by itself");
+                }
             }
         } else {
             misses += 1;
             if misses >= reader.misses && !active.load(Ordering::Relaxed) {
                 // A last, more patient check before acting on a suspected failure.
-                let confirmed_dead = !client
-                    .get(&heartbeat)
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if confirmed_dead {
-                    tracing::warn!(%primary, misses, "the primary is gone; this backup takes over polling");
+                if !primary_reads(&client, &heartbeat, Duration::from_secs(2)).await {
+                    tracing::warn!(%primary, misses, "the primary is gone or stalled; this backup polls once its lease expires");
                     active.store(true, Ordering::Relaxed);
                 }
             }
@@ -398,6 +543,25 @@ async fn watch_primary(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Whether the primary answers its heartbeat and reads (or wants to).
+async fn primary_reads(client: &reqwest::Client, heartbeat: &str, timeout: Duration) -> bool {
+    let Ok(response) = client.get(heartbeat).timeout(timeout).send().await else {
+        return false;
+    };
+    if !response.status().is_success() {
+        return false;
+    }
+    let Ok(body) = response.json::<serde_json::Value>().await else {
+        return false;
+    };
+    matches!(body["reader"].as_str(), Some("reading" | "waiting"))
+}
+
+/// Milliseconds of a lease, as the store counts them.
+fn lease_millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// ±10 % so that many readers do not poll in lockstep.

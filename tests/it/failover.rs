@@ -6,7 +6,7 @@ use std::time::Duration;
 use hiscale::Store;
 use hiscale::config::ReaderRole;
 use tests::process::UnitProcess;
-use tests::replication::{cursor, poller_state, post_customer, wait_for};
+use tests::replication::{cursor, poller_state, post_customer, replication, wait_for};
 use tests::{Backend, JSON, SHOP, both_backends, customer_json, fresh_database, reader_config};
 
 both_backends!(
@@ -92,5 +92,91 @@ both_backends!(
             async || cursor(&primary_url).await >= third,
         )
         .await;
+    }
+);
+
+both_backends!(
+    a_backup_cut_off_from_a_live_primary_never_applies,
+    |backend: Backend| async move {
+        let owner_db = fresh_database(backend).await;
+        let owner = UnitProcess::start("registration-1", &owner_db.url).await;
+        let owner_store = Store::connect(&owner_db.url).await.unwrap();
+        let client = reqwest::Client::new();
+        let ids = [
+            post_customer(&client, &owner.url, customer_json(1), JSON).await,
+            post_customer(&client, &owner.url, customer_json(2), JSON).await,
+        ];
+
+        // The backup's view of the primary's heartbeat is cut (it points where nothing
+        // listens), while both reach the owner and their shared database.
+        let shop_db = fresh_database(backend).await;
+        let shop_store = Store::connect(&shop_db.url).await.unwrap();
+        let primary_config =
+            reader_config("shop", &shop_db.url, &owner.url, SHOP, shop::COPIED_ASPECTS);
+        let mut backup_config =
+            reader_config("shop", &shop_db.url, &owner.url, SHOP, shop::COPIED_ASPECTS);
+        backup_config.unit = "shop-2".into();
+        backup_config.reader.role = ReaderRole::Backup;
+        backup_config.reader.primary_url =
+            Some(format!("http://127.0.0.1:{}", tests::process::free_port()));
+        backup_config.reader.heartbeat_interval_ms = 200;
+        let primary = UnitProcess::start_config(primary_config).await;
+        let backup = UnitProcess::start_config(backup_config).await;
+
+        // Writes go on while the backup believes the primary is gone; sample throughout.
+        let writing = Duration::from_secs(8);
+        let started = std::time::Instant::now();
+        let mut last_cursor = 0;
+        let mut samples = 0;
+        let mut backup_tried = false;
+        let mut n = 0u64;
+        while started.elapsed() < writing {
+            n += 1;
+            let id = &ids[usize::try_from(n % 2).unwrap()];
+            let reply = client
+                .put(format!("{}/customers/{id}/person", owner.url))
+                .bearer_auth(tests::ADMIN)
+                .header("content-type", JSON)
+                .body(format!(
+                    r#"{{"type":"natural","firstname":"Cut","lastname":"Off{n}"}}"#
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status().as_u16(), 200);
+            let status = replication(&backup.url).await;
+            let source = &status["sources"][0];
+            assert_eq!(
+                source["chunks_applied"], 0,
+                "the backup applied a chunk while the primary held the lease: {status}"
+            );
+            backup_tried |= source["state"] == "waiting";
+            let stored = shop_store.cursor("customers").await.unwrap().get();
+            assert!(
+                stored >= last_cursor,
+                "the shared cursor went back from {last_cursor} to {stored}"
+            );
+            last_cursor = stored;
+            samples += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            backup_tried,
+            "the backup never asked for the lease: the test did not cut what it meant to"
+        );
+        let end = owner_store
+            .current_version("customers")
+            .await
+            .unwrap()
+            .get();
+        wait_for(
+            "the primary copies everything",
+            Duration::from_secs(30),
+            async || cursor(&primary.url).await >= end,
+        )
+        .await;
+        let status = replication(&primary.url).await;
+        assert_eq!(status["lease"]["holder"], "shop-1", "{status}");
+        println!("{n} writes, {samples} samples, cursor never went back, backup applied nothing");
     }
 );

@@ -9,6 +9,7 @@ mod demo;
 mod errors;
 mod failover;
 mod feed;
+mod lease;
 mod operations;
 mod resource;
 mod tidy;

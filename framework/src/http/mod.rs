@@ -153,6 +153,11 @@ impl AppState {
         &self.inner.store
     }
 
+    /// This unit's name (it holds the reader lease under it).
+    pub fn unit_name(&self) -> &str {
+        &self.inner.unit.unit
+    }
+
     /// This SA's own interface versions.
     pub fn interfaces(&self) -> &Interfaces {
         self.interfaces_of(self.inner.sa.name())

@@ -53,6 +53,7 @@ pub(super) async fn heartbeat(State(state): State<AppState>) -> Json<serde_json:
         "unit": state.inner.unit.unit,
         "zone": state.inner.unit.zone,
         "role": state.inner.unit.role,
+        "reader": state.replication().reader_state(),
     }))
 }
 
@@ -156,5 +157,8 @@ pub(super) async fn replication(
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_operator(&caller)?;
-    Ok(Json(json!({ "sources": state.replication().snapshot() })))
+    let lease = state.store().lease().await?;
+    Ok(Json(
+        json!({ "sources": state.replication().snapshot(), "lease": lease }),
+    ))
 }

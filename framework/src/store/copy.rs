@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use sqlx::AnyConnection;
 
+use super::lease::{Fence, check_and_renew};
 use super::{Backend, Error, Store, unix_now};
 use crate::aspect::UniqueKey;
 use crate::version::{ResourceId, Version};
@@ -29,6 +30,16 @@ pub struct ChunkAspect {
     pub unique_keys: Vec<UniqueKey>,
 }
 
+/// Whether applying a chunk may move the cursor back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorMove {
+    /// Only ever up: re-applying or applying an older chunk never moves the cursor back, so a
+    /// copy's feed horizon never goes back for its own readers.
+    Forward,
+    /// The first chunk of a re-read from version 0 after `410`: the cursor starts again.
+    Restart,
+}
+
 /// Rows per multi-row statement: well below SQLite's and PostgreSQL's parameter limits.
 const ROWS_PER_STATEMENT: usize = 400;
 
@@ -44,15 +55,47 @@ impl Store {
     }
 
     /// Applies a chunk in one transaction: per aspect the higher version wins, tombstones
-    /// included, and the cursor moves to `cursor` with it.
+    /// included, and the cursor moves up to `cursor` with it (never down: a chunk applied late
+    /// changes nothing). For tools and tests; a unit's poller uses [`Store::apply_fenced_chunk`].
     pub async fn apply_chunk(
         &self,
         collection: &str,
         items: &[ChunkItem],
         cursor: Version,
     ) -> Result<(), Error> {
+        self.apply(collection, items, cursor, None, CursorMove::Forward)
+            .await
+    }
+
+    /// Like [`Store::apply_chunk`], but only while `fence` still holds the reader lease
+    /// (checked and renewed in the same transaction; [`Error::Fenced`] otherwise, and nothing
+    /// is applied). `cursor_move` says whether the cursor may go back: only a re-read from 0
+    /// after `410` moves it back, with its first chunk.
+    pub async fn apply_fenced_chunk(
+        &self,
+        collection: &str,
+        items: &[ChunkItem],
+        cursor: Version,
+        fence: &Fence,
+        cursor_move: CursorMove,
+    ) -> Result<(), Error> {
+        self.apply(collection, items, cursor, Some(fence), cursor_move)
+            .await
+    }
+
+    async fn apply(
+        &self,
+        collection: &str,
+        items: &[ChunkItem],
+        cursor: Version,
+        fence: Option<&Fence>,
+        cursor_move: CursorMove,
+    ) -> Result<(), Error> {
         let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
+        if let Some(fence) = fence {
+            check_and_renew(&mut transaction, self.backend, fence).await?;
+        }
         let (deleted, live): (Vec<&ChunkItem>, Vec<&ChunkItem>) =
             items.iter().partition(|item| item.deleted);
         upsert_resources(&mut transaction, self.backend, collection, &live).await?;
@@ -74,11 +117,13 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO hs_cursor (collection, version, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (collection) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+             ON CONFLICT (collection) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at \
+             WHERE hs_cursor.version < excluded.version OR $4 = 1",
         )
         .bind(collection)
         .bind(cursor.get())
         .bind(unix_now())
+        .bind(i64::from(cursor_move == CursorMove::Restart))
         .execute(&mut *transaction)
         .await?;
         transaction.commit().await?;

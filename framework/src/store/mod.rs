@@ -7,6 +7,7 @@
 mod copy;
 mod feed;
 mod horizon;
+mod lease;
 mod read;
 mod write;
 
@@ -17,8 +18,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::Mutex;
 
-pub use copy::{ChunkAspect, ChunkItem};
+pub use copy::{ChunkAspect, ChunkItem, CursorMove};
 pub use feed::{Consumer, PurgeReport};
+pub use lease::{Fence, LeaseState};
 pub use read::{ChangeBatch, ChangedResource, StoredAspect, StoredResource};
 pub use write::{AspectEdit, Change, Committed, PendingWrite, Target};
 
@@ -65,6 +67,8 @@ pub enum Error {
     BadDatabaseName(String),
     #[error("stored data is not what this version of the code expects: {0}")]
     Corrupt(String),
+    #[error("the reader lease of epoch {epoch} is no longer held: another unit reads now")]
+    Fenced { epoch: i64 },
 }
 
 impl Error {
