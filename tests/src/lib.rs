@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 pub mod demo;
+pub mod load;
 pub mod pg_cluster;
 pub mod process;
 pub mod replication;
