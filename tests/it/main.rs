@@ -5,6 +5,7 @@
 mod concurrency;
 mod copies;
 mod copy_access;
+mod crash;
 mod demo;
 mod errors;
 mod failover;
