@@ -12,6 +12,7 @@ mod failover;
 mod feed;
 mod lease;
 mod operations;
+mod outage;
 mod resource;
 mod tidy;
 mod write_answers;
