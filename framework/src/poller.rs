@@ -519,8 +519,19 @@ async fn watch_primary(
     let client = reqwest::Client::new();
     let heartbeat = format!("{}/heartbeat", primary.trim_end_matches('/'));
     let mut misses = 0u32;
+    let mut zone_checked = false;
     loop {
-        if primary_reads(&client, &heartbeat, interval).await {
+        let answer = heartbeat_of(&client, &heartbeat, interval).await;
+        if let Some(body) = &answer
+            && !zone_checked
+        {
+            zone_checked = true;
+            let zone = state.zone();
+            if zone.is_some() && body["zone"].as_str() == zone {
+                tracing::warn!(%primary, zone = zone.unwrap_or_default(), "primary and backup reader share a zone: one zone's outage takes both");
+            }
+        }
+        if reads(answer.as_ref()) {
             misses = 0;
             if active.swap(false, Ordering::Relaxed) {
                 tracing::info!(%primary, "the primary reads again; standing by");
@@ -532,7 +543,8 @@ async fn watch_primary(
             misses += 1;
             if misses >= reader.misses && !active.load(Ordering::Relaxed) {
                 // A last, more patient check before acting on a suspected failure.
-                if !primary_reads(&client, &heartbeat, Duration::from_secs(2)).await {
+                let patient = heartbeat_of(&client, &heartbeat, Duration::from_secs(2)).await;
+                if !reads(patient.as_ref()) {
                     tracing::warn!(%primary, misses, "the primary is gone or stalled; this backup polls once its lease expires");
                     active.store(true, Ordering::Relaxed);
                 }
@@ -545,18 +557,22 @@ async fn watch_primary(
     }
 }
 
-/// Whether the primary answers its heartbeat and reads (or wants to).
-async fn primary_reads(client: &reqwest::Client, heartbeat: &str, timeout: Duration) -> bool {
-    let Ok(response) = client.get(heartbeat).timeout(timeout).send().await else {
-        return false;
-    };
+/// The primary's heartbeat body, when it answers within `timeout`.
+async fn heartbeat_of(
+    client: &reqwest::Client,
+    heartbeat: &str,
+    timeout: Duration,
+) -> Option<serde_json::Value> {
+    let response = client.get(heartbeat).timeout(timeout).send().await.ok()?;
     if !response.status().is_success() {
-        return false;
+        return None;
     }
-    let Ok(body) = response.json::<serde_json::Value>().await else {
-        return false;
-    };
-    matches!(body["reader"].as_str(), Some("reading" | "waiting"))
+    response.json::<serde_json::Value>().await.ok()
+}
+
+/// Whether a heartbeat says its unit reads (or wants to).
+fn reads(heartbeat: Option<&serde_json::Value>) -> bool {
+    heartbeat.is_some_and(|body| matches!(body["reader"].as_str(), Some("reading" | "waiting")))
 }
 
 /// Milliseconds of a lease, as the store counts them.

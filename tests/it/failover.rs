@@ -1,13 +1,18 @@
 //! Primary and backup readers: the backup stands by while the primary answers its heartbeat,
 //! takes over polling when the primary is gone, and steps back when it returns.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hiscale::Store;
 use hiscale::config::ReaderRole;
 use tests::process::UnitProcess;
 use tests::replication::{cursor, poller_state, post_customer, replication, wait_for};
 use tests::{Backend, JSON, SHOP, both_backends, customer_json, fresh_database, reader_config};
+
+/// The reader lease in these tests: short, so that a takeover is quick.
+const LEASE_MS: u64 = 2_000;
+/// Timing assertions allow this much on top of what the design promises (shared machines).
+const MARGIN: Duration = Duration::from_secs(8);
 
 both_backends!(
     the_backup_takes_over_and_steps_back,
@@ -36,6 +41,9 @@ both_backends!(
         backup_config.reader.role = ReaderRole::Backup;
         backup_config.reader.primary_url = Some(format!("http://{}", primary_config.listen));
         backup_config.reader.heartbeat_interval_ms = 200;
+        let mut primary_config = primary_config;
+        primary_config.reader.lease_ms = LEASE_MS;
+        backup_config.reader.lease_ms = LEASE_MS;
         let mut primary = Some(UnitProcess::start_config(primary_config.clone()).await);
         let backup = UnitProcess::start_config(backup_config).await;
 
@@ -62,12 +70,21 @@ both_backends!(
 
         // The primary dies: the backup notices by heartbeat and polls; new changes arrive.
         drop(primary.take());
+        let killed = Instant::now();
         wait_for(
             "the backup takes over",
             Duration::from_secs(30),
             async || poller_state(&backup.url).await == "polling",
         )
         .await;
+        // Three missed heartbeats and a patient last check, or the lease, whichever is later,
+        // plus a wide margin for a shared machine.
+        let took_over = killed.elapsed();
+        println!("the backup polls {took_over:?} after the primary was killed");
+        assert!(
+            took_over < Duration::from_millis(3 * 200 + 2_000 + LEASE_MS) + MARGIN,
+            "takeover took {took_over:?}"
+        );
         let second = create(2).await;
         wait_for(
             "the backup copies new changes",
@@ -78,12 +95,19 @@ both_backends!(
 
         // The primary returns (same address): the backup stands by again.
         primary = Some(UnitProcess::start_config(primary_config).await);
+        let returned = Instant::now();
         wait_for(
             "the backup steps back",
             Duration::from_secs(30),
             async || poller_state(&backup.url).await == "standing-by",
         )
         .await;
+        let stepped_back = returned.elapsed();
+        println!("the backup stands by {stepped_back:?} after the primary answered again");
+        assert!(
+            stepped_back < Duration::from_millis(2 * 200) + MARGIN,
+            "stepping back took {stepped_back:?}"
+        );
         let third = create(3).await;
         let primary_url = primary.as_ref().unwrap().url.clone();
         wait_for(

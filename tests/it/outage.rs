@@ -39,7 +39,21 @@ async fn a_stopped_database_answers_503_and_loses_nothing() {
         "database stopped at {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    tokio::time::sleep(OUTAGE).await;
+    // Operators and HAProxy see the outage in `/health`, and the unit keeps running.
+    let client = reqwest::Client::new();
+    let health = async || {
+        client
+            .get(format!("{}/health", owner.url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map(|reply| reply.status().as_u16())
+            .unwrap_or(0)
+    };
+    tokio::time::sleep(OUTAGE / 2).await;
+    let during = health().await;
+    assert_eq!(during, 503, "/health during the outage");
+    tokio::time::sleep(OUTAGE / 2).await;
     tokio::task::block_in_place(|| cluster.start_again());
     println!(
         "database started again at {:.1} s",
@@ -52,7 +66,9 @@ async fn a_stopped_database_answers_503_and_loses_nothing() {
         started.elapsed().as_secs_f64(),
         report.summary()
     );
+    // Back to PASS without a restart of the unit: the pool reconnects by itself.
     wait_healthy(&owner.url, Duration::from_secs(60)).await;
+    assert_eq!(health().await, 200, "/health after the outage");
 
     let failures: Vec<(&AnswerKind, &u64)> = report
         .answers

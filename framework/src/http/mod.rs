@@ -158,6 +158,11 @@ impl AppState {
         &self.inner.unit.unit
     }
 
+    /// The zone this unit runs in, when the configuration names one.
+    pub fn zone(&self) -> Option<&str> {
+        self.inner.unit.zone.as_deref()
+    }
+
     /// This SA's own interface versions.
     pub fn interfaces(&self) -> &Interfaces {
         self.interfaces_of(self.inner.sa.name())
