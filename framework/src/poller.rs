@@ -4,7 +4,7 @@
 //! reader lease (`store::lease`), and a chunk is applied only while its epoch holds it, so a
 //! backup that merely lost sight of a live primary never writes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,8 +15,8 @@ use crate::config::{ReaderConfig, ReaderRole, SourceConfig};
 use crate::http::AppState;
 use crate::model::Collection;
 use crate::repr;
-use crate::store::{self, ChunkAspect, ChunkItem, CursorMove, Fence};
-use crate::version::{ResourceId, Version};
+use crate::store::{self, ApplyMode, ChunkAspect, ChunkItem, Fence};
+use crate::version::Version;
 
 /// What `/admin/replication` shows, shared between the pollers and the HTTP edge.
 #[derive(Debug, Clone, Default)]
@@ -39,8 +39,9 @@ pub struct SourceStatus {
     /// Seconds since the copy was last caught up with its source.
     pub lag_seconds: f64,
     pub last_error: Option<String>,
-    /// When the polling loop must have turned again (or renewed its lease) at the latest; a
-    /// loop that has not is stuck, and the heartbeat says so.
+    /// While this unit holds the reader lease: when the polling loop must have renewed it
+    /// again at the latest. A loop that has not (stuck, or unable to reach its database) makes
+    /// the heartbeat say `stalled`.
     #[serde(skip)]
     due_by: Option<Instant>,
 }
@@ -52,7 +53,7 @@ impl Replication {
 
     /// What this unit does as a reader, for `/heartbeat`: `none` (no copies), `reading`,
     /// `waiting` (wants the lease another unit holds), `standing-by` (a backup), or `stalled`
-    /// (a polling loop overdue: a backup may take over once the lease expires).
+    /// (a lease holder overdue with its renewal: a backup may take over once the lease expires).
     pub fn reader_state(&self) -> &'static str {
         let sources = self.lock();
         if sources.is_empty() {
@@ -130,7 +131,7 @@ pub fn spawn(
             source,
             role,
             active: active.clone(),
-            lease: Duration::from_millis(reader.lease_ms.max(MIN_LEASE_MS)),
+            lease: Duration::from_millis(reader.lease_ms.clamp(MIN_LEASE_MS, MAX_LEASE_MS)),
         };
         tasks.push(tokio::spawn(poller.run(shutdown.clone())));
     }
@@ -148,13 +149,16 @@ struct Poller {
 
 /// Shorter leases would expire between two renewals of a busy loop.
 const MIN_LEASE_MS: u64 = 500;
+/// Longer ones would only delay a takeover (and overflow clocks at absurd values).
+const MAX_LEASE_MS: u64 = 10 * 60 * 1000;
 
 /// What one poll led to.
 enum Outcome {
-    /// Applied a chunk; `more` says whether to ask again at once.
-    Applied { more: bool },
-    /// The source no longer has tombstones we need: re-read from 0.
-    ResyncRequired,
+    /// Applied a chunk; `more` says whether to ask again at once, `resyncing` whether a
+    /// re-read from 0 is still under way.
+    Applied { more: bool, resyncing: bool },
+    /// The source no longer has tombstones we need: a re-read from 0 has begun (durably).
+    ResyncStarted,
     /// Another unit holds the reader lease now: nothing was applied.
     Deposed,
 }
@@ -186,7 +190,6 @@ impl Poller {
             .map_or(0, Version::get);
         self.status(|status| status.cursor = stored_cursor);
         let mut backoff = Duration::from_millis(500);
-        let mut resync: Option<Resync> = None;
         let mut caught_up_at = Instant::now();
         loop {
             if *shutdown.borrow() {
@@ -196,7 +199,10 @@ impl Poller {
                 if self.state_is("standing-by") {
                     // Standing by already: the lease, if this unit held it, was given up.
                 } else {
-                    self.status(|status| status.state = "standing-by".into());
+                    self.status(|status| {
+                        status.state = "standing-by".into();
+                        status.due_by = None;
+                    });
                     // Give the lease up at once, in case this loop took it again after the
                     // watcher released it.
                     if let Err(error) = self
@@ -236,24 +242,16 @@ impl Poller {
                     self.pause_for(LEASE_RETRY, &mut shutdown).await;
                     continue;
                 };
-                match self.poll_once(&client, resync.as_mut(), &fence).await {
-                    Ok(Outcome::Applied { more }) => {
+                match self.poll_once(&client, &fence).await {
+                    Ok(Outcome::Applied { more, resyncing }) => {
                         backoff = Duration::from_millis(500);
                         if !more {
                             caught_up_at = Instant::now();
-                            if let Some(finished) = resync.take() {
-                                self.finish_resync(&finished).await;
-                            }
                         }
                         let lag = caught_up_at.elapsed().as_secs_f64();
                         metrics::gauge!("hiscale_replication_lag_seconds", "collection" => name.clone()).set(lag);
                         self.status(|status| {
-                            status.state = if resync.is_some() {
-                                "resyncing"
-                            } else {
-                                "polling"
-                            }
-                            .into();
+                            status.state = if resyncing { "resyncing" } else { "polling" }.into();
                             status.lag_seconds = lag;
                             status.last_error = None;
                         });
@@ -268,9 +266,8 @@ impl Poller {
                         self.status(|status| status.state = "waiting".into());
                         LEASE_RETRY
                     }
-                    Ok(Outcome::ResyncRequired) => {
+                    Ok(Outcome::ResyncStarted) => {
                         tracing::warn!(collection = %name, "source requires a resync: re-reading from version 0");
-                        resync = Some(Resync::default());
                         self.status(|status| status.state = "resyncing".into());
                         Duration::ZERO
                     }
@@ -291,21 +288,31 @@ impl Poller {
         }
     }
 
-    /// Sleeps `pause` (unless shut down), noting that the loop turns again after it.
+    /// Sleeps `pause` (unless shut down), renewing the lease meanwhile if this unit holds
+    /// it: a long interval or error backoff must not let a healthy primary's lease lapse.
     async fn pause_for(&self, pause: Duration, shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-        self.mark_due(pause);
-        if !pause.is_zero() {
+        let slice = self.lease / 3;
+        let mut remaining = pause;
+        while !remaining.is_zero() {
+            let step = remaining.min(slice);
             tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                _ = shutdown.changed() => {}
+                () = tokio::time::sleep(step) => {}
+                _ = shutdown.changed() => return,
+            }
+            remaining = remaining.saturating_sub(step);
+            if !remaining.is_zero() && self.holds_lease() {
+                // An error here shows in the next turn of the loop, which acquires again.
+                let _ = self.acquire().await;
             }
         }
     }
 
-    /// The loop promises to turn (or renew its lease) within `pause` plus one lease.
-    fn mark_due(&self, pause: Duration) {
-        let due = Instant::now() + pause + self.lease;
-        self.status(|status| status.due_by = Some(due));
+    fn holds_lease(&self) -> bool {
+        self.state
+            .replication()
+            .snapshot()
+            .iter()
+            .any(|status| status.collection == self.collection.name() && status.due_by.is_some())
     }
 
     fn state_is(&self, state: &str) -> bool {
@@ -317,27 +324,33 @@ impl Poller {
     }
 
     /// Takes or renews the reader lease (any expired lease may be taken: a backup is active
-    /// only while its primary is gone or stalled).
+    /// only while its primary is gone or stalled). A successful renewal promises the next one
+    /// within a lease; a unit with a stuck polling loop (another source's) renews nothing, so
+    /// its lease lapses and the backup can take over.
     async fn acquire(&self) -> Result<Option<Fence>, store::Error> {
-        self.state
+        if self.state.replication().reader_state() == "stalled" {
+            self.status(|status| status.due_by = None);
+            return Ok(None);
+        }
+        let fence = self
+            .state
             .store()
             .acquire_lease(self.state.unit_name(), lease_millis(self.lease), true)
-            .await
+            .await?;
+        let due = fence.as_ref().map(|_| Instant::now() + self.lease);
+        self.status(|status| status.due_by = due);
+        Ok(fence)
     }
 
-    async fn poll_once(
-        &self,
-        client: &reqwest::Client,
-        resync: Option<&mut Resync>,
-        fence: &Fence,
-    ) -> Result<Outcome, String> {
+    async fn poll_once(&self, client: &reqwest::Client, fence: &Fence) -> Result<Outcome, String> {
         let store = self.state.store();
-        let cursor = match resync {
-            Some(ref resync) if !resync.started => Version::ZERO,
-            _ => store
-                .cursor(self.collection.name())
-                .await
-                .map_err(|e| e.to_string())?,
+        let position = store
+            .copy_position(self.collection.name())
+            .await
+            .map_err(|e| e.to_string())?;
+        let (cursor, mode) = match position.resync {
+            Some((generation, at)) => (at, ApplyMode::Resync { generation }),
+            None => (position.cursor, ApplyMode::Follow),
         };
         let url = format!(
             "{}/{}?version={}&aspects={}&limit={}&wait={}",
@@ -356,13 +369,17 @@ impl Poller {
                 format!("application/vnd.{}.v1+json", self.collection.owner()),
             )
             .send();
-        let Some(response) = self.renewing_while(request).await? else {
+        let Some(response) = self.renewing_while(fence, request).await? else {
             return Ok(Outcome::Deposed);
         };
         let response = response.map_err(|error| format!("request failed: {error}"))?;
         let status = response.status();
         if status.as_u16() == 410 {
-            return Ok(Outcome::ResyncRequired);
+            return match store.start_resync(self.collection.name(), fence).await {
+                Ok(_) => Ok(Outcome::ResyncStarted),
+                Err(store::Error::Fenced { .. }) => Ok(Outcome::Deposed),
+                Err(error) => Err(format!("starting a resync failed: {error}")),
+            };
         }
         let body = response
             .bytes()
@@ -379,53 +396,59 @@ impl Poller {
         }
         let chunk = repr::parse_feed(&body, &self.collection).map_err(|error| error.to_string())?;
         let items = chunk_items(&self.collection, &chunk);
-        let cursor_move = match &resync {
-            Some(resync) if !resync.started => CursorMove::Restart,
-            _ => CursorMove::Forward,
-        };
-        if let Some(resync) = resync {
-            resync.started = true;
-            for item in items.iter().filter(|item| !item.deleted) {
-                for aspect in item.aspects.iter().filter(|aspect| aspect.body.is_some()) {
-                    resync.seen.insert((item.id.clone(), aspect.name.clone()));
-                }
-            }
-        }
         match store
-            .apply_fenced_chunk(
-                self.collection.name(),
-                &items,
-                chunk.version,
-                fence,
-                cursor_move,
-            )
+            .apply_fenced_chunk(self.collection.name(), &items, chunk.version, fence, mode)
             .await
         {
             Ok(()) => {}
             Err(store::Error::Fenced { .. }) => return Ok(Outcome::Deposed),
             Err(error) => return Err(format!("applying the chunk failed: {error}")),
         }
+        let mut resyncing = matches!(mode, ApplyMode::Resync { .. });
+        if let ApplyMode::Resync { generation } = mode
+            && !chunk.more
+        {
+            match store
+                .finish_resync(self.collection.name(), fence, generation, chunk.version)
+                .await
+            {
+                Ok(dropped) => {
+                    resyncing = false;
+                    tracing::info!(collection = %self.collection.name(), dropped, "resync finished");
+                }
+                Err(store::Error::Fenced { .. }) => return Ok(Outcome::Deposed),
+                Err(error) => return Err(format!("finishing the resync failed: {error}")),
+            }
+        }
         self.state.notify_change();
         metrics::histogram!("hiscale_replication_chunk_items", "collection" => self.collection.name().to_owned())
             .record(items.len() as f64);
+        let applied_cursor = if resyncing {
+            position.cursor.get()
+        } else {
+            chunk.version.get().max(position.cursor.get())
+        };
         self.status(|status| {
-            status.cursor = chunk.version.get();
+            status.cursor = applied_cursor;
             status.chunks_applied += 1;
             status.items_applied += items.len() as u64;
         });
-        Ok(Outcome::Applied { more: chunk.more })
+        Ok(Outcome::Applied {
+            more: chunk.more,
+            resyncing,
+        })
     }
 
     /// Waits for `request` while renewing the lease about three times per lease, so a long
     /// poll keeps it; `None` when the lease went to another unit meanwhile.
     async fn renewing_while<T>(
         &self,
+        fence: &Fence,
         request: impl std::future::Future<Output = T>,
     ) -> Result<Option<T>, String> {
         tokio::pin!(request);
         let every = self.lease / 3;
         loop {
-            self.mark_due(every);
             tokio::select! {
                 outcome = &mut request => return Ok(Some(outcome)),
                 () = tokio::time::sleep(every) => {
@@ -433,26 +456,14 @@ impl Poller {
                         return Ok(None);
                     }
                     match self.acquire().await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => return Ok(None),
+                        // The same epoch: still ours. Another: it lapsed and was taken again,
+                        // so what this poll brings belongs to an older epoch.
+                        Ok(Some(renewed)) if renewed.epoch == fence.epoch => {}
+                        Ok(_) => return Ok(None),
                         Err(error) => return Err(format!("renewing the reader lease failed: {error}")),
                     }
                 }
             }
-        }
-    }
-
-    async fn finish_resync(&self, resync: &Resync) {
-        match self
-            .state
-            .store()
-            .drop_unseen(self.collection.name(), &resync.seen)
-            .await
-        {
-            Ok(dropped) => {
-                tracing::info!(collection = %self.collection.name(), dropped, "resync finished")
-            }
-            Err(error) => tracing::error!(%error, "resync could not drop vanished resources"),
         }
     }
 
@@ -461,13 +472,6 @@ impl Poller {
             .replication()
             .update(self.collection.name(), change);
     }
-}
-
-/// A full re-read after `410`: what it has delivered so far, to drop the rest at its end.
-#[derive(Debug, Default)]
-struct Resync {
-    started: bool,
-    seen: HashSet<(ResourceId, String)>,
 }
 
 /// Turns a received chunk into what the store applies, with the unique values each document

@@ -3,14 +3,23 @@
 
 use std::time::Duration;
 
-use hiscale::store::{ChunkAspect, ChunkItem, CursorMove, Error};
+use hiscale::store::{ApplyMode, ChunkAspect, ChunkItem, Error};
 use hiscale::{ResourceId, Store, Version};
 use tests::{Backend, both_backends, fresh_database};
 
 fn chunk(version: i64, street: &str) -> Vec<ChunkItem> {
+    item_of(1, version, street)
+}
+
+/// A chunk with resource `version` (its id is its version) holding a person.
+fn item(version: i64, street: &str) -> Vec<ChunkItem> {
+    item_of(version, version, street)
+}
+
+fn item_of(id: i64, version: i64, street: &str) -> Vec<ChunkItem> {
     let version = Version::new(version).unwrap();
     vec![ChunkItem {
-        id: ResourceId::from_version(Version::new(1).unwrap()),
+        id: ResourceId::from_version(Version::new(id).unwrap()),
         version,
         deleted: false,
         aspects: vec![ChunkAspect {
@@ -51,7 +60,7 @@ both_backends!(
                 &chunk(2, "A"),
                 Version::new(2).unwrap(),
                 &first,
-                CursorMove::Forward,
+                ApplyMode::Follow,
             )
             .await
             .unwrap();
@@ -80,7 +89,7 @@ both_backends!(
                 &chunk(3, "B"),
                 Version::new(3).unwrap(),
                 &first,
-                CursorMove::Forward,
+                ApplyMode::Follow,
             )
             .await;
         assert!(matches!(deposed, Err(Error::Fenced { .. })), "{deposed:?}");
@@ -122,7 +131,7 @@ both_backends!(
 );
 
 both_backends!(
-    a_cursor_goes_back_only_when_a_resync_restarts,
+    a_resync_keeps_the_cursor_and_drops_what_it_did_not_deliver,
     |backend: Backend| async move {
         let database = fresh_database(backend).await;
         let store = Store::connect(&database.url).await.unwrap();
@@ -131,33 +140,59 @@ both_backends!(
             .await
             .unwrap()
             .unwrap();
-        let apply = |version: i64, cursor_move| {
+        let mut both = chunk(4, "Kept");
+        both.extend(item(5, "Gone"));
+        let apply = |items: Vec<ChunkItem>, version: i64, mode| {
             let store = store.clone();
             let fence = fence.clone();
             async move {
                 store
                     .apply_fenced_chunk(
                         "customers",
-                        &chunk(version, "X"),
+                        &items,
                         Version::new(version).unwrap(),
                         &fence,
-                        cursor_move,
+                        mode,
                     )
                     .await
                     .unwrap();
-                store.cursor("customers").await.unwrap().get()
+                store.copy_position("customers").await.unwrap()
             }
         };
-        assert_eq!(apply(10, CursorMove::Forward).await, 10);
+        assert_eq!(apply(both, 10, ApplyMode::Follow).await.cursor.get(), 10);
         assert_eq!(
-            apply(5, CursorMove::Forward).await,
+            apply(chunk(3, "Old"), 5, ApplyMode::Follow)
+                .await
+                .cursor
+                .get(),
             10,
-            "a late chunk never moves it back"
+            "a late chunk never moves the cursor back"
         );
+
+        // A re-read from 0 delivers only the first resource: the source deleted the other and
+        // purged its tombstone. The cursor (the copy's own feed horizon) stays meanwhile.
+        let generation = store.start_resync("customers", &fence).await.unwrap();
+        let position = apply(chunk(4, "Kept"), 11, ApplyMode::Resync { generation }).await;
+        assert_eq!(position.cursor.get(), 10);
         assert_eq!(
-            apply(4, CursorMove::Restart).await,
-            4,
-            "a re-read from 0 starts again"
+            position.resync,
+            Some((generation, Version::new(11).unwrap()))
         );
+        // A second reader resuming it sees the same durable state.
+        let resumed = Store::connect(&database.url).await.unwrap();
+        assert_eq!(resumed.copy_position("customers").await.unwrap(), position);
+
+        let dropped = store
+            .finish_resync("customers", &fence, generation, Version::new(12).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(dropped, 1);
+        let position = store.copy_position("customers").await.unwrap();
+        assert_eq!((position.cursor.get(), position.resync), (12, None));
+        let id = |n: i64| ResourceId::from_version(Version::new(n).unwrap());
+        assert!(store.read("customers", &id(1)).await.unwrap().is_some());
+        assert!(store.read("customers", &id(5)).await.unwrap().is_none());
+        // The copy's own readers below 12 must re-read too: it dropped what they may hold.
+        assert_eq!(store.purged_through("customers").await.unwrap().get(), 12);
     }
 );

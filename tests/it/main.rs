@@ -14,5 +14,6 @@ mod lease;
 mod operations;
 mod outage;
 mod resource;
+mod resync;
 mod tidy;
 mod write_answers;

@@ -95,13 +95,7 @@ pub(super) async fn feed(
             .consumer_resyncing(collection.name(), &caller.name, after)
             .await?;
     if behind_purge && !resyncing {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "resync-required",
-            format!(
-                "tombstones up to version {purged} are gone; re-read from version 0 and drop what is not seen"
-            ),
-        ));
+        return Err(resync_required(purged));
     }
     // A re-read from 0 stays marked until it has passed the purged tombstones.
     remember_consumer(
@@ -168,6 +162,16 @@ pub(super) async fn feed(
             () = tokio::time::sleep(DATABASE_CHECK_INTERVAL) => {}
         }
     };
+    // A purge, or a copy's re-read dropping what its source deleted, may have moved the purge
+    // horizon past `after` while this request waited: the chunk would carry the consumer past
+    // deletions it never saw. The check comes after the read, and a copy moves its cursor and
+    // its purge horizon in one transaction, so a chunk reaching beyond is always caught.
+    if !resyncing && after > Version::ZERO {
+        let purged_now = state.store().purged_through(collection.name()).await?;
+        if after < purged_now {
+            return Err(resync_required(purged_now));
+        }
+    }
     metrics::histogram!("hiscale_feed_chunk_items", "collection" => collection.name().to_owned())
         .record(batch.items.len() as f64);
     let body = bytes::Bytes::from(render(&batch, collection, negotiated.format));
@@ -175,6 +179,16 @@ pub(super) async fn feed(
         state.inner.chunks.insert(cache_key, body.clone()).await;
     }
     Ok(answer(&state, collection, negotiated, StatusCode::OK, body))
+}
+
+fn resync_required(purged: Version) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "resync-required",
+        format!(
+            "tombstones up to version {purged} are gone; re-read from version 0 and drop what is not seen"
+        ),
+    )
 }
 
 /// `GET /admin/consumers`: each consumer's last position and how far behind it is.

@@ -1,8 +1,6 @@
 //! Keeping a copy: applying a feed chunk so that re-applying it (or an older one) is harmless,
 //! with the cursor stored in the same transaction.
 
-use std::collections::HashSet;
-
 use sqlx::AnyConnection;
 
 use super::lease::{Fence, check_and_renew};
@@ -30,14 +28,24 @@ pub struct ChunkAspect {
     pub unique_keys: Vec<UniqueKey>,
 }
 
-/// Whether applying a chunk may move the cursor back.
+/// How a chunk is applied: following the source, or as part of a re-read from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CursorMove {
-    /// Only ever up: re-applying or applying an older chunk never moves the cursor back, so a
-    /// copy's feed horizon never goes back for its own readers.
-    Forward,
-    /// The first chunk of a re-read from version 0 after `410`: the cursor starts again.
-    Restart,
+pub enum ApplyMode {
+    /// The cursor moves up to the chunk's version, never down: re-applying or applying an
+    /// older chunk never moves a copy's feed horizon back for its own readers.
+    Follow,
+    /// A chunk of the re-read of this generation: the re-read's position moves, the cursor
+    /// stays, and every aspect delivered is marked as seen by it.
+    Resync { generation: i64 },
+}
+
+/// Where a copy stands in its source's feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyPosition {
+    /// Everything up to here is applied; the copy's own feed serves up to here.
+    pub cursor: Version,
+    /// A re-read from 0 under way: `(generation, how far it has come)`.
+    pub resync: Option<(i64, Version)>,
 }
 
 /// Rows per multi-row statement: well below SQLite's and PostgreSQL's parameter limits.
@@ -46,12 +54,126 @@ const ROWS_PER_STATEMENT: usize = 400;
 impl Store {
     /// Where this store's copy of `collection` stands in its source's feed.
     pub async fn cursor(&self, collection: &str) -> Result<Version, Error> {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM hs_cursor WHERE collection = $1")
-                .bind(collection)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(version.and_then(Version::new).unwrap_or(Version::ZERO))
+        Ok(self.copy_position(collection).await?.cursor)
+    }
+
+    /// The cursor, and the re-read from 0 under way, if any.
+    pub async fn copy_position(&self, collection: &str) -> Result<CopyPosition, Error> {
+        let row: Option<(i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT version, resync_position, resync_generation FROM hs_cursor WHERE collection = $1",
+        )
+        .bind(collection)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((cursor, position, generation)) = row else {
+            return Ok(CopyPosition {
+                cursor: Version::ZERO,
+                resync: None,
+            });
+        };
+        Ok(CopyPosition {
+            cursor: Version::new(cursor).unwrap_or(Version::ZERO),
+            resync: position
+                .map(|position| (generation, Version::new(position).unwrap_or(Version::ZERO))),
+        })
+    }
+
+    /// Starts a re-read from version 0 (after `410`), durably: a restart or the other reader
+    /// resumes it. Returns its generation.
+    pub async fn start_resync(&self, collection: &str, fence: &Fence) -> Result<i64, Error> {
+        let _turn = self.write_turn().await;
+        let mut transaction = self.begin_write().await?;
+        check_and_renew(&mut transaction, self.backend, fence).await?;
+        sqlx::query(
+            "INSERT INTO hs_cursor (collection, version, updated_at) VALUES ($1, 0, $2) \
+             ON CONFLICT (collection) DO NOTHING",
+        )
+        .bind(collection)
+        .bind(unix_now())
+        .execute(&mut *transaction)
+        .await?;
+        let generation: i64 = sqlx::query_scalar(
+            "UPDATE hs_cursor SET resync_position = 0, resync_generation = resync_generation + 1 \
+             WHERE collection = $1 RETURNING resync_generation",
+        )
+        .bind(collection)
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(generation)
+    }
+
+    /// Ends the re-read of `generation` at `end` (its last chunk's version), in one
+    /// transaction: drops the live aspects it did not deliver (the source deleted them and
+    /// purged the tombstones) and resources left with nothing, moves the cursor to `end`, and,
+    /// when something was dropped, sets the copy's own purge horizon to `end`, so its readers
+    /// re-read too (`410`) and drop the same. Returns how many aspects were dropped.
+    pub async fn finish_resync(
+        &self,
+        collection: &str,
+        fence: &Fence,
+        generation: i64,
+        end: Version,
+    ) -> Result<u64, Error> {
+        let _turn = self.write_turn().await;
+        let mut transaction = self.begin_write().await?;
+        check_and_renew(&mut transaction, self.backend, fence).await?;
+        let current: Option<i64> = sqlx::query_scalar(
+            "SELECT resync_generation FROM hs_cursor \
+             WHERE collection = $1 AND resync_position IS NOT NULL",
+        )
+        .bind(collection)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        if current != Some(generation) {
+            return Err(Error::Fenced { epoch: fence.epoch });
+        }
+        sqlx::query(
+            "DELETE FROM hs_unique WHERE collection = $1 AND EXISTS (SELECT 1 FROM hs_aspect a \
+             WHERE a.collection = hs_unique.collection AND a.resource_id = hs_unique.resource_id \
+               AND a.aspect = hs_unique.aspect AND a.deleted = 0 AND a.resync_mark < $2)",
+        )
+        .bind(collection)
+        .bind(generation)
+        .execute(&mut *transaction)
+        .await?;
+        let dropped = sqlx::query(
+            "DELETE FROM hs_aspect WHERE collection = $1 AND deleted = 0 AND resync_mark < $2",
+        )
+        .bind(collection)
+        .bind(generation)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM hs_resource WHERE collection = $1 AND NOT EXISTS (SELECT 1 FROM hs_aspect a \
+             WHERE a.collection = hs_resource.collection AND a.resource_id = hs_resource.resource_id)",
+        )
+        .bind(collection)
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query(
+            "UPDATE hs_cursor SET resync_position = NULL, updated_at = $2, \
+             version = CASE WHEN version < $3 THEN $3 ELSE version END WHERE collection = $1",
+        )
+        .bind(collection)
+        .bind(unix_now())
+        .bind(end.get())
+        .execute(&mut *transaction)
+        .await?;
+        if dropped > 0 {
+            sqlx::query(
+                "INSERT INTO hs_purge (collection, version) VALUES ($1, $2) \
+                 ON CONFLICT (collection) DO UPDATE SET version = excluded.version \
+                 WHERE hs_purge.version < excluded.version",
+            )
+            .bind(collection)
+            .bind(end.get())
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(dropped)
     }
 
     /// Applies a chunk in one transaction: per aspect the higher version wins, tombstones
@@ -63,23 +185,22 @@ impl Store {
         items: &[ChunkItem],
         cursor: Version,
     ) -> Result<(), Error> {
-        self.apply(collection, items, cursor, None, CursorMove::Forward)
+        self.apply(collection, items, cursor, None, ApplyMode::Follow)
             .await
     }
 
     /// Like [`Store::apply_chunk`], but only while `fence` still holds the reader lease
     /// (checked and renewed in the same transaction; [`Error::Fenced`] otherwise, and nothing
-    /// is applied). `cursor_move` says whether the cursor may go back: only a re-read from 0
-    /// after `410` moves it back, with its first chunk.
+    /// is applied), and as part of a re-read when `mode` says so.
     pub async fn apply_fenced_chunk(
         &self,
         collection: &str,
         items: &[ChunkItem],
         cursor: Version,
         fence: &Fence,
-        cursor_move: CursorMove,
+        mode: ApplyMode,
     ) -> Result<(), Error> {
-        self.apply(collection, items, cursor, Some(fence), cursor_move)
+        self.apply(collection, items, cursor, Some(fence), mode)
             .await
     }
 
@@ -89,7 +210,7 @@ impl Store {
         items: &[ChunkItem],
         cursor: Version,
         fence: Option<&Fence>,
-        cursor_move: CursorMove,
+        mode: ApplyMode,
     ) -> Result<(), Error> {
         let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
@@ -115,77 +236,48 @@ impl Store {
         for item in deleted {
             delete_resource_copy(&mut transaction, collection, item).await?;
         }
-        sqlx::query(
-            "INSERT INTO hs_cursor (collection, version, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (collection) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at \
-             WHERE hs_cursor.version < excluded.version OR $4 = 1",
-        )
-        .bind(collection)
-        .bind(cursor.get())
-        .bind(unix_now())
-        .bind(i64::from(cursor_move == CursorMove::Restart))
-        .execute(&mut *transaction)
-        .await?;
+        match mode {
+            ApplyMode::Follow => {
+                sqlx::query(
+                    "INSERT INTO hs_cursor (collection, version, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (collection) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at \
+                     WHERE hs_cursor.version < excluded.version",
+                )
+                .bind(collection)
+                .bind(cursor.get())
+                .bind(unix_now())
+                .execute(&mut *transaction)
+                .await?;
+            }
+            ApplyMode::Resync { generation } => {
+                let moved = sqlx::query(
+                    "UPDATE hs_cursor SET resync_position = $1, updated_at = $2 \
+                     WHERE collection = $3 AND resync_generation = $4 AND resync_position IS NOT NULL",
+                )
+                .bind(cursor.get())
+                .bind(unix_now())
+                .bind(collection)
+                .bind(generation)
+                .execute(&mut *transaction)
+                .await?;
+                if moved.rows_affected() == 0 {
+                    // Another reader started a newer re-read or finished this one.
+                    return Err(Error::Fenced {
+                        epoch: fence.map_or(0, |fence| fence.epoch),
+                    });
+                }
+                mark_delivered(
+                    &mut transaction,
+                    self.backend,
+                    collection,
+                    items,
+                    generation,
+                )
+                .await?;
+            }
+        }
         transaction.commit().await?;
         Ok(())
-    }
-
-    /// After a full re-read: removes every aspect (and resource) of the copy that the source
-    /// no longer has. `seen` holds every live `(resource, aspect)` the re-read delivered.
-    pub async fn drop_unseen(
-        &self,
-        collection: &str,
-        seen: &HashSet<(ResourceId, String)>,
-    ) -> Result<u64, Error> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT resource_id, aspect FROM hs_aspect WHERE collection = $1")
-                .bind(collection)
-                .fetch_all(&self.pool)
-                .await?;
-        let live: HashSet<&ResourceId> = seen.iter().map(|(id, _)| id).collect();
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT resource_id FROM hs_resource WHERE collection = $1")
-                .bind(collection)
-                .fetch_all(&self.pool)
-                .await?;
-        let _turn = self.write_turn().await;
-        let mut transaction = self.begin_write().await?;
-        for (id, aspect) in rows {
-            let known = ResourceId::parse(&id)
-                .is_some_and(|parsed| seen.contains(&(parsed, aspect.clone())));
-            if known {
-                continue;
-            }
-            for table in ["hs_aspect", "hs_unique"] {
-                let statement = format!(
-                    "DELETE FROM {table} WHERE collection = $1 AND resource_id = $2 AND aspect = $3"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .bind(collection)
-                    .bind(id.as_str())
-                    .bind(aspect.as_str())
-                    .execute(&mut *transaction)
-                    .await?;
-            }
-        }
-        let mut dropped = 0;
-        for id in ids {
-            if ResourceId::parse(&id).is_some_and(|id| live.contains(&id)) {
-                continue;
-            }
-            for table in ["hs_aspect", "hs_unique", "hs_resource"] {
-                let statement =
-                    format!("DELETE FROM {table} WHERE collection = $1 AND resource_id = $2");
-                sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .bind(collection)
-                    .bind(id.as_str())
-                    .execute(&mut *transaction)
-                    .await?;
-            }
-            dropped += 1;
-        }
-        transaction.commit().await?;
-        Ok(dropped)
     }
 
     /// The resource holding a unique value (e.g. a login), compared case-insensitively.
@@ -205,6 +297,55 @@ impl Store {
         .await?;
         Ok(id.as_deref().and_then(ResourceId::parse))
     }
+}
+
+/// Marks every live aspect `items` delivered as seen by the re-read of `generation`.
+async fn mark_delivered(
+    connection: &mut AnyConnection,
+    backend: Backend,
+    collection: &str,
+    items: &[ChunkItem],
+    generation: i64,
+) -> Result<(), Error> {
+    let mut by_aspect: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for item in items.iter().filter(|item| !item.deleted) {
+        for aspect in item.aspects.iter().filter(|aspect| aspect.body.is_some()) {
+            by_aspect
+                .entry(aspect.name.as_str())
+                .or_default()
+                .push(item.id.as_str());
+        }
+    }
+    for (aspect, ids) in by_aspect {
+        for batch in ids.chunks(ROWS_PER_STATEMENT) {
+            let list = match backend {
+                Backend::Sqlite => vec!["?"; batch.len()].join(", "),
+                Backend::Postgres => (0..batch.len())
+                    .map(|index| format!("${}", index + 4))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            let statement = match backend {
+                Backend::Sqlite => format!(
+                    "UPDATE hs_aspect SET resync_mark = ? WHERE collection = ? AND aspect = ? \
+                     AND resource_id IN ({list})"
+                ),
+                Backend::Postgres => format!(
+                    "UPDATE hs_aspect SET resync_mark = $1 WHERE collection = $2 AND aspect = $3 \
+                     AND resource_id IN ({list})"
+                ),
+            };
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement))
+                .bind(generation)
+                .bind(collection)
+                .bind(aspect);
+            for id in batch {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *connection).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn upsert_resources(

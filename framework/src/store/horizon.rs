@@ -29,8 +29,19 @@ struct Tracker {
     settled: i64,
     /// Every version up to this one survives a crash of the database (see `make_durable`).
     durable: i64,
+    /// When the PostgreSQL server last started: a change means it crashed or restarted, and
+    /// what was settled in memory before may have been lost with unflushed WAL.
+    server_started: String,
     /// (sequence value seen, transactions in progress when it was seen), oldest first.
     candidates: VecDeque<(i64, Vec<String>)>,
+}
+
+impl Tracker {
+    /// Drops what was settled above the durable mark (and the candidates that led there).
+    fn forget_above_durable(&mut self) {
+        self.candidates.clear();
+        self.settled = self.settled.min(self.durable);
+    }
 }
 
 /// Takes the next version for one resource change inside a write transaction.
@@ -98,14 +109,38 @@ impl Store {
         let mut horizons = self.horizons.lock().await;
         let tracker = horizons.trackers.entry(collection.to_owned()).or_default();
         let settled = self.settle(tracker, collection).await?;
-        self.make_durable(tracker, collection, settled).await?;
+        if !self.make_durable(tracker, collection, settled).await? {
+            tracker.forget_above_durable();
+        }
         Ok(Version::new(tracker.settled).unwrap_or(Version::ZERO))
     }
 
     /// Moves `tracker.settled` as far as the finished writers allow and returns it.
     async fn settle(&self, tracker: &mut Tracker, collection: &str) -> Result<i64, Error> {
         // Order matters: the sequence first, then the writers in progress (see `allocate`).
-        let seen = self.current_version(collection).await?.get();
+        let (seen, server_started): (i64, String) = sqlx::query_as(
+            "SELECT COALESCE(pg_sequence_last_value($1::regclass), 0), \
+                    CAST(pg_postmaster_start_time() AS TEXT)",
+        )
+        .bind(sequence_name(collection))
+        .fetch_one(&self.pool)
+        .await?;
+        if server_started != tracker.server_started || seen < tracker.settled {
+            // A crash or restart: candidates name writers that are gone, and a sequence that
+            // went back lost advances nobody may see. Only what was made durable stays.
+            if !tracker.server_started.is_empty() {
+                tracing::warn!(
+                    collection,
+                    seen,
+                    settled = tracker.settled,
+                    "PostgreSQL restarted or its sequence went back; the feed horizon starts again from what was durable"
+                );
+            }
+            tracker.server_started = server_started;
+            tracker.forget_above_durable();
+            tracker.durable = tracker.durable.min(seen);
+            tracker.settled = tracker.durable;
+        }
         let in_progress = self.transactions_in_progress().await?;
         if in_progress.is_empty() {
             tracker.settled = tracker.settled.max(seen);
@@ -136,8 +171,9 @@ impl Store {
     }
 
     /// Makes sure the sequence's advance to `version` survives a crash before the feed
-    /// exposes it. A sequence logs its advances in WAL that only a later commit flushes; a
-    /// version drawn by a transaction that rolled back can therefore be lost in a crash, and
+    /// exposes it; `false` when the sequence no longer holds `version` (a crash lost it).
+    ///
+    /// A sequence logs its advances in WAL that only a later commit flushes; a version drawn by a transaction that rolled back can therefore be lost in a crash, and
     /// the sequence would hand it out again to a change that copies, already past it as their
     /// cursor, never receive. When a committed row carries `version`, its commit flushed the
     /// WAL up to there already; otherwise one small durable commit (`hs_exposed`), which comes
@@ -147,9 +183,9 @@ impl Store {
         tracker: &mut Tracker,
         collection: &str,
         version: i64,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         if version <= tracker.durable {
-            return Ok(());
+            return Ok(true);
         }
         let committed: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(version) FROM hs_aspect WHERE collection = $1 AND version <= $2",
@@ -159,18 +195,36 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         if committed != Some(version) {
-            sqlx::query(
-                "INSERT INTO hs_exposed (collection, version) VALUES ($1, $2) \
+            // The sequence is read in the same transaction, before its commit: if it holds
+            // `version` now, the record of that advance lies before this commit in the WAL,
+            // even if the server crashed and came back since `version` was seen.
+            let sequence = sequence_name(collection);
+            let marked = sqlx::query(
+                "INSERT INTO hs_exposed (collection, version) SELECT $1, $2 \
+                 WHERE COALESCE(pg_sequence_last_value($3::regclass), 0) >= $2 \
                  ON CONFLICT (collection) DO UPDATE SET version = excluded.version \
                  WHERE hs_exposed.version < excluded.version",
             )
             .bind(collection)
             .bind(version)
+            .bind(&sequence)
             .execute(&self.pool)
             .await?;
+            if marked.rows_affected() == 0 {
+                let still_handed_out: bool = sqlx::query_scalar(
+                    "SELECT COALESCE(pg_sequence_last_value($1::regclass), 0) >= $2",
+                )
+                .bind(&sequence)
+                .bind(version)
+                .fetch_one(&self.pool)
+                .await?;
+                if !still_handed_out {
+                    return Ok(false);
+                }
+            }
         }
         tracker.durable = version;
-        Ok(())
+        Ok(true)
     }
 
     /// The transactions that hold an id right now (cluster-wide: writers of other databases

@@ -76,6 +76,8 @@ impl Store {
         } else if current.is_empty() || (expired == 1 && take_expired) {
             epoch + 1
         } else {
+            // Let go of the row lock (PostgreSQL) or the write lock (SQLite) at once.
+            transaction.rollback().await?;
             return Ok(None);
         };
         let statement = format!(

@@ -18,7 +18,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::Mutex;
 
-pub use copy::{ChunkAspect, ChunkItem, CursorMove};
+pub use copy::{ApplyMode, ChunkAspect, ChunkItem, CopyPosition};
 pub use feed::{Consumer, PurgeReport};
 pub use lease::{Fence, LeaseState};
 pub use read::{ChangeBatch, ChangedResource, StoredAspect, StoredResource};
@@ -95,13 +95,18 @@ impl Error {
 }
 
 /// SQLSTATE classes and codes that mean "not now" rather than "never": connection exceptions
-/// (08…), the server shutting down or starting (57P01–57P03), too many connections (53300),
-/// and serialization or deadlock failures (40001, 40P01) — plus SQLite's busy and locked.
+/// (08…), the server shutting down, starting or timing out an idle session (57P01–57P03,
+/// 57P05), too many connections (53300), a read-only server after a failover (25006), and
+/// serialization or deadlock failures (40001, 40P01) — plus SQLite's busy and locked, whose
+/// extended codes (SQLITE_BUSY_TIMEOUT, …) keep the primary code in their low byte.
 fn unavailable_code(code: &str) -> bool {
+    if let Ok(sqlite) = code.parse::<u32>() {
+        return matches!(sqlite & 0xff, 5 | 6);
+    }
     code.starts_with("08")
         || matches!(
             code,
-            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "5" | "6" | "517" | "262"
+            "57P01" | "57P02" | "57P03" | "57P05" | "53300" | "25006" | "40001" | "40P01"
         )
 }
 
@@ -114,11 +119,46 @@ const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a SQLite writer waits for the single write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How a store is opened; [`Store::connect`] uses the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// SQLite's `PRAGMA synchronous`; ignored on PostgreSQL.
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// SQLite's `PRAGMA synchronous` in WAL mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// Syncs the WAL at every commit (one fsync per write transaction). What units use.
+    #[default]
+    Full,
+    /// Syncs only at checkpoints. Exists only so the benchmark can show the price of
+    /// durability: a power cut loses the last commits and the version counter with them, so
+    /// versions and ids already exposed would be handed out again — it breaks "a version once
+    /// exposed is never reused". Deliberately not offered in `UnitConfig`.
+    Normal,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "PRAGMA synchronous = FULL",
+            Self::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating when missing) the database at `url` and brings its schema up to date.
     /// `sqlite:///abs/path.db` or `postgres://user@host:port/db`.
     pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, ConnectOptions::default()).await
+    }
+
+    /// [`Store::connect`] with chosen options.
+    pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Self, Error> {
         sqlx::any::install_default_drivers();
+        let synchronous = options.sqlite_synchronous.pragma();
         let (backend, url) = if url.starts_with("sqlite:") {
             (Backend::Sqlite, with_create_mode(url))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -126,31 +166,51 @@ impl Store {
         } else {
             return Err(Error::UnsupportedUrl);
         };
-        let options: AnyConnectOptions = url.parse()?;
+        let connect_options: AnyConnectOptions = url.parse()?;
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
             .after_connect(move |connection, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the one writer. FULL syncs the WAL at
-                        // every commit: with NORMAL a power cut loses the last commits, and the
-                        // counter with them, so versions copies already hold would be handed
-                        // out again (ARCHITECTURE.md, "Durability").
+                        // WAL lets readers run beside the one writer. FULL (the default)
+                        // syncs the WAL at every commit: with NORMAL a power cut loses the last
+                        // commits, and the counter with them, so versions copies already hold
+                        // would be handed out again (ARCHITECTURE.md, "Durability").
                         let busy =
                             format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_TIMEOUT.as_millis());
                         connection.execute(sqlx::AssertSqlSafe(busy)).await?;
                         connection.execute("PRAGMA journal_mode = WAL").await?;
-                        connection.execute("PRAGMA synchronous = FULL").await?;
+                        connection.execute(synchronous).await?;
+                    } else {
+                        // "A version once exposed is never reused" needs commits that are
+                        // durable before they are visible (ARCHITECTURE.md, "Durability"): a
+                        // server configured with synchronous_commit = off is overridden for
+                        // this session (stronger settings such as remote_apply are kept).
+                        let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+                            .fetch_one(&mut *connection)
+                            .await?;
+                        if setting == "off" {
+                            connection.execute("SET synchronous_commit = on").await?;
+                        }
                     }
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(connect_options)
             .await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?;
+                if fsync != "on" {
+                    tracing::warn!(
+                        "PostgreSQL runs with fsync = {fsync}: a crash of its machine can lose \
+                         versions copies already hold (fine for throwaway test clusters only)"
+                    );
+                }
+            }
         }
         Ok(Self {
             pool,
@@ -277,5 +337,31 @@ fn with_create_mode(url: &str) -> String {
         format!("{url}&mode=rwc")
     } else {
         format!("{url}?mode=rwc")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_synchronous_follows_the_options() -> Result<(), Error> {
+        // PRAGMA synchronous reads 2 for FULL and 1 for NORMAL.
+        for (sync, level) in [(SqliteSync::Full, 2), (SqliteSync::Normal, 1)] {
+            let options = ConnectOptions {
+                sqlite_synchronous: sync,
+            };
+            let store = Store::connect_with("sqlite::memory:", options).await?;
+            let actual: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&store.pool)
+                .await?;
+            assert_eq!(actual, level, "{sync:?}");
+            store.close().await;
+        }
+        assert_eq!(
+            ConnectOptions::default().sqlite_synchronous,
+            SqliteSync::Full
+        );
+        Ok(())
     }
 }
