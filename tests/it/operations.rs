@@ -136,3 +136,27 @@ both_backends!(openapi_and_offline_docs, |backend| async move {
         "the Swagger UI bundle is served locally"
     );
 });
+
+both_backends!(
+    redirects_honour_the_forwarded_prefix,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let docs = |prefix: Option<&str>| {
+            let mut builder = request("GET", "/docs");
+            if let Some(prefix) = prefix {
+                builder = builder.header("x-forwarded-prefix", prefix);
+            }
+            builder.body(Body::empty()).unwrap()
+        };
+        let direct = app.send(docs(None)).await;
+        assert!(direct.status.is_redirection(), "{:?}", direct.status);
+        assert_eq!(direct.header("location"), Some("/docs/"));
+        // Behind the gateway or HAProxy the client must come back under the prefix.
+        let proxied = app.send(docs(Some("/registration"))).await;
+        assert!(proxied.status.is_redirection());
+        assert_eq!(proxied.header("location"), Some("/registration/docs/"));
+        // A prefix that is not a plain path is ignored, never echoed.
+        let hostile = app.send(docs(Some("//evil.example"))).await;
+        assert_eq!(hostile.header("location"), Some("/docs/"));
+    }
+);

@@ -125,3 +125,21 @@ pub(super) fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Opti
 fn shorten(text: &str) -> String {
     text.chars().take(40).collect()
 }
+
+/// `X-Forwarded-Prefix` from the gateway or HAProxy, when it is a plain path.
+pub(super) fn forwarded_prefix(headers: &HeaderMap) -> String {
+    header_text(
+        headers,
+        header::HeaderName::from_static("x-forwarded-prefix"),
+    )
+    .filter(|prefix| {
+        prefix.starts_with('/')
+            && !prefix.starts_with("//") // a protocol-relative URL would name another host
+            && prefix.len() <= 64
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+    })
+    .map(|prefix| prefix.trim_end_matches('/').to_owned())
+    .unwrap_or_default()
+}

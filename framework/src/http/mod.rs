@@ -232,8 +232,29 @@ pub fn app_with(state: AppState, own_routes: Router<AppState>) -> Router {
             ApiError::internal("a handler panicked").into_response()
         }))
         .layer(middleware::from_fn_with_state(state, render_errors))
+        .layer(middleware::from_fn(prefix_redirects))
         .layer(middleware::map_request(extract::strip_version_prefix))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Redirects (the docs' `/docs` → `/docs/`, say) name paths of this unit; behind the gateway
+/// or HAProxy the client reaches them under `X-Forwarded-Prefix`, so the prefix goes first.
+async fn prefix_redirects(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let prefix = extract::forwarded_prefix(request.headers());
+    let mut response = next.run(request).await;
+    if prefix.is_empty() || !response.status().is_redirection() {
+        return response;
+    }
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .filter(|location| location.starts_with('/') && !location.starts_with("//"))
+        .map(|location| format!("{prefix}{location}"));
+    if let Some(value) = location.and_then(|location| HeaderValue::from_str(&location).ok()) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

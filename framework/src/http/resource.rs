@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use super::extract::{UrlVersion, header_text, query_params};
+use super::extract::{UrlVersion, forwarded_prefix, header_text, query_params};
 use super::{ApiError, AppState};
 use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::auth::Caller;
@@ -462,23 +462,6 @@ fn if_match(headers: &HeaderMap) -> Result<Option<TagCondition>, ApiError> {
     header_text(headers, header::IF_MATCH)
         .map(|value| TagCondition::parse(value).ok_or_else(bad_condition))
         .transpose()
-}
-
-/// `X-Forwarded-Prefix` from the gateway or HAProxy, when it is a plain path.
-fn forwarded_prefix(headers: &HeaderMap) -> String {
-    header_text(
-        headers,
-        header::HeaderName::from_static("x-forwarded-prefix"),
-    )
-    .filter(|prefix| {
-        prefix.starts_with('/')
-            && prefix.len() <= 64
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
-    })
-    .map(|prefix| prefix.trim_end_matches('/').to_owned())
-    .unwrap_or_default()
 }
 
 pub(super) fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
