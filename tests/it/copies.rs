@@ -387,15 +387,7 @@ both_backends!(
         .await;
         post(&client, &owner.url, customer(99, false)).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let purged: serde_json::Value = client
-            .post(format!("{}/admin/purge", owner.url))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let purged = tests::replication::purge(&client, &owner.url).await;
         assert!(
             purged["purged"][0]["report"]["aspect_tombstones"]
                 .as_u64()

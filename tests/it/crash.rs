@@ -17,7 +17,7 @@ use tests::load::{Rng, WriteLoad, check_after_load, seed, wait_healthy};
 use tests::pg_cluster::PgCluster;
 use tests::process::UnitProcess;
 use tests::replication::{cursor, post_customer, wait_for};
-use tests::{ADMIN, Backend, JSON, LOGIN, fresh_database, reader_config};
+use tests::{ADMIN, Backend, JSON, LOGIN, fresh_database};
 
 /// Crash loops of the first test: each one is a chance for a lost version to come back.
 const ITERATIONS: usize = 20;
@@ -34,16 +34,7 @@ async fn landscape(
     let owner_db = cluster.database("registration").await;
     let owner = UnitProcess::start("registration-1", &owner_db).await;
     let copy_db = fresh_database(Backend::Sqlite).await;
-    let mut config = reader_config(
-        "login",
-        &copy_db.url,
-        &owner.url,
-        LOGIN,
-        login::COPIED_ASPECTS,
-    );
-    let (secret, public) = hiscale::session::generate_key_pair().unwrap();
-    config.sessions.signing_key = Some(secret);
-    config.sessions.public_key = Some(public);
+    let mut config = tests::login_reader_config(&copy_db.url, &owner.url);
     adjust(&mut config.sources[0]);
     let copy = UnitProcess::start_config(config).await;
     (owner, copy, copy_db)

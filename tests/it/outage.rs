@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tests::load::{AnswerKind, WriteLoad, check_after_load, seed, wait_healthy};
 use tests::pg_cluster::PgCluster;
 use tests::process::UnitProcess;
-use tests::{Backend, LOGIN, fresh_database, reader_config};
+use tests::{Backend, fresh_database};
 
 const WRITERS: usize = 4;
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -20,16 +20,7 @@ async fn a_stopped_database_answers_503_and_loses_nothing() {
     let owner_db = cluster.database("registration").await;
     let owner = UnitProcess::start("registration-1", &owner_db).await;
     let copy_db = fresh_database(Backend::Sqlite).await;
-    let mut config = reader_config(
-        "login",
-        &copy_db.url,
-        &owner.url,
-        LOGIN,
-        login::COPIED_ASPECTS,
-    );
-    let (secret, public) = hiscale::session::generate_key_pair().unwrap();
-    config.sessions.signing_key = Some(secret);
-    config.sessions.public_key = Some(public);
+    let config = tests::login_reader_config(&copy_db.url, &owner.url);
     let copy = UnitProcess::start_config(config).await;
 
     let load = WriteLoad::start(&owner.url, WRITERS, seed, "outage");

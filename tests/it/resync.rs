@@ -89,15 +89,7 @@ both_backends!(
         }
         // Tombstones older than the maximum age (0 s) go whoever has passed them.
         tokio::time::sleep(Duration::from_millis(1_100)).await;
-        let purged: serde_json::Value = client
-            .post(format!("{}/admin/purge", owner.url))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let purged = tests::replication::purge(&client, &owner.url).await;
         assert!(
             purged["purged"][0]["report"]["resource_tombstones"].as_u64() >= Some(1),
             "{purged}"

@@ -267,6 +267,16 @@ pub fn reader_config(
     }
 }
 
+/// A login unit copying `~account` from `source_url`, with a fresh session key pair (login
+/// refuses to start without one).
+pub fn login_reader_config(database: &str, source_url: &str) -> UnitConfig {
+    let mut config = reader_config("login", database, source_url, LOGIN, login::COPIED_ASPECTS);
+    let (secret, public) = hiscale::session::generate_key_pair().expect("a session key pair");
+    config.sessions.signing_key = Some(secret);
+    config.sessions.public_key = Some(public);
+    config
+}
+
 /// A request builder with the common headers.
 pub fn request(method: &str, uri: &str) -> axum::http::request::Builder {
     Request::builder().method(method).uri(uri)

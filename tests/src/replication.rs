@@ -74,3 +74,16 @@ pub async fn post_customer(
     let value: serde_json::Value = reply.json().await.expect("created resource as JSON");
     value["id"].as_str().expect("an id").to_owned()
 }
+
+/// `POST /admin/purge` at a unit with the operator's token: what it purged, per collection.
+pub async fn purge(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client
+        .post(format!("{url}/admin/purge"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("POST /admin/purge")
+        .json()
+        .await
+        .expect("purge report as JSON")
+}
