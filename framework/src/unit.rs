@@ -40,6 +40,25 @@ pub enum UnitError {
 
 /// Builds a unit's state from its configuration (opens and migrates the store).
 pub async fn state(config: &UnitConfig, sa: ServiceArea) -> Result<AppState, UnitError> {
+    build_state(config, sa, Store::connect(&config.database)).await
+}
+
+/// [`state`] on a store the caller opened (the benchmark opens one with
+/// [`store::ConnectOptions`]); `config.database` is not used.
+pub async fn state_with_store(
+    config: &UnitConfig,
+    sa: ServiceArea,
+    store: Store,
+) -> Result<AppState, UnitError> {
+    build_state(config, sa, async { Ok(store) }).await
+}
+
+/// Checks the configuration, then opens the store with `open` and builds the state.
+async fn build_state(
+    config: &UnitConfig,
+    sa: ServiceArea,
+    open: impl std::future::Future<Output = Result<Store, store::Error>>,
+) -> Result<AppState, UnitError> {
     if config.sa != sa.name() {
         return Err(UnitError::WrongServiceArea {
             configured: config.sa.clone(),
@@ -59,7 +78,7 @@ pub async fn state(config: &UnitConfig, sa: ServiceArea) -> Result<AppState, Uni
         .as_deref()
         .map(|grant| AspectSelector::parse(grant, MAX_GRANT_CHARS))
         .transpose()?;
-    let store = Store::connect(&config.database).await?;
+    let store = open.await?;
     for collection in sa.owned() {
         store.register_collection(collection.name()).await?;
     }

@@ -5,6 +5,9 @@
 //!   (SQLite in a temporary file always, PostgreSQL in a fresh database when a server is
 //!   given), and is driven over real loopback HTTP/1.1 with keep-alive: `GET /customers/{id}`
 //!   with 16 clients, `PUT /customers/{id}/address.home` with 8 writers on distinct ids.
+//! * SQLite durability: the same PUTs against a second SQLite unit whose store runs with
+//!   `synchronous = NORMAL`, measured in each repetition next to the SQLite (`FULL`) unit, in
+//!   alternating order, to show what one fsync per write transaction costs.
 //! * Version allocation (PostgreSQL only): a counter row locked until commit versus what the
 //!   store does (transaction id first, then a sequence), with 8 writers and with 1.
 //!
@@ -25,6 +28,7 @@ mod report;
 use std::time::Duration;
 
 use anyhow::Context;
+use hiscale::store::SqliteSync;
 
 use load::Unit;
 use replication::{Databases, ReplicationPlan};
@@ -235,6 +239,11 @@ async fn http_and_allocation(
     eprintln!("sqlite: starting the registration unit");
     units.push(Unit::start(load::Backend::Sqlite, &sqlite_url).await?);
 
+    let normal_url = format!("sqlite://{}/registration-normal.db", sqlite_dir.display());
+    eprintln!("sqlite: starting a registration unit with synchronous=NORMAL");
+    let mut normal =
+        Unit::start_sqlite(&normal_url, "registration-normal", SqliteSync::Normal).await?;
+
     let mut postgres_url = None;
     if let Some(server) = server {
         let url = leftovers.postgres_database(server, "http").await?;
@@ -252,11 +261,17 @@ async fn http_and_allocation(
         );
         unit.seed(plan.customers).await?;
     }
+    eprintln!(
+        "sqlite synchronous=NORMAL: creating {} customers",
+        plan.customers
+    );
+    normal.seed(plan.customers).await?;
 
-    let outcome = http_measurements(plan, &units, report).await;
+    let outcome = http_measurements(plan, &units, &normal, report).await;
     for unit in units {
         unit.stop().await;
     }
+    normal.stop().await;
     outcome?;
 
     if let Some(url) = postgres_url {
@@ -265,13 +280,30 @@ async fn http_and_allocation(
     Ok(())
 }
 
-/// GET then PUT, each repeated, alternating backends within a repetition.
-async fn http_measurements(plan: Plan, units: &[Unit], report: &mut Report) -> anyhow::Result<()> {
+/// Whose PUT samples a write run adds to.
+#[derive(Debug, Clone, Copy)]
+enum Writes {
+    Of(load::Backend),
+    /// The SQLite unit whose store runs with `synchronous = NORMAL`.
+    SqliteNormal,
+}
+
+/// GET then PUT, each repeated, alternating backends within a repetition; the PUTs also run
+/// on `normal` (SQLite, `synchronous = NORMAL`) next to the SQLite unit, in turns first and
+/// second so that neither always runs after the other.
+async fn http_measurements(
+    plan: Plan,
+    units: &[Unit],
+    normal: &Unit,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     for unit in units {
         eprintln!("{}: warm-up", unit.backend.label());
         unit.reads(READERS, plan.warm_up).await?;
         unit.writes(WRITERS, plan.warm_up).await?;
     }
+    eprintln!("sqlite synchronous=NORMAL: warm-up");
+    normal.writes(WRITERS, plan.warm_up).await?;
     for run in 1..=plan.repetitions {
         for unit in units {
             eprintln!(
@@ -283,15 +315,27 @@ async fn http_measurements(plan: Plan, units: &[Unit], report: &mut Report) -> a
             report.http_mut(unit.backend).reads.push(sample);
         }
     }
+    let mut order: Vec<(&Unit, Writes)> = units
+        .iter()
+        .map(|unit| (unit, Writes::Of(unit.backend)))
+        .collect();
+    // `units` starts with SQLite (FULL); NORMAL goes next to it.
+    order.insert(1, (normal, Writes::SqliteNormal));
     for run in 1..=plan.repetitions {
-        for unit in units {
-            eprintln!(
-                "{}: PUT run {run}/{}…",
-                unit.backend.label(),
-                plan.repetitions
-            );
+        if run > 1 {
+            order.swap(0, 1);
+        }
+        for &(unit, writes) in &order {
+            let label = match writes {
+                Writes::Of(backend) => backend.label(),
+                Writes::SqliteNormal => "sqlite synchronous=NORMAL",
+            };
+            eprintln!("{label}: PUT run {run}/{}…", plan.repetitions);
             let sample = unit.writes(WRITERS, plan.duration).await?;
-            report.http_mut(unit.backend).writes.push(sample);
+            match writes {
+                Writes::Of(backend) => report.http_mut(backend).writes.push(sample),
+                Writes::SqliteNormal => report.sqlite_normal_writes.push(sample),
+            }
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ use anyhow::Context;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use hiscale::config::CallerConfig;
+use hiscale::store::{ConnectOptions, SqliteSync};
 
 /// The operator caller of every bench unit (may write, sees every aspect).
 pub(super) const TOKEN: &str = "hiscale-bench-operator-token";
@@ -139,6 +140,28 @@ impl Unit {
         name: &str,
         callers: Vec<CallerConfig>,
     ) -> anyhow::Result<Self> {
+        Self::launch(backend, database, name, callers, ConnectOptions::default()).await
+    }
+
+    /// A SQLite registration unit named `{name}-sqlite` whose store runs with `sync`.
+    pub(super) async fn start_sqlite(
+        database: &str,
+        name: &str,
+        sync: SqliteSync,
+    ) -> anyhow::Result<Self> {
+        let options = ConnectOptions {
+            sqlite_synchronous: sync,
+        };
+        Self::launch(Backend::Sqlite, database, name, Vec::new(), options).await
+    }
+
+    async fn launch(
+        backend: Backend,
+        database: &str,
+        name: &str,
+        callers: Vec<CallerConfig>,
+        options: ConnectOptions,
+    ) -> anyhow::Result<Self> {
         let config = hiscale::UnitConfig {
             callers: std::iter::once(operator()).chain(callers).collect(),
             ..hiscale::UnitConfig::new(
@@ -148,7 +171,10 @@ impl Unit {
                 database,
             )
         };
-        let state = hiscale::unit::state(&config, registration::service_area())
+        let store = hiscale::Store::connect_with(database, options)
+            .await
+            .with_context(|| format!("opening the {} store", backend.label()))?;
+        let state = hiscale::unit::state_with_store(&config, registration::service_area(), store)
             .await
             .with_context(|| format!("starting the {} unit", backend.label()))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
