@@ -87,6 +87,9 @@ impl Replication {
     }
 }
 
+/// How often a long poll looks whether its unit should stand by.
+const ACTIVE_CHECK: Duration = Duration::from_millis(100);
+
 /// How often a unit that wants the reader lease asks for it again.
 const LEASE_RETRY: Duration = Duration::from_millis(500);
 
@@ -264,7 +267,12 @@ impl Poller {
                     Ok(Outcome::Deposed) => {
                         tracing::warn!(collection = %name, epoch = fence.epoch, "another unit holds the reader lease now; this one stops applying");
                         self.status(|status| status.state = "waiting".into());
-                        LEASE_RETRY
+                        // A backup told to stand by does so at the next turn, at once.
+                        if self.active.load(Ordering::Relaxed) {
+                            LEASE_RETRY
+                        } else {
+                            Duration::ZERO
+                        }
                     }
                     Ok(Outcome::ResyncStarted) => {
                         tracing::warn!(collection = %name, "source requires a resync: re-reading from version 0");
@@ -448,13 +456,20 @@ impl Poller {
     ) -> Result<Option<T>, String> {
         tokio::pin!(request);
         let every = self.lease / 3;
+        let mut renewed_at = Instant::now();
         loop {
             tokio::select! {
                 outcome = &mut request => return Ok(Some(outcome)),
-                () = tokio::time::sleep(every) => {
+                // Looks often whether the watcher told this backup to stand by (so it does
+                // within a heartbeat interval or so), renews only every third of a lease.
+                () = tokio::time::sleep(every.min(ACTIVE_CHECK)) => {
                     if !self.active.load(Ordering::Relaxed) {
                         return Ok(None);
                     }
+                    if renewed_at.elapsed() < every {
+                        continue;
+                    }
+                    renewed_at = Instant::now();
                     match self.acquire().await {
                         // The same epoch: still ours. Another: it lapsed and was taken again,
                         // so what this poll brings belongs to an older epoch.
