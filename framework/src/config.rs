@@ -69,6 +69,11 @@ impl Default for FeedConfig {
     }
 }
 
+/// The most resources a feed chunk may be asked for (`limit`), by protocol.
+pub const FEED_MAX_LIMIT: u32 = 1000;
+/// The longest long poll a feed request may ask for (`wait`), in seconds, by protocol.
+pub const FEED_MAX_WAIT_SECS: u64 = 60;
+
 /// One source of a copy: the owner (through HAProxy) or a nearer copy of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::aspect::{AspectSelector, SelectorError};
 use crate::auth::{CallerConfigError, Callers};
-use crate::config::{ReaderRole, UnitConfig};
+use crate::config::{FEED_MAX_LIMIT, FEED_MAX_WAIT_SECS, ReaderRole, UnitConfig};
 use crate::http::{AppState, Extras, Replication, UnitIdentity, app_with};
 use crate::model::ServiceArea;
 use crate::session::{BadKey, SessionVerifier};
@@ -27,6 +27,8 @@ pub enum UnitError {
     SessionKey(#[from] BadKey),
     #[error("sessions.grant: {0}")]
     SessionGrant(#[from] SelectorError),
+    #[error("sources: {collection}: {reason}")]
+    Source { collection: String, reason: String },
     #[error("store: {0}")]
     Store(#[from] store::Error),
     #[error("cannot listen on {address}: {source}")]
@@ -65,6 +67,7 @@ async fn build_state(
             actual: sa.name().to_owned(),
         });
     }
+    check_sources(config, &sa)?;
     let callers = Callers::from_config(&config.callers)?;
     let sessions = config
         .sessions
@@ -108,6 +111,59 @@ async fn build_state(
             replication: Replication::default(),
         },
     ))
+}
+
+/// Refuses sources a poller could only fail on forever: a collection this SA does not copy (or
+/// names twice), aspects its copy does not declare, `limit` or `wait` beyond the feed's bounds.
+fn check_sources(config: &UnitConfig, sa: &ServiceArea) -> Result<(), UnitError> {
+    let mut seen = Vec::new();
+    for source in &config.sources {
+        let refuse = |reason: String| UnitError::Source {
+            collection: source.collection.clone(),
+            reason,
+        };
+        let Some(copy) = sa
+            .copied()
+            .iter()
+            .find(|copy| copy.name() == source.collection)
+        else {
+            return Err(refuse(format!(
+                "{} does not copy this collection",
+                sa.name()
+            )));
+        };
+        if seen.contains(&source.collection.as_str()) {
+            return Err(refuse("named by two sources".to_owned()));
+        }
+        seen.push(source.collection.as_str());
+        AspectSelector::parse(&source.aspects, MAX_GRANT_CHARS)
+            .and_then(|selector| selector.resolve(copy.aspect_names()))
+            .map_err(|error| {
+                refuse(format!(
+                    "aspects {:?} do not fit the copy {} declares: {error}",
+                    source.aspects,
+                    sa.name()
+                ))
+            })?;
+        if !(1..=FEED_MAX_LIMIT).contains(&source.limit) {
+            return Err(refuse(format!(
+                "limit {} is outside 1..={FEED_MAX_LIMIT}",
+                source.limit
+            )));
+        }
+        if source.wait_secs > FEED_MAX_WAIT_SECS {
+            return Err(refuse(format!(
+                "wait_secs {} is above the feed's {FEED_MAX_WAIT_SECS}",
+                source.wait_secs
+            )));
+        }
+        if source.wait_secs == 0 && source.interval_secs == 0 {
+            return Err(refuse(
+                "interval_secs 0 without long polling would poll without pause".to_owned(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Serves a unit until `shutdown` completes, then finishes the requests in flight.

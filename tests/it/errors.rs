@@ -254,3 +254,71 @@ async fn read_all(app: &TestApp, id: &str) -> String {
     .await
     .body
 }
+
+/// Spoils one field of a source.
+type Spoil = fn(&mut hiscale::config::SourceConfig);
+
+/// A source its poller could only fail on forever stops the unit at start, naming why.
+#[tokio::test]
+async fn a_unit_refuses_sources_it_could_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/shop.db", dir.path().display());
+    let cases: [(&str, Spoil); 5] = [
+        ("does not copy", |source| {
+            source.collection = "orders".into()
+        }),
+        ("do not fit the copy", |source| {
+            source.aspects = "~person~bankaccount".into();
+        }),
+        ("limit 0", |source| source.limit = 0),
+        ("limit 5000", |source| source.limit = 5000),
+        ("wait_secs 600", |source| source.wait_secs = 600),
+    ];
+    for (expected, spoil) in cases {
+        let mut config = tests::reader_config(
+            "shop",
+            &database,
+            "http://127.0.0.1:9/",
+            SHOP,
+            shop::COPIED_ASPECTS,
+        );
+        spoil(&mut config.sources[0]);
+        let refused = hiscale::unit::state(&config, shop::service_area()).await;
+        let message = refused
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains(expected),
+            "expected a refusal naming {expected:?}, got {message:?}"
+        );
+    }
+    // Two sources for one collection.
+    let mut config = tests::reader_config(
+        "shop",
+        &database,
+        "http://127.0.0.1:9/",
+        SHOP,
+        shop::COPIED_ASPECTS,
+    );
+    config.sources.push(config.sources[0].clone());
+    let refused = hiscale::unit::state(&config, shop::service_area()).await;
+    assert!(
+        refused
+            .err()
+            .is_some_and(|error| error.to_string().contains("two sources"))
+    );
+    // The sound configuration starts.
+    let config = tests::reader_config(
+        "shop",
+        &database,
+        "http://127.0.0.1:9/",
+        SHOP,
+        shop::COPIED_ASPECTS,
+    );
+    assert!(
+        hiscale::unit::state(&config, shop::service_area())
+            .await
+            .is_ok()
+    );
+}

@@ -20,11 +20,10 @@ use crate::repr::{self, ResourceView};
 use crate::store::ChangeBatch;
 use crate::version::Version;
 
-/// Resources per chunk when the client names no `limit`, and the most it may name.
+/// Resources per chunk when the client names no `limit`.
 const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
-/// The longest long poll a client may ask for, in seconds.
-const MAX_WAIT_SECS: u64 = 60;
+const MAX_LIMIT: usize = crate::config::FEED_MAX_LIMIT as usize;
+const MAX_WAIT_SECS: u64 = crate::config::FEED_MAX_WAIT_SECS;
 /// How often a waiting long poll looks for writes of other units in the database.
 const DATABASE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a feed request waits for writers in flight to commit before answering, and how
