@@ -356,6 +356,27 @@ impl Poller {
             .copy_position(self.collection.name())
             .await
             .map_err(|e| e.to_string())?;
+        // Other aspects than the copy holds: re-read from 0, filling what was added and
+        // dropping what was removed (the first poll only records them).
+        let aspects = self.canonical_aspects();
+        match position.aspects.as_deref() {
+            Some(held) if held == aspects => {}
+            Some(held) => {
+                tracing::warn!(collection = %self.collection.name(), held, wanted = %aspects, "the copy's aspects changed: re-reading from version 0");
+                return match store
+                    .start_resync(self.collection.name(), fence, &aspects)
+                    .await
+                {
+                    Ok(_) => Ok(Outcome::ResyncStarted),
+                    Err(store::Error::Fenced { .. }) => Ok(Outcome::Deposed),
+                    Err(error) => Err(format!("starting a resync failed: {error}")),
+                };
+            }
+            None => store
+                .record_copy_aspects(self.collection.name(), &aspects)
+                .await
+                .map_err(|error| format!("recording the copy's aspects failed: {error}"))?,
+        }
         let (cursor, mode) = match position.resync {
             Some((generation, at)) => (at, ApplyMode::Resync { generation }),
             None => (position.cursor, ApplyMode::Follow),
@@ -383,7 +404,10 @@ impl Poller {
         let response = response.map_err(|error| format!("request failed: {error}"))?;
         let status = response.status();
         if status.as_u16() == 410 {
-            return match store.start_resync(self.collection.name(), fence).await {
+            return match store
+                .start_resync(self.collection.name(), fence, &aspects)
+                .await
+            {
                 Ok(_) => Ok(Outcome::ResyncStarted),
                 Err(store::Error::Fenced { .. }) => Ok(Outcome::Deposed),
                 Err(error) => Err(format!("starting a resync failed: {error}")),
@@ -480,6 +504,22 @@ impl Poller {
                 }
             }
         }
+    }
+
+    /// The source's aspects in the copy's declared order (`~person~address.home`), whatever
+    /// order or abbreviation the configuration wrote them in.
+    fn canonical_aspects(&self) -> String {
+        crate::aspect::AspectSelector::parse(&self.source.aspects, usize::MAX)
+            .and_then(|selector| selector.resolve(self.collection.aspect_names()))
+            .map(|selection| {
+                selection
+                    .names()
+                    .iter()
+                    .map(|name| format!("~{name}"))
+                    .collect::<String>()
+            })
+            // Checked at start (unit::check_sources); the text itself is the fallback.
+            .unwrap_or_else(|_| self.source.aspects.clone())
     }
 
     fn status(&self, change: impl FnOnce(&mut SourceStatus)) {

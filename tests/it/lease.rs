@@ -171,7 +171,10 @@ both_backends!(
 
         // A re-read from 0 delivers only the first resource: the source deleted the other and
         // purged its tombstone. The cursor (the copy's own feed horizon) stays meanwhile.
-        let generation = store.start_resync("customers", &fence).await.unwrap();
+        let generation = store
+            .start_resync("customers", &fence, "~person")
+            .await
+            .unwrap();
         let position = apply(chunk(4, "Kept"), 11, ApplyMode::Resync { generation }).await;
         assert_eq!(position.cursor.get(), 10);
         assert_eq!(

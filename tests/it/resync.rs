@@ -165,3 +165,86 @@ both_backends!(
         drop(primary);
     }
 );
+
+both_backends!(
+    changing_a_copys_aspects_fills_and_drops_them,
+    |backend: Backend| async move {
+        let owner_db = fresh_database(backend).await;
+        let owner = UnitProcess::start("registration-1", &owner_db.url).await;
+        let owner_store = Store::connect(&owner_db.url).await.unwrap();
+        let client = reqwest::Client::new();
+        let mut ids = Vec::new();
+        for n in 0..20 {
+            let body = serde_json::json!({
+                "person": {"type": "natural", "firstname": "As", "lastname": format!("Pect{n}")},
+                "addresses": {"home": {"street": format!("Weg {n}"), "zip": "53111", "city": "Bonn"}}
+            });
+            ids.push(post_customer(&client, &owner.url, body.to_string(), JSON).await);
+        }
+        let version = owner_store.current_version("customers").await.unwrap();
+        let shop_db = fresh_database(backend).await;
+        let shop_store = Store::connect(&shop_db.url).await.unwrap();
+        let mut config = reader_config("shop", &shop_db.url, &owner.url, SHOP, "~person");
+        config.sources[0].limit = 7;
+
+        // What every customer holds in the copy, once the copy is through with `aspects`.
+        let holds = async |aspects: &[&str]| {
+            wait_for(
+                &format!("the copy to hold exactly {aspects:?}"),
+                Duration::from_secs(60),
+                async || {
+                    let position = shop_store.copy_position("customers").await.unwrap();
+                    if position.resync.is_some() || position.cursor < version {
+                        return false;
+                    }
+                    let mut exact = true;
+                    for id in &ids {
+                        let names: Vec<String> = shop_store
+                            .read("customers", &ResourceId::parse(id).unwrap())
+                            .await
+                            .unwrap()
+                            .map(|resource| {
+                                resource
+                                    .aspects
+                                    .into_iter()
+                                    .filter(|aspect| !aspect.deleted)
+                                    .map(|aspect| aspect.name)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let mut names = names;
+                        names.sort();
+                        let mut expected: Vec<&str> = aspects.to_vec();
+                        expected.sort_unstable();
+                        exact &= names == expected;
+                    }
+                    exact
+                },
+            )
+            .await;
+        };
+        let unit = UnitProcess::start_config(config.clone()).await;
+        holds(&["person"]).await;
+        drop(unit);
+
+        // An aspect added: filled from version 0, the cursor kept.
+        config.sources[0].aspects = "~person~address.home".into();
+        let unit = UnitProcess::start_config(config.clone()).await;
+        holds(&["person", "address.home"]).await;
+        drop(unit);
+
+        // An aspect removed: dropped from the copy.
+        config.sources[0].aspects = "~address.home".into();
+        let _unit = UnitProcess::start_config(config).await;
+        holds(&["address.home"]).await;
+        assert_eq!(
+            shop_store
+                .copy_position("customers")
+                .await
+                .unwrap()
+                .aspects
+                .as_deref(),
+            Some("~address.home")
+        );
+    }
+);

@@ -40,12 +40,14 @@ pub enum ApplyMode {
 }
 
 /// Where a copy stands in its source's feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyPosition {
     /// Everything up to here is applied; the copy's own feed serves up to here.
     pub cursor: Version,
     /// A re-read from 0 under way: `(generation, how far it has come)`.
     pub resync: Option<(i64, Version)>,
+    /// The aspects the copy is filled with (`None` before its first poll).
+    pub aspects: Option<String>,
 }
 
 /// Rows per multi-row statement: well below SQLite's and PostgreSQL's parameter limits.
@@ -59,28 +61,52 @@ impl Store {
 
     /// The cursor, and the re-read from 0 under way, if any.
     pub async fn copy_position(&self, collection: &str) -> Result<CopyPosition, Error> {
-        let row: Option<(i64, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT version, resync_position, resync_generation FROM hs_cursor WHERE collection = $1",
+        let row: Option<(i64, Option<i64>, i64, Option<String>)> = sqlx::query_as(
+            "SELECT version, resync_position, resync_generation, aspects FROM hs_cursor \
+             WHERE collection = $1",
         )
         .bind(collection)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((cursor, position, generation)) = row else {
+        let Some((cursor, position, generation, aspects)) = row else {
             return Ok(CopyPosition {
                 cursor: Version::ZERO,
                 resync: None,
+                aspects: None,
             });
         };
         Ok(CopyPosition {
+            aspects,
             cursor: Version::new(cursor).unwrap_or(Version::ZERO),
             resync: position
                 .map(|position| (generation, Version::new(position).unwrap_or(Version::ZERO))),
         })
     }
 
-    /// Starts a re-read from version 0 (after `410`), durably: a restart or the other reader
-    /// resumes it. Returns its generation.
-    pub async fn start_resync(&self, collection: &str, fence: &Fence) -> Result<i64, Error> {
+    /// Records the aspects a copy is filled with, the first time it polls.
+    pub async fn record_copy_aspects(&self, collection: &str, aspects: &str) -> Result<(), Error> {
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "INSERT INTO hs_cursor (collection, version, updated_at, aspects) VALUES ($1, 0, $2, $3) \
+             ON CONFLICT (collection) DO UPDATE SET aspects = excluded.aspects",
+        )
+        .bind(collection)
+        .bind(unix_now())
+        .bind(aspects)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Starts a re-read from version 0 of `aspects` (after `410`, or because the copy's
+    /// aspects changed), durably: a restart or the other reader resumes it. Returns its
+    /// generation.
+    pub async fn start_resync(
+        &self,
+        collection: &str,
+        fence: &Fence,
+        aspects: &str,
+    ) -> Result<i64, Error> {
         let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
         check_and_renew(&mut transaction, self.backend, fence).await?;
@@ -93,10 +119,11 @@ impl Store {
         .execute(&mut *transaction)
         .await?;
         let generation: i64 = sqlx::query_scalar(
-            "UPDATE hs_cursor SET resync_position = 0, resync_generation = resync_generation + 1 \
-             WHERE collection = $1 RETURNING resync_generation",
+            "UPDATE hs_cursor SET resync_position = 0, resync_generation = resync_generation + 1, \
+             aspects = $2 WHERE collection = $1 RETURNING resync_generation",
         )
         .bind(collection)
+        .bind(aspects)
         .fetch_one(&mut *transaction)
         .await?;
         transaction.commit().await?;
