@@ -82,6 +82,9 @@ async fn build_state(
         .map(|grant| AspectSelector::parse(grant, MAX_GRANT_CHARS))
         .transpose()?;
     let store = open.await?;
+    store
+        .record_unit(&config.unit, sa.name(), &config.listen.to_string())
+        .await?;
     for collection in sa.owned() {
         store.register_collection(collection.name()).await?;
     }

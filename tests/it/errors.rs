@@ -322,3 +322,44 @@ async fn a_unit_refuses_sources_it_could_never_read() {
             .is_ok()
     );
 }
+
+/// Each SA has a store of its own: a unit of another SA on it is refused at start.
+#[tokio::test]
+async fn a_unit_refuses_another_service_areas_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/registration.db", dir.path().display());
+    let owner = tests::unit_config("registration-1", &database, ([127, 0, 0, 1], 0).into());
+    hiscale::unit::state(&owner, registration::service_area())
+        .await
+        .unwrap();
+    let shop = tests::reader_config(
+        "shop",
+        &database,
+        "http://127.0.0.1:9/",
+        SHOP,
+        shop::COPIED_ASPECTS,
+    );
+    let refused = hiscale::unit::state(&shop, shop::service_area()).await;
+    let message = refused
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("used by the registration service area"),
+        "{message:?}"
+    );
+    // A second unit of the same SA is welcome, and both are on record.
+    let second = tests::unit_config("registration-2", &database, ([127, 0, 0, 1], 0).into());
+    let state = hiscale::unit::state(&second, registration::service_area())
+        .await
+        .unwrap();
+    let units: Vec<String> = state
+        .store()
+        .units()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| record.unit)
+        .collect();
+    assert_eq!(units, ["registration-1", "registration-2"]);
+}

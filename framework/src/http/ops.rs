@@ -158,7 +158,8 @@ pub(super) async fn replication(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_operator(&caller)?;
     let lease = state.store().lease().await?;
+    let units = state.store().units().await?;
     Ok(Json(
-        json!({ "sources": state.replication().snapshot(), "lease": lease }),
+        json!({ "sources": state.replication().snapshot(), "lease": lease, "units": units }),
     ))
 }

@@ -9,6 +9,7 @@ mod feed;
 mod horizon;
 mod lease;
 mod read;
+mod units;
 mod write;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use copy::{ApplyMode, ChunkAspect, ChunkItem, CopyPosition};
 pub use feed::{Consumer, PurgeReport};
 pub use lease::{Fence, LeaseState};
 pub use read::{ChangeBatch, ChangedResource, StoredAspect, StoredResource};
+pub use units::UnitRecord;
 pub use write::{AspectEdit, Change, Committed, PendingWrite, Target};
 
 use crate::version::Version;
@@ -67,6 +69,10 @@ pub enum Error {
     BadDatabaseName(String),
     #[error("stored data is not what this version of the code expects: {0}")]
     Corrupt(String),
+    #[error(
+        "this database is used by the {owner} service area's units: each SA needs a database of its own"
+    )]
+    ForeignStore { owner: String },
     #[error("the reader lease of epoch {epoch} is no longer held: another unit reads now")]
     Fenced { epoch: i64 },
 }
