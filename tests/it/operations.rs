@@ -160,3 +160,32 @@ both_backends!(
         assert_eq!(hostile.header("location"), Some("/docs/"));
     }
 );
+
+/// The benchmark's short version (`hiscale bench --quick`, SQLite only here) runs to its end
+/// and prints its tables; the full runs are a separate command.
+#[tokio::test]
+async fn the_benchmark_runs_its_short_version() {
+    let mut command = tokio::process::Command::new(tests::process::hiscale_binary());
+    command
+        .args(["bench", "--quick"])
+        .env_remove("HISCALE_TEST_POSTGRES")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(300), command.output())
+        .await
+        .expect("hiscale bench --quick finishes within 300 s")
+        .expect("hiscale bench runs");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench failed: {}\n{printed}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "writes/s",
+        "FULL/NORMAL",
+        "initial sync owner → copy",
+        "5000 of 5000",
+    ] {
+        assert!(printed.contains(expected), "no {expected:?} in:\n{printed}");
+    }
+}
