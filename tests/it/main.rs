@@ -15,5 +15,6 @@ mod operations;
 mod outage;
 mod resource;
 mod resync;
+mod soak;
 mod tidy;
 mod write_answers;
