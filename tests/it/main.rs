@@ -10,6 +10,7 @@ mod demo;
 mod errors;
 mod failover;
 mod feed;
+mod haproxy;
 mod lease;
 mod operations;
 mod outage;
