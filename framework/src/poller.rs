@@ -74,6 +74,11 @@ impl Replication {
         }
     }
 
+    /// Looks at one source's status without copying the others.
+    fn read<T>(&self, collection: &str, look: impl FnOnce(&SourceStatus) -> T) -> Option<T> {
+        self.lock().get(collection).map(look)
+    }
+
     fn update(&self, collection: &str, change: impl FnOnce(&mut SourceStatus)) {
         let mut sources = self.lock();
         change(sources.entry(collection.to_owned()).or_default());
@@ -130,6 +135,7 @@ pub fn spawn(
         };
         let poller = Poller {
             state: state.clone(),
+            aspects: canonical_aspects(&collection, &source),
             collection,
             source,
             role,
@@ -148,6 +154,8 @@ struct Poller {
     role: &'static str,
     active: Arc<AtomicBool>,
     lease: Duration,
+    /// The source's aspects in canonical form, as the copy records what it holds.
+    aspects: String,
 }
 
 /// Shorter leases would expire between two renewals of a busy loop.
@@ -316,19 +324,18 @@ impl Poller {
     }
 
     fn holds_lease(&self) -> bool {
-        self.state
-            .replication()
-            .snapshot()
-            .iter()
-            .any(|status| status.collection == self.collection.name() && status.due_by.is_some())
+        self.own_status(|status| status.due_by.is_some())
     }
 
     fn state_is(&self, state: &str) -> bool {
+        self.own_status(|status| status.state == state)
+    }
+
+    fn own_status(&self, look: impl FnOnce(&SourceStatus) -> bool) -> bool {
         self.state
             .replication()
-            .snapshot()
-            .iter()
-            .any(|status| status.collection == self.collection.name() && status.state == state)
+            .read(self.collection.name(), look)
+            .unwrap_or(false)
     }
 
     /// Takes or renews the reader lease (any expired lease may be taken: a backup is active
@@ -358,22 +365,14 @@ impl Poller {
             .map_err(|e| e.to_string())?;
         // Other aspects than the copy holds: re-read from 0, filling what was added and
         // dropping what was removed (the first poll only records them).
-        let aspects = self.canonical_aspects();
         match position.aspects.as_deref() {
-            Some(held) if held == aspects => {}
+            Some(held) if held == self.aspects => {}
             Some(held) => {
-                tracing::warn!(collection = %self.collection.name(), held, wanted = %aspects, "the copy's aspects changed: re-reading from version 0");
-                return match store
-                    .start_resync(self.collection.name(), fence, &aspects)
-                    .await
-                {
-                    Ok(_) => Ok(Outcome::ResyncStarted),
-                    Err(store::Error::Fenced { .. }) => Ok(Outcome::Deposed),
-                    Err(error) => Err(format!("starting a resync failed: {error}")),
-                };
+                tracing::warn!(collection = %self.collection.name(), held, wanted = %self.aspects, "the copy's aspects changed: re-reading from version 0");
+                return self.begin_resync(fence).await;
             }
             None => store
-                .record_copy_aspects(self.collection.name(), &aspects)
+                .record_copy_aspects(self.collection.name(), &self.aspects)
                 .await
                 .map_err(|error| format!("recording the copy's aspects failed: {error}"))?,
         }
@@ -404,14 +403,7 @@ impl Poller {
         let response = response.map_err(|error| format!("request failed: {error}"))?;
         let status = response.status();
         if status.as_u16() == 410 {
-            return match store
-                .start_resync(self.collection.name(), fence, &aspects)
-                .await
-            {
-                Ok(_) => Ok(Outcome::ResyncStarted),
-                Err(store::Error::Fenced { .. }) => Ok(Outcome::Deposed),
-                Err(error) => Err(format!("starting a resync failed: {error}")),
-            };
+            return self.begin_resync(fence).await;
         }
         let body = response
             .bytes()
@@ -506,20 +498,18 @@ impl Poller {
         }
     }
 
-    /// The source's aspects in the copy's declared order (`~person~address.home`), whatever
-    /// order or abbreviation the configuration wrote them in.
-    fn canonical_aspects(&self) -> String {
-        crate::aspect::AspectSelector::parse(&self.source.aspects, usize::MAX)
-            .and_then(|selector| selector.resolve(self.collection.aspect_names()))
-            .map(|selection| {
-                selection
-                    .names()
-                    .iter()
-                    .map(|name| format!("~{name}"))
-                    .collect::<String>()
-            })
-            // Checked at start (unit::check_sources); the text itself is the fallback.
-            .unwrap_or_else(|_| self.source.aspects.clone())
+    /// Starts a durable re-read from 0 of this source's aspects.
+    async fn begin_resync(&self, fence: &Fence) -> Result<Outcome, String> {
+        match self
+            .state
+            .store()
+            .start_resync(self.collection.name(), fence, &self.aspects)
+            .await
+        {
+            Ok(_) => Ok(Outcome::ResyncStarted),
+            Err(store::Error::Fenced { .. }) => Ok(Outcome::Deposed),
+            Err(error) => Err(format!("starting a resync failed: {error}")),
+        }
     }
 
     fn status(&self, change: impl FnOnce(&mut SourceStatus)) {
@@ -527,6 +517,22 @@ impl Poller {
             .replication()
             .update(self.collection.name(), change);
     }
+}
+
+/// The source's aspects in the copy's declared order (`~person~address.home`), whatever
+/// order or abbreviation the configuration wrote them in.
+fn canonical_aspects(collection: &Collection, source: &SourceConfig) -> String {
+    crate::aspect::AspectSelector::parse(&source.aspects, usize::MAX)
+        .and_then(|selector| selector.resolve(collection.aspect_names()))
+        .map(|selection| {
+            selection
+                .names()
+                .iter()
+                .map(|name| format!("~{name}"))
+                .collect::<String>()
+        })
+        // Checked at start (unit::check_sources); the text itself is the fallback.
+        .unwrap_or_else(|_| source.aspects.clone())
 }
 
 /// Turns a received chunk into what the store applies, with the unique values each document
