@@ -41,6 +41,11 @@ pub struct UnitConfig {
     /// Session tokens issued by login and verified everywhere.
     #[serde(default)]
     pub sessions: SessionConfig,
+    /// The other units of this SA, as the topology names them. A unit that finds none of them
+    /// recorded in its store says so in `/health` and the log: its peers may be writing to
+    /// another database, handing out the same versions and ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
 }
 
 /// The owner's side of the delta feed.
@@ -222,6 +227,7 @@ impl UnitConfig {
             sources: Vec::new(),
             reader: ReaderConfig::default(),
             sessions: SessionConfig::default(),
+            peers: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod repr;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod topology;
 pub mod unit;
 pub mod version;
 

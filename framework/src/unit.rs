@@ -7,14 +7,14 @@ use tokio::net::TcpListener;
 
 use crate::aspect::{AspectSelector, SelectorError};
 use crate::auth::{CallerConfigError, Callers};
-use crate::config::{FEED_MAX_LIMIT, FEED_MAX_WAIT_SECS, ReaderRole, UnitConfig};
+use crate::config::{FEED_MAX_LIMIT, FEED_MAX_WAIT_SECS, ReaderRole, SourceConfig, UnitConfig};
 use crate::http::{AppState, Extras, Replication, UnitIdentity, app_with};
 use crate::model::ServiceArea;
 use crate::session::{BadKey, SessionVerifier};
 use crate::store::{self, Store};
 
 /// Grants in the configuration are short; this bounds a typo's damage.
-const MAX_GRANT_CHARS: usize = 1024;
+pub(crate) const MAX_GRANT_CHARS: usize = 1024;
 
 /// Why a unit could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,9 @@ async fn build_state(
     for collection in sa.owned() {
         store.register_collection(collection.name()).await?;
     }
+    if let Some(warning) = alone_in_store(&store, &config.peers).await? {
+        tracing::warn!(unit = %config.unit, "{warning}");
+    }
     let role = if sa.copied().is_empty() {
         "owner"
     } else {
@@ -106,6 +109,7 @@ async fn build_state(
             unit: config.unit.clone(),
             zone: config.zone.clone(),
             role,
+            peers: config.peers.clone(),
         },
         Extras {
             feed: config.feed.clone(),
@@ -114,6 +118,27 @@ async fn build_state(
             replication: Replication::default(),
         },
     ))
+}
+
+/// A warning when the topology names peers of this unit but none of them has ever recorded
+/// itself in `store`: they may be writing to another database, each counting versions and ids
+/// on its own. (On a landscape's very first start it also shows until the second unit is up.)
+pub async fn alone_in_store(
+    store: &Store,
+    peers: &[String],
+) -> Result<Option<String>, store::Error> {
+    if peers.is_empty() {
+        return Ok(None);
+    }
+    let recorded = store.units().await?;
+    if recorded.iter().any(|unit| peers.contains(&unit.unit)) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "alone in this store: the topology names {}, but none of them has used this database; \
+         check that every unit of the SA names the same one",
+        peers.join(", ")
+    )))
 }
 
 /// Refuses sources a poller could only fail on forever: a collection this SA does not copy (or
@@ -125,46 +150,48 @@ fn check_sources(config: &UnitConfig, sa: &ServiceArea) -> Result<(), UnitError>
             collection: source.collection.clone(),
             reason,
         };
-        let Some(copy) = sa
-            .copied()
-            .iter()
-            .find(|copy| copy.name() == source.collection)
-        else {
-            return Err(refuse(format!(
-                "{} does not copy this collection",
-                sa.name()
-            )));
-        };
         if seen.contains(&source.collection.as_str()) {
             return Err(refuse("named by two sources".to_owned()));
         }
         seen.push(source.collection.as_str());
-        AspectSelector::parse(&source.aspects, MAX_GRANT_CHARS)
-            .and_then(|selector| selector.resolve(copy.aspect_names()))
-            .map_err(|error| {
-                refuse(format!(
-                    "aspects {:?} do not fit the copy {} declares: {error}",
-                    source.aspects,
-                    sa.name()
-                ))
-            })?;
-        if !(1..=FEED_MAX_LIMIT).contains(&source.limit) {
-            return Err(refuse(format!(
-                "limit {} is outside 1..={FEED_MAX_LIMIT}",
-                source.limit
-            )));
-        }
-        if source.wait_secs > FEED_MAX_WAIT_SECS {
-            return Err(refuse(format!(
-                "wait_secs {} is above the feed's {FEED_MAX_WAIT_SECS}",
-                source.wait_secs
-            )));
-        }
-        if source.wait_secs == 0 && source.interval_secs == 0 {
-            return Err(refuse(
-                "interval_secs 0 without long polling would poll without pause".to_owned(),
-            ));
-        }
+        check_source(source, sa).map_err(refuse)?;
+    }
+    Ok(())
+}
+
+/// Why one source cannot work for `sa`, in words: shared by the start-up check and the
+/// topology's (`hiscale check`), so both refuse the same things.
+pub(crate) fn check_source(source: &SourceConfig, sa: &ServiceArea) -> Result<(), String> {
+    let Some(copy) = sa
+        .copied()
+        .iter()
+        .find(|copy| copy.name() == source.collection)
+    else {
+        return Err(format!("{} does not copy this collection", sa.name()));
+    };
+    AspectSelector::parse(&source.aspects, MAX_GRANT_CHARS)
+        .and_then(|selector| selector.resolve(copy.aspect_names()))
+        .map_err(|error| {
+            format!(
+                "aspects {:?} do not fit the copy {} declares: {error}",
+                source.aspects,
+                sa.name()
+            )
+        })?;
+    if !(1..=FEED_MAX_LIMIT).contains(&source.limit) {
+        return Err(format!(
+            "limit {} is outside 1..={FEED_MAX_LIMIT}",
+            source.limit
+        ));
+    }
+    if source.wait_secs > FEED_MAX_WAIT_SECS {
+        return Err(format!(
+            "wait_secs {} is above the feed's {FEED_MAX_WAIT_SECS}",
+            source.wait_secs
+        ));
+    }
+    if source.wait_secs == 0 && source.interval_secs == 0 {
+        return Err("interval_secs 0 without long polling would poll without pause".to_owned());
     }
     Ok(())
 }

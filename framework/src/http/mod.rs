@@ -54,6 +54,8 @@ struct Inner {
     interfaces: BTreeMap<String, Interfaces>,
     unit: UnitIdentity,
     draining: AtomicBool,
+    /// Whether a peer has been seen in the store (or there are none to see).
+    peer_seen: AtomicBool,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     sessions: Option<SessionVerifier>,
     /// What sessions may read of their own resource here (all when `None`).
@@ -84,6 +86,9 @@ pub struct UnitIdentity {
     /// `owner` for a unit that only serves what its SA owns; `primary` or `backup` for a
     /// unit of an SA that keeps copies.
     pub role: String,
+    /// The other units of the SA the topology names (`/health` warns while none of them has
+    /// recorded itself in this unit's store).
+    pub peers: Vec<String>,
 }
 
 impl AppState {
@@ -117,6 +122,7 @@ impl AppState {
                 limits,
                 feed: extras.feed,
                 interfaces,
+                peer_seen: AtomicBool::new(unit.peers.is_empty()),
                 unit,
                 draining: AtomicBool::new(false),
                 metrics: crate::telemetry::prometheus(),

@@ -30,8 +30,9 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
         }
         Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
     }
+    let warning = peer_warning(&state).await;
     let (status, body) = if reasons.is_empty() {
-        (StatusCode::OK, "PASS\n".to_owned())
+        (StatusCode::OK, format!("PASS\n{warning}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -44,6 +45,26 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// `warning: …` and a line break while no peer the topology names has recorded itself in this
+/// unit's store; empty once one has (and from then on without asking the store again). A
+/// warning, not a failure: on a landscape's first start the first unit is alone for a while.
+async fn peer_warning(state: &AppState) -> String {
+    if state.inner.peer_seen.load(Ordering::Relaxed) {
+        return String::new();
+    }
+    let check = crate::unit::alone_in_store(state.store(), &state.inner.unit.peers);
+    match tokio::time::timeout(DATABASE_CHECK_TIMEOUT, check).await {
+        Ok(Ok(None)) => {
+            state.inner.peer_seen.store(true, Ordering::Relaxed);
+            tracing::info!("a peer unit has recorded itself in this store");
+            String::new()
+        }
+        Ok(Ok(Some(warning))) => format!("warning: {warning}\n"),
+        // The database check above already reports an unreachable store.
+        Ok(Err(_)) | Err(_) => String::new(),
+    }
 }
 
 /// `GET /heartbeat`: answers while the process runs; who it is and its reader role.

@@ -1,0 +1,452 @@
+//! [`Topology::check`]: everything in a topology that disagrees with the SAs' declarations or
+//! with itself, found before anything starts, each with the line it is on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+
+use toml::Spanned;
+
+use super::{CopyDeployment, SaDeployment, Topology, TopologyError};
+use crate::aspect::AspectSelector;
+use crate::config::{ReaderRole, SourceConfig};
+use crate::model::{Collection, ServiceArea};
+use crate::unit::{MAX_GRANT_CHARS, check_source};
+
+/// One problem (or warning) in a topology file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The file's name.
+    pub file: String,
+    /// The 1-based line, when the problem has one.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Finding {
+    pub(super) fn new(file: &str, line: Option<usize>, message: String) -> Self {
+        Self {
+            file: file.to_owned(),
+            line,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// The health-check interval HAProxy accepts from a topology, in milliseconds.
+const CHECK_INTERVAL_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
+
+impl Topology {
+    /// Checks the topology against the SAs this binary runs (`areas`): answers the warnings
+    /// (a primary and its backup in one zone, an SA with one unit) when nothing is wrong, and
+    /// every error found otherwise.
+    pub fn check(&self, areas: &[ServiceArea]) -> Result<Vec<Finding>, TopologyError> {
+        let mut checker = Checker {
+            topology: self,
+            areas,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        checker.gateway();
+        checker.names_and_addresses();
+        for sa in &self.service_areas {
+            checker.service_area(sa);
+        }
+        if checker.errors.is_empty() {
+            Ok(checker.warnings)
+        } else {
+            Err(TopologyError::Refused {
+                findings: checker.errors,
+            })
+        }
+    }
+}
+
+/// Collects findings while walking the topology once.
+struct Checker<'a> {
+    topology: &'a Topology,
+    areas: &'a [ServiceArea],
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+impl<'a> Checker<'a> {
+    fn error<T>(&mut self, at: &Spanned<T>, message: String) {
+        let line = self.topology.line_of(at.span());
+        self.errors
+            .push(Finding::new(self.topology.name(), Some(line), message));
+    }
+
+    fn warning<T>(&mut self, at: &Spanned<T>, message: String) {
+        let line = self.topology.line_of(at.span());
+        self.warnings
+            .push(Finding::new(self.topology.name(), Some(line), message));
+    }
+
+    fn declaration(&self, name: &str) -> Option<&'a ServiceArea> {
+        self.areas.iter().find(|area| area.name() == name)
+    }
+
+    fn gateway(&mut self) {
+        let interval = self.topology.gateway.check_interval_ms;
+        if !CHECK_INTERVAL_MS.contains(&interval) {
+            self.errors.push(Finding::new(
+                self.topology.name(),
+                None,
+                format!(
+                    "gateway.check_interval_ms {interval} is outside {}..={}",
+                    CHECK_INTERVAL_MS.start(),
+                    CHECK_INTERVAL_MS.end()
+                ),
+            ));
+        }
+    }
+
+    /// SA names, unit names and listen addresses are each used once in the landscape.
+    fn names_and_addresses(&mut self) {
+        let mut sa_names = BTreeSet::new();
+        let mut unit_names = BTreeSet::new();
+        let mut addresses: BTreeMap<SocketAddr, String> = BTreeMap::new();
+        addresses.insert(self.topology.gateway.listen, "the gateway".to_owned());
+        if let Some(stats) = self.topology.gateway.stats {
+            addresses.insert(stats, "the gateway's status page".to_owned());
+        }
+        for sa in &self.topology.service_areas {
+            if !sa_names.insert(sa.get_ref().name.get_ref().clone()) {
+                let message = format!("service area {} is named twice", sa.get_ref().name);
+                self.error(&sa.get_ref().name, message);
+            }
+            for unit in &sa.get_ref().units {
+                let own = unit.get_ref();
+                if !unit_names.insert(own.name.clone()) {
+                    self.error(unit, format!("unit {} is named twice", own.name));
+                }
+                if let Some(other) = addresses.insert(own.listen, own.name.clone()) {
+                    self.error(
+                        unit,
+                        format!(
+                            "unit {} listens on {}, as {other} does",
+                            own.name, own.listen
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn service_area(&mut self, spanned: &'a Spanned<SaDeployment>) {
+        let sa = spanned.get_ref();
+        let name = sa.name.get_ref();
+        let Some(declared) = self.declaration(name) else {
+            let known: Vec<_> = self.areas.iter().map(ServiceArea::name).collect();
+            self.error(
+                &sa.name,
+                format!(
+                    "this binary runs no service area {name:?} (it knows {})",
+                    known.join(", ")
+                ),
+            );
+            return;
+        };
+        if sa.units.is_empty() {
+            self.error(spanned, format!("{name} has no units"));
+        }
+        self.database(sa);
+        self.grants(sa);
+        self.readers(spanned, declared);
+        let mut copied = BTreeSet::new();
+        for copy in &sa.copies {
+            if !copied.insert(copy.get_ref().collection.clone()) {
+                let message = format!("{name} names two sources of {}", copy.get_ref().collection);
+                self.error(copy, message);
+            }
+            self.copy(sa, declared, copy);
+        }
+        for collection in declared.copied() {
+            if !copied.contains(collection.name()) {
+                self.error(
+                    spanned,
+                    format!(
+                        "{name} keeps a copy of {}'s {}, but names no source for it: add a \
+                         [[sa.copies]] with collection = {:?}",
+                        collection.owner(),
+                        collection.name(),
+                        collection.name()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// One store per SA: SQLite only with every unit on one host.
+    fn database(&mut self, sa: &SaDeployment) {
+        let url = sa.database.get_ref();
+        let name = sa.name.get_ref();
+        if url.starts_with("sqlite:") {
+            let hosts: BTreeSet<_> = sa.units.iter().map(|u| u.get_ref().listen.ip()).collect();
+            if hosts.len() > 1 {
+                self.error(
+                    &sa.database,
+                    format!(
+                        "{name}'s units run on {} hosts but share a SQLite file, which only one \
+                         host can open: use PostgreSQL",
+                        hosts.len()
+                    ),
+                );
+            }
+        } else if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            self.error(
+                &sa.database,
+                format!("{name}'s database {url:?} is neither sqlite:// nor postgres://"),
+            );
+        }
+    }
+
+    fn grants(&mut self, sa: &SaDeployment) {
+        for (caller, grant) in &sa.grants {
+            let text = grant.get_ref();
+            if text != "operator"
+                && let Err(error) = AspectSelector::parse(text, MAX_GRANT_CHARS)
+            {
+                self.error(
+                    grant,
+                    format!("the grant of {caller} at {} is not valid: {error}", sa.name),
+                );
+            }
+        }
+        if let Some(grant) = &sa.session_grant
+            && let Err(error) = AspectSelector::parse(grant.get_ref(), MAX_GRANT_CHARS)
+        {
+            self.error(grant, format!("session_grant is not valid: {error}"));
+        }
+    }
+
+    /// An SA that copies has exactly one primary reader, the others back it up, preferably in
+    /// another zone; an owner's units have no reader role.
+    fn readers(&mut self, spanned: &Spanned<SaDeployment>, declared: &ServiceArea) {
+        let sa = spanned.get_ref();
+        let name = sa.name.get_ref();
+        if declared.copied().is_empty() {
+            for unit in &sa.units {
+                if unit.get_ref().reader.is_some() {
+                    let message = format!(
+                        "{} has a reader role, but {name} copies nothing",
+                        unit.get_ref().name
+                    );
+                    self.error(unit, message);
+                }
+            }
+            if sa.units.len() == 1 {
+                self.warning(
+                    spanned,
+                    format!("{name} has one unit: nothing takes over when it stops"),
+                );
+            }
+            return;
+        }
+        let primaries: Vec<_> = sa
+            .units
+            .iter()
+            .filter(|unit| unit.get_ref().reader == Some(ReaderRole::Primary))
+            .collect();
+        for unit in &sa.units {
+            if unit.get_ref().reader.is_none() {
+                let message = format!(
+                    "{} needs reader = \"primary\" or \"backup\": {name} keeps copies",
+                    unit.get_ref().name
+                );
+                self.error(unit, message);
+            }
+        }
+        let [primary] = primaries.as_slice() else {
+            self.error(
+                spanned,
+                format!(
+                    "{name} needs exactly one unit with reader = \"primary\", has {}",
+                    primaries.len()
+                ),
+            );
+            return;
+        };
+        let backups: Vec<_> = sa
+            .units
+            .iter()
+            .filter(|unit| unit.get_ref().reader == Some(ReaderRole::Backup))
+            .collect();
+        if backups.is_empty() {
+            self.warning(
+                spanned,
+                format!("{name} has no backup reader: its copies stop when the primary does"),
+            );
+        }
+        for backup in backups {
+            if backup.get_ref().zone == primary.get_ref().zone {
+                let message = format!(
+                    "backup {} is in the same zone as its primary {} ({}): one outage stops both",
+                    backup.get_ref().name,
+                    primary.get_ref().name,
+                    backup.get_ref().zone.as_deref().unwrap_or("no zone given")
+                );
+                self.warning(backup, message);
+            }
+        }
+    }
+
+    /// A copy the SA declares, polled from an SA that holds the collection and grants at least
+    /// the copied aspects, within the feed's bounds, along a chain that ends at the owner.
+    fn copy(
+        &mut self,
+        sa: &SaDeployment,
+        declared: &ServiceArea,
+        spanned: &Spanned<CopyDeployment>,
+    ) {
+        let copy = spanned.get_ref();
+        let name = sa.name.get_ref();
+        let aspects = copy.aspects_of(name, self.areas);
+        let source = SourceConfig {
+            collection: copy.collection.clone(),
+            url: String::new(),
+            token: String::new(),
+            aspects: aspects.clone(),
+            interval_secs: copy.interval_secs,
+            wait_secs: copy.wait_secs,
+            limit: copy.limit,
+        };
+        if let Err(reason) = check_source(&source, declared) {
+            self.error(
+                spanned,
+                format!("{name} copies {}: {reason}", copy.collection),
+            );
+            return;
+        }
+        let Some(from) = self.topology.service_area(&copy.from) else {
+            self.error(
+                spanned,
+                format!(
+                    "{name} copies {} from {:?}, which the topology does not name",
+                    copy.collection, copy.from
+                ),
+            );
+            return;
+        };
+        let Some(held) = self
+            .declaration(&copy.from)
+            .and_then(|source| source.collection(&copy.collection))
+        else {
+            self.error(
+                spanned,
+                format!("{} holds no collection {}", copy.from, copy.collection),
+            );
+            return;
+        };
+        let owner = declared
+            .collection(&copy.collection)
+            .map(Collection::owner)
+            .unwrap_or_default();
+        if held.owner() != owner {
+            self.error(
+                spanned,
+                format!(
+                    "{name} copies {owner}'s {}, but {}'s {} belongs to {}",
+                    copy.collection,
+                    copy.from,
+                    copy.collection,
+                    held.owner()
+                ),
+            );
+            return;
+        }
+        self.granted(name, copy, &aspects, from, held, spanned);
+        if let Some(cycle) = self.cycle(name, &copy.collection) {
+            self.error(
+                spanned,
+                format!(
+                    "the sources of {} form a ring ({}): every copy needs a path to its owner",
+                    copy.collection,
+                    cycle.join(" -> ")
+                ),
+            );
+        }
+    }
+
+    /// The copied aspects lie within what `from` grants this SA.
+    fn granted(
+        &mut self,
+        name: &str,
+        copy: &CopyDeployment,
+        aspects: &str,
+        from: &SaDeployment,
+        held: &Collection,
+        spanned: &Spanned<CopyDeployment>,
+    ) {
+        let Some(grant) = from.grants.get(name) else {
+            self.error(
+                spanned,
+                format!(
+                    "{} grants {name} nothing: add {name} = \"{aspects}\" to its grants",
+                    copy.from
+                ),
+            );
+            return;
+        };
+        if grant.get_ref() == "operator" {
+            return;
+        }
+        let resolve = |text: &str| {
+            AspectSelector::parse(text, MAX_GRANT_CHARS)
+                .ok()
+                .map(|selector| selector.select_known(held.aspect_names()))
+        };
+        let (Some(wanted), Some(allowed)) = (resolve(aspects), resolve(grant.get_ref())) else {
+            return; // reported where the selectors are checked
+        };
+        let outside: Vec<String> = wanted
+            .outside(&allowed)
+            .iter()
+            .map(|aspect| format!("~{aspect}"))
+            .collect();
+        if !outside.is_empty() {
+            self.error(
+                spanned,
+                format!(
+                    "{name} copies {aspects} from {}, which grants {name} only {}: {} lie outside",
+                    copy.from,
+                    grant.get_ref(),
+                    outside.join("")
+                ),
+            );
+        }
+    }
+
+    /// Follows the sources of `collection` from `start`; the SAs on the way when they come
+    /// back to one already passed.
+    fn cycle(&self, start: &str, collection: &str) -> Option<Vec<String>> {
+        let mut path = vec![start.to_owned()];
+        let mut current = start;
+        for _ in 0..=self.topology.service_areas.len() {
+            let next = self
+                .topology
+                .service_area(current)?
+                .copies
+                .iter()
+                .map(Spanned::get_ref)
+                .find(|copy| copy.collection == collection)?;
+            let seen = path.contains(&next.from);
+            path.push(next.from.clone());
+            if seen {
+                return Some(path);
+            }
+            current = &next.from;
+        }
+        Some(path)
+    }
+}

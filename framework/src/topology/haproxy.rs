@@ -1,0 +1,196 @@
+//! [`Topology::haproxy_config`]: HAProxy's configuration for a topology, so the gateway can
+//! never disagree with the units it fronts (`hiscale haproxy-config --topology FILE`).
+
+use std::fmt::Write as _;
+
+use super::Topology;
+use crate::config::FEED_MAX_WAIT_SECS;
+
+/// HAProxy's client and server timeouts exceed the feed's longest long poll by this much, so
+/// HAProxy never cuts one.
+const LONG_POLL_MARGIN_SECS: u64 = 15;
+
+impl Topology {
+    /// The complete `haproxy.cfg` (HAProxy 2.6 or later): one frontend on the gateway's
+    /// address routing `/{sa}/…` to that SA's units round robin, health checks on `/health`,
+    /// retries of idempotent requests only, the protocol's error bodies.
+    pub fn haproxy_config(&self) -> String {
+        let mut out = String::new();
+        self.header(&mut out);
+        self.global_and_defaults(&mut out);
+        self.frontend(&mut out);
+        for sa in &self.service_areas {
+            let sa = sa.get_ref();
+            let name = sa.name.get_ref();
+            let _ = writeln!(out, "\nbackend {name}");
+            out.push_str("    balance roundrobin\n");
+            out.push_str("    option httpchk GET /health\n");
+            out.push_str("    http-check expect string PASS\n");
+            out.push_str(
+                "    # Only reads are retried after the request reached a unit: a write is never \
+                 sent twice.\n",
+            );
+            out.push_str("    http-request disable-l7-retry if !METH_GET !METH_HEAD\n");
+            out.push_str(
+                "    # Units build their links with this prefix; a client's own value is \
+                 replaced.\n",
+            );
+            let _ = writeln!(
+                out,
+                "    http-request set-header X-Forwarded-Prefix /{name}"
+            );
+            let _ = writeln!(
+                out,
+                "    # /{name}/customers/1?aspects=~person -> /customers/1?aspects=~person, \
+                 /{name} -> /"
+            );
+            let _ = writeln!(out, "    http-request replace-path ^/{name}/?(.*)$ /\\1");
+            for unit in &sa.units {
+                let unit = unit.get_ref();
+                let _ = writeln!(out, "    server {} {} check", unit.name, unit.listen);
+            }
+        }
+        if let Some(stats) = self.gateway.stats {
+            out.push_str(
+                "\n# HAProxy's own status page: which units are up, their check results and \
+                 traffic.\n",
+            );
+            out.push_str("frontend stats\n");
+            let _ = writeln!(out, "    bind {stats}");
+            out.push_str("    stats enable\n    stats uri /stats\n    stats refresh 5s\n");
+        }
+        out
+    }
+
+    fn header(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HAProxy in front of the HiScale service units, generated from {name} by\n\
+             #\n\
+             #     hiscale haproxy-config --topology {name}\n\
+             #\n\
+             # Do not edit: change the topology and generate again (a test fails when the two \
+             differ).\n\
+             # One frontend on {listen} routes /{{sa}}/... to that SA's units, round robin, \
+             with the\n\
+             # /{{sa}} prefix stripped and passed on as X-Forwarded-Prefix.\n\
+             #",
+            name = self.name(),
+            listen = self.gateway.listen,
+        );
+        for sa in &self.service_areas {
+            let sa = sa.get_ref();
+            let units: Vec<String> = sa
+                .units
+                .iter()
+                .map(|unit| format!("{} {}", unit.get_ref().name, unit.get_ref().listen))
+                .collect();
+            let _ = writeln!(out, "#   /{}/ -> {}", sa.name.get_ref(), units.join(", "));
+        }
+        let _ = writeln!(
+            out,
+            "#\n\
+             # A unit takes traffic only while GET /health answers PASS: checked every {}, out \
+             after two\n\
+             # failures (a drained unit fails it), back after two passes. Until the first check \
+             passes\n\
+             # HAProxy answers 503, so start the units first. Check with\n\
+             #\n\
+             #     haproxy -c -f haproxy.cfg",
+            self.check_interval()
+        );
+    }
+
+    fn check_interval(&self) -> String {
+        let ms = self.gateway.check_interval_ms;
+        if ms.is_multiple_of(1000) {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        }
+    }
+
+    fn global_and_defaults(&self, out: &mut String) {
+        let timeout = FEED_MAX_WAIT_SECS + LONG_POLL_MARGIN_SECS;
+        let _ = write!(
+            out,
+            "
+global
+    # Logs to stdout (systemd's journal, or `docker logs`).
+    log stdout format raw local0 info
+    # Needs about 2 x maxconn file descriptors; HAProxy raises its limit when started as root.
+    maxconn 4096
+
+defaults
+    mode http
+    log global
+    option httplog
+    option dontlognull
+    # The client's address reaches the unit as X-Forwarded-For.
+    option forwardfor
+    # A request that failed is retried up to 3 times, each on another unit: always when the
+    # connection failed (nothing was sent), and for GET and HEAD also after an empty or broken
+    # answer, a timeout or a 5xx (each backend disables these retries for other methods).
+    retries 3
+    option redispatch
+    retry-on all-retryable-errors
+    timeout connect 1s
+    timeout http-request 10s
+    # Above the feed's longest long poll (`wait` up to {FEED_MAX_WAIT_SECS} s), so HAProxy never cuts one.
+    timeout client {timeout}s
+    timeout server {timeout}s
+    timeout http-keep-alive 10s
+    timeout queue 5s
+    # Every server of every backend: checked each {interval}, out after 2 failures, in after 2.
+    default-server inter {interval} fall 2 rise 2
+    # No unit up (503), or a unit failed mid-request (502, 504): the protocol's error format.
+    http-error status 502 content-type application/json string '{{\"error\":{{\"code\":\"no-unit-available\",\"message\":\"no unit of this service area answered\"}}}}'
+    http-error status 503 content-type application/json string '{{\"error\":{{\"code\":\"no-unit-available\",\"message\":\"no unit of this service area is available\"}}}}'
+    http-error status 504 content-type application/json string '{{\"error\":{{\"code\":\"no-unit-available\",\"message\":\"no unit of this service area answered in time\"}}}}'
+",
+            interval = self.check_interval(),
+        );
+    }
+
+    fn frontend(&self, out: &mut String) {
+        let _ = write!(
+            out,
+            "
+frontend hiscale
+    bind {}
+
+    # /{{sa}}/... goes to that SA's units. Anything else names no service area: 404 in the
+    # protocol's error format, JSON when the client asks for JSON, XML otherwise.
+",
+            self.gateway.listen
+        );
+        let names: Vec<&str> = self
+            .service_areas
+            .iter()
+            .map(|sa| sa.get_ref().name.get_ref().as_str())
+            .collect();
+        for name in &names {
+            let _ = writeln!(out, "    acl {name} path /{name}");
+            let _ = writeln!(out, "    acl {name} path_beg /{name}/");
+        }
+        let none: String = names.iter().map(|name| format!("!{name} ")).collect();
+        out.push_str("    acl wants_json req.hdr(accept) -m sub json\n");
+        let _ = writeln!(
+            out,
+            "    http-request return status 404 content-type application/json string \
+             '{{\"error\":{{\"code\":\"unknown-service-area\",\"message\":\"the path names no \
+             service area: use /{{sa}}/...\"}}}}' if {none}wants_json"
+        );
+        let _ = writeln!(
+            out,
+            "    http-request return status 404 content-type application/xml string \
+             '<error><code>unknown-service-area</code><message>the path names no service area: \
+             use /{{sa}}/...</message></error>' if {}",
+            none.trim_end()
+        );
+        out.push('\n');
+        for name in &names {
+            let _ = writeln!(out, "    use_backend {name} if {name}");
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! The deployment in one file (`deploy/topology.toml`): which service areas run, their units
+//! (address, zone, reader role), each SA's database, which source every copy polls, and who
+//! may call whom with which grant.
+//!
+//! What an SA *is* — its collections and the shape of its copies — stays in its code
+//! ([`ServiceArea`]); the topology only says where and how it runs. Everything else derives
+//! from this file: each unit's configuration ([`Topology::unit_config`], what
+//! `hiscale serve --topology FILE --unit NAME` runs), HAProxy's configuration
+//! ([`Topology::haproxy_config`]) and the demo. [`Topology::check`] finds every disagreement
+//! with the SAs' declarations before anything starts, each with the line it is on, so a unit
+//! never starts with a source its poller could only fail on.
+//!
+//! Secrets are not in the topology: bearer tokens and session keys come from a separate file
+//! ([`Secrets`]) that only the units' account can read.
+
+mod check;
+mod haproxy;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::aspect::Selection;
+use crate::config::{
+    CallerConfig, FeedConfig, Limits, ReaderConfig, ReaderRole, SessionConfig, SourceConfig,
+    UnitConfig,
+};
+use crate::model::ServiceArea;
+
+pub use check::Finding;
+
+/// The whole deployment, as read from its file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// The gateway (HAProxy, or the demo's) every client and every reading unit goes through.
+    pub gateway: Gateway,
+    /// Settings of the session tokens login issues.
+    #[serde(default)]
+    pub sessions: SessionSettings,
+    /// The service areas, in the order HAProxy's configuration lists them.
+    #[serde(rename = "sa", default)]
+    pub service_areas: Vec<Spanned<SaDeployment>>,
+    /// The file's text and name, for line numbers in findings.
+    #[serde(skip)]
+    origin: Origin,
+}
+
+/// Where a topology came from.
+#[derive(Debug, Clone, Default)]
+struct Origin {
+    name: String,
+    text: String,
+}
+
+/// The gateway in front of every SA: `/{sa}/…` goes to that SA's units.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    /// Where the gateway listens.
+    pub listen: SocketAddr,
+    /// How units reach the gateway (their sources poll through it); `http://{listen}` when
+    /// absent, which fits one machine.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// HAProxy's status page.
+    #[serde(default)]
+    pub stats: Option<SocketAddr>,
+    /// Milliseconds between HAProxy's health checks of each unit.
+    #[serde(default = "default_check_interval_ms")]
+    pub check_interval_ms: u64,
+}
+
+fn default_check_interval_ms() -> u64 {
+    1000
+}
+
+/// Landscape-wide settings of session tokens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Lifetime of a session token login issues.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+/// One service area as deployed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaDeployment {
+    /// The SA's name, which the binary must know (`registration`, `login`, …).
+    pub name: Spanned<String>,
+    /// The one store every unit of the SA shares: `postgres://…`, or `sqlite:///…` when every
+    /// unit runs on one host.
+    pub database: Spanned<String>,
+    /// Whether this SA issues session tokens (it then needs the signing key).
+    #[serde(default)]
+    pub signs_sessions: bool,
+    /// What a user's session may read of its own resource here (every aspect when absent).
+    #[serde(default)]
+    pub session_grant: Option<Spanned<String>>,
+    /// Who may call this SA, by caller name: `operator` or an aspect selector. A reading SA
+    /// is a caller under its own name.
+    #[serde(default)]
+    pub grants: BTreeMap<String, Spanned<String>>,
+    /// Where each of the SA's copies comes from.
+    #[serde(default)]
+    pub copies: Vec<Spanned<CopyDeployment>>,
+    /// How a backup watches its primary.
+    #[serde(default)]
+    pub reader: ReaderSettings,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub feed: FeedConfig,
+    /// The SA's units: identical processes behind the gateway.
+    #[serde(default)]
+    pub units: Vec<Spanned<UnitDeployment>>,
+}
+
+/// One unit of an SA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitDeployment {
+    /// Unique in the landscape, e.g. `registration-1`.
+    pub name: String,
+    pub listen: SocketAddr,
+    /// Rack, room or datacenter; a primary and its backup belong in different ones.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// `primary` or `backup`, for the units of an SA that copies; absent for an owner's.
+    #[serde(default)]
+    pub reader: Option<ReaderRole>,
+}
+
+/// Where one copy comes from and what of it is copied.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyDeployment {
+    /// The copied collection, e.g. `customers`.
+    pub collection: String,
+    /// The SA polled: the owner, or another SA's copy of it.
+    pub from: String,
+    /// The aspects copied, within the copy the SA declares and what `from` grants this SA;
+    /// every aspect the SA's copy declares when absent (the usual case: the SA's code is the
+    /// one declaration of a copy's shape).
+    #[serde(default)]
+    pub aspects: Option<String>,
+    #[serde(default = "default_interval_secs")]
+    pub interval_secs: u64,
+    #[serde(default = "default_wait_secs")]
+    pub wait_secs: u64,
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+impl CopyDeployment {
+    /// The aspects this copy names, or else every aspect SA `sa` (one of `areas`) declares for
+    /// it; empty when neither says (the check refuses that).
+    pub fn aspects_of(&self, sa: &str, areas: &[ServiceArea]) -> String {
+        if let Some(aspects) = &self.aspects {
+            return aspects.clone();
+        }
+        areas
+            .iter()
+            .find(|area| area.name() == sa)
+            .and_then(|area| area.collection(&self.collection))
+            .map(|copy| Selection::all(copy.aspect_names()).to_string())
+            .unwrap_or_default()
+    }
+}
+
+fn default_interval_secs() -> u64 {
+    10
+}
+fn default_wait_secs() -> u64 {
+    20
+}
+fn default_limit() -> u32 {
+    100
+}
+
+/// Heartbeat and lease settings of an SA's readers ([`ReaderConfig`] without the role).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReaderSettings {
+    pub heartbeat_interval_ms: u64,
+    pub misses: u32,
+    pub lease_ms: u64,
+}
+
+impl Default for ReaderSettings {
+    fn default() -> Self {
+        let defaults = ReaderConfig::default();
+        Self {
+            heartbeat_interval_ms: defaults.heartbeat_interval_ms,
+            misses: defaults.misses,
+            lease_ms: defaults.lease_ms,
+        }
+    }
+}
+
+/// Bearer tokens by caller name, and the session keys: kept apart from the topology, readable
+/// only by the units' account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    /// The token each caller presents, by the caller names the grants use.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, String>,
+    #[serde(default)]
+    pub sessions: SessionKeys,
+}
+
+/// Hex of the Ed25519 session keys.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionKeys {
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// Only units of an SA with `signs_sessions` need it.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+}
+
+/// Why a topology (or its secrets) cannot be used: every problem found, each with its line.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{}", findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Refused { findings: Vec<Finding> },
+}
+
+impl Topology {
+    /// Reads and parses a topology file (no checks against the SAs yet: [`Topology::check`]).
+    pub fn load(path: &Path) -> Result<Self, TopologyError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        Self::parse(&text, &name)
+    }
+
+    /// Parses a topology from `text`; `name` names it in messages.
+    pub fn parse(text: &str, name: &str) -> Result<Self, TopologyError> {
+        let mut topology: Self = toml::from_str(text).map_err(|source| TopologyError::Parse {
+            path: name.to_owned(),
+            source: Box::new(source),
+        })?;
+        topology.origin = Origin {
+            name: name.to_owned(),
+            text: text.to_owned(),
+        };
+        Ok(topology)
+    }
+
+    /// The file's name, as given to [`Topology::load`] or [`Topology::parse`].
+    pub fn name(&self) -> &str {
+        &self.origin.name
+    }
+
+    /// The 1-based line a span of the file starts on.
+    fn line_of(&self, span: std::ops::Range<usize>) -> usize {
+        let end = span.start.min(self.origin.text.len());
+        self.origin.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&byte| byte == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The deployment of SA `name`.
+    pub fn service_area(&self, name: &str) -> Option<&SaDeployment> {
+        self.service_areas
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|sa| sa.name.get_ref() == name)
+    }
+
+    /// Every unit of the landscape with the SA it belongs to, in file order.
+    pub fn units(&self) -> impl Iterator<Item = (&SaDeployment, &UnitDeployment)> {
+        self.service_areas.iter().flat_map(|sa| {
+            sa.get_ref()
+                .units
+                .iter()
+                .map(move |unit| (sa.get_ref(), unit.get_ref()))
+        })
+    }
+
+    /// The base URL units reach the gateway by.
+    pub fn gateway_url(&self) -> String {
+        self.gateway
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.gateway.listen))
+    }
+
+    /// The complete configuration of unit `unit`, with its tokens and keys from `secrets`;
+    /// `areas` are the SAs the binary runs (a copy's aspects default to what its SA declares).
+    ///
+    /// Fails when the topology does not name the unit or `secrets` lacks a token a grant or a
+    /// source needs; run [`Topology::check`] first for everything else.
+    pub fn unit_config(
+        &self,
+        unit: &str,
+        secrets: &Secrets,
+        areas: &[ServiceArea],
+    ) -> Result<UnitConfig, TopologyError> {
+        let refuse = |message: String| TopologyError::Refused {
+            findings: vec![Finding::new(&self.origin.name, None, message)],
+        };
+        let Some((sa, own)) = self.units().find(|(_, candidate)| candidate.name == unit) else {
+            return Err(refuse(format!("names no unit {unit:?}")));
+        };
+        let sa_name = sa.name.get_ref();
+        let token_of = |caller: &str| {
+            secrets.tokens.get(caller).cloned().ok_or_else(|| {
+                refuse(format!(
+                    "the secrets hold no token for {caller:?}, which {sa_name} needs"
+                ))
+            })
+        };
+        let callers = sa
+            .grants
+            .iter()
+            .map(|(name, grant)| {
+                Ok(CallerConfig {
+                    name: name.clone(),
+                    token: token_of(name)?,
+                    grant: grant.get_ref().clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, TopologyError>>()?;
+        let sources = sa
+            .copies
+            .iter()
+            .map(|copy| {
+                let copy = copy.get_ref();
+                Ok(SourceConfig {
+                    collection: copy.collection.clone(),
+                    url: format!("{}/{}", self.gateway_url(), copy.from),
+                    token: token_of(sa_name)?,
+                    aspects: copy.aspects_of(sa_name, areas),
+                    interval_secs: copy.interval_secs,
+                    wait_secs: copy.wait_secs,
+                    limit: copy.limit,
+                })
+            })
+            .collect::<Result<Vec<_>, TopologyError>>()?;
+        let primary_url = sa
+            .units
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|candidate| candidate.reader == Some(ReaderRole::Primary))
+            .map(|primary| format!("http://{}", primary.listen));
+        let reader = ReaderConfig {
+            role: own.reader.unwrap_or(ReaderRole::Primary),
+            primary_url: (own.reader == Some(ReaderRole::Backup))
+                .then_some(primary_url)
+                .flatten(),
+            heartbeat_interval_ms: sa.reader.heartbeat_interval_ms,
+            misses: sa.reader.misses,
+            lease_ms: sa.reader.lease_ms,
+        };
+        let signing_key = if sa.signs_sessions {
+            Some(secrets.sessions.signing_key.clone().ok_or_else(|| {
+                refuse(format!(
+                    "{sa_name} signs sessions, but the secrets hold no sessions.signing_key"
+                ))
+            })?)
+        } else {
+            None
+        };
+        Ok(UnitConfig {
+            zone: own.zone.clone(),
+            limits: sa.limits.clone(),
+            callers,
+            feed: sa.feed.clone(),
+            sources,
+            reader,
+            sessions: SessionConfig {
+                public_key: secrets.sessions.public_key.clone(),
+                signing_key,
+                ttl_secs: self.sessions.ttl_secs,
+                grant: sa
+                    .session_grant
+                    .as_ref()
+                    .map(|grant| grant.get_ref().clone()),
+            },
+            peers: sa
+                .units
+                .iter()
+                .map(|peer| peer.get_ref().name.clone())
+                .filter(|peer| peer != unit)
+                .collect(),
+            ..UnitConfig::new(sa_name, unit, own.listen, sa.database.get_ref())
+        })
+    }
+}
+
+impl Secrets {
+    /// Reads a secrets file (TOML: `[tokens]` by caller name, `[sessions]` keys).
+    pub fn load(path: &Path) -> Result<Self, TopologyError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| TopologyError::Parse {
+            path: name,
+            source: Box::new(source),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,407 @@
+//! The topology's checks, derivations and HAProxy output on a small landscape of its own.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use super::*;
+use crate::model::{Collection, ServiceArea};
+
+fn customers() -> Collection {
+    Collection::new("customers", "customer")
+        .document("account", &[])
+        .document("person", &["type"])
+        .qualified_documents("address", "addresses", &["home", "bill"])
+}
+
+/// An owner and two SAs that copy from it, as a team's binary would declare them.
+fn areas() -> Vec<ServiceArea> {
+    vec![
+        ServiceArea::new("registration").owns(customers()),
+        ServiceArea::new("login").copies(
+            "registration",
+            Collection::new("customers", "customer").document("account", &[]),
+        ),
+        ServiceArea::new("shop").copies(
+            "registration",
+            Collection::new("customers", "customer")
+                .document("person", &["type"])
+                .qualified_documents("address", "addresses", &["home"]),
+        ),
+    ]
+}
+
+const GOOD: &str = r#"
+[gateway]
+listen = "127.0.0.1:8080"
+stats = "127.0.0.1:8404"
+
+[[sa]]
+name = "registration"
+database = "postgres://db/registration"
+[sa.grants]
+admin = "operator"
+login = "~account"
+shop = "~person~address.home"
+[[sa.units]]
+name = "registration-1"
+listen = "127.0.0.1:8081"
+zone = "a"
+[[sa.units]]
+name = "registration-2"
+listen = "127.0.0.1:8082"
+zone = "b"
+
+[[sa]]
+name = "login"
+database = "sqlite:///var/lib/hiscale/login.db"
+signs_sessions = true
+[sa.grants]
+admin = "operator"
+[[sa.copies]]
+collection = "customers"
+from = "registration"
+aspects = "~account"
+[[sa.units]]
+name = "login-1"
+listen = "127.0.0.1:8083"
+zone = "a"
+reader = "primary"
+[[sa.units]]
+name = "login-2"
+listen = "127.0.0.1:8084"
+zone = "b"
+reader = "backup"
+
+[[sa]]
+name = "shop"
+database = "postgres://db/shop"
+[[sa.copies]]
+collection = "customers"
+from = "registration"
+aspects = "~person~address.home"
+limit = 500
+[[sa.units]]
+name = "shop-1"
+listen = "127.0.0.1:8085"
+zone = "a"
+reader = "primary"
+[[sa.units]]
+name = "shop-2"
+listen = "127.0.0.1:8086"
+zone = "b"
+reader = "backup"
+"#;
+
+fn secrets() -> Secrets {
+    let mut secrets = Secrets::default();
+    for name in ["admin", "login", "shop"] {
+        secrets
+            .tokens
+            .insert(name.to_owned(), format!("{name}-token-0123456789"));
+    }
+    secrets.sessions.public_key = Some("public".into());
+    secrets.sessions.signing_key = Some("signing".into());
+    secrets
+}
+
+/// The findings of `text` with `GOOD`'s part `from` replaced by `to`.
+fn errors_with(from: &str, to: &str) -> Vec<Finding> {
+    assert!(GOOD.contains(from), "the test's topology has no {from:?}");
+    let text = GOOD.replacen(from, to, 1);
+    match Topology::parse(&text, "t.toml").unwrap().check(&areas()) {
+        Ok(warnings) => panic!("accepted, with warnings {warnings:?}"),
+        Err(TopologyError::Refused { findings }) => findings,
+        Err(other) => panic!("not a refusal: {other}"),
+    }
+}
+
+/// The line of `GOOD` (after replacing) on which `needle` first appears.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).unwrap();
+    text[..at].matches('\n').count() + 1
+}
+
+#[test]
+fn a_consistent_topology_passes_without_warnings() {
+    let topology = Topology::parse(GOOD, "t.toml").unwrap();
+    assert_eq!(topology.check(&areas()).unwrap(), Vec::<Finding>::new());
+}
+
+#[test]
+fn aspects_beyond_the_grant_are_refused_on_the_copys_line() {
+    let narrower = "shop = \"~person\"\n";
+    let findings = errors_with("shop = \"~person~address.home\"\n", narrower);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let text = GOOD.replacen("shop = \"~person~address.home\"\n", narrower, 1);
+    // A [[sa.copies]] table's span starts at its header; shop's is the second copy table.
+    let header = text.match_indices("[[sa.copies]]").nth(1).unwrap().0;
+    let expected = text[..header].matches('\n').count() + 1;
+    assert_eq!(findings[0].line, Some(expected), "{}", findings[0]);
+    assert!(
+        findings[0]
+            .message
+            .contains("grants shop only ~person: ~address.home lie outside"),
+        "{}",
+        findings[0]
+    );
+}
+
+#[test]
+fn a_copy_the_sa_does_not_declare_is_refused() {
+    let findings = errors_with(
+        "aspects = \"~person~address.home\"",
+        "aspects = \"~person~address.bill\"",
+    );
+    assert!(
+        findings[0]
+            .message
+            .contains("do not fit the copy shop declares"),
+        "{}",
+        findings[0]
+    );
+}
+
+#[test]
+fn bounds_beyond_the_feeds_are_refused() {
+    let findings = errors_with("limit = 500", "limit = 5000");
+    assert!(
+        findings[0].message.contains("limit 5000"),
+        "{}",
+        findings[0]
+    );
+}
+
+#[test]
+fn an_unknown_service_area_names_its_line() {
+    let findings = errors_with("name = \"shop\"", "name = \"shoop\"");
+    let text = GOOD.replacen("name = \"shop\"", "name = \"shoop\"", 1);
+    assert_eq!(findings[0].line, Some(line_of(&text, "name = \"shoop\"")));
+    assert!(
+        findings[0].to_string().starts_with("t.toml:"),
+        "{}",
+        findings[0]
+    );
+    assert!(
+        findings[0]
+            .message
+            .contains("runs no service area \"shoop\"")
+    );
+}
+
+#[test]
+fn reader_roles_need_exactly_one_primary() {
+    let findings = errors_with("reader = \"backup\"", "reader = \"primary\"");
+    assert!(
+        findings[0]
+            .message
+            .contains("exactly one unit with reader = \"primary\", has 2"),
+        "{}",
+        findings[0]
+    );
+    let findings = errors_with(
+        "zone = \"a\"\n[[sa.units]]",
+        "zone = \"a\"\nreader = \"primary\"\n[[sa.units]]",
+    );
+    assert!(
+        findings[0].message.contains("copies nothing"),
+        "{}",
+        findings[0]
+    );
+}
+
+#[test]
+fn a_declared_copy_without_source_is_refused() {
+    let findings = errors_with(
+        "[[sa.copies]]\ncollection = \"customers\"\nfrom = \"registration\"\naspects = \"~account\"\n",
+        "",
+    );
+    assert!(
+        findings[0].message.contains("names no source"),
+        "{}",
+        findings[0]
+    );
+}
+
+#[test]
+fn a_ring_of_sources_is_refused() {
+    let text = GOOD
+        .replacen(
+            "from = \"registration\"\naspects = \"~account\"",
+            "from = \"shop\"\naspects = \"~account\"",
+            1,
+        )
+        .replacen(
+            "from = \"registration\"\naspects = \"~person~address.home\"",
+            "from = \"login\"\naspects = \"~person~address.home\"",
+            1,
+        );
+    let Err(TopologyError::Refused { findings }) =
+        Topology::parse(&text, "t.toml").unwrap().check(&areas())
+    else {
+        panic!("a ring was accepted");
+    };
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.message.contains("form a ring (login -> shop -> login)")),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn sqlite_shared_across_hosts_and_reused_addresses_are_refused() {
+    let findings = errors_with("listen = \"127.0.0.1:8084\"", "listen = \"10.0.0.2:8084\"");
+    assert!(
+        findings[0].message.contains("share a SQLite file"),
+        "{}",
+        findings[0]
+    );
+    let findings = errors_with("listen = \"127.0.0.1:8086\"", "listen = \"127.0.0.1:8085\"");
+    assert!(
+        findings[0].message.contains("as shop-1 does"),
+        "{}",
+        findings[0]
+    );
+}
+
+#[test]
+fn a_backup_in_its_primarys_zone_is_a_warning() {
+    let text = GOOD.replacen(
+        "zone = \"b\"\nreader = \"backup\"",
+        "zone = \"a\"\nreader = \"backup\"",
+        1,
+    );
+    let warnings = Topology::parse(&text, "t.toml")
+        .unwrap()
+        .check(&areas())
+        .unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .message
+            .contains("same zone as its primary login-1")
+    );
+}
+
+#[test]
+fn a_backup_unit_watches_its_primary_and_polls_through_the_gateway() {
+    let topology = Topology::parse(GOOD, "t.toml").unwrap();
+    let config = topology
+        .unit_config("login-2", &secrets(), &areas())
+        .unwrap();
+    assert_eq!(config.sa, "login");
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8084");
+    assert_eq!(config.reader.role, ReaderRole::Backup);
+    assert_eq!(
+        config.reader.primary_url.as_deref(),
+        Some("http://127.0.0.1:8083")
+    );
+    assert_eq!(config.peers, ["login-1"]);
+    assert_eq!(config.sources.len(), 1);
+    let source = &config.sources[0];
+    assert_eq!(source.url, "http://127.0.0.1:8080/registration");
+    assert_eq!(source.token, "login-token-0123456789");
+    assert_eq!(source.aspects, "~account");
+    assert_eq!(config.sessions.signing_key.as_deref(), Some("signing"));
+    let names: Vec<_> = config.callers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["admin"]);
+}
+
+#[test]
+fn an_owner_unit_gets_its_callers_and_no_signing_key() {
+    let topology = Topology::parse(GOOD, "t.toml").unwrap();
+    let config = topology
+        .unit_config("registration-1", &secrets(), &areas())
+        .unwrap();
+    assert_eq!(config.reader.role, ReaderRole::Primary);
+    assert!(config.sources.is_empty());
+    assert_eq!(config.sessions.signing_key, None);
+    let grants: Vec<_> = config
+        .callers
+        .iter()
+        .map(|c| (c.name.as_str(), c.grant.as_str()))
+        .collect();
+    assert_eq!(
+        grants,
+        [
+            ("admin", "operator"),
+            ("login", "~account"),
+            ("shop", "~person~address.home")
+        ]
+    );
+}
+
+#[test]
+fn missing_secrets_and_units_are_refused() {
+    let topology = Topology::parse(GOOD, "t.toml").unwrap();
+    let mut secrets = secrets();
+    secrets.tokens.remove("shop");
+    let error = topology
+        .unit_config("registration-1", &secrets, &areas())
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("no token for \"shop\""),
+        "{error}"
+    );
+    let error = topology
+        .unit_config("shop-1", &secrets, &areas())
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("no token for \"shop\""),
+        "{error}"
+    );
+    let error = topology
+        .unit_config("nobody", &secrets, &areas())
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("names no unit \"nobody\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_position() {
+    let text = GOOD.replacen("zone = \"a\"", "zome = \"a\"", 1);
+    let error = Topology::parse(&text, "t.toml").unwrap_err();
+    assert!(error.to_string().contains("zome"), "{error}");
+}
+
+#[test]
+fn haproxy_gets_one_backend_per_sa_with_its_units() {
+    let config = Topology::parse(GOOD, "t.toml").unwrap().haproxy_config();
+    assert!(config.contains("    bind 127.0.0.1:8080\n"));
+    assert!(config.contains("backend shop\n"));
+    assert!(config.contains("    server shop-2 127.0.0.1:8086 check\n"));
+    assert!(config.contains("http-request set-header X-Forwarded-Prefix /login\n"));
+    assert!(config.contains("default-server inter 1s fall 2 rise 2"));
+    assert!(config.contains("timeout server 75s"));
+    assert!(config.contains("if !registration !login !shop wants_json"));
+    assert!(config.contains("    bind 127.0.0.1:8404\n"));
+}
+
+#[test]
+fn a_copy_without_aspects_takes_what_its_sa_declares() {
+    let text = GOOD.replacen("aspects = \"~person~address.home\"\n", "", 1);
+    let topology = Topology::parse(&text, "t.toml").unwrap();
+    assert_eq!(topology.check(&areas()).unwrap(), Vec::<Finding>::new());
+    let config = topology
+        .unit_config("shop-1", &secrets(), &areas())
+        .unwrap();
+    assert_eq!(config.sources[0].aspects, "~person~address.home");
+    // Narrowing the grant is still caught without the aspects written out.
+    let narrowed = text.replacen(
+        "shop = \"~person~address.home\"\n",
+        "shop = \"~person\"\n",
+        1,
+    );
+    let Err(TopologyError::Refused { findings }) = Topology::parse(&narrowed, "t.toml")
+        .unwrap()
+        .check(&areas())
+    else {
+        panic!("a copy beyond its grant was accepted");
+    };
+    assert!(
+        findings[0].message.contains("~address.home lie outside"),
+        "{}",
+        findings[0]
+    );
+}
