@@ -1,47 +1,60 @@
-//! Two registration units behind real HAProxy under read and write load: `kill -9` of one
-//! unit and its return cost no idempotent read (HAProxy retries them on the other unit), a
-//! drained unit costs nothing at all, and every acknowledged write is there afterwards.
+//! Two registration units behind real HAProxy under read and write load, everything derived
+//! from one topology file as a deployment does (`hiscale check`, `hiscale haproxy-config`,
+//! `hiscale serve --topology`): `kill -9` of one unit and its return cost no idempotent read
+//! (HAProxy retries them on the other unit), a drained unit costs nothing at all, and every
+//! acknowledged write is there afterwards. The committed `deploy/haproxy/haproxy.cfg` passes
+//! HAProxy's own check.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tests::process::{UnitProcess, free_port};
+use std::net::SocketAddr;
+
+use tests::process::{UnitProcess, free_port, hiscale_binary};
 use tests::replication::{post_customer, wait_for};
-use tests::{ADMIN, JSON, fresh_database, unit_config};
+use tests::{ADMIN, JSON, fresh_database};
 
-/// HAProxy as the deployment runs it, for the two units: round robin, health checks, retries
-/// of idempotent requests only (a write is never sent twice), redispatch to the other unit.
-fn haproxy_config(listen: u16, units: &[String]) -> String {
-    let servers: String = units
-        .iter()
-        .enumerate()
-        .map(|(index, address)| format!("    server registration-{} {address} check\n", index + 1))
-        .collect();
-    format!(
-        "defaults
-    mode http
-    retries 3
-    option redispatch
-    retry-on all-retryable-errors
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    default-server inter 200ms fall 2 rise 2
+/// A topology of registration's two units on `database` behind a gateway on `gateway`, with
+/// health checks every 200 ms so the test does not wait long for HAProxy to notice.
+fn topology(gateway: u16, database: &str, units: &[SocketAddr]) -> String {
+    let mut text = format!(
+        "[gateway]\nlisten = \"127.0.0.1:{gateway}\"\ncheck_interval_ms = 200\n\n\
+         [[sa]]\nname = \"registration\"\ndatabase = \"{database}\"\n\
+         [sa.grants]\nadmin = \"operator\"\n"
+    );
+    for (index, address) in units.iter().enumerate() {
+        text.push_str(&format!(
+            "[[sa.units]]\nname = \"registration-{}\"\nlisten = \"{address}\"\nzone = \"z{index}\"\n",
+            index + 1
+        ));
+    }
+    text
+}
 
-frontend hiscale
-    bind 127.0.0.1:{listen}
-    default_backend registration
+/// Runs `hiscale ARGS…` to its end; its stdout, or a panic with its stderr.
+fn hiscale(args: &[&std::ffi::OsStr]) -> String {
+    let output = std::process::Command::new(hiscale_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "hiscale {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
 
-backend registration
-    balance roundrobin
-    option httpchk GET /health
-    http-check expect string PASS
-    http-request disable-l7-retry if !METH_GET !METH_HEAD
-    http-request set-header X-Forwarded-Prefix /registration
-    http-request replace-path ^/registration/?(.*)$ /\\1
-{servers}"
-    )
+async fn health(client: &reqwest::Client, unit: &UnitProcess) -> String {
+    client
+        .get(format!("{}/health", unit.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// HAProxy in the foreground, stopped when dropped.
@@ -87,27 +100,57 @@ struct Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_or_drained_unit_costs_no_read_behind_haproxy() {
     let database = fresh_database(tests::Backend::Postgres).await;
-    let configs: Vec<_> = (1..=2)
-        .map(|n| {
-            unit_config(
-                &format!("registration-{n}"),
-                &database.url,
-                ([127, 0, 0, 1], free_port()).into(),
-            )
-        })
+    let addresses: Vec<SocketAddr> = (0..2)
+        .map(|_| ([127, 0, 0, 1], free_port()).into())
         .collect();
-    let mut units = Vec::new();
-    for config in &configs {
-        units.push(Some(UnitProcess::start_config(config.clone()).await));
-    }
     let listen = free_port();
-    let addresses: Vec<String> = configs.iter().map(|c| c.listen.to_string()).collect();
-    let _haproxy = start_haproxy(&haproxy_config(listen, &addresses));
-    let front = format!("http://127.0.0.1:{listen}/registration");
+    let files = tempfile::tempdir().unwrap();
+    let topology_path = files.path().join("topology.toml");
+    let secrets_path = files.path().join("secrets.toml");
+    std::fs::write(&topology_path, topology(listen, &database.url, &addresses)).unwrap();
+    std::fs::write(&secrets_path, format!("[tokens]\nadmin = \"{ADMIN}\"\n")).unwrap();
+    let checked = hiscale(&[
+        "check".as_ref(),
+        "--topology".as_ref(),
+        topology_path.as_os_str(),
+    ]);
+    assert!(
+        checked.contains("1 service areas, 2 units, 0 warnings"),
+        "{checked}"
+    );
+    let start = async |index: usize| {
+        UnitProcess::start_topology(
+            &topology_path,
+            &secrets_path,
+            &format!("registration-{}", index + 1),
+            addresses[index],
+        )
+        .await
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
+
+    // The first unit in a fresh store is alone while the topology names a peer; it says so in
+    // /health (still PASS) until the peer has recorded itself in the same store.
+    let first = start(0).await;
+    let alone = health(&client, &first).await;
+    assert!(
+        alone.starts_with("PASS\nwarning: alone in this store") && alone.contains("registration-2"),
+        "{alone}"
+    );
+    let mut units = [Some(first), Some(start(1).await)];
+    let together = health(&client, units[0].as_ref().unwrap()).await;
+    assert_eq!(together, "PASS\n");
+
+    let config = hiscale(&[
+        "haproxy-config".as_ref(),
+        "--topology".as_ref(),
+        topology_path.as_os_str(),
+    ]);
+    let _haproxy = start_haproxy(&config);
+    let front = format!("http://127.0.0.1:{listen}/registration");
     wait_for(
         "HAProxy to pass requests",
         Duration::from_secs(30),
@@ -175,7 +218,7 @@ async fn a_killed_or_drained_unit_costs_no_read_behind_haproxy() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(units[1].take()); // kill -9
     tokio::time::sleep(Duration::from_secs(3)).await;
-    units[1] = Some(UnitProcess::start_config(configs[1].clone()).await);
+    units[1] = Some(start(1).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_kill = (
         reads.ok.load(Ordering::Relaxed),
@@ -186,7 +229,7 @@ async fn a_killed_or_drained_unit_costs_no_read_behind_haproxy() {
 
     // Drained: HAProxy takes the unit out after two failed checks, before anyone notices.
     let drained = client
-        .put(format!("http://{}/admin/drain", configs[0].listen))
+        .put(format!("http://{}/admin/drain", addresses[0]))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -220,7 +263,7 @@ async fn a_killed_or_drained_unit_costs_no_read_behind_haproxy() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     for (id, lastname) in acknowledged {
         let current: serde_json::Value = client
-            .get(format!("http://{}/customers/{id}", configs[1].listen))
+            .get(format!("http://{}/customers/{id}", addresses[1]))
             .bearer_auth(ADMIN)
             .header("accept", JSON)
             .send()
@@ -235,4 +278,24 @@ async fn a_killed_or_drained_unit_costs_no_read_behind_haproxy() {
             "customer {id}: acknowledged {lastname}, found {current}"
         );
     }
+}
+
+#[test]
+fn the_committed_haproxy_config_passes_haproxys_check() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy/haproxy.cfg");
+    let binary = std::env::var("HISCALE_HAPROXY").unwrap_or_else(|_| "haproxy".into());
+    let output = std::process::Command::new(&binary)
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {binary} ({error}): scripts/test installs it"));
+    assert!(
+        output.status.success(),
+        "haproxy -c refused {}: {}{}",
+        path.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

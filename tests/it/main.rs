@@ -18,4 +18,5 @@ mod resource;
 mod resync;
 mod soak;
 mod tidy;
+mod topology;
 mod write_answers;

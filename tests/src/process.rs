@@ -1,6 +1,8 @@
 //! Real unit processes of the `hiscale` binary, as production runs them.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use crate::unit_config;
 pub struct UnitProcess {
     child: Child,
     pub url: String,
-    _config: tempfile::NamedTempFile,
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl UnitProcess {
@@ -23,25 +25,52 @@ impl UnitProcess {
 
     /// Starts a unit of any SA from a full configuration (its `listen` port must be free).
     pub async fn start_config(config: hiscale::UnitConfig) -> Self {
-        let port = config.listen.port();
         let mut file = tempfile::NamedTempFile::new().expect("config file");
         std::io::Write::write_all(
             &mut file,
             toml::to_string(&config).expect("toml").as_bytes(),
         )
         .expect("write config");
+        let path = file.path().to_owned();
+        let args = [OsStr::new("--config"), path.as_os_str()];
+        Self::spawn(&args, config.listen, Some(file)).await
+    }
+
+    /// Starts unit `unit` of a topology file, as deployments do
+    /// (`hiscale serve --topology … --secrets … --unit …`); `listen` is its address there.
+    pub async fn start_topology(
+        topology: &Path,
+        secrets: &Path,
+        unit: &str,
+        listen: SocketAddr,
+    ) -> Self {
+        let args = [
+            OsStr::new("--topology"),
+            topology.as_os_str(),
+            OsStr::new("--secrets"),
+            secrets.as_os_str(),
+            OsStr::new("--unit"),
+            OsStr::new(unit),
+        ];
+        Self::spawn(&args, listen, None).await
+    }
+
+    async fn spawn(
+        args: &[&OsStr],
+        listen: SocketAddr,
+        config: Option<tempfile::NamedTempFile>,
+    ) -> Self {
         let child = Command::new(hiscale_binary())
             .arg("serve")
-            .arg("--config")
-            .arg(file.path())
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn hiscale serve");
         let process = Self {
             child,
-            url: format!("http://127.0.0.1:{port}"),
-            _config: file,
+            url: format!("http://{listen}"),
+            _config: config,
         };
         process.wait_healthy().await;
         process

@@ -6,6 +6,7 @@
 mod bench;
 mod demo;
 mod serve;
+mod topology;
 
 use std::path::PathBuf;
 
@@ -24,11 +25,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one service unit from its configuration file.
-    Serve {
-        /// The unit's TOML configuration (examples in deploy/units/).
-        #[arg(long)]
-        config: PathBuf,
+    /// Run one service unit: the unit NAME of a topology (with its secrets), or a unit
+    /// configuration file.
+    Serve(serve::ServeOptions),
+    /// Check a topology against the service areas this binary runs; starts nothing. Prints
+    /// every problem with its line and exits non-zero when there is one.
+    Check {
+        /// The deployment, e.g. deploy/topology.toml.
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+    },
+    /// Print HAProxy's configuration for a topology (deploy/haproxy/haproxy.cfg is this
+    /// command's output for deploy/topology.toml).
+    HaproxyConfig {
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
     },
     /// Run the minimal distribution on this machine: every SA with two units, each its own
     /// process, behind a small gateway (the default when no command is given).
@@ -53,7 +64,9 @@ fn main() -> std::process::ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Some(Command::Serve { config }) => serve::run(&config).await,
+            Some(Command::Serve(options)) => serve::run(&options).await,
+            Some(Command::Check { topology }) => topology::check(&topology),
+            Some(Command::HaproxyConfig { topology }) => topology::haproxy_config(&topology),
             Some(Command::Demo(options)) => demo::run(options).await,
             Some(Command::Bench(options)) => bench::run(options).await,
             None => demo::run(demo::DemoOptions::default()).await,

@@ -1,39 +1,60 @@
-//! `hiscale serve --config FILE`: one service unit in this process.
+//! `hiscale serve`: one service unit in this process, from a topology or a unit file.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::Args;
 use hiscale::http::AppState;
 use hiscale::session::SessionIssuer;
+use hiscale::topology::Secrets;
+
+use crate::topology;
+
+/// Which unit to run: `--topology FILE --unit NAME --secrets FILE` (what deployments use), or
+/// `--config FILE` (one unit's complete configuration, as the tests write them).
+#[derive(Debug, Clone, Args)]
+pub struct ServeOptions {
+    /// The unit's complete TOML configuration.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["topology", "unit", "secrets"], required_unless_present = "topology")]
+    pub config: Option<PathBuf>,
+    /// The deployment the unit belongs to, e.g. deploy/topology.toml.
+    #[arg(long, value_name = "FILE", requires_all = ["unit", "secrets"])]
+    pub topology: Option<PathBuf>,
+    /// The unit's name in the topology, e.g. registration-1.
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
+    /// Bearer tokens and session keys (deploy/secrets.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+}
 
 /// How long login's session tokens live unless the configuration says otherwise.
 const DEFAULT_SESSION_SECS: u64 = 8 * 3600;
 
-/// Runs the unit described by `config_path` until SIGTERM or Ctrl-C.
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let config = hiscale::UnitConfig::load(config_path)?;
-    let sa = service_area(&config.sa).with_context(|| {
-        format!(
-            "unknown service area {:?} in {}",
-            config.sa,
-            config_path.display()
-        )
-    })?;
+/// Runs the unit `options` name until SIGTERM or Ctrl-C.
+pub async fn run(options: &ServeOptions) -> anyhow::Result<()> {
+    let config = unit_config(options)?;
+    let sa = topology::service_area(&config.sa)
+        .with_context(|| format!("this binary runs no service area {:?}", config.sa))?;
     let own_routes = own_routes(&config)?;
     let state = hiscale::unit::state(&config, sa).await?;
     hiscale::unit::serve_app(&config, state, own_routes, shutdown_signal()).await?;
     Ok(())
 }
 
-/// The service areas this binary can run, by name.
-pub fn service_area(name: &str) -> Option<hiscale::ServiceArea> {
-    match name {
-        registration::NAME => Some(registration::service_area()),
-        login::NAME => Some(login::service_area()),
-        shop::NAME => Some(shop::service_area()),
-        billing::NAME => Some(billing::service_area()),
-        _ => None,
+/// The unit's configuration: read from its file, or derived from the checked topology.
+fn unit_config(options: &ServeOptions) -> anyhow::Result<hiscale::UnitConfig> {
+    if let Some(path) = &options.config {
+        return Ok(hiscale::UnitConfig::load(path)?);
     }
+    let (Some(path), Some(unit), Some(secrets)) =
+        (&options.topology, &options.unit, &options.secrets)
+    else {
+        anyhow::bail!("name a unit: --topology FILE --unit NAME --secrets FILE, or --config FILE");
+    };
+    let topology = topology::load_checked(path)?;
+    let secrets = Secrets::load(secrets)?;
+    Ok(topology.unit_config(unit, &secrets, &topology::service_areas())?)
 }
 
 /// The routes an SA adds beside the framework's: login signs users in.

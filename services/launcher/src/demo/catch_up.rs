@@ -26,7 +26,7 @@ pub struct Options {
     pub owner: &'static str,
     pub collection: &'static str,
     /// The consuming service areas (named as they are known to the owner).
-    pub consumers: Vec<&'static str>,
+    pub consumers: Vec<String>,
     /// How long to wait before giving up with a warning.
     pub timeout: Duration,
 }
@@ -95,7 +95,7 @@ fn spinner() -> ProgressBar {
 #[derive(Debug, PartialEq, Eq)]
 struct Progress {
     target: i64,
-    consumers: BTreeMap<&'static str, Option<i64>>,
+    consumers: BTreeMap<String, Option<i64>>,
 }
 
 impl Progress {
@@ -164,7 +164,7 @@ async fn positions(
 fn progress(
     answer: &ConsumersAnswer,
     collection: &str,
-    consumers: &[&'static str],
+    consumers: &[String],
 ) -> anyhow::Result<Progress> {
     let positions = answer
         .collections
@@ -175,13 +175,13 @@ fn progress(
         target: positions.version,
         consumers: consumers
             .iter()
-            .map(|&name| {
+            .map(|name| {
                 let position = positions
                     .consumers
                     .iter()
-                    .find(|consumer| consumer.consumer == name)
+                    .find(|consumer| consumer.consumer == *name)
                     .map(|consumer| consumer.version);
-                (name, position)
+                (name.clone(), position)
             })
             .collect(),
     })
@@ -204,7 +204,11 @@ mod tests {
             {"consumer": "shop", "version": 20, "lag_versions": 20, "seconds_since_poll": 0},
             {"consumer": "someone-else", "version": 0, "lag_versions": 40, "seconds_since_poll": 9}
         ]}]}))?;
-        let progress = progress(&behind, "customers", &["login", "shop", "billing"])?;
+        let progress = progress(
+            &behind,
+            "customers",
+            &["login".to_owned(), "shop".to_owned(), "billing".to_owned()],
+        )?;
         assert!(!progress.caught_up());
         assert_eq!(
             progress.describe("registration"),
@@ -230,6 +234,10 @@ mod tests {
     }
 
     fn progress_of(answer: &ConsumersAnswer) -> anyhow::Result<Progress> {
-        progress(answer, "customers", &["login", "shop", "billing"])
+        progress(
+            answer,
+            "customers",
+            &["login".to_owned(), "shop".to_owned(), "billing".to_owned()],
+        )
     }
 }

@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::gateway::Gateway;
-use self::plan::{COPIED_COLLECTION, OWNER, SERVICE_AREAS};
+use self::plan::{COPIED_COLLECTION, OWNER};
 use self::session_keys::SessionKeys;
 use self::supervisor::Supervisor;
 use self::tokens::Tokens;
@@ -167,9 +167,14 @@ async fn start(
     tokens: &Tokens,
 ) -> anyhow::Result<Gateway> {
     supervisor.start(HEALTH_TIMEOUT).await?;
-    let areas = SERVICE_AREAS
+    let topology = plan::topology()?;
+    let areas = topology
+        .service_areas
         .iter()
-        .map(|area| (area.name.to_owned(), supervisor.addresses_of(area.name)))
+        .map(|sa| {
+            let name = sa.get_ref().name.get_ref();
+            (name.clone(), supervisor.addresses_of(name))
+        })
         .collect();
     let gateway = Gateway::start(gateway_listener, areas)?;
     let gateway_url = format!("http://{}", gateway.address());
@@ -193,10 +198,12 @@ async fn start(
         admin_token: tokens.admin.clone(),
         owner: OWNER,
         collection: COPIED_COLLECTION,
-        consumers: SERVICE_AREAS
+        consumers: topology
+            .service_areas
             .iter()
-            .filter(|area| area.copies.is_some())
-            .map(|area| area.name)
+            .map(|sa| sa.get_ref())
+            .filter(|sa| !sa.copies.is_empty())
+            .map(|sa| sa.name.get_ref().clone())
             .collect(),
         timeout: CATCH_UP_TIMEOUT,
     })

@@ -1,70 +1,31 @@
 //! Decides the whole landscape before anything starts: which units there are, where each one
 //! listens and its complete configuration.
 //!
-//! Every address is chosen here, up front, because configurations name each other: a backup
-//! watches its primary's URL, and the reading service areas poll the owner through the
-//! gateway. The supervisor then only writes each configuration and runs it.
+//! Everything comes from the committed topology, `deploy/topology.toml`, the same file HAProxy's
+//! configuration is generated from; the demo only adapts it to one machine: each SA's database
+//! becomes a SQLite file in the data directory (or a database on `--postgres`), the gateway
+//! moves to `--port` and the units with it (a port already taken is replaced by a free one),
+//! and the tokens and session keys are the demo's own.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use hiscale::config::{ReaderConfig, ReaderRole, SessionConfig, SourceConfig, UnitConfig};
+use hiscale::config::{ReaderRole, UnitConfig};
+use hiscale::topology::{Secrets, Topology};
 
 use super::session_keys::SessionKeys;
 use super::tokens::Tokens;
 use super::units_file::Role;
 
-/// One service area of the demo landscape.
-#[derive(Debug)]
-pub struct ServiceArea {
-    pub name: &'static str,
-    pub units: usize,
-    /// The aspects of the owner's customers this service area copies; `None` for the owner.
-    pub copies: Option<&'static str>,
-    /// Whether this service area issues session tokens (and so needs the signing key).
-    pub signs_sessions: bool,
-}
-
-/// The demo landscape: the owner of the customers, and three service areas that copy the
-/// aspects they are granted there.
-pub const SERVICE_AREAS: &[ServiceArea] = &[
-    ServiceArea {
-        name: registration::NAME,
-        units: 2,
-        copies: None,
-        signs_sessions: false,
-    },
-    ServiceArea {
-        name: login::NAME,
-        units: 2,
-        copies: Some(login::COPIED_ASPECTS),
-        signs_sessions: true,
-    },
-    ServiceArea {
-        name: shop::NAME,
-        units: 2,
-        copies: Some(shop::COPIED_ASPECTS),
-        signs_sessions: false,
-    },
-    ServiceArea {
-        name: billing::NAME,
-        units: 2,
-        copies: Some(billing::COPIED_ASPECTS),
-        signs_sessions: false,
-    },
-];
+/// The topology the demo runs.
+const TOPOLOGY: &str = include_str!("../../../../deploy/topology.toml");
+const TOPOLOGY_NAME: &str = "deploy/topology.toml";
 
 /// The service area that owns the customers the others copy.
 pub const OWNER: &str = registration::NAME;
 /// The collection the reading service areas copy from [`OWNER`].
 pub const COPIED_COLLECTION: &str = "customers";
-
-/// How a reading unit polls the owner's feed: long polls of 20 s, chunks of 100, and 10 s
-/// between plain polls (the contract's default).
-const POLL_INTERVAL_SECS: u64 = 10;
-const POLL_WAIT_SECS: u64 = 20;
-const POLL_LIMIT: u32 = 100;
 
 /// One unit to run: its role in `units.json` and the configuration it runs with.
 #[derive(Debug, Clone)]
@@ -82,101 +43,74 @@ pub struct Shared<'a> {
     pub gateway: SocketAddr,
 }
 
-/// Prepares each service area's database, picks a free loopback port for every unit and plans
-/// all of them, one service area after the other.
+/// The committed topology, checked against the service areas this binary runs.
+pub fn topology() -> anyhow::Result<Topology> {
+    let topology = Topology::parse(TOPOLOGY, TOPOLOGY_NAME)?;
+    topology.check(&crate::topology::service_areas())?;
+    Ok(topology)
+}
+
+/// Prepares each service area's database, picks every unit's loopback port and plans all of
+/// them, in the topology's order.
 pub async fn plan_units(
     data_dir: &Path,
     postgres: Option<&str>,
     shared: &Shared<'_>,
 ) -> anyhow::Result<Vec<UnitPlan>> {
-    let mut databases = Vec::with_capacity(SERVICE_AREAS.len());
-    for area in SERVICE_AREAS {
-        databases.push(database_url(data_dir, postgres, area.name).await?);
+    let mut topology = topology()?;
+    for sa in &mut topology.service_areas {
+        let sa = sa.get_mut();
+        *sa.database.get_mut() = database_url(data_dir, postgres, sa.name.get_ref()).await?;
     }
-    let count = SERVICE_AREAS.iter().map(|area| area.units).sum();
-    let addresses = free_loopback_addresses(count)?;
-    plan(SERVICE_AREAS, &databases, &addresses, shared)
+    let wanted: Vec<SocketAddr> = topology.units().map(|(_, unit)| unit.listen).collect();
+    let offset = i32::from(shared.gateway.port()) - i32::from(topology.gateway.listen.port());
+    let addresses = shifted_loopback_addresses(&wanted, offset)?;
+    place(&mut topology, shared.gateway, &addresses);
+    plan(&topology, shared)
 }
 
-/// The units of `areas`, the `i`-th area sharing `databases[i]`, listening on `addresses` in
-/// order. The first unit of a reading service area is its primary, the others back it up.
-fn plan(
-    areas: &[ServiceArea],
-    databases: &[String],
-    addresses: &[SocketAddr],
-    shared: &Shared<'_>,
-) -> anyhow::Result<Vec<UnitPlan>> {
-    let needed: usize = areas.iter().map(|area| area.units).sum();
-    if databases.len() != areas.len() || addresses.len() != needed {
-        bail!(
-            "planning {} service areas with {needed} units needs as many databases and addresses, \
-             got {} and {}",
-            areas.len(),
-            databases.len(),
-            addresses.len()
-        );
-    }
-    let mut plans = Vec::with_capacity(needed);
+/// Moves the gateway to `gateway` and the units to `addresses`, in the topology's order.
+fn place(topology: &mut Topology, gateway: SocketAddr, addresses: &[SocketAddr]) {
+    topology.gateway.listen = gateway;
+    topology.gateway.url = None;
     let mut addresses = addresses.iter();
-    for (area, database) in areas.iter().zip(databases) {
-        let own: Vec<SocketAddr> = addresses.by_ref().take(area.units).copied().collect();
-        let Some(primary) = own.first() else {
-            continue;
-        };
-        let primary_url = format!("http://{primary}");
-        let sources = match area.copies {
-            Some(aspects) => vec![source(area.name, aspects, shared)?],
-            None => Vec::new(),
-        };
-        let sessions = SessionConfig {
-            public_key: Some(shared.keys.public_key.clone()),
-            signing_key: area.signs_sessions.then(|| shared.keys.signing_key.clone()),
-            // At the owner a session sees its own data, but not its password hash.
-            grant: (area.copies.is_none()).then(|| "~person~address~bankaccount".to_owned()),
-            ..SessionConfig::default()
-        };
-        for (index, &address) in own.iter().enumerate() {
-            let unit = format!("{}-{}", area.name, index + 1);
-            let (role, reader) = match (area.copies, index) {
-                (None, _) => (Role::Owner, ReaderConfig::default()),
-                (Some(_), 0) => (Role::Primary, ReaderConfig::default()),
-                (Some(_), _) => (
-                    Role::Backup,
-                    ReaderConfig {
-                        role: ReaderRole::Backup,
-                        primary_url: Some(primary_url.clone()),
-                        ..ReaderConfig::default()
-                    },
-                ),
-            };
-            let config = UnitConfig {
-                callers: shared.tokens.callers(),
-                sources: sources.clone(),
-                reader,
-                sessions: sessions.clone(),
-                ..UnitConfig::new(area.name, &unit, address, database)
-            };
-            plans.push(UnitPlan { role, config });
+    for sa in &mut topology.service_areas {
+        for unit in &mut sa.get_mut().units {
+            if let Some(address) = addresses.next() {
+                unit.get_mut().listen = *address;
+            }
         }
     }
-    Ok(plans)
 }
 
-/// Where the reading service area `sa` polls the owner's customers, with its own token there.
-fn source(sa: &str, aspects: &str, shared: &Shared<'_>) -> anyhow::Result<SourceConfig> {
-    let token = shared
-        .tokens
-        .of_consumer(sa)
-        .with_context(|| format!("the demo has no token for {sa} to read {OWNER}"))?;
-    Ok(SourceConfig {
-        collection: COPIED_COLLECTION.to_owned(),
-        url: format!("http://{}/{OWNER}", shared.gateway),
-        token: token.to_owned(),
-        aspects: aspects.to_owned(),
-        interval_secs: POLL_INTERVAL_SECS,
-        wait_secs: POLL_WAIT_SECS,
-        limit: POLL_LIMIT,
-    })
+/// Every unit's configuration, with the demo's tokens and keys as the secrets.
+fn plan(topology: &Topology, shared: &Shared<'_>) -> anyhow::Result<Vec<UnitPlan>> {
+    let secrets = secrets(shared);
+    topology
+        .units()
+        .map(|(_, unit)| {
+            let role = match unit.reader {
+                None => Role::Owner,
+                Some(ReaderRole::Primary) => Role::Primary,
+                Some(ReaderRole::Backup) => Role::Backup,
+            };
+            let config = topology
+                .unit_config(&unit.name, &secrets, &crate::topology::service_areas())
+                .with_context(|| format!("cannot configure {}", unit.name))?;
+            Ok(UnitPlan { role, config })
+        })
+        .collect()
+}
+
+/// The demo's tokens and session keys in the form a topology's units take them.
+fn secrets(shared: &Shared<'_>) -> Secrets {
+    let mut secrets = Secrets::default();
+    for (caller, token) in shared.tokens.by_caller() {
+        secrets.tokens.insert(caller.to_owned(), token.to_owned());
+    }
+    secrets.sessions.public_key = Some(shared.keys.public_key.clone());
+    secrets.sessions.signing_key = Some(shared.keys.signing_key.clone());
+    secrets
 }
 
 /// The database a service area's units share: `DIR/{sa}.db`, or `hiscale_{sa}` on the
@@ -205,14 +139,27 @@ async fn database_url(data_dir: &Path, postgres: Option<&str>, sa: &str) -> anyh
     Ok(format!("sqlite://{path}"))
 }
 
-/// Picks `count` distinct free ports on 127.0.0.1 by letting the system choose, holding every
-/// listener until all are chosen so no two units get the same one. A unit keeps its port for
-/// the whole demo: a restarted unit comes back where the gateway and its backup expect it.
-fn free_loopback_addresses(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find a free port on 127.0.0.1")?;
+/// The loopback addresses of `wanted`'s ports moved by `offset`, each replaced by a port the
+/// system picks when it is taken (or out of range); every listener is held until all are
+/// chosen, so no two units get the same port. A unit keeps its port for the whole demo: a
+/// restarted unit comes back where the gateway and its backup expect it.
+fn shifted_loopback_addresses(
+    wanted: &[SocketAddr],
+    offset: i32,
+) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut listeners = Vec::with_capacity(wanted.len());
+    for address in wanted {
+        let shifted = u16::try_from(i32::from(address.port()) + offset)
+            .ok()
+            .filter(|&port| port != 0)
+            .and_then(|port| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok());
+        let listener = match shifted {
+            Some(listener) => listener,
+            None => TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .context("cannot find a free port on 127.0.0.1")?,
+        };
+        listeners.push(listener);
+    }
     listeners
         .iter()
         .map(TcpListener::local_addr)
@@ -242,22 +189,24 @@ mod tests {
 
     /// The demo's landscape on ports 9001, 9002, … with the gateway on 8080.
     fn demo_plan() -> anyhow::Result<Vec<UnitPlan>> {
-        let databases: Vec<String> = SERVICE_AREAS
-            .iter()
-            .map(|area| format!("sqlite:///data/{}.db", area.name))
-            .collect();
-        let count = SERVICE_AREAS.iter().map(|area| area.units).sum::<usize>();
+        let mut topology = topology()?;
+        for sa in &mut topology.service_areas {
+            let sa = sa.get_mut();
+            *sa.database.get_mut() = format!("sqlite:///data/{}.db", sa.name.get_ref());
+        }
         let addresses: Vec<SocketAddr> = (9001..)
-            .take(count)
+            .take(topology.units().count())
             .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
             .collect();
         let (tokens, keys) = (tokens(), keys());
+        let gateway = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
         let shared = Shared {
             tokens: &tokens,
             keys: &keys,
-            gateway: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            gateway,
         };
-        plan(SERVICE_AREAS, &databases, &addresses, &shared)
+        place(&mut topology, gateway, &addresses);
+        plan(&topology, &shared)
     }
 
     fn unit<'a>(plans: &'a [UnitPlan], name: &str) -> anyhow::Result<&'a UnitPlan> {
@@ -296,7 +245,13 @@ mod tests {
             let config = &plan.config;
             assert!(config.unit.starts_with(&format!("{}-", config.sa)));
             assert_eq!(config.database, format!("sqlite:///data/{}.db", config.sa));
-            assert_eq!(config.callers.len(), tokens().callers().len());
+            // The owner grants every reading SA its aspects; the copies only the operator.
+            let expected = if config.sa == OWNER {
+                tokens().by_caller().len()
+            } else {
+                1
+            };
+            assert_eq!(config.callers.len(), expected, "{}", config.unit);
         }
         Ok(())
     }
@@ -383,25 +338,32 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_inputs_are_an_error_not_a_short_plan() {
-        let (tokens, keys) = (tokens(), keys());
-        let shared = Shared {
-            tokens: &tokens,
-            keys: &keys,
-            gateway: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
-        };
-        let one = [SocketAddr::from((Ipv4Addr::LOCALHOST, 9001))];
-        assert!(plan(SERVICE_AREAS, &[], &one, &shared).is_err());
+    fn units_move_with_the_gateway_and_a_taken_port_is_replaced() -> anyhow::Result<()> {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let taken_port = taken.local_addr()?.port();
+        let wanted = [
+            SocketAddr::from((Ipv4Addr::LOCALHOST, taken_port - 5)),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 65_535)),
+        ];
+        let addresses = shifted_loopback_addresses(&wanted, 5)?;
+        assert_ne!(
+            addresses[0].port(),
+            taken_port,
+            "a taken port was handed out"
+        );
+        assert_ne!(addresses[1].port(), 0);
+        assert!(addresses.iter().all(|address| address.ip().is_loopback()));
+        let free = free_port_pair()?;
+        let shifted =
+            shifted_loopback_addresses(&[SocketAddr::from((Ipv4Addr::LOCALHOST, free - 1))], 1)?;
+        assert_eq!(shifted[0].port(), free, "a free shifted port is kept");
+        Ok(())
     }
 
-    #[test]
-    fn free_addresses_are_distinct_loopback_ports() -> anyhow::Result<()> {
-        let addresses = free_loopback_addresses(8)?;
-        let mut ports: Vec<_> = addresses.iter().map(SocketAddr::port).collect();
-        ports.sort_unstable();
-        ports.dedup();
-        assert_eq!(ports.len(), 8);
-        assert!(addresses.iter().all(|address| address.ip().is_loopback()));
-        Ok(())
+    /// A port that was free a moment ago.
+    fn free_port_pair() -> anyhow::Result<u16> {
+        Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port())
     }
 }

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use hiscale::config::CallerConfig;
 use serde::{Deserialize, Serialize};
 
 use super::files;
@@ -26,32 +25,15 @@ impl Tokens {
         files::load_or_create_private_json(path, "bearer tokens", Self::random)
     }
 
-    /// The token a consuming service area presents at the owner, or `None` for a service
-    /// area that consumes nothing (the owner itself).
-    pub fn of_consumer(&self, sa: &str) -> Option<&str> {
-        match sa {
-            login::NAME => Some(&self.login),
-            shop::NAME => Some(&self.shop),
-            billing::NAME => Some(&self.billing),
-            _ => None,
-        }
-    }
-
-    /// Every caller a unit of the demo accepts, with its grant.
-    pub fn callers(&self) -> Vec<CallerConfig> {
+    /// Every caller's token by the caller name the topology's grants use (a reading SA is a
+    /// caller under its own name).
+    pub fn by_caller(&self) -> [(&'static str, &str); 4] {
         [
-            ("admin", &self.admin, "operator"),
-            ("login", &self.login, "~account"),
-            ("shop", &self.shop, "~person~address.home"),
-            ("billing", &self.billing, "~person~address.bill~bankaccount"),
+            ("admin", &self.admin),
+            (login::NAME, &self.login),
+            (shop::NAME, &self.shop),
+            (billing::NAME, &self.billing),
         ]
-        .into_iter()
-        .map(|(name, token, grant)| CallerConfig {
-            name: name.to_owned(),
-            token: token.clone(),
-            grant: grant.to_owned(),
-        })
-        .collect()
     }
 
     fn random() -> anyhow::Result<Self> {
@@ -113,29 +95,21 @@ mod tests {
     }
 
     #[test]
-    fn grants_follow_the_contract() {
+    fn every_token_goes_by_its_callers_name() {
         let tokens = Tokens {
             admin: "a".into(),
             login: "l".into(),
             shop: "s".into(),
             billing: "b".into(),
         };
-        let grants: Vec<_> = tokens
-            .callers()
-            .into_iter()
-            .map(|caller| (caller.name, caller.token, caller.grant))
-            .collect();
-        let expected = [
-            ("admin", "a", "operator"),
-            ("login", "l", "~account"),
-            ("shop", "s", "~person~address.home"),
-            ("billing", "b", "~person~address.bill~bankaccount"),
-        ]
-        .map(|(name, token, grant)| (name.to_owned(), token.to_owned(), grant.to_owned()));
-        assert_eq!(grants, expected);
-        assert_eq!(tokens.of_consumer("login"), Some("l"));
-        assert_eq!(tokens.of_consumer("shop"), Some("s"));
-        assert_eq!(tokens.of_consumer("billing"), Some("b"));
-        assert_eq!(tokens.of_consumer("registration"), None);
+        assert_eq!(
+            tokens.by_caller(),
+            [
+                ("admin", "a"),
+                ("login", "l"),
+                ("shop", "s"),
+                ("billing", "b")
+            ]
+        );
     }
 }

@@ -1,0 +1,106 @@
+//! `hiscale check` and `hiscale haproxy-config`: what an operator does with a topology file
+//! before anything runs, against the service areas this binary knows.
+
+use std::path::Path;
+
+use anyhow::Context;
+use hiscale::topology::Topology;
+
+/// Every service area this binary can run.
+pub fn service_areas() -> Vec<hiscale::ServiceArea> {
+    vec![
+        registration::service_area(),
+        login::service_area(),
+        shop::service_area(),
+        billing::service_area(),
+    ]
+}
+
+/// The service area called `name`, if this binary runs it.
+pub fn service_area(name: &str) -> Option<hiscale::ServiceArea> {
+    service_areas().into_iter().find(|sa| sa.name() == name)
+}
+
+/// Loads `path` and checks it: logs each warning, fails with every error, each on its line.
+pub fn load_checked(path: &Path) -> anyhow::Result<Topology> {
+    let topology = Topology::load(path)?;
+    for warning in topology.check(&service_areas())? {
+        tracing::warn!("{warning}");
+    }
+    Ok(topology)
+}
+
+/// `hiscale check --topology FILE`.
+pub fn check(path: &Path) -> anyhow::Result<()> {
+    let topology = Topology::load(path)?;
+    let warnings = topology
+        .check(&service_areas())
+        .with_context(|| format!("{} does not hold", path.display()))?;
+    for warning in &warnings {
+        println!("warning: {warning}");
+    }
+    let units = topology.units().count();
+    println!(
+        "{}: {} service areas, {units} units, {} warnings",
+        path.display(),
+        topology.service_areas.len(),
+        warnings.len()
+    );
+    Ok(())
+}
+
+/// `hiscale haproxy-config --topology FILE`: the configuration on stdout.
+pub fn haproxy_config(path: &Path) -> anyhow::Result<()> {
+    let topology = load_checked(path)?;
+    print!("{}", topology.haproxy_config());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use hiscale::topology::{Secrets, Topology};
+
+    use super::*;
+
+    const TOPOLOGY: &str = include_str!("../../../deploy/topology.toml");
+    const HAPROXY: &str = include_str!("../../../deploy/haproxy/haproxy.cfg");
+    const SECRETS: &str = include_str!("../../../deploy/secrets.example.toml");
+
+    fn committed() -> Topology {
+        Topology::parse(TOPOLOGY, "deploy/topology.toml").expect("deploy/topology.toml parses")
+    }
+
+    #[test]
+    fn the_committed_topology_holds_without_warnings() -> anyhow::Result<()> {
+        let warnings = committed().check(&service_areas())?;
+        assert!(warnings.is_empty(), "{warnings:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_committed_haproxy_config_is_generated_from_the_committed_topology() {
+        let generated = committed().haproxy_config();
+        assert!(
+            generated == HAPROXY,
+            "deploy/haproxy/haproxy.cfg differs from the topology's; regenerate it with\n  \
+             cargo run -- haproxy-config --topology deploy/topology.toml > \
+             deploy/haproxy/haproxy.cfg"
+        );
+    }
+
+    #[test]
+    fn every_committed_unit_derives_a_configuration_from_the_example_secrets() -> anyhow::Result<()>
+    {
+        let topology = committed();
+        let secrets: Secrets = toml::from_str(SECRETS)?;
+        let mut names = Vec::new();
+        for (sa, unit) in topology.units() {
+            let config = topology.unit_config(&unit.name, &secrets, &service_areas())?;
+            assert_eq!(&config.sa, sa.name.get_ref());
+            assert_eq!(config.peers.len(), sa.units.len() - 1, "{}", unit.name);
+            names.push(config.unit);
+        }
+        assert_eq!(names.len(), 8);
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! The topology file refuses what could only fail later: `hiscale check` and a unit started
+//! from a topology both name the line of a copy that asks for more than its source grants,
+//! and the unit never starts.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tests::process::hiscale_binary;
+
+/// The committed topology with shop's grant at registration narrowed to `~person`, while shop
+/// still copies `~person~address.home`; and the 1-based line of shop's copy.
+fn narrowed_topology() -> (String, usize) {
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/topology.toml"),
+    )
+    .unwrap();
+    let grant = "shop = \"~person~address.home\"\n";
+    assert!(committed.contains(grant), "the committed topology changed");
+    let text = committed.replacen(grant, "shop = \"~person\"\n", 1);
+    let shop = text.find("name = \"shop\"").unwrap();
+    let copy = shop + text[shop..].find("[[sa.copies]]").unwrap();
+    let line = text[..copy].matches('\n').count() + 1;
+    (text, line)
+}
+
+fn hiscale(args: &[&str]) -> Output {
+    Command::new(hiscale_binary()).args(args).output().unwrap()
+}
+
+#[test]
+fn check_and_serve_refuse_a_copy_beyond_its_grant_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, line) = narrowed_topology();
+    let topology = dir.path().join("topology.toml");
+    std::fs::write(&topology, text).unwrap();
+    let secrets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/secrets.example.toml");
+    let topology = topology.to_str().unwrap();
+    let expected = format!(
+        "topology.toml:{line}: shop copies ~person~address.home from registration, which grants \
+         shop only ~person: ~address.home lie outside"
+    );
+
+    let checked = hiscale(&["check", "--topology", topology]);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success(), "check accepted it: {stderr}");
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    // The unit refuses before it opens its database or listens (the database in the committed
+    // topology is on a host that does not exist here).
+    let served = hiscale(&[
+        "serve",
+        "--topology",
+        topology,
+        "--secrets",
+        secrets.to_str().unwrap(),
+        "--unit",
+        "shop-1",
+    ]);
+    let stderr = String::from_utf8_lossy(&served.stderr);
+    assert!(!served.status.success(), "the unit started: {stderr}");
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn check_accepts_the_committed_topology() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/topology.toml");
+    let checked = hiscale(&["check", "--topology", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        stdout.contains("4 service areas, 8 units, 0 warnings"),
+        "{stdout}"
+    );
+}
