@@ -12,6 +12,7 @@ pub mod interface;
 pub mod model;
 pub mod openapi;
 pub mod poller;
+pub mod replication;
 pub mod repr;
 pub mod session;
 pub mod store;

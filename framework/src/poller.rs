@@ -4,93 +4,17 @@
 //! reader lease (`store::lease`), and a chunk is applied only while its epoch holds it, so a
 //! backup that merely lost sight of a live primary never writes.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use serde::Serialize;
 
 use crate::config::{ReaderConfig, ReaderRole, SourceConfig};
 use crate::http::AppState;
 use crate::model::Collection;
+use crate::replication::{ReaderState, SourceState, SourceStatus};
 use crate::repr;
 use crate::store::{self, ApplyMode, ChunkAspect, ChunkItem, Fence};
 use crate::version::Version;
-
-/// What `/admin/replication` shows, shared between the pollers and the HTTP edge.
-#[derive(Debug, Clone, Default)]
-pub struct Replication {
-    sources: Arc<Mutex<BTreeMap<String, SourceStatus>>>,
-}
-
-/// One source as its poller last saw it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SourceStatus {
-    pub collection: String,
-    pub url: String,
-    pub aspects: String,
-    pub role: String,
-    /// `polling`, `standing-by`, `resyncing` or `failing`.
-    pub state: String,
-    pub cursor: i64,
-    pub chunks_applied: u64,
-    pub items_applied: u64,
-    /// Seconds since the copy was last caught up with its source.
-    pub lag_seconds: f64,
-    pub last_error: Option<String>,
-    /// While this unit holds the reader lease: when the polling loop must have renewed it
-    /// again at the latest. A loop that has not (stuck, or unable to reach its database) makes
-    /// the heartbeat say `stalled`.
-    #[serde(skip)]
-    due_by: Option<Instant>,
-}
-
-impl Replication {
-    pub fn snapshot(&self) -> Vec<SourceStatus> {
-        self.lock().values().cloned().collect()
-    }
-
-    /// What this unit does as a reader, for `/heartbeat`: `none` (no copies), `reading`,
-    /// `waiting` (wants the lease another unit holds), `standing-by` (a backup), or `stalled`
-    /// (a lease holder overdue with its renewal: a backup may take over once the lease expires).
-    pub fn reader_state(&self) -> &'static str {
-        let sources = self.lock();
-        if sources.is_empty() {
-            return "none";
-        }
-        let now = Instant::now();
-        if sources
-            .values()
-            .any(|status| status.due_by.is_some_and(|due| due < now))
-        {
-            "stalled"
-        } else if sources.values().any(|status| status.state == "waiting") {
-            "waiting"
-        } else if sources.values().all(|status| status.state == "standing-by") {
-            "standing-by"
-        } else {
-            "reading"
-        }
-    }
-
-    /// Looks at one source's status without copying the others.
-    fn read<T>(&self, collection: &str, look: impl FnOnce(&SourceStatus) -> T) -> Option<T> {
-        self.lock().get(collection).map(look)
-    }
-
-    fn update(&self, collection: &str, change: impl FnOnce(&mut SourceStatus)) {
-        let mut sources = self.lock();
-        change(sources.entry(collection.to_owned()).or_default());
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceStatus>> {
-        match self.sources.lock() {
-            Ok(sources) => sources,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-}
 
 /// How often a long poll looks whether its unit should stand by.
 const ACTIVE_CHECK: Duration = Duration::from_millis(100);
@@ -129,10 +53,7 @@ pub fn spawn(
             tracing::error!(collection = %source.collection, "a source names a collection this SA does not copy");
             continue;
         };
-        let role = match reader.role {
-            ReaderRole::Primary => "primary",
-            ReaderRole::Backup => "backup",
-        };
+        let role = reader.role;
         let poller = Poller {
             state: state.clone(),
             aspects: canonical_aspects(&collection, &source),
@@ -151,7 +72,7 @@ struct Poller {
     state: AppState,
     collection: Collection,
     source: SourceConfig,
-    role: &'static str,
+    role: ReaderRole,
     active: Arc<AtomicBool>,
     lease: Duration,
     /// The source's aspects in canonical form, as the copy records what it holds.
@@ -181,7 +102,7 @@ impl Poller {
             status.collection = name.clone();
             status.url = self.source.url.clone();
             status.aspects = self.source.aspects.clone();
-            status.role = self.role.to_owned();
+            status.role = Some(self.role);
         });
         let client = match reqwest::Client::builder()
             .timeout(Duration::from_secs(self.source.wait_secs + 30))
@@ -207,11 +128,11 @@ impl Poller {
                 return;
             }
             let pause = if !self.active.load(Ordering::Relaxed) {
-                if self.state_is("standing-by") {
+                if self.state_is(SourceState::StandingBy) {
                     // Standing by already: the lease, if this unit held it, was given up.
                 } else {
                     self.status(|status| {
-                        status.state = "standing-by".into();
+                        status.state = SourceState::StandingBy;
                         status.due_by = None;
                     });
                     // Give the lease up at once, in case this loop took it again after the
@@ -229,8 +150,10 @@ impl Poller {
             } else {
                 // Active from now on, even while the first long poll is still out.
                 self.status(|status| {
-                    if status.state != "failing" && status.state != "resyncing" {
-                        status.state = "polling".into();
+                    if status.state != SourceState::Failing
+                        && status.state != SourceState::Resyncing
+                    {
+                        status.state = SourceState::Polling;
                     }
                 });
                 let fence = match self.acquire().await {
@@ -238,7 +161,7 @@ impl Poller {
                     Ok(None) => None,
                     Err(error) => {
                         self.status(|status| {
-                            status.state = "failing".into();
+                            status.state = SourceState::Failing;
                             status.last_error = Some(error.to_string());
                         });
                         None
@@ -246,8 +169,8 @@ impl Poller {
                 };
                 let Some(fence) = fence else {
                     self.status(|status| {
-                        if status.state != "failing" {
-                            status.state = "waiting".into();
+                        if status.state != SourceState::Failing {
+                            status.state = SourceState::Waiting;
                         }
                     });
                     self.pause_for(LEASE_RETRY, &mut shutdown).await;
@@ -262,7 +185,11 @@ impl Poller {
                         let lag = caught_up_at.elapsed().as_secs_f64();
                         metrics::gauge!("hiscale_replication_lag_seconds", "collection" => name.clone()).set(lag);
                         self.status(|status| {
-                            status.state = if resyncing { "resyncing" } else { "polling" }.into();
+                            status.state = if resyncing {
+                                SourceState::Resyncing
+                            } else {
+                                SourceState::Polling
+                            };
                             status.lag_seconds = lag;
                             status.last_error = None;
                         });
@@ -274,7 +201,7 @@ impl Poller {
                     }
                     Ok(Outcome::Deposed) => {
                         tracing::warn!(collection = %name, epoch = fence.epoch, "another unit holds the reader lease now; this one stops applying");
-                        self.status(|status| status.state = "waiting".into());
+                        self.status(|status| status.state = SourceState::Waiting);
                         // A backup told to stand by does so at the next turn, at once.
                         if self.active.load(Ordering::Relaxed) {
                             LEASE_RETRY
@@ -284,14 +211,14 @@ impl Poller {
                     }
                     Ok(Outcome::ResyncStarted) => {
                         tracing::warn!(collection = %name, "source requires a resync: re-reading from version 0");
-                        self.status(|status| status.state = "resyncing".into());
+                        self.status(|status| status.state = SourceState::Resyncing);
                         Duration::ZERO
                     }
                     Err(error) => {
                         metrics::counter!("hiscale_replication_errors_total", "collection" => name.clone()).increment(1);
                         tracing::warn!(collection = %name, %error, "poll failed; backing off {:?}", backoff);
                         self.status(|status| {
-                            status.state = "failing".into();
+                            status.state = SourceState::Failing;
                             status.last_error = Some(error.clone());
                         });
                         let pause = backoff;
@@ -327,7 +254,7 @@ impl Poller {
         self.own_status(|status| status.due_by.is_some())
     }
 
-    fn state_is(&self, state: &str) -> bool {
+    fn state_is(&self, state: SourceState) -> bool {
         self.own_status(|status| status.state == state)
     }
 
@@ -343,7 +270,7 @@ impl Poller {
     /// within a lease; a unit with a stuck polling loop (another source's) renews nothing, so
     /// its lease lapses and the backup can take over.
     async fn acquire(&self) -> Result<Option<Fence>, store::Error> {
-        if self.state.replication().reader_state() == "stalled" {
+        if self.state.replication().reader_state() == ReaderState::Stalled {
             self.status(|status| status.due_by = None);
             return Ok(None);
         }

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use crate::aspect::{AspectSelector, SelectorError};
 use crate::auth::{CallerConfigError, Callers};
 use crate::config::{FEED_MAX_LIMIT, FEED_MAX_WAIT_SECS, ReaderRole, SourceConfig, UnitConfig};
-use crate::http::{AppState, Extras, Replication, UnitIdentity, app_with};
+use crate::http::{AppState, Extras, Replication, Routes, UnitIdentity, UnitRole, app_with};
 use crate::model::ServiceArea;
 use crate::session::{BadKey, SessionVerifier};
 use crate::store::{self, Store};
@@ -91,15 +91,11 @@ async fn build_state(
     if let Some(warning) = alone_in_store(&store, &config.peers).await? {
         tracing::warn!(unit = %config.unit, "{warning}");
     }
-    let role = if sa.copied().is_empty() {
-        "owner"
-    } else {
-        match config.reader.role {
-            ReaderRole::Primary => "primary",
-            ReaderRole::Backup => "backup",
-        }
-    }
-    .to_owned();
+    let role = match (sa.copied().is_empty(), config.reader.role) {
+        (true, _) => UnitRole::Owner,
+        (false, ReaderRole::Primary) => UnitRole::Primary,
+        (false, ReaderRole::Backup) => UnitRole::Backup,
+    };
     Ok(AppState::new(
         sa,
         store,
@@ -202,20 +198,14 @@ pub async fn serve(
     sa: ServiceArea,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), UnitError> {
-    serve_app(
-        config,
-        state(config, sa).await?,
-        axum::Router::new(),
-        shutdown,
-    )
-    .await
+    serve_app(config, state(config, sa).await?, Routes::new(), shutdown).await
 }
 
 /// Like [`serve`], with an SA's own routes beside the framework's.
 pub async fn serve_app(
     config: &UnitConfig,
     state: AppState,
-    own_routes: axum::Router<AppState>,
+    own_routes: Routes,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), UnitError> {
     let listener = TcpListener::bind(config.listen)
@@ -235,8 +225,7 @@ pub async fn serve_app(
     tasks.push(tokio::spawn(purge_periodically(state.clone(), stopped)));
     let store = state.store().clone();
     let router = app_with(state.clone(), own_routes);
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+    let served = crate::http::serve(listener, router, shutdown)
         .await
         .map_err(UnitError::Serve);
     // Pollers may be inside a long poll; stopping them mid-chunk is harmless because a chunk

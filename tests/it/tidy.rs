@@ -73,3 +73,53 @@ fn migrations_come_in_pairs_and_explain_themselves() {
         );
     }
 }
+
+/// The Rust files under `dir` (relative to the workspace) that mention `word`.
+fn files_naming(dir: &str, word: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    files_under(&workspace().join(dir), "rs", &mut files);
+    files
+        .iter()
+        .filter(|file| {
+            std::fs::read_to_string(file)
+                .unwrap_or_default()
+                .contains(word)
+        })
+        .filter_map(|file| {
+            file.strip_prefix(workspace())
+                .ok()
+                .map(|path| path.display().to_string())
+        })
+        .collect()
+}
+
+/// Only `store` names sqlx and only `http` names axum in the framework, so a change of database
+/// library or web framework stays inside one module; the SAs' business code names neither
+/// sqlx nor the framework's internals. (The launcher's benchmark of raw PostgreSQL allocation
+/// techniques is the one tool outside the rule.)
+#[test]
+fn storage_and_web_stay_inside_their_modules() {
+    let outside = |dir: &str, word: &str, allowed: &str| -> Vec<String> {
+        files_naming(dir, word)
+            .into_iter()
+            .filter(|file| !file.starts_with(allowed))
+            .collect()
+    };
+    let sqlx = outside("framework/src", "sqlx", "framework/src/store");
+    assert!(sqlx.is_empty(), "sqlx named outside store: {sqlx:?}");
+    let axum = outside("framework/src", "axum", "framework/src/http");
+    assert!(axum.is_empty(), "axum named outside http: {axum:?}");
+    let mut business = Vec::new();
+    for sa in ["registration", "login", "shop", "billing"] {
+        business.extend(files_naming(&format!("services/{sa}/src"), "sqlx"));
+    }
+    assert!(business.is_empty(), "an SA names sqlx: {business:?}");
+}
+
+/// The HTTP edge and the poller share their state through `replication`, not each other: the
+/// poller uses the edge's `AppState`, the edge never reaches into the poller.
+#[test]
+fn the_http_edge_does_not_depend_on_the_poller() {
+    let cycle = files_naming("framework/src/http", "poller");
+    assert!(cycle.is_empty(), "http names the poller: {cycle:?}");
+}

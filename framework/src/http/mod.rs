@@ -25,7 +25,7 @@ pub use error::ApiError;
 use error::ErrorReport;
 pub use extract::UrlVersion;
 
-pub use crate::poller::Replication;
+pub use crate::replication::Replication;
 
 use crate::aspect::AspectSelector;
 use crate::auth::Callers;
@@ -78,14 +78,24 @@ pub struct Extras {
     pub replication: Replication,
 }
 
+/// What a unit does with its SA's data, as `/heartbeat` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitRole {
+    /// A unit of an SA that keeps no copies: it serves what its SA owns.
+    Owner,
+    /// The unit of a reading SA that polls its sources.
+    Primary,
+    /// A unit of a reading SA that watches the primary and polls only while it is gone.
+    Backup,
+}
+
 /// Who this unit is, for `/heartbeat` and logs.
 #[derive(Debug, Clone)]
 pub struct UnitIdentity {
     pub unit: String,
     pub zone: Option<String>,
-    /// `owner` for a unit that only serves what its SA owns; `primary` or `backup` for a
-    /// unit of an SA that keeps copies.
-    pub role: String,
+    pub role: UnitRole,
     /// The other units of the SA the topology names (`/health` warns while none of them has
     /// recorded itself in this unit's store).
     pub peers: Vec<String>,
@@ -197,8 +207,22 @@ pub fn app(state: AppState) -> Router {
     app_with(state, Router::new())
 }
 
+/// Routes an SA adds beside the framework's (login's `POST /sessions`), with the unit's state.
+pub type Routes = Router<AppState>;
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight end.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// [`app`] plus an SA's own routes, which get the same error rendering, metrics and limits.
-pub fn app_with(state: AppState, own_routes: Router<AppState>) -> Router {
+pub fn app_with(state: AppState, own_routes: Routes) -> Router {
     let openapi = crate::openapi::document(&state.inner.sa);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
         .url("/openapi.json", openapi)

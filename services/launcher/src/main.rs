@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod registry;
 mod serve;
 mod topology;
 

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use hiscale::http::AppState;
-use hiscale::session::SessionIssuer;
 use hiscale::topology::Secrets;
 
-use crate::topology;
+use crate::{registry, topology};
 
 /// Which unit to run: `--topology FILE --unit NAME --secrets FILE` (what deployments use), or
 /// `--config FILE` (one unit's complete configuration, as the tests write them).
@@ -28,15 +26,12 @@ pub struct ServeOptions {
     pub secrets: Option<PathBuf>,
 }
 
-/// How long login's session tokens live unless the configuration says otherwise.
-const DEFAULT_SESSION_SECS: u64 = 8 * 3600;
-
 /// Runs the unit `options` name until SIGTERM or Ctrl-C.
 pub async fn run(options: &ServeOptions) -> anyhow::Result<()> {
     let config = unit_config(options)?;
-    let sa = topology::service_area(&config.sa)
+    let (registered, sa) = registry::find(&config.sa)
         .with_context(|| format!("this binary runs no service area {:?}", config.sa))?;
-    let own_routes = own_routes(&config)?;
+    let own_routes = (registered.routes)(&config).map_err(anyhow::Error::msg)?;
     let state = hiscale::unit::state(&config, sa).await?;
     hiscale::unit::serve_app(&config, state, own_routes, shutdown_signal()).await?;
     Ok(())
@@ -55,23 +50,6 @@ fn unit_config(options: &ServeOptions) -> anyhow::Result<hiscale::UnitConfig> {
     let topology = topology::load_checked(path)?;
     let secrets = Secrets::load(secrets)?;
     Ok(topology.unit_config(unit, &secrets, &topology::service_areas())?)
-}
-
-/// The routes an SA adds beside the framework's: login signs users in.
-fn own_routes(config: &hiscale::UnitConfig) -> anyhow::Result<axum::Router<AppState>> {
-    if config.sa != login::NAME {
-        return Ok(axum::Router::new());
-    }
-    let key = config
-        .sessions
-        .signing_key
-        .as_deref()
-        .context("login needs sessions.signing_key to issue session tokens")?;
-    let issuer = SessionIssuer::from_hex(
-        key,
-        config.sessions.ttl_secs.unwrap_or(DEFAULT_SESSION_SECS),
-    )?;
-    Ok(login::routes(issuer))
 }
 
 /// Completes on SIGTERM (what supervisors and systemd send) or Ctrl-C.

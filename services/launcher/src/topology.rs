@@ -6,20 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use hiscale::topology::Topology;
 
-/// Every service area this binary can run.
-pub fn service_areas() -> Vec<hiscale::ServiceArea> {
-    vec![
-        registration::service_area(),
-        login::service_area(),
-        shop::service_area(),
-        billing::service_area(),
-    ]
-}
-
-/// The service area called `name`, if this binary runs it.
-pub fn service_area(name: &str) -> Option<hiscale::ServiceArea> {
-    service_areas().into_iter().find(|sa| sa.name() == name)
-}
+pub use crate::registry::service_areas;
 
 /// Loads `path` and checks it: logs each warning, fails with every error, each on its line.
 pub fn load_checked(path: &Path) -> anyhow::Result<Topology> {

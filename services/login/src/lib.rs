@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use hiscale::http::{ApiError, AppState};
 use hiscale::session::SessionIssuer;
-use hiscale::{Collection, ServiceArea};
+use hiscale::{Collection, ServiceArea, UnitConfig};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -26,6 +26,23 @@ pub fn service_area() -> ServiceArea {
             .document("account", &[])
             .unique("account", "login"),
     )
+}
+
+/// How long session tokens live unless the configuration says otherwise.
+pub const DEFAULT_SESSION_SECS: u64 = 8 * 3600;
+
+/// Login's routes for a unit configured with `config`: it signs sessions, so it needs
+/// `sessions.signing_key` (from the topology's secrets).
+pub fn unit_routes(config: &UnitConfig) -> Result<Router<AppState>, String> {
+    let key = config
+        .sessions
+        .signing_key
+        .as_deref()
+        .ok_or("login needs sessions.signing_key to issue session tokens")?;
+    let ttl = config.sessions.ttl_secs.unwrap_or(DEFAULT_SESSION_SECS);
+    let issuer = SessionIssuer::from_hex(key, ttl)
+        .map_err(|error| format!("sessions.signing_key: {error}"))?;
+    Ok(routes(issuer))
 }
 
 /// Login's own route: `POST /sessions` with `{"login": …, "password": …}`.

@@ -441,7 +441,7 @@ impl CopyUnit {
         })
     }
 
-    fn status(&self) -> hiscale::poller::SourceStatus {
+    fn status(&self) -> hiscale::replication::SourceStatus {
         self.state
             .replication()
             .snapshot()

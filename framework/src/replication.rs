@@ -1,0 +1,128 @@
+//! What the pollers report about the copies they keep: read by `/heartbeat` and
+//! `/admin/replication`, written by the pollers. Its own module so that the HTTP edge and the
+//! poller share it without depending on each other's internals.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::ReaderRole;
+
+/// Every source's status, shared between the pollers and the HTTP edge.
+#[derive(Debug, Clone, Default)]
+pub struct Replication {
+    sources: Arc<Mutex<BTreeMap<String, SourceStatus>>>,
+}
+
+/// What one source's poller does right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceState {
+    /// Not started yet.
+    #[default]
+    Starting,
+    /// Following the source's feed.
+    Polling,
+    /// Re-reading everything after a `410` (or a change of the copy's aspects).
+    Resyncing,
+    /// A backup while its primary reads.
+    StandingBy,
+    /// Wants the reader lease, which another unit holds.
+    Waiting,
+    /// The last request or apply failed; retried with backoff.
+    Failing,
+}
+
+/// What a unit does as a reader, as `/heartbeat` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReaderState {
+    /// The unit keeps no copies.
+    None,
+    Reading,
+    /// Wants the lease another unit holds.
+    Waiting,
+    /// A backup while the primary reads.
+    StandingBy,
+    /// A lease holder overdue with its renewal: a backup may take over once the lease expires.
+    Stalled,
+}
+
+/// One source as its poller last saw it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStatus {
+    pub collection: String,
+    pub url: String,
+    pub aspects: String,
+    /// `primary` or `backup`.
+    pub role: Option<ReaderRole>,
+    pub state: SourceState,
+    pub cursor: i64,
+    pub chunks_applied: u64,
+    pub items_applied: u64,
+    /// Seconds since the copy was last caught up with its source.
+    pub lag_seconds: f64,
+    pub last_error: Option<String>,
+    /// While this unit holds the reader lease: when the polling loop must have renewed it
+    /// again at the latest. A loop that has not (stuck, or unable to reach its database) makes
+    /// the heartbeat say `stalled`.
+    #[serde(skip)]
+    pub(crate) due_by: Option<Instant>,
+}
+
+impl Replication {
+    /// Every source's status, by collection.
+    pub fn snapshot(&self) -> Vec<SourceStatus> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// What this unit does as a reader, for `/heartbeat`.
+    pub fn reader_state(&self) -> ReaderState {
+        let sources = self.lock();
+        if sources.is_empty() {
+            return ReaderState::None;
+        }
+        let now = Instant::now();
+        if sources
+            .values()
+            .any(|status| status.due_by.is_some_and(|due| due < now))
+        {
+            ReaderState::Stalled
+        } else if sources
+            .values()
+            .any(|status| status.state == SourceState::Waiting)
+        {
+            ReaderState::Waiting
+        } else if sources
+            .values()
+            .all(|status| status.state == SourceState::StandingBy)
+        {
+            ReaderState::StandingBy
+        } else {
+            ReaderState::Reading
+        }
+    }
+
+    /// Looks at one source's status without copying the others.
+    pub(crate) fn read<T>(
+        &self,
+        collection: &str,
+        look: impl FnOnce(&SourceStatus) -> T,
+    ) -> Option<T> {
+        self.lock().get(collection).map(look)
+    }
+
+    pub(crate) fn update(&self, collection: &str, change: impl FnOnce(&mut SourceStatus)) {
+        let mut sources = self.lock();
+        change(sources.entry(collection.to_owned()).or_default());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceStatus>> {
+        match self.sources.lock() {
+            Ok(sources) => sources,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
