@@ -56,7 +56,11 @@ async fn relay(listener: TcpListener, target: SocketAddr, cut: watch::Receiver<b
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((mut inbound, _)) = accepted else { continue };
+                let Ok((mut inbound, _)) = accepted else {
+                    // Out of descriptors, say: do not spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                };
                 if *cut.borrow() {
                     drop(inbound);
                     continue;
