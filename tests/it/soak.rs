@@ -206,8 +206,9 @@ async fn seeded_faults_lose_nothing() {
     );
 }
 
-/// What the writers met must be what the faults explain: retried refusals (`503`) and
-/// requests without an answer (a killed unit), never a `500` or an answer no writer expects.
+/// What the writers met must be what the faults explain: requests without an answer (a
+/// killed unit) and refusals that say why and when to come back (`503 database-unavailable`
+/// with `Retry-After`), never a `500` or an answer no writer expects.
 fn check_answers(round: usize, report: &LoadReport) {
     assert!(
         report.unexpected.is_empty(),
@@ -219,6 +220,14 @@ fn check_answers(round: usize, report: &LoadReport) {
         report.count(|kind| kind.status >= 500 && kind.status != 503),
         0,
         "round {round}: server errors other than 503:\n{}",
+        report.summary()
+    );
+    assert_eq!(
+        report
+            .count(|kind| kind.status == 503
+                && !(kind.code == "database-unavailable" && kind.retry_after)),
+        0,
+        "round {round}: 503 without code database-unavailable and Retry-After:\n{}",
         report.summary()
     );
 }
