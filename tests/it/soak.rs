@@ -1,114 +1,169 @@
-//! A seeded soak, short version: rounds of random faults (`kill -9` of an owner unit, of the
-//! primary or the backup reader) under write load; after each round the copy must equal the
-//! owner exactly. Prints `N rounds, L lost, S skipped, R regressed, E extra`.
-//! `HISCALE_TEST_SEED` replays a run, `HISCALE_SOAK_ROUNDS` makes it longer.
+//! A seeded soak: rounds of random faults under write load, and after each round a check of
+//! the owner against its copy. The faults: `kill -9` of an owner unit, of the primary or of
+//! the backup reader; a drained unit; the backup's view of the primary's heartbeat cut; the
+//! PostgreSQL cluster under owner and copy stopped (cleanly or at once) and started again. The
+//! run ends with one line `N rounds, L lost, S skipped, R regressed, E extra`, all four 0:
+//!
+//! * lost: an aspect the owner holds that the copy lacks or holds otherwise;
+//! * skipped: an acknowledged write (or delete) that the owner does not hold;
+//! * regressed: an aspect whose version in the copy went back since the previous round;
+//! * extra: something the copy holds that the owner does not (deleted there).
+//!
+//! The test command runs one round of each fault; `HISCALE_SOAK_ROUNDS` makes it longer
+//! (`scripts/soak`), `HISCALE_TEST_SEED` replays a run, and a failing round prints the seed
+//! and round count that replay it. The soak owns its PostgreSQL cluster ([`PgCluster`]): it
+//! stops it, which the shared server of the other tests must never be.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hiscale::config::ReaderRole;
-use hiscale::{Store, Version};
-use tests::load::{Rng, WriteLoad, missing_at_owner, seed, wait_healthy};
+use hiscale::{Store, UnitConfig, Version};
+use tests::load::{LoadReport, Rng, WriteLoad, missing_at_owner, seed, wait_healthy};
+use tests::pg_cluster::PgCluster;
 use tests::process::{UnitProcess, free_port};
-use tests::replication::wait_for;
-use tests::{Backend, fresh_database, unit_config};
+use tests::relay::Relay;
+use tests::replication::{poller_state, replication, wait_for};
+use tests::{ADMIN, JSON, unit_config};
 
 /// What a store holds of the copied aspects: (id, aspect) → (version, body).
 type Held = BTreeMap<(String, String), (i64, Option<serde_json::Value>)>;
 
 const COPIED: [&str; 1] = ["account"];
-const WRITERS: usize = 3;
+/// Writers in each round, spread over both owner units, so that both units' faults matter.
+const WRITERS: usize = 4;
+/// The reader lease: short, so that a takeover after a killed primary is quick.
+const LEASE_MS: u64 = 1_500;
+/// How long the landscape may take to do something by itself (recover, catch up, step back):
+/// generous, for a shared and busy machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The units, as indices into [`Landscape::units`]; writers use both owner units, the copy
+/// polls owner unit 1.
+const OWNER_0: usize = 0;
+const OWNER_1: usize = 1;
+const PRIMARY: usize = 2;
+const BACKUP: usize = 3;
+const UNIT_NAMES: [&str; 4] = [
+    "owner unit 0",
+    "owner unit 1",
+    "primary reader",
+    "backup reader",
+];
+
+/// Kinds of fault: `kill -9` of each of the four units, a drain, a cut heartbeat and a
+/// database restart.
+const KINDS: u64 = 7;
+
+/// One round's fault, with the durations drawn for it.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// `kill -9` of a unit, started again (same address and database) after `down`.
+    Kill { unit: usize, down: Duration },
+    /// `PUT /admin/drain` for `time`, then `DELETE /admin/drain`.
+    Drain { unit: usize, time: Duration },
+    /// The backup loses sight of the primary's heartbeat until it asks for the reader lease,
+    /// and for `hold` more.
+    CutHeartbeat { hold: Duration },
+    /// PostgreSQL stopped (`-m immediate` or `-m fast`) for `down`, then started again.
+    RestartDatabase { immediate: bool, down: Duration },
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Kill { unit, down } => write!(f, "kill -9 {} for {down:?}", UNIT_NAMES[unit]),
+            Self::Drain { unit, time } => write!(f, "drain {} for {time:?}", UNIT_NAMES[unit]),
+            Self::CutHeartbeat { hold } => write!(
+                f,
+                "cut the backup's heartbeat until it asks for the lease, then {hold:?} more"
+            ),
+            Self::RestartDatabase { immediate, down } => write!(
+                f,
+                "stop PostgreSQL (-m {}) for {down:?}",
+                if immediate { "immediate" } else { "fast" }
+            ),
+        }
+    }
+}
+
+/// Draws the next fault. Kinds come from a seeded bag holding each kind once, refilled when
+/// empty: the short default run meets every kind, and a long run meets each equally often.
+fn next_fault(rng: &mut Rng, bag: &mut Vec<u64>) -> Fault {
+    if bag.is_empty() {
+        *bag = (0..KINDS).collect();
+        for index in (1..bag.len()).rev() {
+            let other = rng.below(index as u64 + 1) as usize;
+            bag.swap(index, other);
+        }
+    }
+    match bag.pop().unwrap() {
+        kind @ 0..4 => Fault::Kill {
+            unit: kind as usize,
+            down: rng.duration(Duration::from_millis(300), Duration::from_secs(2)),
+        },
+        4 => Fault::Drain {
+            unit: rng.below(4) as usize,
+            time: rng.duration(Duration::from_secs(1), Duration::from_secs(3)),
+        },
+        5 => Fault::CutHeartbeat {
+            hold: rng.duration(Duration::from_millis(300), Duration::from_secs(2)),
+        },
+        _ => Fault::RestartDatabase {
+            immediate: rng.below(2) == 0,
+            down: rng.duration(Duration::from_secs(1), Duration::from_secs(4)),
+        },
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seeded_faults_lose_nothing() {
+    let started = Instant::now();
     let seed = seed();
     let mut rng = Rng::new(seed);
     let rounds: usize = std::env::var("HISCALE_SOAK_ROUNDS")
         .ok()
         .and_then(|text| text.parse().ok())
-        .unwrap_or(4)
+        .unwrap_or(KINDS as usize)
         .clamp(1, 1000);
-    let owner_db = fresh_database(Backend::Postgres).await;
-    let owner_store = Store::connect(&owner_db.url).await.unwrap();
-    let owner_configs: Vec<_> = (1..=2)
-        .map(|n| {
-            unit_config(
-                &format!("registration-{n}"),
-                &owner_db.url,
-                ([127, 0, 0, 1], free_port()).into(),
-            )
-        })
-        .collect();
-    let mut owners = Vec::new();
-    for config in &owner_configs {
-        owners.push(Some(UnitProcess::start_config(config.clone()).await));
-    }
-    let owner_url = |index: usize| format!("http://{}", owner_configs[index].listen);
-
-    let copy_db = fresh_database(Backend::Postgres).await;
-    let copy_store = Store::connect(&copy_db.url).await.unwrap();
-    let mut primary = tests::login_reader_config(&copy_db.url, &owner_url(1));
-    primary.reader.lease_ms = 1_500;
-    let mut backup = primary.clone();
-    backup.unit = "login-2".into();
-    backup.listen = ([127, 0, 0, 1], free_port()).into();
-    backup.reader.role = ReaderRole::Backup;
-    backup.reader.primary_url = Some(format!("http://{}", primary.listen));
-    backup.reader.heartbeat_interval_ms = 200;
-    let readers = [primary, backup];
-    let mut reader_units = Vec::new();
-    for config in &readers {
-        reader_units.push(Some(UnitProcess::start_config(config.clone()).await));
-    }
+    let mut landscape = Landscape::start().await;
+    landscape.readers_settled().await;
 
     let (mut lost, mut skipped, mut regressed, mut extra) = (0, 0, 0, 0);
+    let mut bag = Vec::new();
     let mut seen_before = Held::new();
     for round in 0..rounds {
-        // Writers go to owner 0; the copy polls owner 1: both are killed in turn.
-        let load = WriteLoad::start(
-            &owner_url(0),
+        let fault = next_fault(&mut rng, &mut bag);
+        println!("round {round} (seed {seed}): {fault}");
+        let _replay = Replay { seed, round, fault };
+        let round_started = Instant::now();
+        let owners = [landscape.url(OWNER_0), landscape.url(OWNER_1)];
+        let load = WriteLoad::start_on(
+            &[&owners[0], &owners[1]],
             WRITERS,
             seed ^ round as u64,
             &format!("r{round}"),
+            true,
         );
-        let fault = rng.below(4);
         tokio::time::sleep(rng.duration(Duration::from_millis(300), Duration::from_secs(1))).await;
-        let (kind, slot): (&str, &mut Option<UnitProcess>) = match fault {
-            0 => ("owner unit 0", &mut owners[0]),
-            1 => ("owner unit 1", &mut owners[1]),
-            2 => ("primary reader", &mut reader_units[0]),
-            _ => ("backup reader", &mut reader_units[1]),
-        };
-        drop(slot.take());
-        let down = rng.duration(Duration::from_millis(300), Duration::from_secs(2));
-        tokio::time::sleep(down).await;
-        *slot = Some(match fault {
-            0 | 1 => UnitProcess::start_config(owner_configs[fault as usize].clone()).await,
-            2 => UnitProcess::start_config(readers[0].clone()).await,
-            _ => UnitProcess::start_config(readers[1].clone()).await,
-        });
+        let seen = landscape.inflict(fault).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let report = load.stop().await;
-        assert!(
-            report.unexpected.is_empty(),
-            "round {round}: {}",
-            report.summary()
-        );
-        skipped += missing_at_owner(&owner_url(0), &report.acks, 20)
-            .await
-            .len();
-        wait_healthy(&owner_url(1), Duration::from_secs(30)).await;
+        check_answers(round, &report);
+        landscape.all_healthy().await;
+        skipped += missing_at_owner(&owners[0], &report, 20).await.len();
+        landscape.readers_settled().await;
 
         // Quiet now: the copy must reach the owner and hold exactly what it holds.
-        let end = owner_store.horizon("customers").await.unwrap();
+        let end = landscape.owner_store.horizon("customers").await.unwrap();
         wait_for(
             &format!("round {round} (seed {seed}): the copy catching up"),
-            Duration::from_secs(60),
-            async || copy_store.cursor("customers").await.unwrap() >= end,
+            PATIENCE,
+            async || landscape.copy_store.cursor("customers").await.unwrap() >= end,
         )
         .await;
-        let owner_held = held(&owner_store, end).await;
-        let copy_held = held(&copy_store, end).await;
+        let owner_held = held(&landscape.owner_store, end).await;
+        let copy_held = held(&landscape.copy_store, end).await;
         let round_lost = owner_held
             .iter()
             .filter(|(key, value)| copy_held.get(*key) != Some(*value))
@@ -122,10 +177,15 @@ async fn seeded_faults_lose_nothing() {
             .filter(|(key, (version, _))| copy_held.get(*key).is_some_and(|(now, _)| now < version))
             .count();
         println!(
-            "round {round}: kill -9 {kind} for {down:?}; {} writes acknowledged; {} aspects; \
-             lost {round_lost}, regressed {round_regressed}, extra {round_extra}",
+            "round {round}: {seen}{} writes acknowledged, {} customers deleted, {} refused \
+             with 503, {} without an answer; {} aspects; lost {round_lost}, regressed \
+             {round_regressed}, extra {round_extra}; {:.1} s",
             report.acks.len(),
-            owner_held.len()
+            report.deleted.len(),
+            report.count(|kind| kind.status == 503),
+            report.transport_errors.values().sum::<u64>(),
+            owner_held.len(),
+            round_started.elapsed().as_secs_f64()
         );
         lost += round_lost;
         extra += round_extra;
@@ -135,11 +195,325 @@ async fn seeded_faults_lose_nothing() {
     println!(
         "{rounds} rounds, {lost} lost, {skipped} skipped, {regressed} regressed, {extra} extra"
     );
+    println!(
+        "soak (seed {seed}) done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(
         (lost, skipped, regressed, extra),
         (0, 0, 0, 0),
-        "seed {seed}: replay with HISCALE_TEST_SEED={seed}"
+        "seed {seed}: replay with HISCALE_TEST_SEED={seed} HISCALE_SOAK_ROUNDS={rounds}"
     );
+}
+
+/// What the writers met must be what the faults explain: requests without an answer (a
+/// killed unit) and refusals that say why and when to come back (`503 database-unavailable`
+/// with `Retry-After`), never a `500` or an answer no writer expects.
+fn check_answers(round: usize, report: &LoadReport) {
+    assert!(
+        report.unexpected.is_empty(),
+        "round {round}: writers got answers they did not expect: {:?}\n{}",
+        &report.unexpected[..report.unexpected.len().min(10)],
+        report.summary()
+    );
+    assert_eq!(
+        report.count(|kind| kind.status >= 500 && kind.status != 503),
+        0,
+        "round {round}: server errors other than 503:\n{}",
+        report.summary()
+    );
+    assert_eq!(
+        report
+            .count(|kind| kind.status == 503
+                && !(kind.code == "database-unavailable" && kind.retry_after)),
+        0,
+        "round {round}: 503 without code database-unavailable and Retry-After:\n{}",
+        report.summary()
+    );
+}
+
+/// On a panic anywhere in a round, names the round and how to replay it.
+struct Replay {
+    seed: u64,
+    round: usize,
+    fault: Fault,
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "round {} ({}) failed; replay with HISCALE_TEST_SEED={} HISCALE_SOAK_ROUNDS={}",
+                self.round,
+                self.fault,
+                self.seed,
+                self.round + 1
+            );
+        }
+    }
+}
+
+/// The units under test and what they stand on: two owner units sharing one database, a
+/// primary and a backup login reader sharing another, both databases on the soak's own
+/// cluster, and the relay through which the backup watches the primary. Everything is stopped
+/// when dropped, units first (fields drop in order).
+struct Landscape {
+    units: Vec<Option<UnitProcess>>,
+    configs: Vec<UnitConfig>,
+    relay: Relay,
+    owner_store: Store,
+    copy_store: Store,
+    cluster: PgCluster,
+}
+
+impl Landscape {
+    async fn start() -> Self {
+        let cluster = tokio::task::block_in_place(PgCluster::start);
+        let owner_db = cluster.database("registration").await;
+        let copy_db = cluster.database("login").await;
+        let mut configs: Vec<UnitConfig> = (1..=2)
+            .map(|n| {
+                unit_config(
+                    &format!("registration-{n}"),
+                    &owner_db,
+                    ([127, 0, 0, 1], free_port()).into(),
+                )
+            })
+            .collect();
+        let mut primary =
+            tests::login_reader_config(&copy_db, &format!("http://{}", configs[OWNER_1].listen));
+        primary.reader.lease_ms = LEASE_MS;
+        let relay = Relay::start(primary.listen).await;
+        let mut backup = primary.clone();
+        backup.unit = "login-2".into();
+        backup.listen = ([127, 0, 0, 1], free_port()).into();
+        backup.reader.role = ReaderRole::Backup;
+        backup.reader.primary_url = Some(relay.url());
+        backup.reader.heartbeat_interval_ms = 200;
+        configs.extend([primary, backup]);
+        let mut units = Vec::new();
+        for config in &configs {
+            units.push(Some(UnitProcess::start_config(config.clone()).await));
+        }
+        Self {
+            units,
+            relay,
+            owner_store: Store::connect(&owner_db).await.unwrap(),
+            copy_store: Store::connect(&copy_db).await.unwrap(),
+            configs,
+            cluster,
+        }
+    }
+
+    fn url(&self, unit: usize) -> String {
+        format!("http://{}", self.configs[unit].listen)
+    }
+
+    /// Inflicts `fault` under the running load and undoes it; returns what it saw on the way
+    /// (empty, or a sentence ending in `; `).
+    async fn inflict(&mut self, fault: Fault) -> String {
+        match fault {
+            Fault::Kill { unit, down } => {
+                drop(self.units[unit].take());
+                tokio::time::sleep(down).await;
+                self.units[unit] =
+                    Some(UnitProcess::start_config(self.configs[unit].clone()).await);
+                String::new()
+            }
+            Fault::Drain { unit, time } => self.drain(unit, time).await,
+            Fault::CutHeartbeat { hold } => self.cut_heartbeat(hold).await,
+            Fault::RestartDatabase { immediate, down } => {
+                self.restart_database(immediate, down).await
+            }
+        }
+    }
+
+    /// Drains `unit` for `time`: its `/health` fails (HAProxy would send it nothing new),
+    /// while it keeps serving whoever asks it directly, the writers included; then back.
+    async fn drain(&self, unit: usize, time: Duration) -> String {
+        let client = client();
+        let url = self.url(unit);
+        let drain = async |method: reqwest::Method| {
+            client
+                .request(method, format!("{url}/admin/drain"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("/admin/drain")
+                .status()
+                .as_u16()
+        };
+        assert_eq!(drain(reqwest::Method::PUT).await, 204, "PUT /admin/drain");
+        let until = Instant::now() + time;
+        let mut served = 0;
+        while Instant::now() < until {
+            let health = client
+                .get(format!("{url}/health"))
+                .send()
+                .await
+                .expect("/health of a drained unit");
+            let status = health.status().as_u16();
+            let body = health.text().await.unwrap_or_default();
+            assert!(
+                status == 503 && body.contains("draining"),
+                "/health of the drained {}: {status} {body}",
+                UNIT_NAMES[unit]
+            );
+            let feed = client
+                .get(format!(
+                    "{url}/customers?version=0&aspects=~account&limit=5"
+                ))
+                .bearer_auth(ADMIN)
+                .header("accept", JSON)
+                .send()
+                .await
+                .expect("a direct read of a drained unit");
+            assert_eq!(
+                feed.status().as_u16(),
+                200,
+                "a direct read of the drained {}",
+                UNIT_NAMES[unit]
+            );
+            served += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            drain(reqwest::Method::DELETE).await,
+            204,
+            "DELETE /admin/drain"
+        );
+        format!("{served} direct reads served while drained; ")
+    }
+
+    /// Cuts the backup's view of the primary's heartbeat while both run. The backup then
+    /// believes the primary gone and asks for the reader lease, yet must apply nothing while
+    /// the primary holds it. Only if the primary's lease lapses meanwhile (a busy machine) may
+    /// the backup take over, under a new epoch: that is allowed, and said.
+    async fn cut_heartbeat(&self, hold: Duration) -> String {
+        let backup = self.url(BACKUP);
+        let primary_unit = &self.configs[PRIMARY].unit;
+        let lease_at_cut = self.lease().await;
+        let applied_at_cut = chunks_applied(&backup).await;
+        self.relay.cut();
+        let cut = Instant::now();
+        let mut asked_after = None;
+        let mut took_over = false;
+        loop {
+            // Applied chunks first, the lease after: a chunk the backup applied shows with the
+            // epoch it applied under, or a later one.
+            let status = replication(&backup).await;
+            let lease = self.lease().await;
+            let same_lease =
+                lease.epoch == lease_at_cut.epoch && lease_at_cut.holder == *primary_unit;
+            let applied = status["sources"][0]["chunks_applied"].as_u64().unwrap_or(0);
+            assert!(
+                !same_lease || applied == applied_at_cut,
+                "the backup applied {} chunks while cut off from the primary, which held the \
+                 lease all along (epoch {}): {status}",
+                applied - applied_at_cut,
+                lease.epoch
+            );
+            took_over |= lease.epoch != lease_at_cut.epoch;
+            if asked_after.is_none() && (status["sources"][0]["state"] == "waiting" || took_over) {
+                asked_after = Some(cut.elapsed());
+            }
+            match asked_after {
+                Some(asked) if cut.elapsed() >= asked + hold => break,
+                Some(_) => {}
+                None => assert!(
+                    cut.elapsed() < PATIENCE,
+                    "the backup did not ask for the lease within {PATIENCE:?} of the cut: {status}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.relay.restore();
+        format!(
+            "the backup asked for the lease {:.1} s after the cut and {}; ",
+            asked_after.unwrap_or_default().as_secs_f64(),
+            if took_over {
+                "took over once the primary's lease had lapsed"
+            } else {
+                "applied nothing"
+            }
+        )
+    }
+
+    /// Stops PostgreSQL under every unit for `down`, and starts it again on the same port: the
+    /// units (never restarted) must reconnect by themselves.
+    async fn restart_database(&mut self, immediate: bool, down: Duration) -> String {
+        tokio::task::block_in_place(|| {
+            if immediate {
+                self.cluster.crash();
+            } else {
+                self.cluster.stop();
+            }
+        });
+        let stopped = Instant::now();
+        // The outage is real: the units see it.
+        let health = client()
+            .get(format!("{}/health", self.url(OWNER_0)))
+            .send()
+            .await
+            .expect("/health during the outage")
+            .status()
+            .as_u16();
+        assert_eq!(
+            health, 503,
+            "/health of owner unit 0 with PostgreSQL stopped"
+        );
+        tokio::time::sleep(down.saturating_sub(stopped.elapsed())).await;
+        tokio::task::block_in_place(|| self.cluster.start_again());
+        String::new()
+    }
+
+    /// Waits until every unit answers `/health` with success again.
+    async fn all_healthy(&self) {
+        for unit in 0..self.units.len() {
+            wait_healthy(&self.url(unit), PATIENCE).await;
+        }
+    }
+
+    /// Waits until the primary holds the reader lease and the backup stands by: whatever the
+    /// fault, the readers end up there.
+    async fn readers_settled(&self) {
+        let backup = self.url(BACKUP);
+        wait_for("the backup reader standing by", PATIENCE, async || {
+            poller_state(&backup).await == "standing-by"
+        })
+        .await;
+        let primary_unit = &self.configs[PRIMARY].unit;
+        wait_for(
+            "the primary reader holding the lease",
+            PATIENCE,
+            async || self.lease().await.holder == *primary_unit,
+        )
+        .await;
+    }
+
+    /// The reader lease as the copy's database holds it.
+    async fn lease(&self) -> hiscale::store::LeaseState {
+        self.copy_store
+            .lease()
+            .await
+            .unwrap()
+            .expect("a reader took the lease")
+    }
+}
+
+/// An HTTP client whose requests cannot hang the soak.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Chunks the unit at `url` applied since it started.
+async fn chunks_applied(url: &str) -> u64 {
+    replication(url).await["sources"][0]["chunks_applied"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 /// The live copied aspects a store holds up to `until`.

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod load;
 pub mod pg_cluster;
 pub mod process;
+pub mod relay;
 pub mod replication;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,7 +4,9 @@
 //! there, which accounts does a unit hold).
 //!
 //! Each writer owns the customers it creates and writes them one request at a time, so the
-//! last acknowledged write of an aspect is what the owner must hold at the end. A write that
+//! last acknowledged write of an aspect is what the owner must hold at the end, and a customer
+//! whose delete was acknowledged must be gone (deletes only when asked for: most tests compare
+//! accounts, which a delete would only thin out). A write that
 //! got a 5xx or no answer at all may or may not have been applied: the writer sends the same
 //! request again (same body, same unique login) until it gets a clear answer, so a create
 //! applied by a lost attempt shows up as `409 already-taken` on the retry, never as a second
@@ -107,6 +109,9 @@ pub struct LoadReport {
     pub acks: Vec<Ack>,
     /// Logins of creates that a lost attempt applied (the retry answered `409 already-taken`).
     pub applied_unseen: Vec<String>,
+    /// Customers deleted (acknowledged, or applied by a lost attempt: the retry answered
+    /// `404`); no writer writes them again.
+    pub deleted: Vec<String>,
     /// Every answer, counted by kind.
     pub answers: BTreeMap<AnswerKind, u64>,
     /// Requests that got no answer at all, counted by what went wrong.
@@ -148,6 +153,7 @@ impl LoadReport {
     fn merge(&mut self, other: LoadReport) {
         self.acks.extend(other.acks);
         self.applied_unseen.extend(other.applied_unseen);
+        self.deleted.extend(other.deleted);
         for (kind, count) in other.answers {
             *self.answers.entry(kind).or_default() += count;
         }
@@ -174,6 +180,14 @@ impl WriteLoad {
     /// Starts `writers` tasks writing to the owner at `url`; `tag` makes their logins unique
     /// (lower-case letters and digits).
     pub fn start(url: &str, writers: usize, seed: u64, tag: &str) -> Self {
+        Self::start_on(&[url], writers, seed, tag, false)
+    }
+
+    /// Like [`WriteLoad::start`], with writer `i` writing to `urls[i % urls.len()]` (units of
+    /// one owner, sharing its database) and, with `deletes`, deleting whole customers now and
+    /// then, so that a copy has tombstones to apply too.
+    pub fn start_on(urls: &[&str], writers: usize, seed: u64, tag: &str, deletes: bool) -> Self {
+        assert!(!urls.is_empty(), "a write load needs a unit to write to");
         let stop = Arc::new(AtomicBool::new(false));
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
@@ -183,7 +197,8 @@ impl WriteLoad {
             .map(|index| {
                 let writer = Writer {
                     client: client.clone(),
-                    url: url.to_owned(),
+                    url: urls[index % urls.len()].to_owned(),
+                    deletes,
                     prefix: format!("{tag}w{index}n"),
                     rng: Rng::new(seed ^ (index as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407)),
                     stop: stop.clone(),
@@ -223,6 +238,10 @@ enum Write {
     DeleteMissing {
         id: String,
     },
+    /// `DELETE /customers/{id}`: leaves a tombstone that copies must apply.
+    DeleteCustomer {
+        id: String,
+    },
 }
 
 /// What a request came back with.
@@ -234,6 +253,8 @@ enum Outcome {
 struct Writer {
     client: reqwest::Client,
     url: String,
+    /// Whether this writer deletes customers too.
+    deletes: bool,
     prefix: String,
     rng: Rng,
     stop: Arc<AtomicBool>,
@@ -271,11 +292,17 @@ impl Writer {
                         aspect: "address.home",
                         value: format!("Weg {unique}"),
                     },
+                    92..96 if self.deletes => Write::DeleteCustomer { id },
                     _ => Write::DeleteMissing { id },
                 }
             };
             if let Some(id) = self.write(&write).await {
                 mine.push(id);
+            }
+            if let Write::DeleteCustomer { id } = &write {
+                // Acknowledged or not, it is never written again (an unclear delete is
+                // retried until it is clear, and a delete given up is reported as unexpected).
+                mine.retain(|held| held != id);
             }
         }
         self.report
@@ -360,6 +387,17 @@ impl Writer {
             {
                 None
             }
+            (Write::DeleteCustomer { id }, StatusCode::NO_CONTENT) => {
+                self.report.deleted.push(id.clone());
+                None
+            }
+            // A lost attempt deleted it; this retry found it gone.
+            (Write::DeleteCustomer { id }, StatusCode::NOT_FOUND)
+                if attempts > 1 && reply.error_code() == "not-found" =>
+            {
+                self.report.deleted.push(id.clone());
+                None
+            }
             _ => {
                 self.report.unexpected.push(format!(
                     "{write:?} (attempt {attempts}): {} {}",
@@ -392,6 +430,9 @@ impl Writer {
             Write::DeleteMissing { id } => self
                 .client
                 .delete(format!("{}/customers/{id}/bankaccount", self.url)),
+            Write::DeleteCustomer { id } => self
+                .client
+                .delete(format!("{}/customers/{id}", self.url)),
         };
         let response = match request
             .bearer_auth(ADMIN)
@@ -471,24 +512,34 @@ fn aspect_of<'a>(resource: &'a serde_json::Value, aspect: &str) -> &'a serde_jso
 }
 
 /// Checks at the owner that each aspect holds its last acknowledged value, at that version or
-/// a later one; returns what is wrong (at most `limit` lines).
-pub async fn missing_at_owner(url: &str, acks: &[Ack], limit: usize) -> Vec<String> {
+/// a later one, and that each deleted customer is gone; returns what is wrong (at most `limit`
+/// lines).
+pub async fn missing_at_owner(url: &str, report: &LoadReport, limit: usize) -> Vec<String> {
+    let deleted: std::collections::BTreeSet<&str> =
+        report.deleted.iter().map(String::as_str).collect();
     let mut last: BTreeMap<(&str, &str), &Ack> = BTreeMap::new();
-    for ack in acks {
+    for ack in report
+        .acks
+        .iter()
+        .filter(|ack| !deleted.contains(ack.id.as_str()))
+    {
         last.insert((ack.id.as_str(), ack.aspect), ack);
     }
     let client = reqwest::Client::new();
+    let get = async |id: &str| {
+        client
+            .get(format!("{url}/customers/{id}"))
+            .bearer_auth(ADMIN)
+            .header("accept", JSON)
+            .send()
+            .await
+            .expect("GET a customer at the owner")
+    };
     let mut resources: BTreeMap<&str, Option<serde_json::Value>> = BTreeMap::new();
     let mut problems = Vec::new();
     for ((id, aspect), ack) in last {
         if !resources.contains_key(id) {
-            let response = client
-                .get(format!("{url}/customers/{id}"))
-                .bearer_auth(ADMIN)
-                .header("accept", JSON)
-                .send()
-                .await
-                .expect("GET a customer at the owner");
+            let response = get(id).await;
             let resource = if response.status().is_success() {
                 Some(response.json().await.expect("a customer as JSON"))
             } else {
@@ -507,6 +558,14 @@ pub async fn missing_at_owner(url: &str, acks: &[Ack], limit: usize) -> Vec<Stri
             problems.push(format!(
                 "customer {id} {aspect}: holds {:?} at version {version}, acknowledged {:?} at version {}",
                 value, ack.value, ack.version
+            ));
+        }
+    }
+    for id in deleted {
+        let status = get(id).await.status().as_u16();
+        if status != 404 {
+            problems.push(format!(
+                "customer {id} was deleted, yet the owner answers {status}"
             ));
         }
     }
@@ -586,7 +645,7 @@ pub async fn check_after_load(report: &LoadReport, owner_url: &str, copy_url: &s
         "the writers got too few writes acknowledged to tell anything: {}",
         report.summary()
     );
-    let missing = missing_at_owner(owner_url, &report.acks, 10).await;
+    let missing = missing_at_owner(owner_url, report, 10).await;
     assert!(
         missing.is_empty(),
         "acknowledged writes are not at the owner: {missing:?}"
