@@ -19,7 +19,8 @@ pub enum Grant {
     /// Reads just these aspects (by name or family), nothing else.
     Aspects(AspectSelector),
     /// A signed-in user (session token from login): reads only that one resource, and of it
-    /// only the aspects the unit's configuration allows sessions (all when it names none).
+    /// only the aspects the unit's configuration grants sessions: none when it names none
+    /// (deny by default, so an SA that forgets the grant never shows a password hash).
     Session {
         resource: ResourceId,
         aspects: Option<AspectSelector>,
@@ -54,7 +55,8 @@ impl Caller {
     /// The declared aspects this caller may read.
     pub fn readable(&self, declared: &[AspectName]) -> Selection {
         match &self.grant {
-            Grant::Operator | Grant::Session { aspects: None, .. } => Selection::all(declared),
+            Grant::Operator => Selection::all(declared),
+            Grant::Session { aspects: None, .. } => Selection::default(),
             Grant::Aspects(selector)
             | Grant::Session {
                 aspects: Some(selector),

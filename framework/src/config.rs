@@ -160,7 +160,7 @@ pub struct SessionConfig {
     /// Lifetime of an issued session token.
     pub ttl_secs: Option<u64>,
     /// What a user's session may read of its own resource here, e.g. `~person~address`
-    /// (every aspect the unit holds when absent).
+    /// (nothing when absent: sessions are denied by default).
     pub grant: Option<String>,
 }
 

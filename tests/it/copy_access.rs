@@ -36,6 +36,7 @@ both_backends!(
         let mut shop_config =
             reader_config("shop", &shop_db.url, &owner.url, SHOP, shop::COPIED_ASPECTS);
         shop_config.sessions.public_key = Some(public.clone());
+        shop_config.sessions.grant = Some(shop::COPIED_ASPECTS.into());
         let login_unit = UnitProcess::start_config(login_config).await;
         let shop_unit = UnitProcess::start_config(shop_config).await;
         let current = Store::connect(&owner_db.url)
@@ -180,6 +181,22 @@ both_backends!(
         let (status, _, body) =
             get(format!("{shop}/customers/{oliver}"), Some(token.clone())).await;
         assert_eq!(status, 200, "{body}");
+        // Login grants sessions nothing (its copy holds the password hash): deny by default,
+        // the same answer for the session's own customer, another one and none at all.
+        let login = &login_unit.url;
+        for id in [oliver.as_str(), erika.as_str(), "999999"] {
+            let (status, _, body) =
+                get(format!("{login}/customers/{id}"), Some(token.clone())).await;
+            assert_eq!(
+                (
+                    status,
+                    body.contains("nothing-granted"),
+                    body.contains("pwdhash")
+                ),
+                (403, true, false),
+                "{id}: {body}"
+            );
+        }
         let (status, _, body) = get(format!("{shop}/customers/{erika}"), Some(token.clone())).await;
         assert_eq!(
             (status, body.contains("not-your-resource")),

@@ -382,6 +382,18 @@ pub(super) fn selection(
     asked: Option<&str>,
 ) -> Result<Selection, ApiError> {
     let readable = caller.readable(collection.aspect_names());
+    if readable.is_empty() {
+        // Refused before the store is asked, so the answer says nothing about whether the
+        // resource exists.
+        return Err(ApiError::forbidden(
+            "nothing-granted",
+            format!(
+                "{} may read no aspect of {} here",
+                caller.name,
+                collection.name()
+            ),
+        ));
+    }
     let Some(asked) = asked else {
         return Ok(readable);
     };

@@ -99,7 +99,7 @@ pub struct SaDeployment {
     /// Whether this SA issues session tokens (it then needs the signing key).
     #[serde(default)]
     pub signs_sessions: bool,
-    /// What a user's session may read of its own resource here (every aspect when absent).
+    /// What a user's session may read of its own resource here (nothing when absent).
     #[serde(default)]
     pub session_grant: Option<Spanned<String>>,
     /// Who may call this SA, by caller name: `operator` or an aspect selector. A reading SA
