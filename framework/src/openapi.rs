@@ -61,6 +61,10 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
             "/admin/interfaces",
             "(operator) interface versions and their states",
         ),
+        (
+            "/admin/restore",
+            "(operator) owned collections in restoring state (POST enters it, DELETE continues past every version a consumer reported)",
+        ),
     ] {
         let operation = OperationBuilder::new()
             .summary(Some(summary))

@@ -22,6 +22,9 @@ const ACTIVE_CHECK: Duration = Duration::from_millis(100);
 /// How often a unit that wants the reader lease asks for it again.
 const LEASE_RETRY: Duration = Duration::from_millis(500);
 
+/// The longest pause between polls of a source that was rolled back.
+const ROLLED_BACK_RECHECK: Duration = Duration::from_secs(3);
+
 /// Errors from the first request on: doubled per failure up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -93,6 +96,10 @@ enum Outcome {
     ResyncStarted,
     /// Another unit holds the reader lease now: nothing was applied.
     Deposed,
+    /// The source answered `409 version-ahead`: it was rolled back and lost versions this
+    /// copy holds. Nothing is applied and the cursor stays; the copy asks again with backoff
+    /// and goes on once the source has restored (its counter past the copy's cursor).
+    SourceRolledBack(String),
 }
 
 impl Poller {
@@ -179,6 +186,7 @@ impl Poller {
                 match self.poll_once(&client, &fence).await {
                     Ok(Outcome::Applied { more, resyncing }) => {
                         backoff = Duration::from_millis(500);
+                        metrics::gauge!("hiscale_replication_source_rolled_back", "collection" => name.clone()).set(0.0);
                         if !more {
                             caught_up_at = Instant::now();
                         }
@@ -208,6 +216,21 @@ impl Poller {
                         } else {
                             Duration::ZERO
                         }
+                    }
+                    Ok(Outcome::SourceRolledBack(message)) => {
+                        metrics::gauge!("hiscale_replication_source_rolled_back", "collection" => name.clone()).set(1.0);
+                        if !self.state_is(SourceState::OwnerRolledBack) {
+                            tracing::error!(collection = %name, %message, "the source was rolled back: keeping the copy as it is and not advancing until it has restored");
+                        }
+                        self.status(|status| {
+                            status.state = SourceState::OwnerRolledBack;
+                            status.last_error = Some(message.clone());
+                        });
+                        // Asked again at least every few seconds: the copy goes on soon after
+                        // the source has restored.
+                        let pause = backoff.min(ROLLED_BACK_RECHECK);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        pause
                     }
                     Ok(Outcome::ResyncStarted) => {
                         tracing::warn!(collection = %name, "source requires a resync: re-reading from version 0");
@@ -336,6 +359,12 @@ impl Poller {
             .bytes()
             .await
             .map_err(|error| format!("reading the chunk failed: {error}"))?;
+        if status.as_u16() == 409 {
+            let text = String::from_utf8_lossy(&body);
+            if text.contains("version-ahead") {
+                return Ok(Outcome::SourceRolledBack(text.chars().take(300).collect()));
+            }
+        }
         if !status.is_success() {
             return Err(format!(
                 "{status}: {}",

@@ -33,6 +33,9 @@ pub enum SourceState {
     Waiting,
     /// The last request or apply failed; retried with backoff.
     Failing,
+    /// The source answered `409 version-ahead`: it was rolled back. The copy keeps what it
+    /// holds and does not advance; it asks again (with backoff) until the source has restored.
+    OwnerRolledBack,
 }
 
 /// What a unit does as a reader, as `/heartbeat` says it.

@@ -15,6 +15,7 @@ mod lease;
 mod operations;
 mod outage;
 mod resource;
+mod restore;
 mod resync;
 mod soak;
 mod tidy;

@@ -140,6 +140,9 @@ impl From<store::Error> for ApiError {
                 "already-taken",
                 format!("this {name} is already taken by another resource"),
             ),
+            restoring @ store::Error::Restoring { .. } => {
+                Self::unavailable("restoring", restoring.to_string())
+            }
             unavailable if unavailable.is_unavailable() => {
                 tracing::warn!(error = %unavailable, "database unavailable");
                 Self::unavailable(

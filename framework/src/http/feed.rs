@@ -78,6 +78,7 @@ pub(super) async fn feed(
 
     let current = latest_version(&state, collection).await?;
     if after > current {
+        notice_rollback(&state, collection, &caller, after, current).await?;
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "version-ahead",
@@ -243,6 +244,40 @@ pub(super) async fn purge(
 fn render(batch: &ChangeBatch, collection: &Collection, format: repr::Format) -> Vec<u8> {
     let views: Vec<ResourceView<'_>> = batch.items.iter().map(ResourceView::changed).collect();
     repr::render_feed(format, collection, batch.version, batch.more, &views)
+}
+
+/// A consumer holds `after`, beyond the `current` this store handed out: the store was rolled
+/// back. An owner enters `restoring` (writes refused until an operator restores it), so it
+/// never hands out those versions, or ids, a second time. A copy cannot restore anything; it
+/// says so in its log.
+async fn notice_rollback(
+    state: &AppState,
+    collection: &Collection,
+    caller: &Caller,
+    after: Version,
+    current: Version,
+) -> Result<(), ApiError> {
+    if *collection.role() != Role::Owner {
+        tracing::warn!(collection = collection.name(), consumer = %caller.name, %after, %current,
+            "a reader of this copy is ahead of it: the copy's database was rolled back");
+        return Ok(());
+    }
+    let already = state
+        .store()
+        .restoring()
+        .await?
+        .iter()
+        .any(|restoring| restoring.collection == collection.name());
+    state
+        .store()
+        .enter_restoring(collection.name(), &caller.name, after, current)
+        .await?;
+    if !already {
+        tracing::error!(collection = collection.name(), consumer = %caller.name, %after, %current,
+            "rolled back: a consumer holds versions this store never handed out; writes are \
+             refused until an operator restores it (DELETE /admin/restore continues past them)");
+    }
+    Ok(())
 }
 
 /// The newest version handed out (owner) or received (copy): a caller beyond it is ahead.

@@ -6,6 +6,7 @@ mod extract;
 mod feed;
 mod ops;
 mod resource;
+mod restore;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
@@ -237,6 +238,12 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
         .route("/admin/consumers", get(feed::consumers))
         .route("/admin/purge", axum::routing::post(feed::purge))
         .route("/admin/replication", get(ops::replication))
+        .route(
+            "/admin/restore",
+            get(restore::status)
+                .post(restore::enter)
+                .delete(restore::leave),
+        )
         .route("/{collection}", get(feed::feed).post(resource::create))
         .route(
             "/{collection}/{id}",

@@ -30,7 +30,7 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
         }
         Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
     }
-    let warning = peer_warning(&state).await;
+    let warning = peer_warning(&state).await + &restoring_warning(&state).await;
     let (status, body) = if reasons.is_empty() {
         (StatusCode::OK, format!("PASS\n{warning}"))
     } else {
@@ -65,6 +65,35 @@ async fn peer_warning(state: &AppState) -> String {
         // The database check above already reports an unreachable store.
         Ok(Err(_)) | Err(_) => String::new(),
     }
+}
+
+/// A `warning:` line per owned collection in `restoring` state and per source whose owner was
+/// rolled back: reported, never a failure (reads are served, and an owner's trouble must not
+/// take its readers out of rotation).
+async fn restoring_warning(state: &AppState) -> String {
+    let mut lines = String::new();
+    if !state.service_area().owned().is_empty()
+        && let Ok(Ok(restoring)) =
+            tokio::time::timeout(DATABASE_CHECK_TIMEOUT, state.store().restoring()).await
+    {
+        for r in restoring {
+            lines.push_str(&format!(
+                "warning: {} is restoring: {} holds version {}, this store handed out {}; \
+                 writes are refused (DELETE /admin/restore continues past {})\n",
+                r.collection, r.reported_by, r.ahead, r.restored_to, r.ahead
+            ));
+        }
+    }
+    for source in state.replication().snapshot() {
+        if source.state == crate::replication::SourceState::OwnerRolledBack {
+            lines.push_str(&format!(
+                "warning: the source of {} was rolled back (version-ahead): the copy holds at {} \
+                 until it has restored\n",
+                source.collection, source.cursor
+            ));
+        }
+    }
+    lines
 }
 
 /// `GET /heartbeat`: answers while the process runs; who it is and its reader role.

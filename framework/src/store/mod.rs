@@ -9,6 +9,7 @@ mod feed;
 mod horizon;
 mod lease;
 mod read;
+mod restoring;
 mod units;
 mod write;
 
@@ -23,6 +24,7 @@ pub use copy::{ApplyMode, ChunkAspect, ChunkItem, CopyPosition};
 pub use feed::{Consumer, PurgeReport};
 pub use lease::{Fence, LeaseState};
 pub use read::{ChangeBatch, ChangedResource, StoredAspect, StoredResource};
+pub use restoring::Restoring;
 pub use units::UnitRecord;
 pub use write::{AspectEdit, Change, Committed, PendingWrite, Target};
 
@@ -75,6 +77,10 @@ pub enum Error {
     ForeignStore { owner: String },
     #[error("the reader lease of epoch {epoch} is no longer held: another unit reads now")]
     Fenced { epoch: i64 },
+    #[error(
+        "{collection} is restoring: this store was rolled back, and writes wait until an operator has restored it"
+    )]
+    Restoring { collection: String },
 }
 
 impl Error {

@@ -105,6 +105,7 @@ impl Store {
     ) -> Result<PendingWrite, Error> {
         let turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
+        super::restoring::refuse_while_restoring(&mut transaction, collection).await?;
         let mut committed = Committed {
             changes: Vec::with_capacity(changes.len()),
             written: Vec::with_capacity(changes.len()),

@@ -1,0 +1,135 @@
+//! The `restoring` state of owned collections: entered when a consumer proves the store was
+//! rolled back (it holds a version the store never handed out), left by an operator. While
+//! a collection is restoring, writes to it are refused, so no version (and no id, which is a
+//! creation version) is ever handed out twice; leaving moves the counter past every version
+//! a consumer reported.
+
+use sqlx::AnyConnection;
+
+use super::{Backend, Error, Store, sequence_name, unix_now};
+use crate::version::Version;
+
+/// Why and since when a collection is restoring.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Restoring {
+    pub collection: String,
+    /// Unix seconds when the state was entered.
+    pub since: i64,
+    /// The consumer that reported the greatest version.
+    pub reported_by: String,
+    /// The greatest version a consumer reported: the counter moves past it on leaving.
+    pub ahead: i64,
+    /// What the store had handed out when the rollback was noticed.
+    pub restored_to: i64,
+}
+
+impl Store {
+    /// Enters (or stays in) `restoring` for `collection` because `consumer` holds `ahead`,
+    /// beyond the `restored_to` this store has handed out; keeps the greatest report.
+    pub async fn enter_restoring(
+        &self,
+        collection: &str,
+        consumer: &str,
+        ahead: Version,
+        restored_to: Version,
+    ) -> Result<(), Error> {
+        let _turn = self.write_turn().await;
+        let mut transaction = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO hs_restoring (collection, since, reported_by, ahead, restored_to) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (collection) DO UPDATE SET reported_by = excluded.reported_by, \
+             ahead = excluded.ahead WHERE hs_restoring.ahead < excluded.ahead",
+        )
+        .bind(collection)
+        .bind(unix_now())
+        .bind(consumer)
+        .bind(ahead.get())
+        .bind(restored_to.get())
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// The collections in `restoring` state.
+    pub async fn restoring(&self) -> Result<Vec<Restoring>, Error> {
+        let rows: Vec<(String, i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT collection, since, reported_by, ahead, restored_to FROM hs_restoring \
+             ORDER BY collection",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(collection, since, reported_by, ahead, restored_to)| Restoring {
+                    collection,
+                    since,
+                    reported_by,
+                    ahead,
+                    restored_to,
+                },
+            )
+            .collect())
+    }
+
+    /// Leaves `restoring` for `collection`: moves its counter past every version a consumer
+    /// reported, in the same transaction. Answers the version the next write will follow, or
+    /// `None` when the collection was not restoring.
+    pub async fn leave_restoring(&self, collection: &str) -> Result<Option<Version>, Error> {
+        let _turn = self.write_turn().await;
+        let mut transaction = self.begin_write().await?;
+        let ahead: Option<i64> =
+            sqlx::query_scalar("DELETE FROM hs_restoring WHERE collection = $1 RETURNING ahead")
+                .bind(collection)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        let Some(ahead) = ahead else {
+            return Ok(None);
+        };
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::query(
+                    "UPDATE hs_counter SET version = MAX(version, $2) WHERE collection = $1",
+                )
+                .bind(collection)
+                .bind(ahead)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            Backend::Postgres => {
+                // setval is not transactional: it happens even if the commit below fails,
+                // which only leaves a gap of versions nobody holds.
+                sqlx::query(
+                    "SELECT setval($1::regclass, GREATEST($2, \
+                     COALESCE(pg_sequence_last_value($1::regclass), 0)))",
+                )
+                .bind(sequence_name(collection))
+                .bind(ahead)
+                .execute(&mut *transaction)
+                .await?;
+            }
+        }
+        transaction.commit().await?;
+        Ok(Version::new(ahead))
+    }
+}
+
+/// Refuses a write while its collection is restoring (checked inside the write transaction).
+pub(super) async fn refuse_while_restoring(
+    connection: &mut AnyConnection,
+    collection: &str,
+) -> Result<(), Error> {
+    let restoring: Option<i64> =
+        sqlx::query_scalar("SELECT ahead FROM hs_restoring WHERE collection = $1")
+            .bind(collection)
+            .fetch_optional(&mut *connection)
+            .await?;
+    match restoring {
+        Some(_) => Err(Error::Restoring {
+            collection: collection.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}

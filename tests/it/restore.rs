@@ -1,0 +1,160 @@
+//! An owner rolled back to an old backup: the first poll of a copy that holds newer versions
+//! puts the owner into `restoring` (writes refused, reads served), the copy keeps what it has
+//! and does not advance, both say so in `/health`; once an operator continues, the owner hands
+//! out only versions (and ids) beyond everything the copy holds, and the copy follows again.
+//! On SQLite (the backup is `VACUUM INTO`, the restore a file copy while the owner is down).
+
+use std::time::Duration;
+
+use tests::process::{UnitProcess, free_port};
+use tests::replication::{cursor, poller_state, post_customer, wait_for, wait_until_copied};
+use tests::{
+    ADMIN, BILLING, Backend, JSON, customer_json, fresh_database, reader_config, unit_config,
+};
+
+async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
+    let reply = client
+        .get(url)
+        .bearer_auth(ADMIN)
+        .header("accept", JSON)
+        .send()
+        .await
+        .unwrap();
+    (reply.status().as_u16(), reply.text().await.unwrap())
+}
+
+/// `VACUUM INTO`: a consistent copy of a live SQLite database.
+async fn backup_sqlite(url: &str, into: &std::path::Path) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "VACUUM INTO '{}'",
+        into.display()
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
+/// Puts the backup in place of the database file (the owner is down).
+fn restore_sqlite(url: &str, from: &std::path::Path) {
+    let path = url.strip_prefix("sqlite://").unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+    std::fs::copy(from, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_owner_refuses_writes_and_its_copy_holds_until_it_continues() {
+    let client = reqwest::Client::new();
+    let owner_db = fresh_database(Backend::Sqlite).await;
+    let owner_config = unit_config(
+        "registration-1",
+        &owner_db.url,
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    let first_life = UnitProcess::start_config(owner_config.clone()).await;
+    let owner_url = first_life.url.clone();
+    let copy_db = fresh_database(Backend::Sqlite).await;
+    let copy_config = reader_config(
+        "billing",
+        &copy_db.url,
+        &owner_url,
+        BILLING,
+        billing::COPIED_ASPECTS,
+    );
+    let copy = UnitProcess::start_config(copy_config).await;
+
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(post_customer(&client, &owner_url, customer_json(n), JSON).await);
+    }
+    let backup_dir = tempfile::tempdir().unwrap();
+    let backup = backup_dir.path().join("backup.db");
+    backup_sqlite(&owner_db.url, &backup).await;
+    let restored_to: i64 = ids.last().unwrap().parse().unwrap();
+    for n in 3..7 {
+        ids.push(post_customer(&client, &owner_url, customer_json(n), JSON).await);
+    }
+    let held: i64 = ids.last().unwrap().parse().unwrap();
+    wait_until_copied(&copy.url, held, Duration::from_secs(30)).await;
+
+    // The owner dies and comes back from the backup: it has handed out versions up to
+    // `restored_to` only, while the copy holds up to `held`.
+    drop(first_life);
+    restore_sqlite(&owner_db.url, &backup);
+    let _restored = UnitProcess::start_config(owner_config.clone()).await;
+
+    wait_for(
+        "the copy to notice the rollback",
+        Duration::from_secs(30),
+        async || poller_state(&copy.url).await == "owner-rolled-back",
+    )
+    .await;
+    let (status, restoring) = get(&client, &format!("{owner_url}/admin/restore")).await;
+    assert_eq!(status, 200, "{restoring}");
+    let restoring: serde_json::Value = serde_json::from_str(&restoring).unwrap();
+    assert_eq!(restoring["restoring"][0]["ahead"], held, "{restoring}");
+    assert_eq!(
+        restoring["restoring"][0]["restored_to"], restored_to,
+        "{restoring}"
+    );
+    assert_eq!(
+        restoring["restoring"][0]["reported_by"], "billing",
+        "{restoring}"
+    );
+
+    // Writes are refused (no version handed out twice), reads served, both units say why.
+    let refused = client
+        .post(format!("{owner_url}/customers"))
+        .bearer_auth(ADMIN)
+        .header("content-type", JSON)
+        .header("accept", JSON)
+        .body(customer_json(100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(refused.text().await.unwrap().contains("\"restoring\""));
+    let (status, _) = get(&client, &format!("{owner_url}/customers/{}", ids[0])).await;
+    assert_eq!(status, 200);
+    let (status, health) = get(&client, &format!("{owner_url}/health")).await;
+    assert_eq!(status, 200, "{health}");
+    assert!(
+        health.starts_with("PASS\n") && health.contains("customers is restoring"),
+        "{health}"
+    );
+    let (status, health) = get(&client, &format!("{}/health", copy.url)).await;
+    assert_eq!(status, 200, "{health}");
+    assert!(health.contains("was rolled back"), "{health}");
+    // The copy keeps everything and its cursor, including what the owner lost.
+    assert_eq!(cursor(&copy.url).await, held);
+    let (status, _) = get(&client, &format!("{}/customers/{}", copy.url, ids[6])).await;
+    assert_eq!(status, 200);
+
+    // The operator continues without a refill: the counter moves past what the copy holds.
+    let left = client
+        .delete(format!("{owner_url}/admin/restore"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status().as_u16(), 200);
+    let left: serde_json::Value = left.json().await.unwrap();
+    assert_eq!(left["left"][0]["continues_after"], held, "{left}");
+    let new_id: i64 = post_customer(&client, &owner_url, customer_json(200), JSON)
+        .await
+        .parse()
+        .unwrap();
+    assert!(
+        new_id > held,
+        "id {new_id} was handed out before (the copy holds up to {held})"
+    );
+    wait_until_copied(&copy.url, new_id, Duration::from_secs(30)).await;
+    assert_eq!(poller_state(&copy.url).await, "polling");
+    let (status, _) = get(&client, &format!("{}/customers/{new_id}", copy.url)).await;
+    assert_eq!(status, 200);
+}
