@@ -237,6 +237,8 @@ impl fmt::Display for Selection {
 ///
 /// ```
 /// use hiscale::{Aspect, Invalid};
+/// /// `400`: the nickname is empty (a business code, named once like the framework's).
+/// const EMPTY_NICKNAME: &str = "empty-nickname";
 /// #[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 /// #[serde(deny_unknown_fields)]
 /// struct Nickname { nickname: String }
@@ -244,7 +246,7 @@ impl fmt::Display for Selection {
 ///     type Input = Nickname;
 ///     fn accept(input: Nickname) -> Result<Nickname, Invalid> {
 ///         if input.nickname.is_empty() {
-///             return Err(Invalid::new("empty-nickname", "a nickname needs a letter"));
+///             return Err(Invalid::new(EMPTY_NICKNAME, "a nickname needs a letter"));
 ///         }
 ///         Ok(input)
 ///     }
@@ -262,7 +264,8 @@ pub trait Aspect: Serialize + utoipa::ToSchema + Sized + Send + Sync + 'static {
     fn accept(input: Self::Input) -> Result<Self, Invalid>;
 }
 
-/// A business rule an input broke: becomes a `400` with this code.
+/// A business rule an input broke: becomes a `400` with this code. Services name their codes
+/// once, as constants, like the framework's own in [`crate::codes`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     pub code: &'static str,

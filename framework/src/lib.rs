@@ -6,6 +6,7 @@
 
 pub mod aspect;
 pub mod auth;
+pub mod codes;
 pub mod config;
 pub mod http;
 pub mod interface;

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::aspect::{Aspect, AspectName, Invalid, Selection, UniqueKey};
+use crate::codes;
 
 /// A service area: a name (used in media types, `application/vnd.{sa}.v1+xml`), what it owns
 /// and what it keeps copies of.
@@ -329,17 +330,17 @@ impl AspectDef {
 
 fn accept_erased<A: Aspect>(fields: Map<String, Value>) -> Result<Accepted, Invalid> {
     let input: A::Input = serde_json::from_value(Value::Object(fields))
-        .map_err(|error| Invalid::new("invalid-aspect", error.to_string()))?;
+        .map_err(|error| Invalid::new(codes::INVALID_ASPECT, error.to_string()))?;
     let stored = A::accept(input)?;
     let body = serde_json::to_value(&stored)
-        .map_err(|error| Invalid::new("invalid-aspect", error.to_string()))?;
+        .map_err(|error| Invalid::new(codes::INVALID_ASPECT, error.to_string()))?;
     Ok(Accepted { body })
 }
 
 /// Copies are read-only; the HTTP edge refuses writes before this could ever run.
 fn refuse_writes(_: Map<String, Value>) -> Result<Accepted, Invalid> {
     Err(Invalid::new(
-        "read-only-copy",
+        codes::READ_ONLY_COPY,
         "aspects of a copy are written at their owner",
     ))
 }

@@ -1,4 +1,5 @@
-//! Conventions the code base keeps, checked so they stay kept (STYLE.md habits 1 and 13).
+//! Conventions the code base keeps, checked so they stay kept (STYLE.md habits 1 and 13, and
+//! error codes named once and held against the wire contract).
 
 use std::path::{Path, PathBuf};
 
@@ -74,7 +75,185 @@ fn migrations_come_in_pairs_and_explain_themselves() {
     }
 }
 
-/// The Rust files under `dir` (relative to the workspace) that mention `word`.
+/// The framework's error codes, `(CONSTANT, "code")`, read from the source of `hiscale::codes`
+/// (`pub const NAME: &str = "code";`, one a line, as rustfmt keeps them).
+fn framework_codes() -> Vec<(String, String)> {
+    let path = workspace().join("framework/src/codes.rs");
+    let source = std::fs::read_to_string(&path).expect("framework/src/codes.rs exists");
+    let codes: Vec<(String, String)> = source
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.strip_prefix("pub const ")?.split_once(": &str = \"")?;
+            Some((name.to_owned(), value.strip_suffix("\";")?.to_owned()))
+        })
+        .collect();
+    assert!(
+        codes.len() > 40,
+        "found only {} codes in {}",
+        codes.len(),
+        path.display()
+    );
+    codes
+}
+
+/// The codes ARCHITECTURE.md lists under "Error codes beyond PROTOCOL.md": every code in
+/// backticks before the first `(` of a list item (`* `a`, `b` (400): why`).
+fn codes_beyond_the_contract() -> Vec<String> {
+    let text = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).unwrap_or_default();
+    let silent = text
+        .find("### Choices where the contract is silent")
+        .expect("ARCHITECTURE.md has the section 'Choices where the contract is silent'");
+    let heading = "#### Error codes beyond PROTOCOL.md";
+    let start = text[silent..]
+        .find(heading)
+        .map(|at| silent + at + heading.len())
+        .expect("that section has the sub-list 'Error codes beyond PROTOCOL.md'");
+    let list = text[start..].split("\n#").next().unwrap_or_default();
+    let mut items: Vec<String> = Vec::new();
+    for line in list.lines() {
+        if let Some(item) = line.strip_prefix("* ") {
+            items.push(item.to_owned());
+        } else if line.starts_with("  ")
+            && let Some(item) = items.last_mut()
+        {
+            item.push_str(line);
+        }
+    }
+    items
+        .iter()
+        .flat_map(|item| {
+            let named = item.split(" (").next().unwrap_or_default();
+            named
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn error_codes_are_in_the_contract_or_listed_here() {
+    // The wire contract lives next to the repository, in the shared design folder.
+    let protocol_path = workspace().join("../shared/PROTOCOL.md");
+    let protocol = std::fs::read_to_string(&protocol_path)
+        .unwrap_or_else(|error| panic!("{}: {error}", protocol_path.display()));
+    let in_contract = |code: &str| protocol.contains(&format!("`{code}`"));
+    let beyond = codes_beyond_the_contract();
+    assert!(
+        beyond.len() > 40,
+        "found only {} listed codes",
+        beyond.len()
+    );
+    let codes = framework_codes();
+
+    let mut findings = Vec::new();
+    for (name, code) in &codes {
+        match (in_contract(code), beyond.contains(code)) {
+            (false, false) => findings.push(format!(
+                "{name} = {code:?} is neither in PROTOCOL.md nor in ARCHITECTURE.md's \
+                 'Error codes beyond PROTOCOL.md'"
+            )),
+            (true, true) => findings.push(format!(
+                "{code:?} is in PROTOCOL.md, so ARCHITECTURE.md need not list it as beyond"
+            )),
+            _ => {}
+        }
+    }
+    for code in &beyond {
+        if !codes.iter().any(|(_, known)| known == code) {
+            findings.push(format!(
+                "ARCHITECTURE.md lists {code:?}, which framework/src/codes.rs does not hold"
+            ));
+        }
+    }
+    assert!(findings.is_empty(), "{}", findings.join("\n"));
+}
+
+/// Calls that take an error code; a code argument that opens with `"` is a literal.
+const CODE_TAKERS: &[&str] = &[
+    "ApiError::new(",
+    "ApiError::bad_request(",
+    "ApiError::not_found(",
+    "ApiError::forbidden(",
+    "ApiError::unavailable(",
+    "Self::new(",
+    "Self::bad_request(",
+    "Self::not_found(",
+    "Self::forbidden(",
+    "Self::unavailable(",
+    "BadBody::new(",
+    "Invalid::new(",
+];
+
+/// Each call in `source` that passes its error code as a literal, as it reads without spaces.
+fn literal_codes(source: &str) -> Vec<String> {
+    let compact: String = source
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
+        .collect();
+    let mut found = Vec::new();
+    for taker in CODE_TAKERS {
+        for (at, _) in compact.match_indices(taker) {
+            let mut argument = &compact[at + taker.len()..];
+            // `new` takes the status first; the code is the next argument.
+            if argument.starts_with("StatusCode::") {
+                argument = argument.split_once(',').map_or("", |(_, rest)| rest);
+            }
+            if argument.starts_with('"') {
+                let code_argument: String = argument.chars().take(40).collect();
+                found.push(format!("{taker}…{code_argument}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn error_codes_are_named_not_spelled() {
+    let mut files = Vec::new();
+    for dir in ["framework/src", "services"] {
+        files_under(&workspace().join(dir), "rs", &mut files);
+    }
+    let mut findings = Vec::new();
+    for file in files.iter().filter(|file| !file.ends_with("codes.rs")) {
+        let source = std::fs::read_to_string(file).unwrap_or_default();
+        for call in literal_codes(&source) {
+            let shown = file.strip_prefix(workspace()).unwrap_or(file);
+            findings.push(format!("{}: {call}…", shown.display()));
+        }
+    }
+    assert!(
+        findings.is_empty(),
+        "error codes written as literals; name them in a codes module \
+         (framework/src/codes.rs, or the SA's own):\n{}",
+        findings.join("\n")
+    );
+}
+
+#[test]
+fn the_literal_scan_sees_literals() {
+    let check = |source: &str, expected: usize| {
+        assert_eq!(literal_codes(source).len(), expected, "{source}");
+    };
+    check(r#"ApiError::bad_request("bad-query", "…")"#, 1);
+    check(
+        "ApiError::new(\n    StatusCode::GONE,\n    \"resync-required\",\n",
+        1,
+    );
+    check(r#"Invalid::new("invalid-iban", "…")"#, 1);
+    check(r#"ApiError::bad_request(codes::BAD_QUERY, "…")"#, 0);
+    check(
+        "ApiError::new(StatusCode::GONE, codes::RESYNC_REQUIRED, message)",
+        0,
+    );
+    check(r#"/// ApiError::bad_request("bad-query", "…")"#, 0);
+}
+
+/// The Rust files under `dir` (relative to the workspace) whose code (comments aside) names
+/// `word`.
 fn files_naming(dir: &str, word: &str) -> Vec<String> {
     let mut files = Vec::new();
     files_under(&workspace().join(dir), "rs", &mut files);
@@ -83,7 +262,9 @@ fn files_naming(dir: &str, word: &str) -> Vec<String> {
         .filter(|file| {
             std::fs::read_to_string(file)
                 .unwrap_or_default()
-                .contains(word)
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .any(|line| line.contains(word))
         })
         .filter_map(|file| {
             file.strip_prefix(workspace())

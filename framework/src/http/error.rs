@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::codes;
 use crate::interface::NegotiationError;
 use crate::repr::BadBody;
 use crate::store;
@@ -52,7 +53,7 @@ impl ApiError {
         tracing::error!(%detail, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal-error",
+            codes::INTERNAL_ERROR,
             "the unit failed to answer; the incident is logged",
         )
     }
@@ -96,27 +97,27 @@ impl From<NegotiationError> for ApiError {
         match error {
             NegotiationError::NotAcceptable => Self::new(
                 StatusCode::NOT_ACCEPTABLE,
-                "not-acceptable",
+                codes::NOT_ACCEPTABLE,
                 "no media type in Accept is one this unit serves (XML or JSON)",
             ),
             NegotiationError::UnknownVersion(version) => Self::new(
                 StatusCode::NOT_ACCEPTABLE,
-                "unknown-interface-version",
+                codes::UNKNOWN_INTERFACE_VERSION,
                 format!("interface version {version} does not exist"),
             ),
             NegotiationError::Conflict => Self::new(
                 StatusCode::NOT_ACCEPTABLE,
-                "interface-version-conflict",
+                codes::INTERFACE_VERSION_CONFLICT,
                 "the URL prefix and the media type name different interface versions",
             ),
             NegotiationError::Retired(version) => Self::new(
                 StatusCode::GONE,
-                "interface-retired",
+                codes::INTERFACE_RETIRED,
                 format!("interface version {version} has been retired"),
             ),
             NegotiationError::UnsupportedMediaType => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
+                codes::UNSUPPORTED_MEDIA_TYPE,
                 "send the body as application/vnd.{sa}.v{N}+xml or +json (or application/xml, application/json)",
             ),
         }
@@ -126,27 +127,27 @@ impl From<NegotiationError> for ApiError {
 impl From<store::Error> for ApiError {
     fn from(error: store::Error) -> Self {
         match error {
-            store::Error::NotFound => Self::not_found("not-found", "no such resource"),
+            store::Error::NotFound => Self::not_found(codes::NOT_FOUND, "no such resource"),
             store::Error::AspectNotFound => {
-                Self::not_found("aspect-not-found", "the resource has no such aspect")
+                Self::not_found(codes::ASPECT_NOT_FOUND, "the resource has no such aspect")
             }
             store::Error::PreconditionFailed { current } => Self::new(
                 StatusCode::PRECONDITION_FAILED,
-                "precondition-failed",
+                codes::PRECONDITION_FAILED,
                 format!("the resource is at version {current}; read it again before writing"),
             ),
             store::Error::UniqueTaken { name } => Self::new(
                 StatusCode::CONFLICT,
-                "already-taken",
+                codes::ALREADY_TAKEN,
                 format!("this {name} is already taken by another resource"),
             ),
             restoring @ store::Error::Restoring { .. } => {
-                Self::unavailable("restoring", restoring.to_string())
+                Self::unavailable(codes::RESTORING, restoring.to_string())
             }
             unavailable if unavailable.is_unavailable() => {
                 tracing::warn!(error = %unavailable, "database unavailable");
                 Self::unavailable(
-                    "database-unavailable",
+                    codes::DATABASE_UNAVAILABLE,
                     "the service area's database cannot be reached right now; try again shortly",
                 )
             }

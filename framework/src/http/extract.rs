@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 
 use super::{ApiError, AppState};
 use crate::auth::{Caller, Grant};
+use crate::codes;
 use crate::interface::InterfaceVersion;
 use crate::version::ResourceId;
 
@@ -50,7 +51,7 @@ impl FromRequestParts<AppState> for Caller {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthenticated",
+                codes::UNAUTHENTICATED,
                 "send Authorization: Bearer <token>",
             ));
         };
@@ -62,7 +63,7 @@ impl FromRequestParts<AppState> for Caller {
         let invalid = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "invalid-token",
+                codes::INVALID_TOKEN,
                 "the bearer token is not known here",
             )
         };
@@ -75,7 +76,7 @@ impl FromRequestParts<AppState> for Caller {
         let claims = verifier.verify(token).map_err(|error| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "invalid-token",
+                codes::INVALID_TOKEN,
                 format!("session refused: {error}"),
             )
         })?;
@@ -95,12 +96,14 @@ pub(super) fn query_params(
     query: Option<&str>,
     allowed: &[&str],
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|_| ApiError::bad_request("bad-query", "the query string is not well-formed"))?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|_| {
+            ApiError::bad_request(codes::BAD_QUERY, "the query string is not well-formed")
+        })?;
     for (index, (key, _)) in pairs.iter().enumerate() {
         if !allowed.contains(&key.as_str()) {
             return Err(ApiError::bad_request(
-                "unknown-parameter",
+                codes::UNKNOWN_PARAMETER,
                 format!(
                     "unknown query parameter '{}'; this path takes: {}",
                     shorten(key),
@@ -110,7 +113,7 @@ pub(super) fn query_params(
         }
         if pairs[..index].iter().any(|(earlier, _)| earlier == key) {
             return Err(ApiError::bad_request(
-                "repeated-parameter",
+                codes::REPEATED_PARAMETER,
                 format!("query parameter '{key}' is given more than once"),
             ));
         }

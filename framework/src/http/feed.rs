@@ -15,6 +15,7 @@ use super::extract::{UrlVersion, query_params};
 use super::resource::{answer, bad_path, negotiate, param, selection};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
+use crate::codes;
 use crate::model::{Collection, Role};
 use crate::repr::{self, ResourceView};
 use crate::store::ChangeBatch;
@@ -45,7 +46,7 @@ pub(super) async fn feed(
     let collection = state.collection(&path.map_err(bad_path)?.0)?;
     if !caller.is_service() {
         return Err(ApiError::forbidden(
-            "feed-not-granted",
+            codes::FEED_NOT_GRANTED,
             "a user session cannot read a feed",
         ));
     }
@@ -54,7 +55,7 @@ pub(super) async fn feed(
     let after = match param(&params, "version") {
         None => Version::ZERO,
         Some(text) => Version::parse(text).ok_or_else(|| {
-            ApiError::bad_request("bad-version", "version must be a whole number from 0")
+            ApiError::bad_request(codes::BAD_VERSION, "version must be a whole number from 0")
         })?,
     };
     let limit = bounded(
@@ -62,7 +63,7 @@ pub(super) async fn feed(
         DEFAULT_LIMIT,
         1,
         MAX_LIMIT,
-        "bad-limit",
+        codes::BAD_LIMIT,
         "limit",
     )?;
     let wait = bounded(
@@ -70,7 +71,7 @@ pub(super) async fn feed(
         0,
         0,
         MAX_WAIT_SECS as usize,
-        "bad-wait",
+        codes::BAD_WAIT,
         "wait",
     )?;
     let selection = selection(&state, collection, &caller, param(&params, "aspects"))?;
@@ -81,7 +82,7 @@ pub(super) async fn feed(
         notice_rollback(&state, collection, &caller, after, current).await?;
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "version-ahead",
+            codes::VERSION_AHEAD,
             format!(
                 "version {after} is ahead of this store's {current}: it lost changes and must be refilled first"
             ),
@@ -184,7 +185,7 @@ pub(super) async fn feed(
 fn resync_required(purged: Version) -> ApiError {
     ApiError::new(
         StatusCode::GONE,
-        "resync-required",
+        codes::RESYNC_REQUIRED,
         format!(
             "tombstones up to version {purged} are gone; re-read from version 0 and drop what is not seen"
         ),

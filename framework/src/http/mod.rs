@@ -30,6 +30,7 @@ pub use crate::replication::Replication;
 
 use crate::aspect::AspectSelector;
 use crate::auth::Callers;
+use crate::codes;
 use crate::config::{FeedConfig, Limits};
 use crate::interface::Interfaces;
 use crate::model::{Collection, ServiceArea};
@@ -195,10 +196,9 @@ impl AppState {
     }
 
     fn collection(&self, name: &str) -> Result<&Collection, ApiError> {
-        self.inner
-            .sa
-            .collection(name)
-            .ok_or_else(|| ApiError::not_found("not-found", format!("no collection '{name}' here")))
+        self.inner.sa.collection(name).ok_or_else(|| {
+            ApiError::not_found(codes::NOT_FOUND, format!("no collection '{name}' here"))
+        })
     }
 }
 
@@ -295,13 +295,13 @@ async fn prefix_redirects(request: axum::extract::Request, next: middleware::Nex
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("not-found", "no such path")
+    ApiError::not_found(codes::NOT_FOUND, "no such path")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
+        codes::METHOD_NOT_ALLOWED,
         "this path does not take that method",
     )
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 use crate::auth::Caller;
+use crate::codes;
 use crate::interface::InterfaceState;
 
 /// How long `/health` waits for the database before calling it unreachable.
@@ -168,7 +169,10 @@ pub(super) async fn set_interface(
         .strip_prefix('v')
         .and_then(|number| number.parse::<u32>().ok())
         .ok_or_else(|| {
-            ApiError::bad_request("bad-interface-version", "name the version as v1, v2, …")
+            ApiError::bad_request(
+                codes::BAD_INTERFACE_VERSION,
+                "name the version as v1, v2, …",
+            )
         })?;
     #[derive(serde::Deserialize)]
     struct Wanted {
@@ -176,13 +180,13 @@ pub(super) async fn set_interface(
     }
     let wanted: Wanted = serde_json::from_slice(&body).map_err(|_| {
         ApiError::bad_request(
-            "bad-interface-state",
+            codes::BAD_INTERFACE_STATE,
             "send {\"state\": \"active\" | \"deprecated\" | \"retired\"}",
         )
     })?;
     if !state.interfaces().set_state(number, wanted.state) {
         return Err(ApiError::not_found(
-            "unknown-interface-version",
+            codes::UNKNOWN_INTERFACE_VERSION,
             format!("there is no v{number}"),
         ));
     }
@@ -195,7 +199,7 @@ pub(super) fn require_operator(caller: &Caller) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::forbidden(
-            "operator-only",
+            codes::OPERATOR_ONLY,
             "only the operator may call /admin",
         ))
     }

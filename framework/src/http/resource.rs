@@ -15,6 +15,7 @@ use super::extract::{UrlVersion, forwarded_prefix, header_text, query_params};
 use super::{ApiError, AppState};
 use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::auth::Caller;
+use crate::codes;
 use crate::interface::{InterfaceState, Negotiated};
 use crate::model::{AspectDef, Collection, Role};
 use crate::repr::{self, ParseLimits, ResourceView, WireAspect};
@@ -40,7 +41,7 @@ pub(super) async fn read(
     let id = ResourceId::parse(&id).ok_or_else(not_found)?;
     if !caller.may_see(&id) {
         return Err(ApiError::forbidden(
-            "not-your-resource",
+            codes::NOT_YOUR_RESOURCE,
             "a session reaches only its own resource",
         ));
     }
@@ -89,7 +90,7 @@ pub(super) async fn create(
     let resource = repr::parse_resource(format, &body, collection, ParseLimits::default())?;
     if resource.id.is_some() {
         return Err(ApiError::bad_request(
-            "forged-id",
+            codes::FORGED_ID,
             "the owner assigns ids; send none",
         ));
     }
@@ -103,7 +104,7 @@ pub(super) async fn create(
     }
     if resource.aspects.is_empty() {
         return Err(ApiError::bad_request(
-            "empty-resource",
+            codes::EMPTY_RESOURCE,
             "a new resource needs at least one aspect",
         ));
     }
@@ -113,7 +114,7 @@ pub(super) async fn create(
             .any(|earlier| earlier.name == aspect.name)
         {
             return Err(ApiError::bad_request(
-                "duplicate-aspect",
+                codes::DUPLICATE_ASPECT,
                 format!("aspect {} is given twice", aspect.name),
             ));
         }
@@ -309,7 +310,7 @@ async fn accept_all(
                 .map(|definition| (definition, aspect.fields))
                 .ok_or_else(|| {
                     ApiError::bad_request(
-                        "unknown-aspect",
+                        codes::UNKNOWN_ASPECT,
                         format!("unknown aspect {}", aspect.name),
                     )
                 })
@@ -386,7 +387,7 @@ pub(super) fn selection(
         // Refused before the store is asked, so the answer says nothing about whether the
         // resource exists.
         return Err(ApiError::forbidden(
-            "nothing-granted",
+            codes::NOTHING_GRANTED,
             format!(
                 "{} may read no aspect of {} here",
                 caller.name,
@@ -407,7 +408,7 @@ pub(super) fn selection(
             .map(|name| name.to_string())
             .collect();
         return Err(ApiError::forbidden(
-            "aspect-not-granted",
+            codes::ASPECT_NOT_GRANTED,
             format!("{} may not read {}", caller.name, outside.join(", ")),
         ));
     }
@@ -423,10 +424,10 @@ fn selection_has(selection: &Selection, name: &str) -> bool {
 
 fn selector_error(error: SelectorError) -> ApiError {
     let code = match error {
-        SelectorError::TooLong(_) => "selector-too-long",
-        SelectorError::Unknown(_) => "unknown-aspect",
+        SelectorError::TooLong(_) => codes::SELECTOR_TOO_LONG,
+        SelectorError::Unknown(_) => codes::UNKNOWN_ASPECT,
         SelectorError::Empty | SelectorError::MissingTilde | SelectorError::BadName(_) => {
-            "bad-selector"
+            codes::BAD_SELECTOR
         }
     };
     ApiError::bad_request(code, error.to_string())
@@ -438,7 +439,7 @@ fn declared_aspect<'c>(collection: &'c Collection, text: &str) -> Result<&'c Asp
         .and_then(|name| collection.find(&name))
         .ok_or_else(|| {
             ApiError::not_found(
-                "unknown-aspect",
+                codes::UNKNOWN_ASPECT,
                 format!("{} has no such aspect", collection.name()),
             )
         })
@@ -450,7 +451,7 @@ fn require_owner(collection: &Collection) -> Result<(), ApiError> {
         Role::Owner => Ok(()),
         Role::Copy { owner } => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "read-only-copy",
+            codes::READ_ONLY_COPY,
             format!(
                 "this is a read-only copy of {}; write it at its owner, the {owner} service area",
                 collection.name()
@@ -464,7 +465,7 @@ fn require_writer(caller: &Caller) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::forbidden(
-            "write-not-granted",
+            codes::WRITE_NOT_GRANTED,
             format!("{} may read, but not write", caller.name),
         ))
     }
@@ -493,29 +494,32 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
+            codes::BODY_TOO_LARGE,
             "the request body is too large",
         )
     } else {
-        ApiError::bad_request("unreadable-body", "the request body could not be read")
+        ApiError::bad_request(codes::UNREADABLE_BODY, "the request body could not be read")
     }
 }
 
 pub(super) fn bad_path(_: PathRejection) -> ApiError {
-    ApiError::bad_request("bad-path", "the path could not be decoded")
+    ApiError::bad_request(codes::BAD_PATH, "the path could not be decoded")
 }
 
 fn not_found() -> ApiError {
-    ApiError::not_found("not-found", "no such resource")
+    ApiError::not_found(codes::NOT_FOUND, "no such resource")
 }
 
 fn bad_condition() -> ApiError {
     ApiError::bad_request(
-        "bad-precondition",
+        codes::BAD_PRECONDITION,
         "If-Match / If-None-Match must be entity tags like \"7\" or *",
     )
 }
 
 fn forged_version() -> ApiError {
-    ApiError::bad_request("forged-version", "the owner assigns versions; send none")
+    ApiError::bad_request(
+        codes::FORGED_VERSION,
+        "the owner assigns versions; send none",
+    )
 }

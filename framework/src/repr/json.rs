@@ -8,6 +8,7 @@ use super::{
     declared, stored_fields,
 };
 use crate::aspect::AspectName;
+use crate::codes;
 use crate::model::Collection;
 use crate::version::{ResourceId, Version};
 
@@ -31,7 +32,7 @@ pub(super) fn parse_resource(
                 if let Some(family) = family {
                     let Value::Object(qualified) = value else {
                         return Err(BadBody::new(
-                            "invalid-field",
+                            codes::INVALID_FIELD,
                             format!("\"{name}\" must be an object keyed by type"),
                         ));
                     };
@@ -43,7 +44,7 @@ pub(super) fn parse_resource(
                     let aspect_name = declared(collection, name)?;
                     if aspect_name.qualifier().is_some() {
                         return Err(BadBody::new(
-                            "unknown-aspect",
+                            codes::UNKNOWN_ASPECT,
                             format!("unknown member \"{name}\""),
                         ));
                     }
@@ -67,7 +68,7 @@ pub(super) fn parse_aspect(
 fn aspect(value: Value, name: AspectName) -> Result<WireAspect, BadBody> {
     let Value::Object(object) = value else {
         return Err(BadBody::new(
-            "invalid-field",
+            codes::INVALID_FIELD,
             format!("\"{name}\" must be an object"),
         ));
     };
@@ -81,7 +82,7 @@ fn aspect(value: Value, name: AspectName) -> Result<WireAspect, BadBody> {
         // Fields are text, as in XML, so both formats accept exactly the same documents.
         if !value.is_string() {
             return Err(BadBody::new(
-                "invalid-field",
+                codes::INVALID_FIELD,
                 format!("field \"{key}\" of {name} must be a string"),
             ));
         }
@@ -96,17 +97,17 @@ fn aspect(value: Value, name: AspectName) -> Result<WireAspect, BadBody> {
 
 fn parse_object(body: &[u8], limits: ParseLimits) -> Result<Map<String, Value>, BadBody> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|error| BadBody::new("malformed-json", format!("not valid JSON: {error}")))?;
+        .map_err(|error| BadBody::new(codes::MALFORMED_JSON, format!("not valid JSON: {error}")))?;
     if depth(&value) > limits.max_depth {
         return Err(BadBody::new(
-            "json-too-deep",
+            codes::JSON_TOO_DEEP,
             "the document is nested too deeply",
         ));
     }
     match value {
         Value::Object(object) => Ok(object),
         _ => Err(BadBody::new(
-            "malformed-json",
+            codes::MALFORMED_JSON,
             "the body must be a JSON object",
         )),
     }
@@ -179,13 +180,14 @@ fn resource_value(collection: &Collection, view: &ResourceView<'_>) -> Value {
 
 /// Reads a feed chunk in JSON, as a poller receives it.
 pub(super) fn parse_feed(body: &[u8], collection: &Collection) -> Result<FeedChunk, BadBody> {
-    let root: Value = serde_json::from_slice(body)
-        .map_err(|error| BadBody::new("malformed-json", format!("not a feed chunk: {error}")))?;
+    let root: Value = serde_json::from_slice(body).map_err(|error| {
+        BadBody::new(codes::MALFORMED_JSON, format!("not a feed chunk: {error}"))
+    })?;
     let version = root
         .get("version")
         .and_then(Value::as_i64)
         .and_then(Version::new)
-        .ok_or_else(|| BadBody::new("malformed-feed", "the chunk has no version"))?;
+        .ok_or_else(|| BadBody::new(codes::MALFORMED_FEED, "the chunk has no version"))?;
     let more = root.get("more").and_then(Value::as_bool).unwrap_or(false);
     let empty = Vec::new();
     let items = root
@@ -204,7 +206,7 @@ pub(super) fn parse_feed(body: &[u8], collection: &Collection) -> Result<FeedChu
 }
 
 fn feed_item(item: &Value, collection: &Collection) -> Result<FeedItem, BadBody> {
-    let bad = |what: &str| BadBody::new("malformed-feed", format!("a feed item {what}"));
+    let bad = |what: &str| BadBody::new(codes::MALFORMED_FEED, format!("a feed item {what}"));
     let object = item.as_object().ok_or_else(|| bad("is not an object"))?;
     let id = object
         .get("id")

@@ -10,6 +10,7 @@ mod xml;
 use serde_json::{Map, Value};
 
 use crate::aspect::AspectName;
+use crate::codes;
 use crate::model::{AspectDef, Collection};
 use crate::store::{ChangedResource, StoredAspect, StoredResource};
 use crate::version::{ResourceId, Version};
@@ -248,7 +249,7 @@ fn declared(collection: &Collection, name: &str) -> Result<AspectName, BadBody> 
     AspectName::parse(name)
         .ok()
         .filter(|parsed| collection.find(parsed).is_some())
-        .ok_or_else(|| BadBody::new("unknown-aspect", format!("unknown aspect '{name}'")))
+        .ok_or_else(|| BadBody::new(codes::UNKNOWN_ASPECT, format!("unknown aspect '{name}'")))
 }
 
 /// Text of a scalar field for XML (strings as they are, anything else as JSON text).

@@ -12,6 +12,7 @@ use super::{
     stored_fields,
 };
 use crate::aspect::AspectName;
+use crate::codes;
 use crate::model::Collection;
 use crate::version::Version;
 
@@ -32,7 +33,7 @@ pub(super) fn parse_resource(
     let root = parse_tree(body, limits)?;
     if root.name != collection.item() {
         return Err(BadBody::new(
-            "wrong-root",
+            codes::WRONG_ROOT,
             format!(
                 "expected a <{}> element, found <{}>",
                 collection.item(),
@@ -42,7 +43,7 @@ pub(super) fn parse_resource(
     }
     if let Some((attribute, _)) = root.attributes.first() {
         return Err(BadBody::new(
-            "unexpected-attribute",
+            codes::UNEXPECTED_ATTRIBUTE,
             format!("<{}> takes no attribute '{attribute}'", root.name),
         ));
     }
@@ -56,13 +57,13 @@ pub(super) fn parse_resource(
                     for item in child.children {
                         if item.name != family {
                             return Err(BadBody::new(
-                                "unknown-aspect",
+                                codes::UNKNOWN_ASPECT,
                                 format!("<{name}> holds <{family}> elements, not <{}>", item.name),
                             ));
                         }
                         let qualifier = attribute(&item, "type").ok_or_else(|| {
                             BadBody::new(
-                                "missing-qualifier",
+                                codes::MISSING_QUALIFIER,
                                 format!("<{family}> needs a type attribute, e.g. type=\"home\""),
                             )
                         })?;
@@ -73,7 +74,7 @@ pub(super) fn parse_resource(
                     let aspect_name = declared(collection, name)?;
                     if aspect_name.qualifier().is_some() {
                         return Err(BadBody::new(
-                            "unknown-aspect",
+                            codes::UNKNOWN_ASPECT,
                             format!("unknown element <{name}>"),
                         ));
                     }
@@ -93,7 +94,7 @@ pub(super) fn parse_aspect(
     let root = parse_tree(body, limits)?;
     if root.name != name.family() {
         return Err(BadBody::new(
-            "wrong-root",
+            codes::WRONG_ROOT,
             format!(
                 "expected a <{}> element, found <{}>",
                 name.family(),
@@ -106,7 +107,7 @@ pub(super) fn parse_aspect(
         && expected != given
     {
         return Err(BadBody::new(
-            "qualifier-mismatch",
+            codes::QUALIFIER_MISMATCH,
             format!("the path names {name} but the body says type=\"{given}\""),
         ));
     }
@@ -147,7 +148,7 @@ fn insert_field(
 ) -> Result<(), BadBody> {
     if fields.contains_key(&key) {
         return Err(BadBody::new(
-            "duplicate-field",
+            codes::DUPLICATE_FIELD,
             format!("{aspect} has '{key}' twice"),
         ));
     }
@@ -160,7 +161,7 @@ fn leaf_text(element: &Element) -> Result<String, BadBody> {
         Ok(element.text.clone())
     } else {
         Err(BadBody::new(
-            "invalid-field",
+            codes::INVALID_FIELD,
             format!("<{}> must hold text, not elements", element.name),
         ))
     }
@@ -186,14 +187,17 @@ fn container_family<'c>(collection: &'c Collection, name: &str) -> Option<&'c st
 /// Reads the document into a tree, enforcing the limits and refusing DTDs and entities.
 fn parse_tree(body: &[u8], limits: ParseLimits) -> Result<Element, BadBody> {
     let text = std::str::from_utf8(body)
-        .map_err(|_| BadBody::new("malformed-xml", "the body is not UTF-8"))?;
+        .map_err(|_| BadBody::new(codes::MALFORMED_XML, "the body is not UTF-8"))?;
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut elements = 0usize;
     loop {
         let event = reader.read_event().map_err(|error| {
-            BadBody::new("malformed-xml", format!("not well-formed XML: {error}"))
+            BadBody::new(
+                codes::MALFORMED_XML,
+                format!("not well-formed XML: {error}"),
+            )
         })?;
         match event {
             Event::Start(start) => open(&start, &mut stack, &root, &mut elements, limits)?,
@@ -213,14 +217,14 @@ fn parse_tree(body: &[u8], limits: ParseLimits) -> Result<Element, BadBody> {
                     Ok(None) => resolve_predefined_entity(&reference)
                         .ok_or_else(|| {
                             BadBody::new(
-                                "xml-entity-forbidden",
+                                codes::XML_ENTITY_FORBIDDEN,
                                 format!("entity &{}; is not one of XML's five", &*reference),
                             )
                         })?
                         .to_owned(),
                     Err(error) => {
                         return Err(BadBody::new(
-                            "malformed-xml",
+                            codes::MALFORMED_XML,
                             format!("bad character reference: {error}"),
                         ));
                     }
@@ -229,7 +233,7 @@ fn parse_tree(body: &[u8], limits: ParseLimits) -> Result<Element, BadBody> {
             }
             Event::DocType(_) => {
                 return Err(BadBody::new(
-                    "xml-dtd-forbidden",
+                    codes::XML_DTD_FORBIDDEN,
                     "documents with a DOCTYPE are not accepted",
                 ));
             }
@@ -239,11 +243,11 @@ fn parse_tree(body: &[u8], limits: ParseLimits) -> Result<Element, BadBody> {
     }
     if !stack.is_empty() {
         return Err(BadBody::new(
-            "malformed-xml",
+            codes::MALFORMED_XML,
             "the document ends inside an element",
         ));
     }
-    root.ok_or_else(|| BadBody::new("malformed-xml", "the body holds no element"))
+    root.ok_or_else(|| BadBody::new(codes::MALFORMED_XML, "the body holds no element"))
 }
 
 fn open(
@@ -255,29 +259,33 @@ fn open(
 ) -> Result<(), BadBody> {
     *elements += 1;
     if *elements > limits.max_elements {
-        return Err(BadBody::new("xml-too-large", "too many elements"));
+        return Err(BadBody::new(codes::XML_TOO_LARGE, "too many elements"));
     }
     if root.is_some() {
-        return Err(BadBody::new("malformed-xml", "more than one root element"));
+        return Err(BadBody::new(
+            codes::MALFORMED_XML,
+            "more than one root element",
+        ));
     }
     let name = start.name().as_ref().to_owned();
     let mut attributes = Vec::new();
     for attribute in start.attributes() {
-        let attribute = attribute
-            .map_err(|error| BadBody::new("malformed-xml", format!("bad attribute: {error}")))?;
+        let attribute = attribute.map_err(|error| {
+            BadBody::new(codes::MALFORMED_XML, format!("bad attribute: {error}"))
+        })?;
         let key = attribute.key.as_ref().to_owned();
         let value = attribute
             .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|error| {
                 BadBody::new(
-                    "xml-entity-forbidden",
+                    codes::XML_ENTITY_FORBIDDEN,
                     format!("bad attribute value: {error}"),
                 )
             })?
             .into_owned();
         if attributes.iter().any(|(existing, _)| *existing == key) {
             return Err(BadBody::new(
-                "malformed-xml",
+                codes::MALFORMED_XML,
                 format!("attribute '{key}' given twice"),
             ));
         }
@@ -290,7 +298,7 @@ fn open(
     });
     if stack.len() > limits.max_depth {
         return Err(BadBody::new(
-            "xml-too-deep",
+            codes::XML_TOO_DEEP,
             "the document is nested too deeply",
         ));
     }
@@ -319,7 +327,7 @@ fn append_text(stack: &mut [Element], text: &str) -> Result<(), BadBody> {
         }
         None if text.trim().is_empty() => Ok(()),
         None => Err(BadBody::new(
-            "malformed-xml",
+            codes::MALFORMED_XML,
             "text outside the root element",
         )),
     }

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::Topology;
+use crate::codes;
 use crate::config::FEED_MAX_WAIT_SECS;
 
 /// HAProxy's client and server timeouts exceed the feed's longest long poll by this much, so
@@ -144,11 +145,12 @@ defaults
     # Every server of every backend: checked each {interval}, out after 2 failures, in after 2.
     default-server inter {interval} fall 2 rise 2
     # No unit up (503), or a unit failed mid-request (502, 504): the protocol's error format.
-    http-error status 502 content-type application/json string '{{\"error\":{{\"code\":\"no-unit-available\",\"message\":\"no unit of this service area answered\"}}}}'
-    http-error status 503 content-type application/json string '{{\"error\":{{\"code\":\"no-unit-available\",\"message\":\"no unit of this service area is available\"}}}}'
-    http-error status 504 content-type application/json string '{{\"error\":{{\"code\":\"no-unit-available\",\"message\":\"no unit of this service area answered in time\"}}}}'
+    http-error status 502 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area answered\"}}}}'
+    http-error status 503 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area is available\"}}}}'
+    http-error status 504 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area answered in time\"}}}}'
 ",
             interval = self.check_interval(),
+            no_unit = codes::NO_UNIT_AVAILABLE,
         );
     }
 
@@ -175,16 +177,17 @@ frontend hiscale
         }
         let none: String = names.iter().map(|name| format!("!{name} ")).collect();
         out.push_str("    acl wants_json req.hdr(accept) -m sub json\n");
+        let unknown = codes::UNKNOWN_SERVICE_AREA;
         let _ = writeln!(
             out,
             "    http-request return status 404 content-type application/json string \
-             '{{\"error\":{{\"code\":\"unknown-service-area\",\"message\":\"the path names no \
+             '{{\"error\":{{\"code\":\"{unknown}\",\"message\":\"the path names no \
              service area: use /{{sa}}/...\"}}}}' if {none}wants_json"
         );
         let _ = writeln!(
             out,
             "    http-request return status 404 content-type application/xml string \
-             '<error><code>unknown-service-area</code><message>the path names no service area: \
+             '<error><code>{unknown}</code><message>the path names no service area: \
              use /{{sa}}/...</message></error>' if {}",
             none.trim_end()
         );

@@ -1,6 +1,8 @@
 //! The login service area: signs customers in against its read-only copy of their `account`
 //! (polled from registration) and issues session tokens that every SA verifies on its own.
 
+pub mod codes;
+
 use std::sync::Arc;
 
 use axum::Json;
@@ -72,13 +74,13 @@ async fn sign_in(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let credentials: Credentials = serde_json::from_slice(&body).map_err(|_| {
         ApiError::bad_request(
-            "bad-credentials-body",
+            codes::BAD_CREDENTIALS_BODY,
             "send {\"login\": …, \"password\": …} as JSON",
         )
     })?;
     if credentials.login.len() > 256 || credentials.password.len() > 1024 {
         return Err(ApiError::bad_request(
-            "bad-credentials-body",
+            codes::BAD_CREDENTIALS_BODY,
             "login or password too long",
         ));
     }
@@ -120,7 +122,7 @@ async fn sign_in(
     let Some(id) = holder.filter(|_| verified) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "bad-credentials",
+            codes::BAD_CREDENTIALS,
             "login or password is wrong",
         ));
     };

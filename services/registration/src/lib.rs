@@ -3,6 +3,7 @@
 //! Only business rules live here (what each aspect holds, what makes it valid); routes,
 //! storage, versions and representations come from the framework.
 
+pub mod codes;
 mod iban;
 
 use hiscale::{Aspect, Collection, Invalid, ServiceArea};
@@ -57,18 +58,18 @@ impl Aspect for Account {
                 .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
         if !login_ok {
             return Err(Invalid::new(
-                "invalid-login",
+                codes::INVALID_LOGIN,
                 "a login is 3 to 64 letters, digits or . _ - @",
             ));
         }
         if !(8..=256).contains(&input.password.chars().count()) {
             return Err(Invalid::new(
-                "weak-password",
+                codes::WEAK_PASSWORD,
                 "a password has 8 to 256 characters",
             ));
         }
         let (pwdhash, salt) = hiscale::auth::hash_password(&input.password)
-            .map_err(|error| Invalid::new("invalid-password", error))?;
+            .map_err(|error| Invalid::new(codes::INVALID_PASSWORD, error))?;
         Ok(Self {
             login: input.login,
             pwdhash,
@@ -97,7 +98,7 @@ impl Aspect for Person {
     fn accept(input: Person) -> Result<Self, Invalid> {
         if !matches!(input.kind.as_str(), "natural" | "legal") {
             return Err(Invalid::new(
-                "invalid-person-type",
+                codes::INVALID_PERSON_TYPE,
                 "type is natural or legal",
             ));
         }
@@ -105,7 +106,7 @@ impl Aspect for Person {
             && !matches!(salutation.as_str(), "MR" | "MS" | "MX" | "DR")
         {
             return Err(Invalid::new(
-                "invalid-salutation",
+                codes::INVALID_SALUTATION,
                 "salutation is MR, MS, MX or DR",
             ));
         }
@@ -137,7 +138,7 @@ impl Aspect for Address {
                 .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-');
         if !zip_ok {
             return Err(Invalid::new(
-                "invalid-zip",
+                codes::INVALID_ZIP,
                 "zip is 3 to 10 letters or digits",
             ));
         }
@@ -164,7 +165,7 @@ impl Aspect for BankAccount {
         input.iban = input.iban.replace(' ', "").to_ascii_uppercase();
         if !iban_is_valid(&input.iban) {
             return Err(Invalid::new(
-                "invalid-iban",
+                codes::INVALID_IBAN,
                 "the IBAN's checksum does not add up",
             ));
         }
@@ -175,7 +176,7 @@ impl Aspect for BankAccount {
                     .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
             if !bic_ok {
                 return Err(Invalid::new(
-                    "invalid-bic",
+                    codes::INVALID_BIC,
                     "a BIC has 8 or 11 upper-case letters or digits",
                 ));
             }
@@ -188,7 +189,7 @@ fn require_text(field: &'static str, value: &str, max_chars: usize) -> Result<()
     let length = value.trim().chars().count();
     if length == 0 || value.chars().count() > max_chars || value.chars().any(char::is_control) {
         return Err(Invalid::new(
-            "invalid-field",
+            hiscale::codes::INVALID_FIELD,
             format!("{field} must be 1 to {max_chars} printable characters"),
         ));
     }

@@ -23,6 +23,7 @@ use axum::http::header::{CONTENT_TYPE, HeaderName};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use hiscale::codes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -179,14 +180,14 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
     let Some((sa, rest)) = split_service_area(parts.uri.path()) else {
         return error(
             StatusCode::NOT_FOUND,
-            "unknown-service-area",
+            codes::UNKNOWN_SERVICE_AREA,
             "the path names no service area: use /{sa}/…".to_owned(),
         );
     };
     let Some(area) = routes.0.areas.get(sa) else {
         return error(
             StatusCode::NOT_FOUND,
-            "unknown-service-area",
+            codes::UNKNOWN_SERVICE_AREA,
             format!("there is no service area named {sa:?}"),
         );
     };
@@ -211,7 +212,7 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
         let Ok(uri) = Uri::try_from(format!("http://{unit}{target}")) else {
             return error(
                 StatusCode::BAD_REQUEST,
-                "bad-request",
+                codes::BAD_REQUEST,
                 "the request target cannot be forwarded".to_owned(),
             );
         };
@@ -230,7 +231,7 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
                 tracing::warn!("unit {unit} of {sa} failed to answer: {failure:?}");
                 return error(
                     StatusCode::BAD_GATEWAY,
-                    "no-unit-available",
+                    codes::NO_UNIT_AVAILABLE,
                     format!("the unit of {sa} that took the request failed to answer"),
                 );
             }
@@ -238,7 +239,7 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
     }
     error(
         StatusCode::BAD_GATEWAY,
-        "no-unit-available",
+        codes::NO_UNIT_AVAILABLE,
         format!("no unit of {sa} accepted the connection"),
     )
 }
