@@ -2,14 +2,18 @@
 //! puts the owner into `restoring` (writes refused, reads served), the copy keeps what it has
 //! and does not advance, both say so in `/health`; once an operator continues, the owner hands
 //! out only versions (and ids) beyond everything the copy holds, and the copy follows again.
-//! On SQLite (the backup is `VACUUM INTO`, the restore a file copy while the owner is down).
+//! On SQLite (the backup is `VACUUM INTO`, the restore a file copy while the owner is down)
+//! and PostgreSQL (`pg_dump` while it runs, `pg_restore` into a recreated database).
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use tests::process::{UnitProcess, free_port};
 use tests::replication::{cursor, poller_state, post_customer, wait_for, wait_until_copied};
 use tests::{
-    ADMIN, BILLING, Backend, JSON, customer_json, fresh_database, reader_config, unit_config,
+    ADMIN, BILLING, Backend, JSON, both_backends, customer_json, fresh_database, postgres_server,
+    reader_config, unit_config,
 };
 
 async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
@@ -23,33 +27,82 @@ async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
     (reply.status().as_u16(), reply.text().await.unwrap())
 }
 
-/// `VACUUM INTO`: a consistent copy of a live SQLite database.
-async fn backup_sqlite(url: &str, into: &std::path::Path) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "VACUUM INTO '{}'",
-        into.display()
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-}
-
-/// Puts the backup in place of the database file (the owner is down).
-fn restore_sqlite(url: &str, from: &std::path::Path) {
-    let path = url.strip_prefix("sqlite://").unwrap();
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+/// A consistent copy of a live database: SQLite's `VACUUM INTO`, or `pg_dump`.
+async fn backup(backend: Backend, url: &str, into: &Path) {
+    match backend {
+        Backend::Sqlite => {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(url).await.unwrap();
+            let statement = format!("VACUUM INTO '{}'", into.display());
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let status = Command::new(pg_tool("pg_dump"))
+                .args(["--format=custom", "--file"])
+                .arg(into)
+                .arg(url)
+                .status()
+                .unwrap();
+            assert!(status.success(), "pg_dump failed");
+        }
     }
-    std::fs::copy(from, path).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rolled_back_owner_refuses_writes_and_its_copy_holds_until_it_continues() {
+/// Puts the backup in place of the database (its units are down).
+async fn restore(backend: Backend, url: &str, from: &Path) {
+    match backend {
+        Backend::Sqlite => {
+            let path = url.strip_prefix("sqlite://").unwrap();
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+            std::fs::copy(from, path).unwrap();
+        }
+        Backend::Postgres => {
+            let name = url.rsplit_once('/').unwrap().1;
+            let name = name.split('?').next().unwrap();
+            sqlx::any::install_default_drivers();
+            let server_url = format!("{}/postgres", postgres_server().trim_end_matches('/'));
+            let server = sqlx::AnyPool::connect(&server_url).await.unwrap();
+            for statement in [
+                format!("DROP DATABASE {name} WITH (FORCE)"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&server)
+                    .await
+                    .unwrap();
+            }
+            server.close().await;
+            let status = Command::new(pg_tool("pg_restore"))
+                .arg("--dbname")
+                .arg(url)
+                .arg(from)
+                .status()
+                .unwrap();
+            assert!(status.success(), "pg_restore failed");
+        }
+    }
+}
+
+/// A PostgreSQL client tool of the version `scripts/test` installed.
+fn pg_tool(name: &str) -> PathBuf {
+    let bin = std::env::var("HISCALE_PG_BIN").expect("HISCALE_PG_BIN: scripts/test sets it");
+    Path::new(&bin).join(name)
+}
+
+both_backends!(
+    a_rolled_back_owner_refuses_writes_and_its_copy_holds_until_it_continues,
+    |backend: Backend| async move { rolled_back(backend).await }
+);
+
+async fn rolled_back(backend: Backend) {
     let client = reqwest::Client::new();
-    let owner_db = fresh_database(Backend::Sqlite).await;
+    let owner_db = fresh_database(backend).await;
     let owner_config = unit_config(
         "registration-1",
         &owner_db.url,
@@ -72,8 +125,8 @@ async fn a_rolled_back_owner_refuses_writes_and_its_copy_holds_until_it_continue
         ids.push(post_customer(&client, &owner_url, customer_json(n), JSON).await);
     }
     let backup_dir = tempfile::tempdir().unwrap();
-    let backup = backup_dir.path().join("backup.db");
-    backup_sqlite(&owner_db.url, &backup).await;
+    let backup_file = backup_dir.path().join("backup");
+    backup(backend, &owner_db.url, &backup_file).await;
     let restored_to: i64 = ids.last().unwrap().parse().unwrap();
     for n in 3..7 {
         ids.push(post_customer(&client, &owner_url, customer_json(n), JSON).await);
@@ -84,7 +137,7 @@ async fn a_rolled_back_owner_refuses_writes_and_its_copy_holds_until_it_continue
     // The owner dies and comes back from the backup: it has handed out versions up to
     // `restored_to` only, while the copy holds up to `held`.
     drop(first_life);
-    restore_sqlite(&owner_db.url, &backup);
+    restore(backend, &owner_db.url, &backup_file).await;
     let _restored = UnitProcess::start_config(owner_config.clone()).await;
 
     wait_for(
