@@ -186,6 +186,17 @@ impl Selection {
         }
     }
 
+    /// The aspects in `self` or `other`, in `self`'s order followed by `other`'s new ones.
+    pub fn union(&self, other: &Selection) -> Selection {
+        let mut names = self.names.clone();
+        for name in &other.names {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        Selection { names }
+    }
+
     pub fn contains(&self, name: &AspectName) -> bool {
         self.names.contains(name)
     }

@@ -41,6 +41,10 @@ pub struct UnitConfig {
     /// Session tokens issued by login and verified everywhere.
     #[serde(default)]
     pub sessions: SessionConfig,
+    /// The peers that keep copies of what this SA owns: after a rollback, `POST /admin/restore`
+    /// refills the owner from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore_from: Vec<PeerConfig>,
     /// The other units of this SA, as the topology names them. A unit that finds none of them
     /// recorded in its store says so in `/health` and the log: its peers may be writing to
     /// another database, handing out the same versions and ids.
@@ -110,6 +114,22 @@ fn default_wait() -> u64 {
 }
 fn default_limit() -> u32 {
     100
+}
+
+/// A peer SA's copy of an owned collection, read to refill the owner after a rollback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer SA, e.g. `billing`.
+    pub sa: String,
+    /// The owned collection it copies.
+    pub collection: String,
+    /// Base URL of the peer SA, e.g. `http://127.0.0.1:8080/billing`.
+    pub url: String,
+    /// This SA's bearer token at the peer.
+    pub token: String,
+    /// The aspects the peer holds (within what it grants this SA).
+    pub aspects: String,
 }
 
 /// Which unit of a reading SA polls: the primary, or a backup watching it by heartbeat.
@@ -228,6 +248,7 @@ impl UnitConfig {
             reader: ReaderConfig::default(),
             sessions: SessionConfig::default(),
             peers: Vec::new(),
+            restore_from: Vec::new(),
         }
     }
 

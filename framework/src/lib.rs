@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod poller;
 pub mod replication;
 pub mod repr;
+pub mod restore;
 pub mod session;
 pub mod store;
 pub mod telemetry;

@@ -112,6 +112,7 @@ async fn build_state(
             sessions,
             session_grant,
             replication: Replication::default(),
+            restore_from: config.restore_from.clone(),
         },
     ))
 }

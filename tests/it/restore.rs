@@ -97,10 +97,24 @@ fn pg_tool(name: &str) -> PathBuf {
 
 both_backends!(
     a_rolled_back_owner_refuses_writes_and_its_copy_holds_until_it_continues,
-    |backend: Backend| async move { rolled_back(backend).await }
+    |backend: Backend| async move { rolled_back(backend, Continue::WithoutRefill).await }
 );
 
-async fn rolled_back(backend: Backend) {
+both_backends!(
+    a_rolled_back_owner_is_refilled_from_its_peers_copy,
+    |backend: Backend| async move { rolled_back(backend, Continue::Refill).await }
+);
+
+/// How the operator ends `restoring`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Continue {
+    /// `DELETE /admin/restore`: the counter moves past the copies, nothing comes back.
+    WithoutRefill,
+    /// `POST /admin/restore`: the owner reads billing's copy back, then goes on.
+    Refill,
+}
+
+async fn rolled_back(backend: Backend, how: Continue) {
     let client = reqwest::Client::new();
     let owner_db = fresh_database(backend).await;
     let owner_config = unit_config(
@@ -128,6 +142,28 @@ async fn rolled_back(backend: Backend) {
     let backup_file = backup_dir.path().join("backup");
     backup(backend, &owner_db.url, &backup_file).await;
     let restored_to: i64 = ids.last().unwrap().parse().unwrap();
+    // After the backup: a changed bill address, a deleted customer, four new ones.
+    let changed = client
+        .put(format!("{owner_url}/customers/{}/address.bill", ids[1]))
+        .bearer_auth(ADMIN)
+        .header("content-type", JSON)
+        .body(r#"{"street":"Neue Strasse 1","zip":"10115","city":"Berlin"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        changed.status().as_u16(),
+        200,
+        "{}",
+        changed.text().await.unwrap()
+    );
+    let deleted = client
+        .delete(format!("{owner_url}/customers/{}", ids[2]))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
     for n in 3..7 {
         ids.push(post_customer(&client, &owner_url, customer_json(n), JSON).await);
     }
@@ -138,7 +174,16 @@ async fn rolled_back(backend: Backend) {
     // `restored_to` only, while the copy holds up to `held`.
     drop(first_life);
     restore(backend, &owner_db.url, &backup_file).await;
-    let _restored = UnitProcess::start_config(owner_config.clone()).await;
+    // Restarted from the backup, knowing the peer whose copy can refill it.
+    let mut restored_config = owner_config.clone();
+    restored_config.restore_from = vec![hiscale::config::PeerConfig {
+        sa: "billing".into(),
+        collection: "customers".into(),
+        url: copy.url.clone(),
+        token: ADMIN.into(),
+        aspects: billing::COPIED_ASPECTS.into(),
+    }];
+    let _restored = UnitProcess::start_config(restored_config).await;
 
     wait_for(
         "the copy to notice the rollback",
@@ -188,16 +233,53 @@ async fn rolled_back(backend: Backend) {
     let (status, _) = get(&client, &format!("{}/customers/{}", copy.url, ids[6])).await;
     assert_eq!(status, 200);
 
-    // The operator continues without a refill: the counter moves past what the copy holds.
-    let left = client
-        .delete(format!("{owner_url}/admin/restore"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(left.status().as_u16(), 200);
-    let left: serde_json::Value = left.json().await.unwrap();
-    assert_eq!(left["left"][0]["continues_after"], held, "{left}");
+    match how {
+        Continue::WithoutRefill => {
+            // The counter moves past what the copy holds; what only the copy has stays there.
+            let left = client
+                .delete(format!("{owner_url}/admin/restore"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(left.status().as_u16(), 200);
+            let left: serde_json::Value = left.json().await.unwrap();
+            assert_eq!(left["left"][0]["continues_after"], held, "{left}");
+            let (status, _) = get(&client, &format!("{owner_url}/customers/{}", ids[6])).await;
+            assert_eq!(status, 404, "not refilled, so not there");
+        }
+        Continue::Refill => {
+            let refilled = client
+                .post(format!("{owner_url}/admin/restore"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(refilled.status().as_u16(), 200);
+            let report: serde_json::Value = refilled.json().await.unwrap();
+            let customers = &report["refilled"][0];
+            assert_eq!(customers["continues_after"], held, "{report}");
+            assert_eq!(customers["restored_to"], restored_to, "{report}");
+            assert_eq!(customers["peers"][0]["sa"], "billing", "{report}");
+            assert_eq!(customers["peers"][0]["resources"], 6, "{report}");
+            assert_eq!(
+                customers["not_held"],
+                serde_json::json!(["account", "address.home"])
+            );
+            assert_eq!(report["restoring"], serde_json::json!([]), "{report}");
+            // What billing held is back at the owner: the new customers (billing's aspects of
+            // them), the changed address, the deletion.
+            let (status, body) = get(&client, &format!("{owner_url}/customers/{}", ids[6])).await;
+            assert_eq!(status, 200, "{body}");
+            let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(value["version"].as_i64(), Some(held), "{value}");
+            assert!(value["bankaccount"]["iban"].is_string(), "{value}");
+            let (_, body) = get(&client, &format!("{owner_url}/customers/{}", ids[1])).await;
+            assert!(body.contains("Neue Strasse 1"), "{body}");
+            let (status, _) = get(&client, &format!("{owner_url}/customers/{}", ids[2])).await;
+            assert_eq!(status, 404, "the deletion came back too");
+        }
+    }
     let new_id: i64 = post_customer(&client, &owner_url, customer_json(200), JSON)
         .await
         .parse()

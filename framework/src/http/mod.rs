@@ -31,7 +31,7 @@ pub use crate::replication::Replication;
 use crate::aspect::AspectSelector;
 use crate::auth::Callers;
 use crate::codes;
-use crate::config::{FeedConfig, Limits};
+use crate::config::{FeedConfig, Limits, PeerConfig};
 use crate::interface::Interfaces;
 use crate::model::{Collection, ServiceArea};
 use crate::repr::{self, Format};
@@ -69,6 +69,8 @@ struct Inner {
     /// When each consumer's position was last written, to spare the database a write per poll.
     consumers_written: Mutex<HashMap<(String, String), (i64, Instant)>>,
     replication: Replication,
+    /// The peers whose copies refill this owner after a rollback.
+    restore_from: Vec<PeerConfig>,
 }
 
 /// Optional parts of a unit beyond its store and callers.
@@ -78,6 +80,7 @@ pub struct Extras {
     pub sessions: Option<SessionVerifier>,
     pub session_grant: Option<AspectSelector>,
     pub replication: Replication,
+    pub restore_from: Vec<PeerConfig>,
 }
 
 /// What a unit does with its SA's data, as `/heartbeat` says it.
@@ -144,6 +147,7 @@ impl AppState {
                 chunks,
                 consumers_written: Mutex::new(HashMap::new()),
                 replication: extras.replication,
+                restore_from: extras.restore_from,
             }),
         }
     }

@@ -37,6 +37,8 @@ pub enum ApplyMode {
     /// A chunk of the re-read of this generation: the re-read's position moves, the cursor
     /// stays, and every aspect delivered is marked as seen by it.
     Resync { generation: i64 },
+    /// A chunk of a peer's copy, refilling a rolled-back owner: no cursor is involved.
+    Refill,
 }
 
 /// Where a copy stands in its source's feed.
@@ -216,6 +218,13 @@ impl Store {
             .await
     }
 
+    /// Refills a rolled-back owner with a chunk of a peer's copy: per aspect the higher version
+    /// wins, tombstones included, unique values (logins) move with their documents.
+    pub async fn refill_chunk(&self, collection: &str, items: &[ChunkItem]) -> Result<(), Error> {
+        self.apply(collection, items, Version::ZERO, None, ApplyMode::Refill)
+            .await
+    }
+
     /// Like [`Store::apply_chunk`], but only while `fence` still holds the reader lease
     /// (checked and renewed in the same transaction; [`Error::Fenced`] otherwise, and nothing
     /// is applied), and as part of a re-read when `mode` says so.
@@ -264,6 +273,7 @@ impl Store {
             delete_resource_copy(&mut transaction, collection, item).await?;
         }
         match mode {
+            ApplyMode::Refill => {}
             ApplyMode::Follow => {
                 sqlx::query(
                     "INSERT INTO hs_cursor (collection, version, updated_at) VALUES ($1, $2, $3) \

@@ -75,9 +75,14 @@ impl Store {
     }
 
     /// Leaves `restoring` for `collection`: moves its counter past every version a consumer
-    /// reported, in the same transaction. Answers the version the next write will follow, or
-    /// `None` when the collection was not restoring.
-    pub async fn leave_restoring(&self, collection: &str) -> Result<Option<Version>, Error> {
+    /// reported and past `at_least` (the newest version a refill brought back), in the same
+    /// transaction. Answers the version the next write will follow, or `None` when the
+    /// collection was not restoring.
+    pub async fn leave_restoring(
+        &self,
+        collection: &str,
+        at_least: Version,
+    ) -> Result<Option<Version>, Error> {
         let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
         let ahead: Option<i64> =
@@ -85,7 +90,7 @@ impl Store {
                 .bind(collection)
                 .fetch_optional(&mut *transaction)
                 .await?;
-        let Some(ahead) = ahead else {
+        let Some(ahead) = ahead.map(|ahead| ahead.max(at_least.get())) else {
             return Ok(None);
         };
         match self.backend {
