@@ -36,6 +36,8 @@ pub struct Tokens {
     pub login: String,
     pub shop: String,
     pub billing: String,
+    /// The owner's token at its peers (it reads their copies back after a rollback).
+    pub registration: String,
 }
 
 /// A running `hiscale demo`; stopped, with all its units, when dropped.

@@ -366,6 +366,7 @@ impl<'a> Checker<'a> {
             return;
         }
         self.granted(name, copy, &aspects, from, held, spanned);
+        self.refillable(sa, copy, &aspects, owner, held, spanned);
         if let Some(cycle) = self.cycle(name, &copy.collection) {
             self.error(
                 spanned,
@@ -422,6 +423,44 @@ impl<'a> Checker<'a> {
                     copy.from,
                     grant.get_ref(),
                     outside.join("")
+                ),
+            );
+        }
+    }
+
+    /// The owner can read this copy back after a rollback: the copying SA grants the owner at
+    /// least the copied aspects (a warning otherwise: the copy still works).
+    fn refillable(
+        &mut self,
+        sa: &SaDeployment,
+        copy: &CopyDeployment,
+        aspects: &str,
+        owner: &str,
+        held: &Collection,
+        spanned: &Spanned<CopyDeployment>,
+    ) {
+        let name = sa.name.get_ref();
+        let covered = sa.grants.get(owner).is_some_and(|grant| {
+            let grant = grant.get_ref();
+            grant == "operator"
+                || match (
+                    AspectSelector::parse(grant, MAX_GRANT_CHARS),
+                    AspectSelector::parse(aspects, MAX_GRANT_CHARS),
+                ) {
+                    (Ok(grant), Ok(wanted)) => wanted
+                        .select_known(held.aspect_names())
+                        .is_within(&grant.select_known(held.aspect_names())),
+                    _ => true, // reported where the selectors are checked
+                }
+        });
+        if !covered {
+            self.warning(
+                spanned,
+                format!(
+                    "{name} does not grant {owner} {aspects}: {owner} cannot be refilled from \
+                     {name}'s copy of {} after a rollback (add {owner} = \"{aspects}\" to {name}'s \
+                     grants)",
+                    copy.collection
                 ),
             );
         }

@@ -25,8 +25,8 @@ use toml::Spanned;
 
 use crate::aspect::Selection;
 use crate::config::{
-    CallerConfig, FeedConfig, Limits, ReaderConfig, ReaderRole, SessionConfig, SourceConfig,
-    UnitConfig,
+    CallerConfig, FeedConfig, Limits, PeerConfig, ReaderConfig, ReaderRole, SessionConfig,
+    SourceConfig, UnitConfig,
 };
 use crate::model::ServiceArea;
 
@@ -384,7 +384,9 @@ impl Topology {
         } else {
             None
         };
+        let restore_from = self.restore_peers(sa_name, areas, secrets);
         Ok(UnitConfig {
+            restore_from,
             zone: own.zone.clone(),
             limits: sa.limits.clone(),
             callers,
@@ -408,6 +410,49 @@ impl Topology {
                 .collect(),
             ..UnitConfig::new(sa_name, unit, own.listen, sa.database.get_ref())
         })
+    }
+}
+
+impl Topology {
+    /// The copies of what SA `owner` owns, kept by other SAs (directly from it, or relayed),
+    /// which refill it after a rollback: read through the gateway with `owner`'s own token.
+    /// None when the secrets hold no token for `owner`.
+    fn restore_peers(
+        &self,
+        owner: &str,
+        areas: &[ServiceArea],
+        secrets: &Secrets,
+    ) -> Vec<PeerConfig> {
+        let Some(token) = secrets.tokens.get(owner) else {
+            return Vec::new();
+        };
+        let owned: Vec<&str> = areas
+            .iter()
+            .find(|area| area.name() == owner)
+            .map(|area| area.owned().iter().map(|c| c.name()).collect())
+            .unwrap_or_default();
+        let mut peers = Vec::new();
+        for sa in self.service_areas.iter().map(Spanned::get_ref) {
+            let name = sa.name.get_ref();
+            let Some(declared) = areas.iter().find(|area| area.name() == name) else {
+                continue;
+            };
+            for copy in sa.copies.iter().map(Spanned::get_ref) {
+                let of_ours = declared
+                    .collection(&copy.collection)
+                    .is_some_and(|c| c.owner() == owner && owned.contains(&c.name()));
+                if of_ours {
+                    peers.push(PeerConfig {
+                        sa: name.clone(),
+                        collection: copy.collection.clone(),
+                        url: format!("{}/{name}", self.gateway_url()),
+                        token: token.clone(),
+                        aspects: copy.aspects_of(name, areas),
+                    });
+                }
+            }
+        }
+        peers
     }
 }
 

@@ -56,6 +56,7 @@ database = "sqlite:///var/lib/hiscale/login.db"
 signs_sessions = true
 [sa.grants]
 admin = "operator"
+registration = "~account"
 [[sa.copies]]
 collection = "customers"
 from = "registration"
@@ -74,6 +75,8 @@ reader = "backup"
 [[sa]]
 name = "shop"
 database = "postgres://db/shop"
+[sa.grants]
+registration = "operator"
 [[sa.copies]]
 collection = "customers"
 from = "registration"
@@ -93,7 +96,7 @@ reader = "backup"
 
 fn secrets() -> Secrets {
     let mut secrets = Secrets::default();
-    for name in ["admin", "login", "shop"] {
+    for name in ["admin", "login", "shop", "registration"] {
         secrets
             .tokens
             .insert(name.to_owned(), format!("{name}-token-0123456789"));
@@ -303,7 +306,7 @@ fn a_backup_unit_watches_its_primary_and_polls_through_the_gateway() {
     assert_eq!(source.aspects, "~account");
     assert_eq!(config.sessions.signing_key.as_deref(), Some("signing"));
     let names: Vec<_> = config.callers.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["admin"]);
+    assert_eq!(names, ["admin", "registration"]);
 }
 
 #[test]
@@ -403,5 +406,42 @@ fn a_copy_without_aspects_takes_what_its_sa_declares() {
         findings[0].message.contains("~address.home lie outside"),
         "{}",
         findings[0]
+    );
+}
+
+#[test]
+fn an_owner_is_refilled_from_the_copies_that_grant_it_and_warned_of_the_others() {
+    let topology = Topology::parse(GOOD, "t.toml").unwrap();
+    let config = topology
+        .unit_config("registration-2", &secrets(), &areas())
+        .unwrap();
+    let peers: Vec<_> = config
+        .restore_from
+        .iter()
+        .map(|peer| (peer.sa.as_str(), peer.url.as_str(), peer.aspects.as_str()))
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            ("login", "http://127.0.0.1:8080/login", "~account"),
+            ("shop", "http://127.0.0.1:8080/shop", "~person~address.home"),
+        ]
+    );
+    assert!(
+        config
+            .restore_from
+            .iter()
+            .all(|peer| peer.token == "registration-token-0123456789")
+    );
+    let text = GOOD.replacen("registration = \"~account\"\n", "", 1);
+    let warnings = Topology::parse(&text, "t.toml")
+        .unwrap()
+        .check(&areas())
+        .unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .message
+            .contains("registration cannot be refilled from login's copy")
     );
 }

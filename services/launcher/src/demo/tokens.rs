@@ -16,23 +16,35 @@ pub struct Tokens {
     pub login: String,
     pub shop: String,
     pub billing: String,
+    /// The owner's token at its peers, which it reads to refill itself after a rollback.
+    /// Added after the others: a `tokens.json` from before gets one at its next start.
+    #[serde(default)]
+    pub registration: String,
 }
 
 impl Tokens {
     /// Reads the tokens from `path`, or creates fresh random ones there (mode 0600) when the
-    /// file does not exist yet.
+    /// file does not exist yet; a token missing from an older file is added to it.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        files::load_or_create_private_json(path, "bearer tokens", Self::random)
+        let mut tokens = files::load_or_create_private_json(path, "bearer tokens", Self::random)?;
+        if tokens.registration.is_empty() {
+            tokens.registration = random_token()?;
+            let mut text = serde_json::to_vec_pretty(&tokens)?;
+            text.push(b'\n');
+            files::write_atomically(path, &text, files::PRIVATE)?;
+        }
+        Ok(tokens)
     }
 
     /// Every caller's token by the caller name the topology's grants use (a reading SA is a
     /// caller under its own name).
-    pub fn by_caller(&self) -> [(&'static str, &str); 4] {
+    pub fn by_caller(&self) -> [(&'static str, &str); 5] {
         [
             ("admin", &self.admin),
             (login::NAME, &self.login),
             (shop::NAME, &self.shop),
             (billing::NAME, &self.billing),
+            (registration::NAME, &self.registration),
         ]
     }
 
@@ -42,6 +54,7 @@ impl Tokens {
             login: random_token()?,
             shop: random_token()?,
             billing: random_token()?,
+            registration: random_token()?,
         })
     }
 }
@@ -101,6 +114,7 @@ mod tests {
             login: "l".into(),
             shop: "s".into(),
             billing: "b".into(),
+            registration: "r".into(),
         };
         assert_eq!(
             tokens.by_caller(),
@@ -108,7 +122,8 @@ mod tests {
                 ("admin", "a"),
                 ("login", "l"),
                 ("shop", "s"),
-                ("billing", "b")
+                ("billing", "b"),
+                ("registration", "r"),
             ]
         );
     }
