@@ -156,6 +156,8 @@ pub const BAD_INTERFACE_STATE: &str = "bad-interface-state";
 pub const INTERNAL_ERROR: &str = "internal-error";
 /// `503` (with `Retry-After`): the service area's database cannot be reached.
 pub const DATABASE_UNAVAILABLE: &str = "database-unavailable";
+/// `503`: too many requests wait for CPU-heavy work (password hashing) at this unit.
+pub const BUSY: &str = "busy";
 /// `503`: the owner was rolled back and refuses writes until an operator has restored it.
 pub const RESTORING: &str = "restoring";
 

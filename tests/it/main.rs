@@ -2,6 +2,7 @@
 //! unit processes.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod bounds;
 mod concurrency;
 mod copies;
 mod copy_access;

@@ -76,6 +76,11 @@ impl UnitProcess {
         process
     }
 
+    /// The unit's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     async fn wait_healthy(&self) {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, shared state, and the middleware every answer passes through.
 //! Only this module (and its children) names axum types.
 
+mod blocking;
 mod error;
 mod extract;
 mod feed;
@@ -27,6 +28,7 @@ use error::ErrorReport;
 pub use extract::UrlVersion;
 
 pub use crate::replication::Replication;
+pub use blocking::run_blocking;
 
 use crate::aspect::AspectSelector;
 use crate::auth::Callers;
@@ -350,7 +352,13 @@ async fn render_errors(State(state): State<AppState>, request: Request, next: Ne
 /// Counts requests by route and status for `/metrics`.
 async fn count_requests(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    // A fixed label set: any other method (a client may send anything) counts as `other`, so
+    // random methods cannot grow `/metrics` without bound.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()

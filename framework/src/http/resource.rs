@@ -316,7 +316,7 @@ async fn accept_all(
                 })
         })
         .collect::<Result<_, _>>()?;
-    let accepted = tokio::task::spawn_blocking(move || {
+    let accepted = super::run_blocking(move || {
         work.into_iter()
             .map(|(definition, fields)| {
                 let body = definition.accept(fields)?.body;
@@ -324,8 +324,7 @@ async fn accept_all(
             })
             .collect::<Result<Vec<_>, crate::aspect::Invalid>>()
     })
-    .await
-    .map_err(ApiError::internal)?
+    .await?
     .map_err(|invalid| ApiError::bad_request(invalid.code, invalid.message))?;
     // Unique values are found on the async side: it needs the collection, which stays here.
     Ok(accepted

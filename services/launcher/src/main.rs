@@ -51,6 +51,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    with_fixed_mmap_threshold();
     init_tracing();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -80,6 +81,31 @@ fn main() -> std::process::ExitCode {
             eprintln!("hiscale: {error}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc's malloc raises its mmap threshold after the first large block is freed; from then on
+/// every Argon2 hash's 19 MiB block comes from a heap that keeps it. Measured on a login unit:
+/// 48 wrong passwords took it from 28 to 848 MiB, never given back. With the threshold fixed,
+/// large blocks stay mapped and go back at free: peak 109 MiB (four hashes at once), then 31 MiB.
+/// The setting is read when the process starts, and this crate forbids `unsafe` (no
+/// `mallopt`), so the binary executes itself once more with it set (same process id).
+fn with_fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        const VARIABLE: &str = "MALLOC_MMAP_THRESHOLD_";
+        if std::env::var_os(VARIABLE).is_some() {
+            return;
+        }
+        let Ok(executable) = std::env::current_exe() else {
+            return;
+        };
+        let error = std::process::Command::new(executable)
+            .args(std::env::args_os().skip(1))
+            .env(VARIABLE, "131072")
+            .exec();
+        eprintln!("hiscale: cannot execute again with {VARIABLE} set ({error}); going on without");
     }
 }
 

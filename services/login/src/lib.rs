@@ -109,7 +109,8 @@ async fn sign_in(
         None => None,
     };
     let password = credentials.password;
-    let verified = tokio::task::spawn_blocking(move || match stored_hash {
+    // A few at a time per unit (each Argon2 check holds ~19 MiB); beyond, `503 busy`.
+    let verified = hiscale::http::run_blocking(move || match stored_hash {
         Some(hash) => hiscale::auth::verify_password(&password, &hash),
         None => {
             // Spend the same effort on an unknown login, so timing does not tell who exists.
@@ -117,8 +118,7 @@ async fn sign_in(
             false
         }
     })
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     let Some(id) = holder.filter(|_| verified) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
