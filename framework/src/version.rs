@@ -83,14 +83,24 @@ impl ETag {
 pub enum TagCondition {
     /// `*`: any current representation.
     Any,
-    /// A list of tags; weak tags (`W/"7"`) compare by their version too, as RFC 9110 allows
-    /// for `If-None-Match`.
+    /// A list of tags, compared as the header requires (see the parsers).
     Tags(Vec<Version>),
 }
 
 impl TagCondition {
-    /// Parses a header value; `None` when it is not a list of entity tags.
+    /// Parses an `If-None-Match` value (weak comparison: `W/"7"` matches version 7, as RFC
+    /// 9110 says for it); `None` when it is not a list of entity tags.
     pub fn parse(header: &str) -> Option<Self> {
+        Self::parse_with(header, true)
+    }
+
+    /// Parses an `If-Match` value (strong comparison, RFC 9110 13.1.1: a weak tag never
+    /// matches); `None` when it is not a list of entity tags.
+    pub fn parse_strong(header: &str) -> Option<Self> {
+        Self::parse_with(header, false)
+    }
+
+    fn parse_with(header: &str, weak_matches: bool) -> Option<Self> {
         let header = header.trim();
         if header == "*" {
             return Some(Self::Any);
@@ -98,10 +108,14 @@ impl TagCondition {
         let mut versions = Vec::new();
         for part in header.split(',') {
             let part = part.trim();
-            let part = part.strip_prefix("W/").unwrap_or(part);
-            let inner = part.strip_prefix('"')?.strip_suffix('"')?;
-            // A tag that is not one of our numbers can never match; keep it as "no match".
-            if let Some(version) = Version::parse(inner) {
+            let (weak, tag) = match part.strip_prefix("W/") {
+                Some(tag) => (true, tag),
+                None => (false, part),
+            };
+            let inner = tag.strip_prefix('"')?.strip_suffix('"')?;
+            // A tag that is not one of our numbers, or a weak one under strong comparison, can
+            // never match; keep it as "no match".
+            if let Some(version) = Version::parse(inner).filter(|_| weak_matches || !weak) {
                 versions.push(version);
             }
         }
@@ -154,6 +168,17 @@ mod tests {
         check("\"abc\"", 3, Some(false));
         check("7", 7, None);
         check("\"7", 7, None);
+        let strong = |header: &str, current: i64| {
+            TagCondition::parse_strong(header).map(|c| c.matches(Version(current)))
+        };
+        assert_eq!(strong("\"7\"", 7), Some(true));
+        assert_eq!(
+            strong("W/\"7\"", 7),
+            Some(false),
+            "a weak tag never matches If-Match"
+        );
+        assert_eq!(strong("W/\"7\", \"7\"", 7), Some(true));
+        assert_eq!(strong("W/7", 7), None);
     }
 
     #[test]

@@ -208,6 +208,21 @@ both_backends!(if_match_guards_writes, |backend| async move {
         .await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(stale.error_code(), "precondition-failed");
+    // If-Match compares strongly (RFC 9110): the current tag, made weak, does not match.
+    let weak = app
+        .send(
+            put(&format!("/customers/{id}/person"), JSON, body)
+                .header("if-match", format!("W/{etag}"))
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        weak.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        weak.body
+    );
     assert_eq!(
         app.send(get(&format!("/customers/{id}"), JSON)).await.body,
         current.body

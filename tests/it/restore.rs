@@ -169,6 +169,11 @@ async fn rolled_back(backend: Backend, how: Continue) {
     }
     let held: i64 = ids.last().unwrap().parse().unwrap();
     wait_until_copied(&copy.url, held, Duration::from_secs(30)).await;
+    // An operator's hand-typed version ahead is answered 409 but stops no write.
+    let (status, _) = get(&client, &format!("{owner_url}/customers?version=999999")).await;
+    assert_eq!(status, 409);
+    let (_, restoring) = get(&client, &format!("{owner_url}/admin/restore")).await;
+    assert!(restoring.contains("\"restoring\":[]"), "{restoring}");
 
     // The owner dies and comes back from the backup: it has handed out versions up to
     // `restored_to` only, while the copy holds up to `held`.

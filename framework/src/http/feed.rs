@@ -258,6 +258,11 @@ async fn notice_rollback(
     after: Version,
     current: Version,
 ) -> Result<(), ApiError> {
+    if caller.is_operator() {
+        // An operator's hand-typed `?version=` is no consumer's position: it must not stop
+        // the owner's writes.
+        return Ok(());
+    }
     if *collection.role() != Role::Owner {
         tracing::warn!(collection = collection.name(), consumer = %caller.name, %after, %current,
             "a reader of this copy is ahead of it: the copy's database was rolled back");

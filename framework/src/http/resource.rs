@@ -472,7 +472,7 @@ fn require_writer(caller: &Caller) -> Result<(), ApiError> {
 
 fn if_match(headers: &HeaderMap) -> Result<Option<TagCondition>, ApiError> {
     header_text(headers, header::IF_MATCH)
-        .map(|value| TagCondition::parse(value).ok_or_else(bad_condition))
+        .map(|value| TagCondition::parse_strong(value).ok_or_else(bad_condition))
         .transpose()
 }
 
