@@ -277,7 +277,13 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
         .layer(middleware::from_fn_with_state(state, render_errors))
         .layer(middleware::from_fn(prefix_redirects))
         .layer(middleware::map_request(extract::strip_version_prefix))
-        .layer(TraceLayer::new_for_http())
+        // A 5xx is logged at WARN: 503s are expected states (drained, database away, busy,
+        // restoring) that would flood an ERROR log once a second under HAProxy's checks; real
+        // failures are logged at ERROR where they happen (`ApiError::internal`).
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
 }
 
 /// Redirects (the docs' `/docs` → `/docs/`, say) name paths of this unit; behind the gateway
