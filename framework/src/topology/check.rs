@@ -58,6 +58,7 @@ impl Topology {
         };
         checker.gateway();
         checker.names_and_addresses();
+        checker.tombstones_outlive_backups();
         for sa in &self.service_areas {
             checker.service_area(sa);
         }
@@ -108,6 +109,32 @@ impl<'a> Checker<'a> {
                     CHECK_INTERVAL_MS.end()
                 ),
             ));
+        }
+    }
+
+    /// A deletion can be refilled after a restore only while some copy still holds its
+    /// tombstone: every SA keeps tombstones at least as long as backups are kept.
+    fn tombstones_outlive_backups(&mut self) {
+        let Some(backups) = &self.topology.backups else {
+            return;
+        };
+        let retention_secs = i64::from(backups.get_ref().retention_days) * 24 * 3600;
+        for sa in &self.topology.service_areas {
+            let sa = sa.get_ref();
+            let kept = sa.feed.tombstone_max_age_secs;
+            if kept < retention_secs {
+                self.error(
+                    &sa.name,
+                    format!(
+                        "{} keeps tombstones {} days, but backups are kept {} days: a restore \
+                         from an older backup would bring deleted resources back (raise \
+                         [sa.feed] tombstone_max_age_secs to at least {retention_secs})",
+                        sa.name,
+                        kept / (24 * 3600),
+                        backups.get_ref().retention_days
+                    ),
+                );
+            }
         }
     }
 

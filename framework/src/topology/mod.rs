@@ -41,6 +41,9 @@ pub struct Topology {
     /// Settings of the session tokens login issues.
     #[serde(default)]
     pub sessions: SessionSettings,
+    /// How old a backup may be when it is restored.
+    #[serde(default)]
+    pub backups: Option<Spanned<BackupSettings>>,
     /// The service areas, in the order HAProxy's configuration lists them.
     #[serde(rename = "sa", default)]
     pub service_areas: Vec<Spanned<SaDeployment>>,
@@ -76,6 +79,15 @@ pub struct Gateway {
 
 fn default_check_interval_ms() -> u64 {
     1000
+}
+
+/// How long backups are kept: a restore may bring back a state this old, and a deletion is
+/// refilled only while some copy still holds its tombstone, so every SA keeps tombstones at
+/// least this long (checked).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    pub retention_days: u32,
 }
 
 /// Landscape-wide settings of session tokens.

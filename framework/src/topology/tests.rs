@@ -445,3 +445,31 @@ fn an_owner_is_refilled_from_the_copies_that_grant_it_and_warned_of_the_others()
             .contains("registration cannot be refilled from login's copy")
     );
 }
+
+#[test]
+fn tombstones_must_outlive_the_backups() {
+    let seven_days = GOOD.replacen("[gateway]", "[backups]\nretention_days = 7\n\n[gateway]", 1);
+    let topology = Topology::parse(&seven_days, "t.toml").unwrap();
+    assert_eq!(topology.check(&areas()).unwrap(), Vec::<Finding>::new());
+    let thirty_days = GOOD.replacen(
+        "[gateway]",
+        "[backups]\nretention_days = 30\n\n[gateway]",
+        1,
+    );
+    let Err(TopologyError::Refused { findings }) = Topology::parse(&thirty_days, "t.toml")
+        .unwrap()
+        .check(&areas())
+    else {
+        panic!("tombstones kept 7 days with backups of 30 were accepted");
+    };
+    assert_eq!(findings.len(), 3, "one per SA: {findings:?}");
+    assert!(
+        findings[0]
+            .message
+            .contains("keeps tombstones 7 days, but backups are kept 30 days")
+    );
+    assert_eq!(
+        findings[0].line,
+        Some(line_of(&thirty_days, "name = \"registration\""))
+    );
+}
