@@ -140,10 +140,25 @@ impl Interfaces {
         content_type: Option<&str>,
         url_version: Option<InterfaceVersion>,
     ) -> Result<(InterfaceVersion, Format), NegotiationError> {
-        let media_type = content_type
-            .and_then(|value| value.split(';').next())
+        let mut parts = content_type.unwrap_or_default().split(';');
+        let media_type = parts
+            .next()
             .map(|value| value.trim().to_ascii_lowercase())
+            .filter(|value| !value.is_empty())
             .ok_or(NegotiationError::UnsupportedMediaType)?;
+        // Bodies are read as UTF-8: a body announced in another charset would be misread.
+        let other_charset = parts
+            .filter_map(|part| part.split_once('='))
+            .any(|(name, value)| {
+                name.trim().eq_ignore_ascii_case("charset")
+                    && !matches!(
+                        value.trim().trim_matches('"').to_ascii_lowercase().as_str(),
+                        "utf-8" | "utf8"
+                    )
+            });
+        if other_charset {
+            return Err(NegotiationError::UnsupportedMediaType);
+        }
         let (media_version, format) = match self.classify(&media_type) {
             Some((version, format)) if media_type != "*/*" && media_type != "application/*" => {
                 (version, format)
@@ -364,6 +379,18 @@ mod tests {
         );
         check(Some("*/*"), Err(NegotiationError::UnsupportedMediaType));
         check(None, Err(NegotiationError::UnsupportedMediaType));
+        check(
+            Some("application/json; charset=UTF-8"),
+            Ok((1, Format::Json)),
+        );
+        check(
+            Some("application/json; charset=utf-16"),
+            Err(NegotiationError::UnsupportedMediaType),
+        );
+        check(
+            Some("application/xml; charset=\"iso-8859-1\""),
+            Err(NegotiationError::UnsupportedMediaType),
+        );
         check(
             Some("application/vnd.registration.v4+xml"),
             Err(NegotiationError::UnknownVersion(4)),

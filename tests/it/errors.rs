@@ -93,6 +93,7 @@ fn cases(id: &str) -> Vec<Case> {
         // 415
         case("no content type", "POST", "/customers", 415, "unsupported-media-type").body("", customer_json(91)),
         case("text is no representation", "POST", "/customers", 415, "unsupported-media-type").body("text/plain", customer_json(92)),
+        case("a body in another charset", "POST", "/customers", 415, "unsupported-media-type").body("application/json; charset=iso-8859-1", customer_json(94)),
         // 400: selectors and parameters
         case("selector without tilde", "GET", format!("{one}?aspects=person"), 400, "bad-selector"),
         case("empty selector", "GET", format!("{one}?aspects="), 400, "bad-selector"),

@@ -118,7 +118,7 @@ impl From<NegotiationError> for ApiError {
             NegotiationError::UnsupportedMediaType => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 codes::UNSUPPORTED_MEDIA_TYPE,
-                "send the body as application/vnd.{sa}.v{N}+xml or +json (or application/xml, application/json)",
+                "send the body in UTF-8 as application/vnd.{sa}.v{N}+xml or +json (or application/xml, application/json)",
             ),
         }
     }
