@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use tests::process::{UnitProcess, free_port, hiscale_binary};
+use tests::process::{UnitProcess, free_port, run_hiscale};
 use tests::replication::{post_customer, wait_for};
 use tests::{ADMIN, JSON, fresh_database};
 
@@ -34,10 +34,7 @@ fn topology(gateway: u16, database: &str, units: &[SocketAddr]) -> String {
 
 /// Runs `hiscale ARGS…` to its end; its stdout, or a panic with its stderr.
 fn hiscale(args: &[&std::ffi::OsStr]) -> String {
-    let output = std::process::Command::new(hiscale_binary())
-        .args(args)
-        .output()
-        .unwrap();
+    let output = run_hiscale(args);
     assert!(
         output.status.success(),
         "hiscale {args:?} failed: {}",

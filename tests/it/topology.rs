@@ -3,9 +3,8 @@
 //! and the unit never starts.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use tests::process::hiscale_binary;
+use tests::process::run_hiscale;
 
 /// The committed topology with shop's grant at registration narrowed to `~person`, while shop
 /// still copies `~person~address.home`; and the 1-based line of shop's copy.
@@ -23,10 +22,6 @@ fn narrowed_topology() -> (String, usize) {
     (text, line)
 }
 
-fn hiscale(args: &[&str]) -> Output {
-    Command::new(hiscale_binary()).args(args).output().unwrap()
-}
-
 #[test]
 fn check_and_serve_refuse_a_copy_beyond_its_grant_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -40,14 +35,14 @@ fn check_and_serve_refuse_a_copy_beyond_its_grant_naming_the_line() {
          shop only ~person: ~address.home lie outside"
     );
 
-    let checked = hiscale(&["check", "--topology", topology]);
+    let checked = run_hiscale(&["check", "--topology", topology]);
     let stderr = String::from_utf8_lossy(&checked.stderr);
     assert!(!checked.status.success(), "check accepted it: {stderr}");
     assert!(stderr.contains(&expected), "{stderr}");
 
     // The unit refuses before it opens its database or listens (the database in the committed
     // topology is on a host that does not exist here).
-    let served = hiscale(&[
+    let served = run_hiscale(&[
         "serve",
         "--topology",
         topology,
@@ -64,7 +59,7 @@ fn check_and_serve_refuse_a_copy_beyond_its_grant_naming_the_line() {
 #[test]
 fn check_accepts_the_committed_topology() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/topology.toml");
-    let checked = hiscale(&["check", "--topology", path.to_str().unwrap()]);
+    let checked = run_hiscale(&["check", "--topology", path.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&checked.stdout);
     assert!(
         checked.status.success(),

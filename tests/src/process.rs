@@ -107,6 +107,14 @@ impl Drop for UnitProcess {
     }
 }
 
+/// Runs `hiscale ARGS…` to its end (a command such as `check`, not a unit).
+pub fn run_hiscale<S: AsRef<OsStr>>(args: &[S]) -> std::process::Output {
+    Command::new(hiscale_binary())
+        .args(args)
+        .output()
+        .expect("run hiscale")
+}
+
 /// The `hiscale` binary next to this test executable (`target/<profile>/hiscale`).
 pub fn hiscale_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

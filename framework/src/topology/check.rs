@@ -426,22 +426,7 @@ impl<'a> Checker<'a> {
             );
             return;
         };
-        if grant.get_ref() == "operator" {
-            return;
-        }
-        let resolve = |text: &str| {
-            AspectSelector::parse(text, MAX_GRANT_CHARS)
-                .ok()
-                .map(|selector| selector.select_known(held.aspect_names()))
-        };
-        let (Some(wanted), Some(allowed)) = (resolve(aspects), resolve(grant.get_ref())) else {
-            return; // reported where the selectors are checked
-        };
-        let outside: Vec<String> = wanted
-            .outside(&allowed)
-            .iter()
-            .map(|aspect| format!("~{aspect}"))
-            .collect();
+        let outside = beyond_grant(grant.get_ref(), aspects, held);
         if !outside.is_empty() {
             self.error(
                 spanned,
@@ -467,19 +452,10 @@ impl<'a> Checker<'a> {
         spanned: &Spanned<CopyDeployment>,
     ) {
         let name = sa.name.get_ref();
-        let covered = sa.grants.get(owner).is_some_and(|grant| {
-            let grant = grant.get_ref();
-            grant == "operator"
-                || match (
-                    AspectSelector::parse(grant, MAX_GRANT_CHARS),
-                    AspectSelector::parse(aspects, MAX_GRANT_CHARS),
-                ) {
-                    (Ok(grant), Ok(wanted)) => wanted
-                        .select_known(held.aspect_names())
-                        .is_within(&grant.select_known(held.aspect_names())),
-                    _ => true, // reported where the selectors are checked
-                }
-        });
+        let covered = sa
+            .grants
+            .get(owner)
+            .is_some_and(|grant| beyond_grant(grant.get_ref(), aspects, held).is_empty());
         if !covered {
             self.warning(
                 spanned,
@@ -515,4 +491,26 @@ impl<'a> Checker<'a> {
         }
         Some(path)
     }
+}
+
+/// The aspects of `wanted` (a selector over `held`'s aspects) that `grant` does not cover, as
+/// `~name`s; none for the operator grant, or when a selector does not parse (that is reported
+/// where the selectors are checked).
+fn beyond_grant(grant: &str, wanted: &str, held: &Collection) -> Vec<String> {
+    if grant == "operator" {
+        return Vec::new();
+    }
+    let resolve = |text: &str| {
+        AspectSelector::parse(text, MAX_GRANT_CHARS)
+            .ok()
+            .map(|selector| selector.select_known(held.aspect_names()))
+    };
+    let (Some(wanted), Some(allowed)) = (resolve(wanted), resolve(grant)) else {
+        return Vec::new();
+    };
+    wanted
+        .outside(&allowed)
+        .iter()
+        .map(|aspect| format!("~{aspect}"))
+        .collect()
 }

@@ -258,11 +258,7 @@ pub enum TopologyError {
 impl Topology {
     /// Reads and parses a topology file (no checks against the SAs yet: [`Topology::check`]).
     pub fn load(path: &Path) -> Result<Self, TopologyError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
-            path: name.clone(),
-            source,
-        })?;
+        let (name, text) = read(path)?;
         Self::parse(&text, &name)
     }
 
@@ -471,15 +467,20 @@ impl Topology {
 impl Secrets {
     /// Reads a secrets file (TOML: `[tokens]` by caller name, `[sessions]` keys).
     pub fn load(path: &Path) -> Result<Self, TopologyError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
-            path: name.clone(),
-            source,
-        })?;
+        let (name, text) = read(path)?;
         toml::from_str(&text).map_err(|source| TopologyError::Parse {
             path: name,
             source: Box::new(source),
         })
+    }
+}
+
+/// A file's name (for messages) and its text.
+fn read(path: &Path) -> Result<(String, String), TopologyError> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((name, text)),
+        Err(source) => Err(TopologyError::Read { path: name, source }),
     }
 }
 
