@@ -9,7 +9,28 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier, generate_salt, phc
 
 use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::config::CallerConfig;
+use crate::model::{Collection, Ownership};
+use crate::store::StoredResource;
 use crate::version::ResourceId;
+
+/// The customer who owns `resource`, as `collection` declares it; `None` when nobody does.
+pub(crate) fn owner_of(collection: &Collection, resource: &StoredResource) -> Option<ResourceId> {
+    match collection.ownership() {
+        Ownership::Nobody => None,
+        Ownership::Itself => Some(resource.id.clone()),
+        Ownership::Field(lookup) => {
+            let aspect = lookup.aspect.to_string();
+            let body = resource
+                .aspects
+                .iter()
+                .find(|stored| stored.name == aspect && !stored.deleted)?
+                .body
+                .as_deref()?;
+            let document: serde_json::Value = serde_json::from_str(body).ok()?;
+            ResourceId::parse(document.get(&lookup.field)?.as_str()?)
+        }
+    }
+}
 
 /// What a caller may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +39,12 @@ pub enum Grant {
     Operator,
     /// Reads just these aspects (by name or family), nothing else.
     Aspects(AspectSelector),
-    /// A signed-in user (session token from login): reads only that one resource, and of it
-    /// only the aspects the unit's configuration grants sessions: none when it names none
-    /// (deny by default, so an SA that forgets the grant never shows a password hash).
+    /// A signed-in customer (session token from login): reaches only the resources it owns,
+    /// as each collection declares ownership ([`crate::Ownership`]), and of them only the
+    /// aspects the unit's configuration grants sessions: none when it names none (deny by
+    /// default, so an SA that forgets the grant never shows a password hash).
     Session {
-        resource: ResourceId,
+        customer: ResourceId,
         aspects: Option<AspectSelector>,
     },
 }
@@ -39,11 +61,20 @@ impl Caller {
         self.grant == Grant::Operator
     }
 
-    /// Whether this caller may see `id` at all (a session reaches only its own resource).
-    pub fn may_see(&self, id: &ResourceId) -> bool {
+    /// The customer a session acts for; `None` for peers and operators.
+    pub fn customer(&self) -> Option<&ResourceId> {
         match &self.grant {
-            Grant::Session { resource, .. } => resource == id,
-            _ => true,
+            Grant::Session { customer, .. } => Some(customer),
+            _ => None,
+        }
+    }
+
+    /// Whether this caller may see `resource` of `collection` at all: a session only what its
+    /// customer owns (anything else looks missing, so a session learns nothing of others).
+    pub fn reaches(&self, collection: &Collection, resource: &StoredResource) -> bool {
+        match self.customer() {
+            None => true,
+            Some(customer) => owner_of(collection, resource).as_ref() == Some(customer),
         }
     }
 

@@ -43,10 +43,16 @@ pub const ASPECT_NOT_GRANTED: &str = "aspect-not-granted";
 pub const NOTHING_GRANTED: &str = "nothing-granted";
 /// `403`: a user's session asked for a feed, which only service areas read.
 pub const FEED_NOT_GRANTED: &str = "feed-not-granted";
-/// `403`: a caller without the operator grant tried to write.
+/// `403`: a caller may not write here (not the operator, or a session where the collection
+/// does not let sessions write, or an aspect outside the session grant).
 pub const WRITE_NOT_GRANTED: &str = "write-not-granted";
-/// `403`: a user's session asked for a resource other than its own.
-pub const NOT_YOUR_RESOURCE: &str = "not-your-resource";
+/// `404`: `POST /{collection}/{id}/{name}` names no command the collection declares.
+pub const UNKNOWN_COMMAND: &str = "unknown-command";
+/// `409`: a rule or command found the resource changed by other writers on every try; read it
+/// and try again.
+pub const WRITE_CONFLICT: &str = "write-conflict";
+/// `400`: a lookup's `after` is not a resource id.
+pub const BAD_CURSOR: &str = "bad-cursor";
 /// `403`: a caller without the operator grant called `/admin/…`.
 pub const OPERATOR_ONLY: &str = "operator-only";
 

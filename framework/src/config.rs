@@ -24,6 +24,10 @@ pub struct UnitConfig {
     /// Zone (rack, room, datacenter) this unit runs in; reported by `/heartbeat`.
     #[serde(default)]
     pub zone: Option<String>,
+    /// A service unit (serves requests) or a batch unit (runs the SA's jobs, serves only
+    /// health, metrics and admin).
+    #[serde(default)]
+    pub kind: UnitKind,
     #[serde(default)]
     pub limits: Limits,
     /// Who may call this unit, with which grant.
@@ -161,6 +165,18 @@ impl Default for ReaderConfig {
     }
 }
 
+/// What a unit does: the design's service units and batch units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitKind {
+    /// Serves the SA's REST interface (and, for a reading SA, polls its sources).
+    #[default]
+    Service,
+    /// Runs the SA's batch jobs; serves no user traffic (HAProxy sends it none) and polls no
+    /// source.
+    Batch,
+}
+
 /// A reading unit's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -241,6 +257,7 @@ impl UnitConfig {
             listen,
             database: database.to_owned(),
             zone: None,
+            kind: UnitKind::Service,
             limits: Limits::default(),
             callers: Vec::new(),
             feed: FeedConfig::default(),

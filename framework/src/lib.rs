@@ -6,6 +6,8 @@
 
 pub mod aspect;
 pub mod auth;
+mod batch;
+pub mod business;
 pub mod codes;
 pub mod config;
 pub mod http;
@@ -24,7 +26,8 @@ pub mod unit;
 pub mod version;
 
 pub use aspect::{Aspect, AspectName, AspectSelector, Invalid, Selection, UniqueKey};
+pub use business::{Changed, Context, Draft, Refusal};
 pub use config::UnitConfig;
-pub use model::{Collection, ServiceArea};
+pub use model::{Collection, Ownership, ServiceArea};
 pub use store::Store;
 pub use version::{ResourceId, Version};

@@ -3,9 +3,14 @@
 //! Services describe their business data here once; the framework derives routes,
 //! representations, validation and the OpenAPI document from it.
 
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::aspect::{Aspect, AspectName, Invalid, Selection, UniqueKey};
+use crate::business::{Changed, Command, Context, Draft, Reaction, Refusal, Rule};
 use crate::codes;
 
 /// A service area: a name (used in media types, `application/vnd.{sa}.v1+xml`), what it owns
@@ -15,6 +20,7 @@ pub struct ServiceArea {
     name: String,
     owned: Vec<Collection>,
     copied: Vec<Collection>,
+    reactions: Vec<Reaction>,
 }
 
 /// Whether a unit writes a collection or keeps a read-only copy of another SA's.
@@ -44,6 +50,7 @@ impl ServiceArea {
             name: name.to_owned(),
             owned: Vec::new(),
             copied: Vec::new(),
+            reactions: Vec::new(),
         }
     }
 
@@ -68,6 +75,48 @@ impl ServiceArea {
         collection.owner = owner.to_owned();
         self.copied.push(collection);
         self
+    }
+
+    /// Declares a reaction to every change of one of this SA's collections (owned or copied),
+    /// run by its batch units as the job `job` (see [`crate::business`]): the design's batch
+    /// service units, which serve no user traffic.
+    pub fn reacts_to<F, Fut>(mut self, collection: &str, job: &str, run: F) -> Self
+    where
+        F: Fn(Context, Changed) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Refusal>> + Send + 'static,
+    {
+        assert!(
+            self.collection(collection).is_some(),
+            "reaction to undeclared collection {collection:?}"
+        );
+        assert!(
+            is_identifier(job),
+            "job name {job:?} is not a lower-case word"
+        );
+        assert!(
+            self.reactions.iter().all(|reaction| reaction.job != job),
+            "job {job:?} declared twice"
+        );
+        let run = Arc::new(run);
+        self.reactions.push(Reaction {
+            job: job.to_owned(),
+            collection: collection.to_owned(),
+            run: Arc::new(move |context, changed| {
+                let run = Arc::clone(&run);
+                Box::pin(async move { run(context, changed).await })
+            }),
+        });
+        self
+    }
+
+    /// The reactions its batch units run.
+    pub(crate) fn reactions(&self) -> &[Reaction] {
+        &self.reactions
+    }
+
+    /// Whether the SA declares work for batch units.
+    pub fn has_batch_work(&self) -> bool {
+        !self.reactions.is_empty()
     }
 
     /// Collections this SA keeps copies of.
@@ -105,6 +154,39 @@ pub struct Collection {
     unique_fields: Vec<UniqueField>,
     role: Role,
     owner: String,
+    business: CollectionRules,
+}
+
+/// What a collection declares beyond its aspects: lookups, who owns a resource, what sessions
+/// may do, rules and commands (see [`crate::business`]).
+#[derive(Debug, Clone, Default)]
+struct CollectionRules {
+    lookups: Vec<LookupField>,
+    ownership: Ownership,
+    sessions_write: bool,
+    rules: Vec<Rule>,
+    commands: Vec<Command>,
+}
+
+/// A field a collection can be searched by (`GET /orders?customer=12`): a text field of one
+/// aspect, indexed in every store that holds the collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupField {
+    pub aspect: AspectName,
+    pub field: String,
+}
+
+/// Which customer a resource belongs to, for sessions: a session reaches exactly the resources
+/// it owns, in every collection; a collection that declares no owner shows sessions nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Ownership {
+    /// Sessions reach nothing here.
+    #[default]
+    Nobody,
+    /// The resource is the customer (registration's customers).
+    Itself,
+    /// A lookup field names the customer (an order's `customer`).
+    Field(LookupField),
 }
 
 /// A field whose value at most one resource may hold (compared case-insensitively).
@@ -133,7 +215,152 @@ impl Collection {
             unique_fields: Vec::new(),
             role: Role::Owner,
             owner: String::new(),
+            business: CollectionRules::default(),
         }
+    }
+
+    /// Makes `field` of `aspect` searchable: `GET /{collection}?{field}=…` and
+    /// [`crate::business::Context::find`]. The field holds text (an id, a status).
+    ///
+    /// ```
+    /// use hiscale::{Collection, business::Draft};
+    /// let orders = Collection::new("orders", "order")
+    ///     .document("order", &[])
+    ///     .lookup("order", "customer");
+    /// assert!(orders.lookup_field("customer").is_some());
+    /// ```
+    pub fn lookup(mut self, aspect: &str, field: &str) -> Self {
+        let parsed = AspectName::parse(aspect)
+            .ok()
+            .filter(|name| self.names.contains(name));
+        assert!(parsed.is_some(), "lookup on undeclared aspect {aspect:?}");
+        assert!(
+            is_identifier(field),
+            "lookup field {field:?} is not a lower-case word"
+        );
+        assert!(
+            self.lookup_field(field).is_none(),
+            "lookup field {field:?} declared twice"
+        );
+        if let Some(aspect) = parsed {
+            self.business.lookups.push(LookupField {
+                aspect,
+                field: field.to_owned(),
+            });
+        }
+        self
+    }
+
+    /// Sessions reach a resource when it *is* their customer (registration's customers).
+    pub fn owned_by_itself(mut self) -> Self {
+        self.business.ownership = Ownership::Itself;
+        self
+    }
+
+    /// Sessions reach a resource when `field` of `aspect` names their customer; declares the
+    /// lookup too, so `GET /{collection}` with a session lists the customer's own resources.
+    pub fn owned_by(mut self, aspect: &str, field: &str) -> Self {
+        if self.lookup_field(field).is_none() {
+            self = self.lookup(aspect, field);
+        }
+        if let Some(lookup) = self.lookup_field(field).cloned() {
+            self.business.ownership = Ownership::Field(lookup);
+        }
+        self
+    }
+
+    /// Lets sessions create resources they own and replace aspects of them (within the
+    /// session grant); the owner field is then taken from the session, never from the body.
+    pub fn writable_by_sessions(mut self) -> Self {
+        self.business.sessions_write = true;
+        self
+    }
+
+    /// Adds a rule run on every write, after each aspect's own validation, with a read view of
+    /// the SA's store (see [`crate::business`]).
+    pub fn rule<F, Fut>(mut self, rule: F) -> Self
+    where
+        F: Fn(Context, Draft) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Draft, Refusal>> + Send + 'static,
+    {
+        let rule = Arc::new(rule);
+        self.business
+            .rules
+            .push(Rule(Arc::new(move |context, draft| {
+                let rule = Arc::clone(&rule);
+                Box::pin(async move { rule(context, draft).await })
+            })));
+        self
+    }
+
+    /// Declares a command, `POST /{collection}/{id}/{name}` with a body of type `I`: it gets
+    /// the resource as it is and returns it with what it changed (one new version).
+    /// `for_sessions` lets a session run it on resources it owns.
+    pub fn command<I, F, Fut>(mut self, name: &str, for_sessions: bool, run: F) -> Self
+    where
+        I: DeserializeOwned + utoipa::ToSchema + Send + 'static,
+        F: Fn(Context, Draft, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Draft, Refusal>> + Send + 'static,
+    {
+        assert!(
+            is_identifier(name),
+            "command name {name:?} is not a lower-case word"
+        );
+        assert!(
+            AspectName::parse(name).is_ok_and(|parsed| !self.names.contains(&parsed))
+                && self.command_named(name).is_none(),
+            "command {name:?} clashes with an aspect or another command"
+        );
+        self.business
+            .commands
+            .push(Command::new(name, for_sessions, run));
+        self
+    }
+
+    /// The declared lookup on `field`.
+    pub fn lookup_field(&self, field: &str) -> Option<&LookupField> {
+        self.business
+            .lookups
+            .iter()
+            .find(|lookup| lookup.field == field)
+    }
+
+    /// Every declared lookup.
+    pub fn lookups(&self) -> &[LookupField] {
+        &self.business.lookups
+    }
+
+    /// Who owns a resource, for sessions.
+    pub fn ownership(&self) -> &Ownership {
+        &self.business.ownership
+    }
+
+    /// Whether sessions may create and edit their own resources.
+    pub fn sessions_write(&self) -> bool {
+        self.business.sessions_write
+    }
+
+    pub(crate) fn rules(&self) -> &[Rule] {
+        &self.business.rules
+    }
+
+    pub(crate) fn command_named(&self, name: &str) -> Option<&Command> {
+        self.business
+            .commands
+            .iter()
+            .find(|command| command.name == name)
+    }
+
+    /// The names of the declared commands.
+    pub fn command_names(&self) -> impl Iterator<Item = &str> {
+        self.business
+            .commands
+            .iter()
+            .map(|command| command.name.as_str())
+    }
+
+    pub(crate) fn commands(&self) -> &[Command] {
+        &self.business.commands
     }
 
     /// Declares an aspect of a copy: a document whose rules are the owner's business, so it

@@ -215,8 +215,22 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilde
             .description(Some(description))
             .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
     };
+    let mut feed = OperationBuilder::new();
+    for lookup in collection.lookups() {
+        feed = feed.parameter(query(
+            &lookup.field,
+            &format!(
+                "lookup: the {name} whose {} holds this value, paged by id (with after, limit); \
+                 answers the feed's envelope, Link rel=next while more",
+                lookup.field
+            ),
+        ));
+    }
+    if !collection.lookups().is_empty() {
+        feed = feed.parameter(query("after", "lookup: the last id of the previous page"));
+    }
     let feed = errors(
-        OperationBuilder::new()
+        feed
             .summary(Some(format!(
                 "The delta feed of {name}: resources with a selected aspect newer than version, ascending, in chunks"
             )))
@@ -238,6 +252,7 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilde
         one.delete = Some(delete.build());
         let mut aspect = PathItem::new(HttpMethod::Put, put);
         aspect.delete = Some(delete_aspect.build());
+        let paths = command_paths(paths, collection);
         return paths
             .path(format!("/{name}"), listing)
             .path(format!("/{name}/{{id}}"), one)
@@ -246,4 +261,55 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilde
     paths
         .path(format!("/{name}"), listing)
         .path(format!("/{name}/{{id}}"), one)
+}
+
+/// `POST /{collection}/{id}/{command}` for each declared command, with its input's schema.
+fn command_paths(mut paths: PathsBuilder, collection: &Collection) -> PathsBuilder {
+    for command in collection.commands() {
+        let media = format!("application/vnd.{}.v1+json", collection.owner());
+        let operation = OperationBuilder::new()
+            .summary(Some(format!(
+                "Command {} on one {}: one new version; If-Match applies",
+                command.name,
+                collection.item()
+            )))
+            .parameter(
+                ParameterBuilder::new()
+                    .name("id")
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            )
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        media,
+                        ContentBuilder::new()
+                            .schema(Some((command.input_schema)()))
+                            .build(),
+                    )
+                    .build(),
+            ))
+            .response(
+                "200",
+                ResponseBuilder::new().description("what the command changed"),
+            )
+            .response(
+                "404",
+                ResponseBuilder::new().description("no such resource (or not yours)"),
+            )
+            .response(
+                "409",
+                ResponseBuilder::new().description("the resource's state does not allow it"),
+            )
+            .response(
+                "412",
+                ResponseBuilder::new().description("If-Match did not match"),
+            );
+        paths = paths.path(
+            format!("/{}/{{id}}/{}", collection.name(), command.name),
+            PathItem::new(HttpMethod::Post, operation),
+        );
+    }
+    paths
 }

@@ -7,7 +7,9 @@ use tokio::net::TcpListener;
 
 use crate::aspect::{AspectSelector, SelectorError};
 use crate::auth::{CallerConfigError, Callers};
-use crate::config::{FEED_MAX_LIMIT, FEED_MAX_WAIT_SECS, ReaderRole, SourceConfig, UnitConfig};
+use crate::config::{
+    FEED_MAX_LIMIT, FEED_MAX_WAIT_SECS, ReaderRole, SourceConfig, UnitConfig, UnitKind,
+};
 use crate::http::{AppState, Extras, Replication, Routes, UnitIdentity, UnitRole, app_with};
 use crate::model::ServiceArea;
 use crate::session::{BadKey, SessionVerifier};
@@ -88,13 +90,19 @@ async fn build_state(
     for collection in sa.owned() {
         store.register_collection(collection.name()).await?;
     }
+    for collection in sa.collections() {
+        for lookup in collection.lookups() {
+            store.ensure_lookup(collection.name(), lookup).await?;
+        }
+    }
     if let Some(warning) = alone_in_store(&store, &config.peers).await? {
         tracing::warn!(unit = %config.unit, "{warning}");
     }
-    let role = match (sa.copied().is_empty(), config.reader.role) {
-        (true, _) => UnitRole::Owner,
-        (false, ReaderRole::Primary) => UnitRole::Primary,
-        (false, ReaderRole::Backup) => UnitRole::Backup,
+    let role = match (config.kind, sa.copied().is_empty(), config.reader.role) {
+        (UnitKind::Batch, _, _) => UnitRole::Batch,
+        (UnitKind::Service, true, _) => UnitRole::Owner,
+        (UnitKind::Service, false, ReaderRole::Primary) => UnitRole::Primary,
+        (UnitKind::Service, false, ReaderRole::Backup) => UnitRole::Backup,
     };
     Ok(AppState::new(
         sa,
@@ -217,12 +225,18 @@ pub async fn serve_app(
         })?;
     tracing::info!(unit = %config.unit, address = %config.listen, "unit listening");
     let (stop_tasks, stopped) = tokio::sync::watch::channel(false);
-    let mut tasks = crate::poller::spawn(
-        state.clone(),
-        config.sources.clone(),
-        config.reader.clone(),
-        stopped.clone(),
-    );
+    let mut tasks = match config.kind {
+        UnitKind::Service => crate::poller::spawn(
+            state.clone(),
+            config.sources.clone(),
+            config.reader.clone(),
+            stopped.clone(),
+        ),
+        UnitKind::Batch => vec![tokio::spawn(crate::batch::run(
+            state.clone(),
+            stopped.clone(),
+        ))],
+    };
     tasks.push(tokio::spawn(purge_periodically(state.clone(), stopped)));
     let store = state.store().clone();
     let router = app_with(state.clone(), own_routes);

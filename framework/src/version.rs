@@ -88,6 +88,11 @@ pub enum TagCondition {
 }
 
 impl TagCondition {
+    /// Matches exactly `version`: what business code pins a change to after reading.
+    pub fn exactly(version: Version) -> Self {
+        Self::Tags(vec![version])
+    }
+
     /// Parses an `If-None-Match` value (weak comparison: `W/"7"` matches version 7, as RFC
     /// 9110 says for it); `None` when it is not a list of entity tags.
     pub fn parse(header: &str) -> Option<Self> {

@@ -365,8 +365,9 @@ async fn copies(gateway: &Gateway, tokens: &Tokens, id: &str) -> String {
     let as_admin = gateway.send(gateway.get(&other_path, admin, JSON)).await;
     assert_eq!(as_admin.status, 200, "{}", as_admin.body);
     let as_session = gateway.send(gateway.get(&other_path, &token, JSON)).await;
-    assert_eq!(as_session.status, 403, "{}", as_session.body);
-    assert_eq!(as_session.error_code(), "not-your-resource");
+    // Another customer's resource looks missing: a session learns nothing of others.
+    assert_eq!(as_session.status, 404, "{}", as_session.body);
+    assert_eq!(as_session.error_code(), "not-found");
 
     // Shop's replication status, as the operator sees it.
     let replication = gateway

@@ -405,7 +405,7 @@ both_backends!(
         let foreign = app.send(read(format!("/customers/{other}"))).await;
         assert_eq!(
             (foreign.status, foreign.error_code().as_str()),
-            (StatusCode::FORBIDDEN, "not-your-resource")
+            (StatusCode::NOT_FOUND, "not-found")
         );
         let write = app
             .send(

@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::business::Refusal;
 use crate::codes;
 use crate::interface::NegotiationError;
 use crate::repr::BadBody;
@@ -120,6 +121,16 @@ impl From<NegotiationError> for ApiError {
                 codes::UNSUPPORTED_MEDIA_TYPE,
                 "send the body in UTF-8 as application/vnd.{sa}.v{N}+xml or +json (or application/xml, application/json)",
             ),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid { code, message } => Self::bad_request(code, message),
+            Refusal::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
+            Refusal::Store(error) => error.into(),
         }
     }
 }

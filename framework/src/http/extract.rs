@@ -80,11 +80,11 @@ impl FromRequestParts<AppState> for Caller {
                 format!("session refused: {error}"),
             )
         })?;
-        let resource = ResourceId::parse(&claims.sub).ok_or_else(invalid)?;
+        let customer = ResourceId::parse(&claims.sub).ok_or_else(invalid)?;
         Ok(Caller {
             name: format!("user:{}", claims.login),
             grant: Grant::Session {
-                resource,
+                customer,
                 aspects: state.inner.session_grant.clone(),
             },
         })

@@ -44,6 +44,17 @@ pub(super) async fn feed(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let collection = state.collection(&path.map_err(bad_path)?.0)?;
+    if super::lookup::applies(collection, &caller, query.as_deref()) {
+        return super::lookup::list(
+            &state,
+            collection,
+            &caller,
+            &headers,
+            &url_version,
+            query.as_deref(),
+        )
+        .await;
+    }
     if !caller.is_service() {
         return Err(ApiError::forbidden(
             codes::FEED_NOT_GRANTED,
@@ -287,7 +298,10 @@ async fn notice_rollback(
 }
 
 /// The newest version handed out (owner) or received (copy): a caller beyond it is ahead.
-async fn latest_version(state: &AppState, collection: &Collection) -> Result<Version, ApiError> {
+pub(super) async fn latest_version(
+    state: &AppState,
+    collection: &Collection,
+) -> Result<Version, ApiError> {
     Ok(match collection.role() {
         Role::Owner => state.store().current_version(collection.name()).await?,
         Role::Copy { .. } => state.store().cursor(collection.name()).await?,
@@ -336,7 +350,7 @@ async fn remember_consumer(
     }
 }
 
-fn bounded(
+pub(super) fn bounded(
     text: Option<&str>,
     default: usize,
     min: usize,

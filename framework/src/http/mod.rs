@@ -2,9 +2,11 @@
 //! Only this module (and its children) names axum types.
 
 mod blocking;
+mod command;
 mod error;
 mod extract;
 mod feed;
+mod lookup;
 mod ops;
 mod resource;
 mod restore;
@@ -39,6 +41,7 @@ use crate::model::{Collection, ServiceArea};
 use crate::repr::{self, Format};
 use crate::session::SessionVerifier;
 use crate::store::Store;
+use crate::version::ResourceId;
 
 /// Everything a unit's handlers share: one `Clone` of `Arc`s, no globals.
 #[derive(Debug, Clone)]
@@ -48,7 +51,7 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    sa: ServiceArea,
+    sa: Arc<ServiceArea>,
     store: Store,
     callers: Callers,
     limits: Limits,
@@ -95,6 +98,8 @@ pub enum UnitRole {
     Primary,
     /// A unit of a reading SA that watches the primary and polls only while it is gone.
     Backup,
+    /// A batch unit: runs the SA's jobs, serves only operations (no resources, no feed).
+    Batch,
 }
 
 /// Who this unit is, for `/heartbeat` and logs.
@@ -133,7 +138,7 @@ impl AppState {
             .build();
         Self {
             inner: Arc::new(Inner {
-                sa,
+                sa: Arc::new(sa),
                 store,
                 callers,
                 limits,
@@ -156,6 +161,15 @@ impl AppState {
 
     pub fn service_area(&self) -> &ServiceArea {
         &self.inner.sa
+    }
+
+    /// What business code of this SA may read and write, acting for `customer` (a session's).
+    pub fn context(&self, customer: Option<ResourceId>) -> crate::business::Context {
+        crate::business::Context::new(
+            self.inner.store.clone(),
+            Arc::clone(&self.inner.sa),
+            customer,
+        )
     }
 
     pub fn feed_config(&self) -> &FeedConfig {
@@ -217,6 +231,26 @@ pub fn app(state: AppState) -> Router {
 /// Routes an SA adds beside the framework's (login's `POST /sessions`), with the unit's state.
 pub type Routes = Router<AppState>;
 
+/// The REST resources, the feed, lookups and commands: none on a batch unit, which serves no
+/// user traffic.
+fn resources(state: &AppState) -> Router<AppState> {
+    if state.inner.unit.role == UnitRole::Batch {
+        return Router::new();
+    }
+    Router::new()
+        .route("/{collection}", get(feed::feed).post(resource::create))
+        .route(
+            "/{collection}/{id}",
+            get(resource::read).delete(resource::delete_resource),
+        )
+        .route(
+            "/{collection}/{id}/{aspect}",
+            put(resource::put_aspect)
+                .delete(resource::delete_aspect)
+                .post(command::run),
+        )
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight end.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -250,15 +284,7 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
                 .post(restore::enter)
                 .delete(restore::leave),
         )
-        .route("/{collection}", get(feed::feed).post(resource::create))
-        .route(
-            "/{collection}/{id}",
-            get(resource::read).delete(resource::delete_resource),
-        )
-        .route(
-            "/{collection}/{id}/{aspect}",
-            put(resource::put_aspect).delete(resource::delete_aspect),
-        )
+        .merge(resources(&state))
         .merge(docs)
         .merge(own_routes)
         .fallback(not_found)

@@ -15,11 +15,12 @@ use super::extract::{UrlVersion, forwarded_prefix, header_text, query_params};
 use super::{ApiError, AppState};
 use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::auth::Caller;
+use crate::business::{Draft, MAX_ATTEMPTS, Refusal};
 use crate::codes;
 use crate::interface::{InterfaceState, Negotiated};
-use crate::model::{AspectDef, Collection, Role};
+use crate::model::{AspectDef, Collection, Ownership, Role};
 use crate::repr::{self, ParseLimits, ResourceView, WireAspect};
-use crate::store::{AspectEdit, Change, Target};
+use crate::store::{AspectEdit, Change, Committed, StoredResource, Target};
 use crate::version::{ETag, ResourceId, TagCondition};
 
 type UrlVersionExt = Option<Extension<UrlVersion>>;
@@ -39,17 +40,11 @@ pub(super) async fn read(
     let params = query_params(query.as_deref(), &["aspects"])?;
     let selection = selection(&state, collection, &caller, param(&params, "aspects"))?;
     let id = ResourceId::parse(&id).ok_or_else(not_found)?;
-    if !caller.may_see(&id) {
-        return Err(ApiError::forbidden(
-            codes::NOT_YOUR_RESOURCE,
-            "a session reaches only its own resource",
-        ));
-    }
     let resource = state
         .store()
         .read(collection.name(), &id)
         .await?
-        .filter(|resource| !resource.deleted)
+        .filter(|resource| !resource.deleted && caller.reaches(collection, resource))
         .ok_or_else(not_found)?;
     let view = ResourceView::of(&resource, |name| selection_has(&selection, name));
     let etag = ETag(view.version);
@@ -79,7 +74,13 @@ pub(super) async fn create(
 ) -> Result<Response, ApiError> {
     let collection = state.collection(&path.map_err(bad_path)?.0)?;
     require_owner(collection)?;
-    require_writer(&caller)?;
+    require_writer(&caller, collection)?;
+    if caller.customer().is_some() && !matches!(collection.ownership(), Ownership::Field(_)) {
+        return Err(ApiError::forbidden(
+            codes::WRITE_NOT_GRANTED,
+            format!("a session cannot create {}", collection.name()),
+        ));
+    }
     let negotiated = negotiate(&state, collection, &headers, &url_version)?;
     query_params(query.as_deref(), &[])?;
     let (_, format) = state.interfaces_of(collection.owner()).body_type(
@@ -119,28 +120,30 @@ pub(super) async fn create(
             ));
         }
     }
-    let edits = accept_all(collection, resource.aspects).await?;
-    let committed = state
-        .store()
-        .commit(
-            collection.name(),
-            vec![Change {
-                target: Target::Create,
-                precondition: None,
-                edits,
-            }],
-        )
-        .await?;
+    let mut aspects = resource.aspects;
+    require_writable(
+        &caller,
+        collection,
+        aspects.iter().map(|aspect| &aspect.name),
+    )?;
+    for aspect in &mut aspects {
+        stamp_owner(&caller, collection, aspect);
+    }
+    let mut draft = Draft::new(collection.name());
+    for (name, body) in accept_all(collection, aspects).await? {
+        draft.set_document(&name, body);
+    }
+    let draft = run_rules(&state, collection, &caller, draft).await?;
+    let committed = commit_draft(&state, collection, &caller, Target::Create, None, &draft).await?;
     let (Some((id, version)), Some(written)) = (
         committed.changes.first().cloned(),
         committed.written.first(),
     ) else {
         return Err(ApiError::internal("a committed create reported no change"));
     };
-    state.notify_change();
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "create")
         .increment(1);
-    let view = ResourceView::of(written, |_| true);
+    let view = written_view(&caller, collection, written);
     let body = repr::render_resource(negotiated.format, collection, &view);
     let mut response = answer(&state, collection, negotiated, StatusCode::CREATED, body);
     let location = format!(
@@ -170,34 +173,39 @@ pub(super) async fn put_aspect(
     let (collection_name, id, aspect) = path.map_err(bad_path)?.0;
     let collection = state.collection(&collection_name)?;
     require_owner(collection)?;
-    require_writer(&caller)?;
+    require_writer(&caller, collection)?;
     let negotiated = negotiate(&state, collection, &headers, &url_version)?;
     query_params(query.as_deref(), &[])?;
     let definition = declared_aspect(collection, &aspect)?;
+    require_writable(&caller, collection, [&definition.name])?;
     let precondition = if_match(&headers)?;
     let (_, format) = state.interfaces_of(collection.owner()).body_type(
         header_text(&headers, header::CONTENT_TYPE),
         url_version.as_ref().map(|v| v.0.0),
     )?;
     let body = body.map_err(body_rejection)?;
-    let wire = repr::parse_aspect(format, &body, &definition.name, ParseLimits::default())?;
+    let mut wire = repr::parse_aspect(format, &body, &definition.name, ParseLimits::default())?;
     if wire.version.is_some() {
         return Err(forged_version());
     }
     let id = ResourceId::parse(&id).ok_or_else(not_found)?;
-    let edits = accept_all(collection, vec![wire]).await?;
-    let committed = state
-        .store()
-        .commit(
-            collection.name(),
-            vec![Change {
-                target: Target::Update(id),
-                precondition,
-                edits,
-            }],
-        )
-        .await?;
-    state.notify_change();
+    stamp_owner(&caller, collection, &mut wire);
+    let accepted = accept_all(collection, vec![wire]).await?;
+    let committed = change_with_rules(
+        &state,
+        collection,
+        &caller,
+        &id,
+        precondition,
+        false,
+        |mut draft| {
+            for (name, body) in &accepted {
+                draft.set_document(name, body.clone());
+            }
+            std::future::ready(Ok(draft))
+        },
+    )
+    .await?;
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "put")
         .increment(1);
     let written = committed
@@ -205,11 +213,131 @@ pub(super) async fn put_aspect(
         .first()
         .ok_or_else(|| ApiError::internal("a committed write reported no change"))?;
     let version = written.version;
-    let view = ResourceView::of(written, |_| true);
+    let view = written_view(&caller, collection, written);
     let body = repr::render_resource(negotiated.format, collection, &view);
     let mut response = answer(&state, collection, negotiated, StatusCode::OK, body);
     set_header(&mut response, header::ETAG, &ETag(version).header_value());
     Ok(response)
+}
+
+/// Changes an existing resource: reads it (a session only what it owns), lets `change` set
+/// aspects on it, runs the collection's rules and commits. When rules or `change` read the
+/// resource (`reads_current`), the commit is pinned to the version they saw and tried again
+/// when another writer came first; otherwise only the client's `If-Match` applies.
+pub(super) async fn change_with_rules<F, Fut>(
+    state: &AppState,
+    collection: &Collection,
+    caller: &Caller,
+    id: &ResourceId,
+    precondition: Option<TagCondition>,
+    reads_current: bool,
+    change: F,
+) -> Result<Committed, ApiError>
+where
+    F: Fn(Draft) -> Fut,
+    Fut: std::future::Future<Output = Result<Draft, Refusal>>,
+{
+    let pinned = reads_current || !collection.rules().is_empty();
+    for _ in 0..MAX_ATTEMPTS {
+        let current = if pinned || caller.customer().is_some() {
+            let resource = state
+                .store()
+                .read(collection.name(), id)
+                .await?
+                .filter(|resource| !resource.deleted && caller.reaches(collection, resource))
+                .ok_or_else(not_found)?;
+            Draft::stored(collection.name(), &resource)
+        } else {
+            Draft::existing(collection.name(), id.clone())
+        };
+        let draft = change(current).await?;
+        let draft = run_rules(state, collection, caller, draft).await?;
+        let condition = match (&precondition, pinned) {
+            (Some(given), _) => Some(given.clone()),
+            (None, true) => Some(TagCondition::exactly(draft.version())),
+            (None, false) => None,
+        };
+        let target = Target::Update(id.clone());
+        match commit_draft(state, collection, caller, target, condition, &draft).await {
+            Err(ApiError { status, .. })
+                if status == StatusCode::PRECONDITION_FAILED
+                    && precondition.is_none()
+                    && pinned =>
+            {
+                continue;
+            }
+            other => return other,
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        codes::WRITE_CONFLICT,
+        "other writers kept changing the resource; read it and try again",
+    ))
+}
+
+/// Runs the collection's rules, in declaration order, on what a write will store.
+pub(super) async fn run_rules(
+    state: &AppState,
+    collection: &Collection,
+    caller: &Caller,
+    mut draft: Draft,
+) -> Result<Draft, ApiError> {
+    for rule in collection.rules() {
+        draft = (rule.0)(state.context(caller.customer().cloned()), draft).await?;
+    }
+    Ok(draft)
+}
+
+/// Stores what `draft` sets as one change; a session's change must leave the resource its own.
+pub(super) async fn commit_draft(
+    state: &AppState,
+    collection: &Collection,
+    caller: &Caller,
+    target: Target,
+    precondition: Option<TagCondition>,
+    draft: &Draft,
+) -> Result<Committed, ApiError> {
+    if let (Some(customer), Ownership::Field(lookup)) = (caller.customer(), collection.ownership())
+    {
+        let owner = draft
+            .document(&lookup.aspect.to_string())
+            .and_then(|document| document.get(&lookup.field))
+            .and_then(Value::as_str);
+        if owner != Some(customer.as_str()) {
+            return Err(ApiError::forbidden(
+                codes::WRITE_NOT_GRANTED,
+                format!("a session writes only resources of its own customer ({lookup:?})"),
+            ));
+        }
+    }
+    let edits = draft.edits(collection)?;
+    if edits.is_empty() {
+        return Err(ApiError::internal("a write with nothing to store"));
+    }
+    let committed = state
+        .store()
+        .commit(
+            collection.name(),
+            vec![Change {
+                target,
+                precondition,
+                edits,
+            }],
+        )
+        .await?;
+    state.notify_change();
+    Ok(committed)
+}
+
+/// The answer to a write shows what it wrote, of it only what the caller may read.
+pub(super) fn written_view<'r>(
+    caller: &Caller,
+    collection: &Collection,
+    written: &'r StoredResource,
+) -> ResourceView<'r> {
+    let readable = caller.readable(collection.aspect_names());
+    ResourceView::of(written, |name| selection_has(&readable, name))
 }
 
 /// `DELETE /{collection}/{id}/{aspect}`: leaves an aspect tombstone.
@@ -223,7 +351,7 @@ pub(super) async fn delete_aspect(
     let (collection_name, id, aspect) = path.map_err(bad_path)?.0;
     let collection = state.collection(&collection_name)?;
     require_owner(collection)?;
-    require_writer(&caller)?;
+    require_operator_write(&caller)?;
     query_params(query.as_deref(), &[])?;
     let definition = declared_aspect(collection, &aspect)?;
     let precondition = if_match(&headers)?;
@@ -254,7 +382,7 @@ pub(super) async fn delete_resource(
     let (collection_name, id) = path.map_err(bad_path)?.0;
     let collection = state.collection(&collection_name)?;
     require_owner(collection)?;
-    require_writer(&caller)?;
+    require_operator_write(&caller)?;
     query_params(query.as_deref(), &[])?;
     let precondition = if_match(&headers)?;
     let id = ResourceId::parse(&id).ok_or_else(not_found)?;
@@ -296,11 +424,12 @@ async fn delete(
     Ok(response)
 }
 
-/// Runs each aspect's business validation off the async threads (password hashing is slow).
+/// Runs each aspect's business validation off the async threads (password hashing is slow);
+/// answers the stored documents.
 async fn accept_all(
     collection: &Collection,
     aspects: Vec<WireAspect>,
-) -> Result<Vec<AspectEdit>, ApiError> {
+) -> Result<Vec<(AspectName, Value)>, ApiError> {
     let work: Vec<(AspectDef, Map<String, Value>)> = aspects
         .into_iter()
         .map(|aspect| {
@@ -316,7 +445,7 @@ async fn accept_all(
                 })
         })
         .collect::<Result<_, _>>()?;
-    let accepted = super::run_blocking(move || {
+    super::run_blocking(move || {
         work.into_iter()
             .map(|(definition, fields)| {
                 let body = definition.accept(fields)?.body;
@@ -325,16 +454,7 @@ async fn accept_all(
             .collect::<Result<Vec<_>, crate::aspect::Invalid>>()
     })
     .await?
-    .map_err(|invalid| ApiError::bad_request(invalid.code, invalid.message))?;
-    // Unique values are found on the async side: it needs the collection, which stays here.
-    Ok(accepted
-        .into_iter()
-        .map(|(name, body)| AspectEdit {
-            unique_keys: collection.unique_keys(&name, &body),
-            aspect: name.to_string(),
-            body: Some(body.to_string()),
-        })
-        .collect())
+    .map_err(|invalid| ApiError::bad_request(invalid.code, invalid.message))
 }
 
 pub(super) fn negotiate(
@@ -414,7 +534,7 @@ pub(super) fn selection(
     Ok(selection)
 }
 
-fn selection_has(selection: &Selection, name: &str) -> bool {
+pub(super) fn selection_has(selection: &Selection, name: &str) -> bool {
     selection
         .names()
         .iter()
@@ -445,7 +565,7 @@ fn declared_aspect<'c>(collection: &'c Collection, text: &str) -> Result<&'c Asp
 }
 
 /// Copies are read-only: writes go to the owner, which the answer names.
-fn require_owner(collection: &Collection) -> Result<(), ApiError> {
+pub(super) fn require_owner(collection: &Collection) -> Result<(), ApiError> {
     match collection.role() {
         Role::Owner => Ok(()),
         Role::Copy { owner } => Err(ApiError::new(
@@ -459,18 +579,71 @@ fn require_owner(collection: &Collection) -> Result<(), ApiError> {
     }
 }
 
-fn require_writer(caller: &Caller) -> Result<(), ApiError> {
+/// Deletes stay with the operator.
+fn require_operator_write(caller: &Caller) -> Result<(), ApiError> {
     if caller.is_operator() {
         Ok(())
     } else {
         Err(ApiError::forbidden(
             codes::WRITE_NOT_GRANTED,
-            format!("{} may read, but not write", caller.name),
+            format!("{} may read, but not delete", caller.name),
         ))
     }
 }
 
-fn if_match(headers: &HeaderMap) -> Result<Option<TagCondition>, ApiError> {
+/// Who may create and change resources: the operator, and sessions where the collection lets
+/// them (on resources they own; see [`commit_draft`]).
+pub(super) fn require_writer(caller: &Caller, collection: &Collection) -> Result<(), ApiError> {
+    if caller.is_operator() || (caller.customer().is_some() && collection.sessions_write()) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            codes::WRITE_NOT_GRANTED,
+            format!(
+                "{} may read, but not write {}",
+                caller.name,
+                collection.name()
+            ),
+        ))
+    }
+}
+
+/// A session writes only aspects it may read (its session grant), so a grant that hides an
+/// aspect also keeps sessions from overwriting it.
+fn require_writable<'n>(
+    caller: &Caller,
+    collection: &Collection,
+    names: impl IntoIterator<Item = &'n AspectName>,
+) -> Result<(), ApiError> {
+    if caller.customer().is_none() {
+        return Ok(());
+    }
+    let readable = caller.readable(collection.aspect_names());
+    for name in names {
+        if !readable.contains(name) {
+            return Err(ApiError::forbidden(
+                codes::WRITE_NOT_GRANTED,
+                format!("a session may not write {name} here"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// For a session, the field naming a resource's customer is the session's customer, whatever
+/// the body said: it is never taken from the request.
+fn stamp_owner(caller: &Caller, collection: &Collection, aspect: &mut WireAspect) {
+    if let (Some(customer), Ownership::Field(lookup)) = (caller.customer(), collection.ownership())
+        && aspect.name == lookup.aspect
+    {
+        aspect.fields.insert(
+            lookup.field.clone(),
+            Value::String(customer.as_str().to_owned()),
+        );
+    }
+}
+
+pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<TagCondition>, ApiError> {
     header_text(headers, header::IF_MATCH)
         .map(|value| TagCondition::parse_strong(value).ok_or_else(bad_condition))
         .transpose()
@@ -489,7 +662,7 @@ pub(super) fn set_header(response: &mut Response, name: header::HeaderName, valu
     }
 }
 
-fn body_rejection(rejection: BytesRejection) -> ApiError {
+pub(super) fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -7,7 +7,9 @@
 mod copy;
 mod feed;
 mod horizon;
+mod jobs;
 mod lease;
+mod lookup;
 mod read;
 mod restoring;
 mod units;

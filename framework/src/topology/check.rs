@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::{CopyDeployment, SaDeployment, Topology, TopologyError};
 use crate::aspect::AspectSelector;
-use crate::config::{ReaderRole, SourceConfig};
+use crate::config::{ReaderRole, SourceConfig, UnitKind};
 use crate::model::{Collection, ServiceArea};
 use crate::unit::{MAX_GRANT_CHARS, check_source};
 
@@ -257,13 +257,54 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Batch units run the jobs an SA declares, and only that: no reader role, no SA without
+    /// jobs; an SA with jobs but no batch unit never runs them.
+    fn batch_units(&mut self, spanned: &Spanned<SaDeployment>, declared: &ServiceArea) {
+        let sa = spanned.get_ref();
+        let name = sa.name.get_ref();
+        let batch: Vec<_> = sa
+            .units
+            .iter()
+            .filter(|unit| unit.get_ref().kind == UnitKind::Batch)
+            .collect();
+        for unit in &batch {
+            if unit.get_ref().reader.is_some() {
+                let message = format!(
+                    "{} is a batch unit: it polls nothing, so it has no reader role",
+                    unit.get_ref().name
+                );
+                self.error(unit, message);
+            }
+            if !declared.has_batch_work() {
+                let message = format!(
+                    "{} is a batch unit, but {name} declares no batch job",
+                    unit.get_ref().name
+                );
+                self.error(unit, message);
+            }
+        }
+        if declared.has_batch_work() && batch.is_empty() {
+            self.warning(
+                spanned,
+                format!("{name} declares batch jobs but has no batch unit: they never run"),
+            );
+        }
+        if sa.service_units().next().is_none() {
+            self.error(
+                spanned,
+                format!("{name} has no service unit to serve requests"),
+            );
+        }
+    }
+
     /// An SA that copies has exactly one primary reader, the others back it up, preferably in
     /// another zone; an owner's units have no reader role.
     fn readers(&mut self, spanned: &Spanned<SaDeployment>, declared: &ServiceArea) {
         let sa = spanned.get_ref();
         let name = sa.name.get_ref();
+        self.batch_units(spanned, declared);
         if declared.copied().is_empty() {
-            for unit in &sa.units {
+            for unit in sa.service_units() {
                 if unit.get_ref().reader.is_some() {
                     let message = format!(
                         "{} has a reader role, but {name} copies nothing",
@@ -272,7 +313,7 @@ impl<'a> Checker<'a> {
                     self.error(unit, message);
                 }
             }
-            if sa.units.len() == 1 {
+            if sa.service_units().count() == 1 {
                 self.warning(
                     spanned,
                     format!("{name} has one unit: nothing takes over when it stops"),
@@ -281,11 +322,10 @@ impl<'a> Checker<'a> {
             return;
         }
         let primaries: Vec<_> = sa
-            .units
-            .iter()
+            .service_units()
             .filter(|unit| unit.get_ref().reader == Some(ReaderRole::Primary))
             .collect();
-        for unit in &sa.units {
+        for unit in sa.service_units() {
             if unit.get_ref().reader.is_none() {
                 let message = format!(
                     "{} needs reader = \"primary\" or \"backup\": {name} keeps copies",
@@ -305,8 +345,7 @@ impl<'a> Checker<'a> {
             return;
         };
         let backups: Vec<_> = sa
-            .units
-            .iter()
+            .service_units()
             .filter(|unit| unit.get_ref().reader == Some(ReaderRole::Backup))
             .collect();
         if backups.is_empty() {

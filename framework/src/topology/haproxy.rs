@@ -46,7 +46,7 @@ impl Topology {
                  /{name} -> /"
             );
             let _ = writeln!(out, "    http-request replace-path ^/{name}/?(.*)$ /\\1");
-            for unit in &sa.units {
+            for unit in sa.service_units() {
                 let unit = unit.get_ref();
                 let _ = writeln!(out, "    server {} {} check", unit.name, unit.listen);
             }
@@ -82,8 +82,7 @@ impl Topology {
         for sa in &self.service_areas {
             let sa = sa.get_ref();
             let units: Vec<String> = sa
-                .units
-                .iter()
+                .service_units()
                 .map(|unit| format!("{} {}", unit.get_ref().name, unit.get_ref().listen))
                 .collect();
             let _ = writeln!(out, "#   /{}/ -> {}", sa.name.get_ref(), units.join(", "));

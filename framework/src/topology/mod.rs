@@ -26,7 +26,7 @@ use toml::Spanned;
 use crate::aspect::Selection;
 use crate::config::{
     CallerConfig, FeedConfig, Limits, PeerConfig, ReaderConfig, ReaderRole, SessionConfig,
-    SourceConfig, UnitConfig,
+    SourceConfig, UnitConfig, UnitKind,
 };
 use crate::model::ServiceArea;
 
@@ -143,9 +143,23 @@ pub struct UnitDeployment {
     /// Rack, room or datacenter; a primary and its backup belong in different ones.
     #[serde(default)]
     pub zone: Option<String>,
-    /// `primary` or `backup`, for the units of an SA that copies; absent for an owner's.
+    /// `primary` or `backup`, for the service units of an SA that copies; absent for an
+    /// owner's and for batch units.
     #[serde(default)]
     pub reader: Option<ReaderRole>,
+    /// `service` (the default: serves requests, HAProxy routes to it) or `batch` (runs the
+    /// SA's jobs, gets no traffic).
+    #[serde(default)]
+    pub kind: UnitKind,
+}
+
+impl SaDeployment {
+    /// The units HAProxy routes to and that poll: every unit but the batch units.
+    pub fn service_units(&self) -> impl Iterator<Item = &Spanned<UnitDeployment>> {
+        self.units
+            .iter()
+            .filter(|unit| unit.get_ref().kind == UnitKind::Service)
+    }
 }
 
 /// Where one copy comes from and what of it is copied.
@@ -352,9 +366,11 @@ impl Topology {
                 })
             })
             .collect::<Result<Vec<_>, TopologyError>>()?;
+        let batch = own.kind == UnitKind::Batch;
         let sources = sa
             .copies
             .iter()
+            .filter(|_| !batch)
             .map(|copy| {
                 let copy = copy.get_ref();
                 Ok(SourceConfig {
@@ -396,6 +412,7 @@ impl Topology {
         Ok(UnitConfig {
             restore_from,
             zone: own.zone.clone(),
+            kind: own.kind,
             limits: sa.limits.clone(),
             callers,
             feed: sa.feed.clone(),

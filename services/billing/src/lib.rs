@@ -13,6 +13,7 @@ pub fn service_area() -> ServiceArea {
     ServiceArea::new(NAME).copies(
         "registration",
         Collection::new("customers", "customer")
+            .owned_by_itself()
             .document("person", &["type"])
             .qualified_documents("address", "addresses", &["bill"])
             .document("bankaccount", &[]),

@@ -28,6 +28,7 @@ pub fn customers() -> Collection {
         .qualified::<Address>("address", "addresses", &["home", "bill"])
         .aspect::<BankAccount>("bankaccount")
         .unique("account", "login")
+        .owned_by_itself()
 }
 
 /// The login account as stored: the password only as an Argon2id hash and its salt.

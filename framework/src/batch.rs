@@ -1,0 +1,99 @@
+//! Batch units: the design's batch service units, which serve no user traffic and run the
+//! reactions their SA declares ([`crate::ServiceArea::reacts_to`]).
+//!
+//! Each reaction reads its collection's changes (owned or copied) after the position its job
+//! recorded in the SA's database, hands each changed resource to business code, and records
+//! the version after each one. Any number of batch units may run: they share the position, and
+//! a change handled twice (two units racing, or one killed before recording) must be harmless,
+//! which the reaction makes so (a unique field: one invoice per order).
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::business::{Changed, Draft, Reaction, Refusal};
+use crate::http::AppState;
+use crate::model::Role;
+use crate::version::Version;
+
+/// Changed resources handled per round of one reaction.
+const ROUND_SIZE: usize = 100;
+/// How long a batch unit rests when no job found work, and after a failed round.
+const IDLE_PAUSE: Duration = Duration::from_millis(300);
+
+/// Runs every reaction of the unit's SA until `stop` turns true.
+pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let reactions = state.service_area().reactions().to_vec();
+    tracing::info!(jobs = reactions.len(), "batch unit runs its jobs");
+    loop {
+        let mut busy = false;
+        for reaction in &reactions {
+            match round(&state, reaction).await {
+                Ok(handled) => busy |= handled > 0,
+                Err(error) => {
+                    metrics::counter!("hiscale_job_failures_total", "job" => reaction.job.clone())
+                        .increment(1);
+                    tracing::warn!(job = %reaction.job, %error, "batch job failed; it tries again");
+                }
+            }
+        }
+        if !busy {
+            tokio::select! {
+                () = tokio::time::sleep(IDLE_PAUSE) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// One round of a reaction: up to [`ROUND_SIZE`] changes after its recorded position.
+async fn round(state: &AppState, reaction: &Reaction) -> Result<usize, Refusal> {
+    let store = state.store();
+    let Some(collection) = state.service_area().collection(&reaction.collection) else {
+        return Ok(0);
+    };
+    let after = store.job_position(&reaction.job).await?;
+    // What the feed of this collection would show: an owner's committed versions, or a copy's
+    // applied chunks.
+    let until = match collection.role() {
+        Role::Owner => store.horizon(collection.name()).await?,
+        Role::Copy { .. } => store.cursor(collection.name()).await?,
+    };
+    if until <= after {
+        return Ok(0);
+    }
+    let aspects: Vec<String> = collection
+        .aspect_names()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let batch = store
+        .read_changes(collection.name(), after, until, &aspects, ROUND_SIZE)
+        .await?;
+    for item in &batch.items {
+        let now = store
+            .read(collection.name(), &item.id)
+            .await?
+            .filter(|resource| !resource.deleted)
+            .map(|resource| Draft::stored(collection.name(), &resource));
+        let changed = Changed {
+            id: item.id.clone(),
+            version: item.version,
+            now,
+        };
+        (reaction.run)(state.context(None), changed).await?;
+        record(state, reaction, item.version).await?;
+    }
+    record(state, reaction, batch.version).await?;
+    Ok(batch.items.len())
+}
+
+async fn record(state: &AppState, reaction: &Reaction, version: Version) -> Result<(), Refusal> {
+    state.store().advance_job(&reaction.job, version).await?;
+    metrics::gauge!("hiscale_job_position", "job" => reaction.job.clone())
+        .set(version.get() as f64);
+    Ok(())
+}
