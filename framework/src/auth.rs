@@ -16,7 +16,7 @@ use crate::version::ResourceId;
 /// The customer who owns `resource`, as `collection` declares it; `None` when nobody does.
 pub(crate) fn owner_of(collection: &Collection, resource: &StoredResource) -> Option<ResourceId> {
     match collection.ownership() {
-        Ownership::Nobody => None,
+        Ownership::Nobody | Ownership::Everyone => None,
         Ownership::Itself => Some(resource.id.clone()),
         Ownership::Field(lookup) => {
             let aspect = lookup.aspect.to_string();
@@ -72,9 +72,9 @@ impl Caller {
     /// Whether this caller may see `resource` of `collection` at all: a session only what its
     /// customer owns (anything else looks missing, so a session learns nothing of others).
     pub fn reaches(&self, collection: &Collection, resource: &StoredResource) -> bool {
-        match self.customer() {
-            None => true,
-            Some(customer) => owner_of(collection, resource).as_ref() == Some(customer),
+        match (self.customer(), collection.ownership()) {
+            (None, _) | (Some(_), Ownership::Everyone) => true,
+            (Some(customer), _) => owner_of(collection, resource).as_ref() == Some(customer),
         }
     }
 

@@ -97,6 +97,9 @@ pub struct Draft {
     id: Option<ResourceId>,
     version: Version,
     aspects: Map<String, Value>,
+    /// The aspects as stored when the draft was read: rules compare against them (a status
+    /// may move from `placed` to `cancelled`, never back).
+    before: Map<String, Value>,
     changed: BTreeSet<String>,
 }
 
@@ -108,6 +111,7 @@ impl Draft {
             id: None,
             version: Version::ZERO,
             aspects: Map::new(),
+            before: Map::new(),
             changed: BTreeSet::new(),
         }
     }
@@ -122,7 +126,7 @@ impl Draft {
 
     /// The live aspects of a stored resource.
     pub(crate) fn stored(collection: &str, resource: &store::StoredResource) -> Self {
-        let aspects = resource
+        let aspects: Map<String, Value> = resource
             .aspects
             .iter()
             .filter(|aspect| !aspect.deleted)
@@ -135,6 +139,7 @@ impl Draft {
             collection: collection.to_owned(),
             id: Some(resource.id.clone()),
             version: resource.version,
+            before: aspects.clone(),
             aspects,
             changed: BTreeSet::new(),
         }
@@ -164,6 +169,24 @@ impl Draft {
                 })
             })
             .transpose()
+    }
+
+    /// The aspect as it was stored before this change (`None` for a new resource, or when
+    /// the resource did not hold it, or when the write did not need to read it).
+    pub fn before<T: DeserializeOwned>(&self, aspect: &str) -> Result<Option<T>, Refusal> {
+        self.before
+            .get(aspect)
+            .map(|body| {
+                T::deserialize(body).map_err(|error| {
+                    Refusal::misdeclared(format!("aspect {aspect} does not read as asked: {error}"))
+                })
+            })
+            .transpose()
+    }
+
+    /// Whether this change sets `aspect`.
+    pub fn changes(&self, aspect: &str) -> bool {
+        self.changed.contains(aspect)
     }
 
     /// Sets (replaces) an aspect; it is written when the draft is stored.
@@ -349,6 +372,7 @@ impl Context {
             draft.version = *version;
         }
         draft.changed.clear();
+        draft.before = draft.aspects.clone();
         Ok(draft)
     }
 }

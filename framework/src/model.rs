@@ -185,6 +185,8 @@ pub enum Ownership {
     Nobody,
     /// The resource is the customer (registration's customers).
     Itself,
+    /// Every session reaches every resource (a public catalogue); sessions never write it.
+    Everyone,
     /// A lookup field names the customer (an order's `customer`).
     Field(LookupField),
 }
@@ -248,6 +250,12 @@ impl Collection {
                 field: field.to_owned(),
             });
         }
+        self
+    }
+
+    /// Every session reaches every resource, read-only: a catalogue all customers browse.
+    pub fn readable_by_every_session(mut self) -> Self {
+        self.business.ownership = Ownership::Everyone;
         self
     }
 

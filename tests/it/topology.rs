@@ -67,7 +67,7 @@ fn check_accepts_the_committed_topology() {
         String::from_utf8_lossy(&checked.stderr)
     );
     assert!(
-        stdout.contains("4 service areas, 8 units, 0 warnings"),
+        stdout.contains("4 service areas, 10 units, 0 warnings"),
         "{stdout}"
     );
 }

@@ -16,7 +16,7 @@ use crate::process::hiscale_binary;
 /// What the demo prints once everything is up, the sample is loaded and the copies caught up.
 pub const RUNNING_LINE: &str = "HiScale REST demo is running.";
 /// Units in the demo landscape: four service areas with two units each.
-pub const UNITS: usize = 8;
+pub const UNITS: usize = 10;
 
 /// One element of `units.json`.
 #[derive(Debug, Clone, Deserialize)]

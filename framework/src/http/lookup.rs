@@ -43,6 +43,8 @@ enum Wanted<'c> {
     Field(&'c LookupField, String),
     /// The customer resource itself (a session at `customers`).
     Itself(ResourceId),
+    /// Every resource (a session at a collection every session reads).
+    All,
     Nothing,
 }
 
@@ -100,6 +102,10 @@ pub(super) async fn list(
             _ => Wanted::Field(own, customer.as_str().to_owned()),
         },
         (Some(customer), Ownership::Itself, None) => Wanted::Itself(customer.clone()),
+        (Some(_), Ownership::Everyone, Some((lookup, value))) => {
+            Wanted::Field(lookup, (*value).to_owned())
+        }
+        (Some(_), Ownership::Everyone, None) => Wanted::All,
         (Some(_), _, _) => Wanted::Nothing,
     };
     let (ids, more) = match &wanted {
@@ -107,6 +113,15 @@ pub(super) async fn list(
             let mut ids = state
                 .store()
                 .lookup(collection.name(), lookup, value, after.as_ref(), limit + 1)
+                .await?;
+            let more = ids.len() > limit;
+            ids.truncate(limit);
+            (ids, more)
+        }
+        Wanted::All => {
+            let mut ids = state
+                .store()
+                .list(collection.name(), after.as_ref(), limit + 1)
                 .await?;
             let more = ids.len() > limit;
             ids.truncate(limit);
@@ -135,13 +150,15 @@ pub(super) async fn list(
     let version = latest_version(state, collection).await?;
     let body = repr::render_feed(negotiated.format, collection, version, more, &views);
     let mut response = answer(state, collection, negotiated, StatusCode::OK, body);
-    if let (true, Some(last), Wanted::Field(lookup, value)) = (more, ids.last(), &wanted) {
-        let next = serde_urlencoded::to_string([
-            (lookup.field.as_str(), value.as_str()),
-            ("after", last.as_str()),
-            ("limit", &limit.to_string()),
-        ])
-        .unwrap_or_default();
+    if let (true, Some(last)) = (more, ids.last()) {
+        let mut pairs = vec![
+            ("after", last.as_str().to_owned()),
+            ("limit", limit.to_string()),
+        ];
+        if let Wanted::Field(lookup, value) = &wanted {
+            pairs.insert(0, (lookup.field.as_str(), value.clone()));
+        }
+        let next = serde_urlencoded::to_string(pairs).unwrap_or_default();
         set_header(
             &mut response,
             header::LINK,

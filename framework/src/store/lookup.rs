@@ -58,6 +58,31 @@ impl Store {
             .collect()
     }
 
+    /// Ids of every live resource of `collection`, in id order, after `after`, at most
+    /// `limit` (a public catalogue's listing).
+    pub async fn list(
+        &self,
+        collection: &str,
+        after: Option<&ResourceId>,
+        limit: usize,
+    ) -> Result<Vec<ResourceId>, Error> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT resource_id FROM hs_resource \
+             WHERE collection = $1 AND deleted = 0 AND resource_id > $2 \
+             ORDER BY resource_id LIMIT $3",
+        )
+        .bind(collection)
+        .bind(after.map(ResourceId::as_str).unwrap_or(""))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|id| {
+                ResourceId::parse(&id).ok_or_else(|| Error::Corrupt(format!("resource id {id:?}")))
+            })
+            .collect()
+    }
+
     /// The SQL expression for a text field of an aspect document; the index and the query
     /// must spell it the same way for the index to be used.
     fn field_expression(&self, field: &str) -> String {

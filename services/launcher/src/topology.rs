@@ -87,7 +87,7 @@ mod tests {
             assert_eq!(config.peers.len(), sa.units.len() - 1, "{}", unit.name);
             names.push(config.unit);
         }
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 10);
         Ok(())
     }
 }

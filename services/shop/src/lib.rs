@@ -1,9 +1,18 @@
-//! The shop service area: sells to customers, so it keeps a read-only copy of who they are and
-//! where they live (`~person~address.home`), polled from registration's feed.
+//! The shop service area: sells from its catalogue (`products`) to customers, who place and
+//! cancel their `orders`. It keeps a read-only copy of who the customers are and where they
+//! live (`~person~address.home`), polled from registration's feed; billing copies the orders.
 //!
-//! The copy is declared by shape only: the rules of these aspects are registration's business.
+//! Only business rules live here; routes, storage, versions, grants and sessions come from the
+//! framework.
+
+pub mod codes;
+mod orders;
+mod products;
 
 use hiscale::{Collection, ServiceArea};
+
+pub use orders::{CancelInput, Line, LineInput, Order, OrderInput, OrderStatus, Status};
+pub use products::Product;
 
 pub const NAME: &str = "shop";
 
@@ -11,11 +20,14 @@ pub const NAME: &str = "shop";
 pub const COPIED_ASPECTS: &str = "~person~address.home";
 
 pub fn service_area() -> ServiceArea {
-    ServiceArea::new(NAME).copies(
-        "registration",
-        Collection::new("customers", "customer")
-            .owned_by_itself()
-            .document("person", &["type"])
-            .qualified_documents("address", "addresses", &["home"]),
-    )
+    ServiceArea::new(NAME)
+        .owns(products::collection())
+        .owns(orders::collection())
+        .copies(
+            "registration",
+            Collection::new("customers", "customer")
+                .owned_by_itself()
+                .document("person", &["type"])
+                .qualified_documents("address", "addresses", &["home"]),
+        )
 }

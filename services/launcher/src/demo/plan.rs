@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use hiscale::config::{ReaderRole, UnitConfig};
+use hiscale::config::{ReaderRole, UnitConfig, UnitKind};
 use hiscale::topology::{Secrets, Topology};
 
 use super::session_keys::SessionKeys;
@@ -90,6 +90,7 @@ fn plan(topology: &Topology, shared: &Shared<'_>) -> anyhow::Result<Vec<UnitPlan
         .units()
         .map(|(_, unit)| {
             let role = match unit.reader {
+                None if unit.kind == UnitKind::Batch => Role::Batch,
                 None => Role::Owner,
                 Some(ReaderRole::Primary) => Role::Primary,
                 Some(ReaderRole::Backup) => Role::Backup,
@@ -236,6 +237,8 @@ mod tests {
                 ("shop-2", Role::Backup),
                 ("billing-1", Role::Primary),
                 ("billing-2", Role::Backup),
+                ("billing-batch-1", Role::Batch),
+                ("billing-batch-2", Role::Batch),
             ]
         );
         let mut ports: Vec<u16> = plans.iter().map(|plan| plan.config.listen.port()).collect();
@@ -247,8 +250,13 @@ mod tests {
             assert!(config.unit.starts_with(&format!("{}-", config.sa)));
             assert_eq!(config.database, format!("sqlite:///data/{}.db", config.sa));
             // The owner grants the operator and every reading SA its aspects; a copy grants the
-            // operator and the owner (which reads it back after a rollback).
-            let expected = if config.sa == OWNER { 4 } else { 2 };
+            // operator and the owner (which reads it back after a rollback); shop and billing
+            // also grant each other (billing copies shop's orders; shop reads them back).
+            let expected = match config.sa.as_str() {
+                OWNER => 4,
+                "shop" | "billing" => 3,
+                _ => 2,
+            };
             assert_eq!(config.callers.len(), expected, "{}", config.unit);
         }
         Ok(())
@@ -287,7 +295,8 @@ mod tests {
             for number in [1, 2] {
                 let name = format!("{sa}-{number}");
                 let sources = &unit(&plans, &name)?.config.sources;
-                assert_eq!(sources.len(), 1, "{name}");
+                let expected = if sa == "billing" { 2 } else { 1 };
+                assert_eq!(sources.len(), expected, "{name}");
                 let source = &sources[0];
                 assert_eq!(source.collection, "customers");
                 assert_eq!(source.url, "http://127.0.0.1:8080/registration");
@@ -299,9 +308,16 @@ mod tests {
                 );
             }
         }
-        for name in ["registration-1", "registration-2"] {
+        for name in ["registration-1", "registration-2", "billing-batch-1"] {
             assert!(unit(&plans, name)?.config.sources.is_empty(), "{name}");
         }
+        // Billing also copies shop's orders, through the gateway like any source.
+        let orders = &unit(&plans, "billing-1")?.config.sources[1];
+        assert_eq!(
+            (orders.collection.as_str(), orders.url.as_str()),
+            ("orders", "http://127.0.0.1:8080/shop")
+        );
+        assert_eq!(orders.aspects, billing::COPIED_ORDER_ASPECTS);
         Ok(())
     }
 

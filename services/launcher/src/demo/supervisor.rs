@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use hiscale::config::UnitKind;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -68,8 +69,10 @@ impl Supervisor {
                 pid: 0,
                 url: format!("http://{}", config.listen),
                 role,
+                kind: config.kind,
             });
             units.push(Arc::new(UnitProcess {
+                kind: config.kind,
                 sa: config.sa,
                 name: config.unit,
                 address: config.listen,
@@ -122,7 +125,7 @@ impl Supervisor {
     pub fn addresses_of(&self, sa: &str) -> Vec<SocketAddr> {
         self.units
             .iter()
-            .filter(|unit| unit.sa == sa)
+            .filter(|unit| unit.sa == sa && unit.kind == UnitKind::Service)
             .map(|unit| unit.address)
             .collect()
     }
@@ -213,6 +216,7 @@ const HEALTH_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What the supervisor knows about one unit, shared with the task that watches it.
 struct UnitProcess {
+    kind: UnitKind,
     sa: String,
     name: String,
     address: SocketAddr,

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use hiscale::config::UnitKind;
 use serde::Serialize;
 
 use super::files;
@@ -21,6 +22,8 @@ pub enum Role {
     Primary,
     /// Keeps a copy, watches the primary and polls only while the primary is gone.
     Backup,
+    /// Runs the SA's batch jobs; takes no part in reading.
+    Batch,
 }
 
 impl Role {
@@ -30,6 +33,7 @@ impl Role {
             Self::Owner => "owner",
             Self::Primary => "primary",
             Self::Backup => "backup",
+            Self::Batch => "batch",
         }
     }
 }
@@ -42,6 +46,8 @@ pub struct UnitEntry {
     pub pid: u32,
     pub url: String,
     pub role: Role,
+    /// `service` or `batch`: whether the gateway routes to it.
+    pub kind: UnitKind,
 }
 
 /// The in-memory copy of `units.json`, written out whole after every change.
@@ -105,6 +111,7 @@ mod tests {
             pid: 0,
             url: "http://127.0.0.1:1".into(),
             role: Role::Owner,
+            kind: UnitKind::Service,
         }
     }
 
@@ -119,7 +126,8 @@ mod tests {
         assert_eq!(
             written,
             serde_json::json!([{"sa": "registration", "unit": "r-1", "pid": 11,
-                                "url": "http://127.0.0.1:1", "role": "owner"}])
+                                "url": "http://127.0.0.1:1", "role": "owner",
+                                "kind": "service"}])
         );
         file.remove()?;
         assert!(!scratch.path().join(FILE_NAME).exists());
@@ -128,7 +136,7 @@ mod tests {
 
     #[test]
     fn roles_are_written_by_their_name() -> anyhow::Result<()> {
-        for role in [Role::Owner, Role::Primary, Role::Backup] {
+        for role in [Role::Owner, Role::Primary, Role::Backup, Role::Batch] {
             assert_eq!(serde_json::to_value(role)?, role.name());
         }
         assert_eq!(Role::Backup.name(), "backup");
