@@ -50,7 +50,7 @@ pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 /// One round of a reaction: up to [`ROUND_SIZE`] changes after its recorded position.
-async fn round(state: &AppState, reaction: &Reaction) -> Result<usize, Refusal> {
+pub(crate) async fn round(state: &AppState, reaction: &Reaction) -> Result<usize, Refusal> {
     let store = state.store();
     let Some(collection) = state.service_area().collection(&reaction.collection) else {
         return Ok(0);

@@ -21,6 +21,8 @@ pub mod restore;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod topology;
 pub mod types;
 pub mod unit;

@@ -14,6 +14,7 @@ mod feed;
 mod haproxy;
 mod lease;
 mod operations;
+mod orders;
 mod outage;
 mod resource;
 mod restore;

@@ -79,13 +79,6 @@ fn aspect(value: Value, name: AspectName) -> Result<WireAspect, BadBody> {
             version = Some(scalar_text(&value));
             continue;
         }
-        // Fields are text, as in XML, so both formats accept exactly the same documents.
-        if !value.is_string() {
-            return Err(BadBody::new(
-                codes::INVALID_FIELD,
-                format!("field \"{key}\" of {name} must be a string"),
-            ));
-        }
         fields.insert(key, value);
     }
     Ok(WireAspect {

@@ -13,6 +13,7 @@ pub(crate) fn collection() -> Collection {
     Collection::new("invoices", "invoice")
         .aspect::<Invoice>("invoice")
         .unique("invoice", "order")
+        .lookup("invoice", "order")
         .owned_by("invoice", "customer")
 }
 
