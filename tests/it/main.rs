@@ -2,6 +2,7 @@
 //! unit processes.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod batch;
 mod bounds;
 mod concurrency;
 mod copies;
