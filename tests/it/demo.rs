@@ -14,6 +14,8 @@ use tests::demo::{Demo, Tokens, UNITS, client, is_running, signal};
 use tests::process::free_port;
 use tests::{EXAMPLE_CUSTOMER_XML, JSON, Reply, XML};
 
+/// Any SA's media type, its newest version: what a plugin or script asks for.
+const PLAIN_JSON: &str = "application/json";
 const SAMPLE: &str = "12";
 const SAMPLE_COUNT: usize = 12;
 /// From start to the summary: units healthy, sample loaded, copies caught up.
@@ -42,6 +44,7 @@ async fn a_newcomer_walks_through_the_demo_kills_a_unit_and_restarts_it() {
 
     let id = walk_through(&gateway, &tokens).await;
     let session = copies(&gateway, &tokens, &id).await;
+    shopping(&gateway, &tokens, &session, &id).await;
     failover(&demo, &gateway, &tokens, &id).await;
 
     // SIGTERM ends the demo and every unit, and units.json goes with them.
@@ -381,6 +384,97 @@ async fn copies(gateway: &Gateway, tokens: &Tokens, id: &str) -> String {
         "{replication}"
     );
     token
+}
+
+/// The signed-in customer shops: browses the catalogue, places an order (its own, priced by
+/// shop), billing copies it through the gateway and a batch unit invoices it; a cancellation
+/// voids the invoice.
+async fn shopping(gateway: &Gateway, tokens: &Tokens, session: &str, id: &str) {
+    let catalogue = gateway
+        .send(gateway.get("/shop/products", session, PLAIN_JSON))
+        .await;
+    assert_eq!(catalogue.status, 200, "{}", catalogue.body);
+    let products = catalogue.json()["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(products.len(), 5, "{}", catalogue.body);
+    let product = products[0]["id"].as_str().unwrap().to_owned();
+    let price = products[0]["product"]["price"].clone();
+
+    let placed = gateway
+        .send(
+            gateway
+                .request(Method::POST, "/shop/orders", session)
+                .header("content-type", PLAIN_JSON)
+                .header("accept", PLAIN_JSON)
+                .body(
+                    serde_json::json!({"order": {"lines": [{"product": product, "quantity": 2}]}})
+                        .to_string(),
+                ),
+        )
+        .await;
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    let order = placed.json();
+    assert_eq!(order["order"]["customer"], id, "{order}");
+    assert_eq!(order["order"]["lines"][0]["unit_price"], price, "{order}");
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let total = order["order"]["total"].clone();
+
+    let invoice_of_order = |wanted: &'static str| {
+        let order_id = order_id.clone();
+        async move {
+            let reply = gateway
+                .send(gateway.get("/billing/invoices", session, PLAIN_JSON))
+                .await;
+            let invoice = reply.json()["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|item| item["invoice"]["order"] == order_id.as_str())
+                .cloned();
+            match invoice {
+                Some(invoice) if invoice["invoice"]["status"] == wanted => Ok(invoice),
+                _ => Err(format!("{} {}", reply.status, reply.body)),
+            }
+        }
+    };
+    let invoice = wait_until("billing invoices the order", COPY_TIMEOUT, || {
+        invoice_of_order("open")
+    })
+    .await;
+    assert_eq!(invoice["invoice"]["total"], total, "{invoice}");
+    assert_eq!(invoice["invoice"]["customer"], id, "{invoice}");
+    let by_order = gateway
+        .send(gateway.get(
+            &format!("/billing/invoices?order={order_id}"),
+            &tokens.admin,
+            PLAIN_JSON,
+        ))
+        .await;
+    assert_eq!(
+        by_order.json()["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        by_order.body
+    );
+
+    let cancelled = gateway
+        .send(
+            gateway
+                .request(
+                    Method::POST,
+                    &format!("/shop/orders/{order_id}/cancel"),
+                    session,
+                )
+                .header("accept", PLAIN_JSON),
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    wait_until("billing voids the invoice", COPY_TIMEOUT, || {
+        invoice_of_order("void")
+    })
+    .await;
 }
 
 /// Kills registration-1 with SIGKILL: the gateway keeps answering through registration-2, and

@@ -12,6 +12,7 @@
 //! data, waits for the copies to [`catch_up`] and then for Ctrl-C or SIGTERM. Each step lives
 //! in its own submodule.
 
+mod catalogue;
 mod catch_up;
 mod files;
 mod gateway;
@@ -193,6 +194,7 @@ async fn start(
         count: options.sample,
     })
     .await?;
+    catalogue::ensure(&gateway_url, &tokens.admin).await?;
     catch_up::wait(catch_up::Options {
         gateway: gateway_url,
         admin_token: tokens.admin.clone(),
