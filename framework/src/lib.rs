@@ -20,6 +20,7 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod topology;
+pub mod types;
 pub mod unit;
 pub mod version;
 
