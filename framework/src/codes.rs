@@ -142,6 +142,8 @@ pub const XML_TOO_DEEP: &str = "xml-too-deep";
 pub const XML_TOO_LARGE: &str = "xml-too-large";
 /// `400`: the JSON body is nested deeper than the limit.
 pub const JSON_TOO_DEEP: &str = "json-too-deep";
+/// `400`: the JSON body has more values (objects, arrays, scalars) than the element limit.
+pub const JSON_TOO_LARGE: &str = "json-too-large";
 
 // Operations.
 

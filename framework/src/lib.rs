@@ -17,6 +17,7 @@ pub mod replication;
 pub mod repr;
 pub mod restore;
 pub mod session;
+pub mod shape;
 pub mod store;
 pub mod telemetry;
 pub mod topology;

@@ -79,13 +79,7 @@ fn aspect(value: Value, name: AspectName) -> Result<WireAspect, BadBody> {
             version = Some(scalar_text(&value));
             continue;
         }
-        // Fields are text, as in XML, so both formats accept exactly the same documents.
-        if !value.is_string() {
-            return Err(BadBody::new(
-                codes::INVALID_FIELD,
-                format!("field \"{key}\" of {name} must be a string"),
-            ));
-        }
+        // Any JSON value: the aspect's shape and serde type decide (`AspectDef::accept`).
         fields.insert(key, value);
     }
     Ok(WireAspect {
@@ -104,6 +98,12 @@ fn parse_object(body: &[u8], limits: ParseLimits) -> Result<Map<String, Value>, 
             "the document is nested too deeply",
         ));
     }
+    if count(&value, limits.max_elements) > limits.max_elements {
+        return Err(BadBody::new(
+            codes::JSON_TOO_LARGE,
+            format!("the document holds more than {} values", limits.max_elements),
+        ));
+    }
     match value {
         Value::Object(object) => Ok(object),
         _ => Err(BadBody::new(
@@ -120,6 +120,24 @@ fn depth(value: &Value) -> usize {
         Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
         _ => 0,
     }
+}
+
+/// Values in the document (as XML counts elements), counting stops once past `limit`.
+fn count(value: &Value, limit: usize) -> usize {
+    let mut seen = 0usize;
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        seen += 1;
+        if seen > limit {
+            break;
+        }
+        match value {
+            Value::Object(object) => pending.extend(object.values()),
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    seen
 }
 
 fn scalar_text(value: &Value) -> String {

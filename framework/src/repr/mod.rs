@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::aspect::AspectName;
 use crate::codes;
 use crate::model::{AspectDef, Collection};
+use crate::shape::Shape;
 use crate::store::{ChangedResource, StoredAspect, StoredResource};
 use crate::version::{ResourceId, Version};
 
@@ -86,7 +87,9 @@ pub fn parse_resource(
     }
 }
 
-/// Parses the body of `PUT /{collection}/{id}/{aspect}`: that aspect's element alone.
+/// Parses the body of `PUT /{collection}/{id}/{aspect}`: that aspect's element alone,
+/// without its declaration, so XML leaves stay text (enough for text-only aspects).
+/// Prefer [`parse_aspect_of`], which coerces XML to the aspect's typed fields.
 pub fn parse_aspect(
     format: Format,
     body: &[u8],
@@ -94,8 +97,22 @@ pub fn parse_aspect(
     limits: ParseLimits,
 ) -> Result<WireAspect, BadBody> {
     match format {
-        Format::Xml => xml::parse_aspect(body, name, limits),
+        Format::Xml => xml::parse_aspect(body, name, &Shape::Any, limits),
         Format::Json => json::parse_aspect(body, limits, name),
+    }
+}
+
+/// Parses the body of `PUT /{collection}/{id}/{aspect}` for the declared aspect: XML is
+/// coerced to its input's shape (integers, lists, records), as in [`parse_resource`].
+pub fn parse_aspect_of(
+    format: Format,
+    body: &[u8],
+    definition: &AspectDef,
+    limits: ParseLimits,
+) -> Result<WireAspect, BadBody> {
+    match format {
+        Format::Xml => xml::parse_aspect(body, &definition.name, definition.shape(), limits),
+        Format::Json => json::parse_aspect(body, limits, &definition.name),
     }
 }
 
