@@ -21,4 +21,5 @@ mod resync;
 mod soak;
 mod tidy;
 mod topology;
+mod typed;
 mod write_answers;

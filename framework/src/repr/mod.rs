@@ -239,6 +239,16 @@ pub fn parse_feed(body: &[u8], collection: &Collection) -> Result<FeedChunk, Bad
     json::parse_feed(body, collection)
 }
 
+/// Renders a resource to create (`POST`), given as its JSON form (aspects by name, qualified
+/// ones under their container): as it is for JSON, as the XML the parser reads back for XML.
+/// The OpenAPI document shows request examples in both formats with it.
+pub fn render_input(format: Format, collection: &Collection, resource: &Value) -> Vec<u8> {
+    match format {
+        Format::Xml => xml::render_input(collection, resource),
+        Format::Json => serde_json::to_vec(resource).unwrap_or_default(),
+    }
+}
+
 /// Renders the uniform error body with its stable code.
 pub fn render_error(format: Format, code: &str, message: &str) -> Vec<u8> {
     match format {

@@ -13,8 +13,9 @@ use super::{
 };
 use crate::aspect::AspectName;
 use crate::codes;
-use crate::model::Collection;
+use crate::model::{AspectDef, Collection};
 use crate::shape::{Shape, join, list_item_name};
+use crate::store::StoredAspect;
 use crate::version::Version;
 
 /// The most characters of a refused value echoed in an error message.
@@ -506,6 +507,37 @@ pub(super) fn render_feed(
     writer.into_inner()
 }
 
+pub(super) fn render_input(collection: &Collection, resource: &Value) -> Vec<u8> {
+    let mut writer = document();
+    write(&mut writer, Event::Start(BytesStart::new(collection.item())));
+    let mut open_container: Option<&str> = None;
+    for definition in collection.aspects() {
+        let fields = match (&definition.container, definition.name.qualifier()) {
+            (Some(container), Some(qualifier)) => resource.get(container).and_then(|group| group.get(qualifier)),
+            _ => resource.get(definition.name.to_string()),
+        };
+        let Some(Value::Object(fields)) = fields else {
+            continue;
+        };
+        let container = definition.container.as_deref();
+        if open_container != container {
+            if let Some(previous) = open_container {
+                write(&mut writer, Event::End(BytesEnd::new(previous)));
+            }
+            if let Some(next) = container {
+                write(&mut writer, Event::Start(BytesStart::new(next)));
+            }
+            open_container = container;
+        }
+        write_aspect(&mut writer, definition, None, fields);
+    }
+    if let Some(previous) = open_container {
+        write(&mut writer, Event::End(BytesEnd::new(previous)));
+    }
+    write(&mut writer, Event::End(BytesEnd::new(collection.item())));
+    writer.into_inner()
+}
+
 fn write_resource(writer: &mut Writer<Vec<u8>>, collection: &Collection, view: &ResourceView<'_>) {
     let mut root = BytesStart::new(collection.item());
     if view.deleted {
@@ -526,36 +558,48 @@ fn write_resource(writer: &mut Writer<Vec<u8>>, collection: &Collection, view: &
             }
             open_container = container;
         }
-        let mut element = BytesStart::new(definition.name.family());
-        if let Some(qualifier) = definition.name.qualifier() {
-            element.push_attribute(("type", qualifier));
-        }
-        if aspect.deleted {
-            element.push_attribute(("deleted", "true"));
-        }
-        let fields = stored_fields(aspect);
-        let is_attribute = |key: &str, value: &Value| {
-            definition.xml_attributes.contains(&key)
-                && !matches!(value, Value::Object(_) | Value::Array(_) | Value::Null)
-        };
-        for (key, value) in &fields {
-            if is_attribute(key, value) {
-                element.push_attribute((key.as_str(), field_text(value).as_str()));
-            }
-        }
-        write(writer, Event::Start(element.borrow()));
-        text_element(writer, "version", &aspect.version.to_string());
-        for (key, value) in &fields {
-            if !is_attribute(key, value) {
-                write_field(writer, key, value);
-            }
-        }
-        write(writer, Event::End(BytesEnd::new(definition.name.family())));
+        write_aspect(writer, definition, Some(aspect), &stored_fields(aspect));
     }
     if let Some(previous) = open_container {
         write(writer, Event::End(BytesEnd::new(previous)));
     }
     write(writer, Event::End(BytesEnd::new(collection.item())));
+}
+
+/// One aspect's element: qualifier and scalar XML attributes on it, then (for a stored aspect)
+/// its version and deletion mark, then the fields.
+fn write_aspect(
+    writer: &mut Writer<Vec<u8>>,
+    definition: &AspectDef,
+    stored: Option<&StoredAspect>,
+    fields: &Map<String, Value>,
+) {
+    let mut element = BytesStart::new(definition.name.family());
+    if let Some(qualifier) = definition.name.qualifier() {
+        element.push_attribute(("type", qualifier));
+    }
+    if stored.is_some_and(|aspect| aspect.deleted) {
+        element.push_attribute(("deleted", "true"));
+    }
+    let is_attribute = |key: &str, value: &Value| {
+        definition.xml_attributes.contains(&key)
+            && !matches!(value, Value::Object(_) | Value::Array(_) | Value::Null)
+    };
+    for (key, value) in fields {
+        if is_attribute(key, value) {
+            element.push_attribute((key.as_str(), field_text(value).as_str()));
+        }
+    }
+    write(writer, Event::Start(element.borrow()));
+    if let Some(aspect) = stored {
+        text_element(writer, "version", &aspect.version.to_string());
+    }
+    for (key, value) in fields {
+        if !is_attribute(key, value) {
+            write_field(writer, key, value);
+        }
+    }
+    write(writer, Event::End(BytesEnd::new(definition.name.family())));
 }
 
 /// One stored field as XML, the inverse of [`value`]: text for scalars (numbers and booleans
