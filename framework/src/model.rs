@@ -220,7 +220,11 @@ impl Collection {
             "container {container:?} is not a lower-case word"
         );
         for qualifier in qualifiers {
-            self = self.declare(&format!("{family}.{qualifier}"), Some(container), kind.clone());
+            self = self.declare(
+                &format!("{family}.{qualifier}"),
+                Some(container),
+                kind.clone(),
+            );
         }
         self
     }

@@ -73,7 +73,11 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
                     let position = match groups.iter().position(|(name, ..)| name == container) {
                         Some(position) => position,
                         None => {
-                            groups.push((container.clone(), ObjectBuilder::new(), ObjectBuilder::new()));
+                            groups.push((
+                                container.clone(),
+                                ObjectBuilder::new(),
+                                ObjectBuilder::new(),
+                            ));
                             groups.len() - 1
                         }
                     };
@@ -183,7 +187,10 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilde
         ))));
         if let Some(example) = &example {
             let value = match format {
-                "xml" => Value::String(String::from_utf8_lossy(&repr::render_input(Format::Xml, collection, example)).into_owned()),
+                "xml" => Value::String(
+                    String::from_utf8_lossy(&repr::render_input(Format::Xml, collection, example))
+                        .into_owned(),
+                ),
                 _ => example.clone(),
             };
             content = content.example(Some(value));
@@ -310,4 +317,85 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilde
     paths
         .path(format!("/{name}"), listing)
         .path(format!("/{name}/{{id}}"), one)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde::{Deserialize, Serialize};
+    use utoipa::ToSchema;
+
+    use super::*;
+    use crate::aspect::{Aspect, Invalid};
+    use crate::types::{Date, Money};
+
+    #[derive(Serialize, Deserialize, ToSchema)]
+    struct Line {
+        price: Money,
+        on: Option<Date>,
+    }
+
+    #[derive(Serialize, Deserialize, ToSchema)]
+    struct Order {
+        lines: Vec<Line>,
+        total: Option<Money>,
+    }
+
+    impl Aspect for Order {
+        type Input = Order;
+
+        fn accept(input: Order) -> Result<Self, Invalid> {
+            Ok(input)
+        }
+
+        fn example() -> Option<Value> {
+            Some(serde_json::json!({"lines": []}))
+        }
+    }
+
+    #[test]
+    fn typed_schemas_have_no_dangling_refs() {
+        let sa = ServiceArea::new("orders").owns(
+            Collection::new("orders", "order")
+                .aspect::<Order>("order")
+                .qualified::<Order>("part", "parts", &["a", "b"]),
+        );
+        let document = serde_json::to_value(document(&sa)).unwrap();
+        let schemas = &document["components"]["schemas"];
+        for name in ["Money", "Decimal", "Currency", "Date", "Line"] {
+            assert!(schemas.get(name).is_some(), "{name} is not registered");
+        }
+        let mut pending = vec![&document];
+        let mut refs = 0;
+        while let Some(value) = pending.pop() {
+            match value {
+                Value::Object(members) => {
+                    if let Some(Value::String(target)) = members.get("$ref") {
+                        let name = target.strip_prefix("#/components/schemas/").unwrap();
+                        assert!(schemas.get(name).is_some(), "dangling {target}");
+                        refs += 1;
+                    }
+                    pending.extend(members.values());
+                }
+                Value::Array(items) => pending.extend(items),
+                _ => {}
+            }
+        }
+        assert!(refs > 5);
+        let input = &schemas["order_input"]["properties"];
+        assert!(input["parts"]["properties"].get("a").is_some(), "{input}");
+        let example = &document["paths"]["/orders"]["post"]["requestBody"]["content"];
+        assert_eq!(
+            example["application/vnd.orders.v1+json"]["example"],
+            serde_json::json!({"order": {"lines": []}, "parts": {"a": {"lines": []}, "b": {"lines": []}}})
+        );
+        let xml = example["application/vnd.orders.v1+xml"]["example"]
+            .as_str()
+            .unwrap();
+        assert!(
+            xml.contains(r#"<parts><part type="a"><lines></lines></part>"#),
+            "{xml}"
+        );
+    }
 }

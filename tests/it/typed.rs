@@ -124,14 +124,24 @@ both_backends!(typed_xml_and_json_read_the_same, |backend| async move {
     assert_eq!(fields(&read.json(), "order"), expected);
 
     // Rendered as XML, that document is accepted as XML and reads the same again.
-    let xml = get(&app, &format!("/things/{from_json}"), TYPED_XML).await.body;
-    assert!(xml.contains(r#"<order count="3" status="on_hold">"#), "{xml}");
-    assert!(xml.contains("<lines><line><sku>A-1</sku><quantity>2</quantity>"), "{xml}");
+    let xml = get(&app, &format!("/things/{from_json}"), TYPED_XML)
+        .await
+        .body;
+    assert!(
+        xml.contains(r#"<order count="3" status="on_hold">"#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<lines><line><sku>A-1</sku><quantity>2</quantity>"),
+        "{xml}"
+    );
     assert!(xml.contains("<tags></tags>"), "{xml}");
     let from_xml = created(&app, TYPED_XML, writable(&xml)).await;
     let again = get(&app, &format!("/things/{from_xml}"), TYPED_JSON).await;
     assert_eq!(fields(&again.json(), "order"), expected);
-    let xml_again = get(&app, &format!("/things/{from_xml}"), TYPED_XML).await.body;
+    let xml_again = get(&app, &format!("/things/{from_xml}"), TYPED_XML)
+        .await
+        .body;
     assert_eq!(writable(&xml_again), writable(&xml), "XML round trip");
 
     // A hand-written XML order (offset timestamp, blanks, `<tags/>`) means the same values.
@@ -147,134 +157,310 @@ both_backends!(typed_xml_and_json_read_the_same, |backend| async move {
     }
     let id = created(&app, TYPED_JSON, json!({"order": sparse}).to_string()).await;
     let xml = get(&app, &format!("/things/{id}"), TYPED_XML).await.body;
-    assert!(!xml.contains("<note>") && !xml.contains("<discount>"), "{xml}");
+    assert!(
+        !xml.contains("<note>") && !xml.contains("<discount>"),
+        "{xml}"
+    );
     let id = created(&app, TYPED_XML, writable(&xml)).await;
     let read = get(&app, &format!("/things/{id}"), TYPED_JSON).await;
     sparse["tags"] = json!([]);
     assert_eq!(fields(&read.json(), "order"), sparse);
 });
 
-both_backends!(typed_bad_input_is_refused_and_stores_nothing, |backend| async move {
-    let app = typed_sa::start(backend, typed_sa::service_area()).await;
-    let before = version_of(&app).await;
-    let with = |field: &str, value: Value| {
-        let mut order = example_order();
-        order[field] = value;
-        json!({ "order": order }).to_string()
-    };
-    let xml_with = |from: &str, to: &str| {
-        assert!(HAND_WRITTEN.contains(from), "{from}");
-        HAND_WRITTEN.replacen(from, to, 1)
-    };
-    let many_tags = json!({"order": {"tags": vec!["x"; 2_500]}}).to_string();
-    let cases: Vec<(&str, &str, String, &str, &str)> = vec![
-        // (what, media, body, code, a word the message must hold)
-        ("integer as text (XML)", TYPED_XML, xml_with("<quantity> 2 </quantity>", "<quantity>x</quantity>"), "invalid-field", "lines[0].quantity"),
-        ("integer attribute as text", TYPED_XML, xml_with(r#"count="3""#, r#"count="three""#), "invalid-field", "count"),
-        ("integer as a JSON string", TYPED_JSON, with("count", json!("3")), "invalid-field", "count"),
-        ("decimal as a JSON number", TYPED_JSON, with("weight", json!(1.5)), "invalid-field", "weight"),
-        ("decimal with an exponent", TYPED_JSON, with("weight", json!("1e3")), "invalid-aspect", "weight"),
-        ("money amount as a JSON number", TYPED_JSON, with("total", json!({"amount": 27.5, "currency": "EUR"})), "invalid-field", "total.amount"),
-        ("lower-case currency", TYPED_JSON, with("total", json!({"amount": "27.50", "currency": "eur"})), "invalid-aspect", "total.currency"),
-        ("date off the calendar (JSON)", TYPED_JSON, with("due", json!("2026-02-30")), "invalid-aspect", "due"),
-        ("date off the calendar (XML)", TYPED_XML, xml_with("2026-03-01", "2026-02-30"), "invalid-aspect", "due"),
-        ("timestamp without offset", TYPED_JSON, with("created", json!("2026-02-27T09:15:00")), "invalid-aspect", "created"),
-        ("unknown enum value (JSON)", TYPED_JSON, with("status", json!("lost")), "invalid-aspect", "status"),
-        ("unknown enum value (XML)", TYPED_XML, xml_with("on_hold", "OnHold"), "invalid-aspect", "status"),
-        ("boolean as yes", TYPED_XML, xml_with("<paid>false</paid>", "<paid>yes</paid>"), "invalid-field", "paid"),
-        ("boolean as a JSON string", TYPED_JSON, with("paid", json!("false")), "invalid-field", "paid"),
-        ("wrong list child element", TYPED_XML, xml_with("<line><sku>A-1", "<item><sku>A-1").replacen("</price></line>", "</price></item>", 1), "invalid-field", "<line>"),
-        ("text in a list", TYPED_XML, xml_with("<tags/>", "<tags>a, b</tags>"), "invalid-field", "tags"),
-        ("a record field twice", TYPED_XML, xml_with("<currency>EUR</currency></total>", "<currency>EUR</currency><currency>USD</currency></total>"), "duplicate-field", "currency"),
-        ("a list as an object (JSON)", TYPED_JSON, with("lines", json!({"line": []})), "invalid-field", "lines"),
-        ("an unknown field in a line", TYPED_JSON, with("lines", json!([{"sku": "A", "quantity": 1, "price": {"amount": "1", "currency": "EUR"}, "colour": "red"}])), "invalid-aspect", "colour"),
-        ("a business rule", TYPED_JSON, with("total", json!({"amount": "27.51", "currency": "EUR"})), typed_sa::TOTAL_MISMATCH, "27.50 EUR"),
-        ("too many JSON values", TYPED_JSON, many_tags, "json-too-large", "values"),
-    ];
-    for (what, media, body, code, word) in cases {
-        let reply = post(&app, media, body).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{what}: {}", reply.body);
-        assert_eq!(reply.error_code(), code, "{what}: {}", reply.body);
-        assert!(reply.body.contains(word), "{what}: {word} not in {}", reply.body);
-    }
-    assert_eq!(version_of(&app).await, before, "nothing was stored");
-    assert_eq!(app.state.store().count_resources("things").await.unwrap(), 0);
-});
-
-both_backends!(typed_copy_serves_what_the_owner_serves, |backend: Backend| async move {
-    let owner = typed_sa::start(backend, typed_sa::service_area()).await;
-    let first = created(&owner, TYPED_XML, HAND_WRITTEN.to_owned()).await;
-    let body = json!({"order": example_order()}).to_string();
-    let second = created(&owner, TYPED_JSON, body).await;
-    let feed = get(&owner, "/things?version=0", TYPED_JSON).await;
-
-    let copy = typed_sa::start(backend, typed_sa::copy_area()).await;
-    let collection = typed_sa::copy_area().copied()[0].clone();
-    let chunk = hiscale::repr::parse_feed(feed.body.as_bytes(), &collection).unwrap();
-    let items = hiscale::poller::chunk_items(&collection, &chunk);
-    assert_eq!(items.len(), 2);
-    copy.state
-        .store()
-        .apply_chunk("things", &items, chunk.version)
-        .await
-        .unwrap();
-
-    for id in [&first, &second] {
-        for media in [TYPED_XML, TYPED_JSON] {
-            let path = format!("/things/{id}");
-            let (at_owner, at_copy) = (get(&owner, &path, media).await, get(&copy, &path, media).await);
-            assert_eq!(at_copy.body, at_owner.body, "{path} as {media}");
-            assert_eq!(at_copy.header("etag"), at_owner.header("etag"));
-            assert_eq!(at_copy.header("content-type"), at_owner.header("content-type"));
+both_backends!(
+    typed_bad_input_is_refused_and_stores_nothing,
+    |backend| async move {
+        let app = typed_sa::start(backend, typed_sa::service_area()).await;
+        let before = version_of(&app).await;
+        let with = |field: &str, value: Value| {
+            let mut order = example_order();
+            order[field] = value;
+            json!({ "order": order }).to_string()
+        };
+        let xml_with = |from: &str, to: &str| {
+            assert!(HAND_WRITTEN.contains(from), "{from}");
+            HAND_WRITTEN.replacen(from, to, 1)
+        };
+        let many_tags = json!({"order": {"tags": vec!["x"; 2_500]}}).to_string();
+        let cases: Vec<(&str, &str, String, &str, &str)> = vec![
+            // (what, media, body, code, a word the message must hold)
+            (
+                "integer as text (XML)",
+                TYPED_XML,
+                xml_with("<quantity> 2 </quantity>", "<quantity>x</quantity>"),
+                "invalid-field",
+                "lines[0].quantity",
+            ),
+            (
+                "integer attribute as text",
+                TYPED_XML,
+                xml_with(r#"count="3""#, r#"count="three""#),
+                "invalid-field",
+                "count",
+            ),
+            (
+                "integer as a JSON string",
+                TYPED_JSON,
+                with("count", json!("3")),
+                "invalid-field",
+                "count",
+            ),
+            (
+                "decimal as a JSON number",
+                TYPED_JSON,
+                with("weight", json!(1.5)),
+                "invalid-field",
+                "weight",
+            ),
+            (
+                "decimal with an exponent",
+                TYPED_JSON,
+                with("weight", json!("1e3")),
+                "invalid-aspect",
+                "weight",
+            ),
+            (
+                "money amount as a JSON number",
+                TYPED_JSON,
+                with("total", json!({"amount": 27.5, "currency": "EUR"})),
+                "invalid-field",
+                "total.amount",
+            ),
+            (
+                "lower-case currency",
+                TYPED_JSON,
+                with("total", json!({"amount": "27.50", "currency": "eur"})),
+                "invalid-aspect",
+                "total.currency",
+            ),
+            (
+                "date off the calendar (JSON)",
+                TYPED_JSON,
+                with("due", json!("2026-02-30")),
+                "invalid-aspect",
+                "due",
+            ),
+            (
+                "date off the calendar (XML)",
+                TYPED_XML,
+                xml_with("2026-03-01", "2026-02-30"),
+                "invalid-aspect",
+                "due",
+            ),
+            (
+                "timestamp without offset",
+                TYPED_JSON,
+                with("created", json!("2026-02-27T09:15:00")),
+                "invalid-aspect",
+                "created",
+            ),
+            (
+                "unknown enum value (JSON)",
+                TYPED_JSON,
+                with("status", json!("lost")),
+                "invalid-aspect",
+                "status",
+            ),
+            (
+                "unknown enum value (XML)",
+                TYPED_XML,
+                xml_with("on_hold", "OnHold"),
+                "invalid-aspect",
+                "status",
+            ),
+            (
+                "boolean as yes",
+                TYPED_XML,
+                xml_with("<paid>false</paid>", "<paid>yes</paid>"),
+                "invalid-field",
+                "paid",
+            ),
+            (
+                "boolean as a JSON string",
+                TYPED_JSON,
+                with("paid", json!("false")),
+                "invalid-field",
+                "paid",
+            ),
+            (
+                "wrong list child element",
+                TYPED_XML,
+                xml_with("<line><sku>A-1", "<item><sku>A-1").replacen(
+                    "</price></line>",
+                    "</price></item>",
+                    1,
+                ),
+                "invalid-field",
+                "<line>",
+            ),
+            (
+                "text in a list",
+                TYPED_XML,
+                xml_with("<tags/>", "<tags>a, b</tags>"),
+                "invalid-field",
+                "tags",
+            ),
+            (
+                "a record field twice",
+                TYPED_XML,
+                xml_with(
+                    "<currency>EUR</currency></total>",
+                    "<currency>EUR</currency><currency>USD</currency></total>",
+                ),
+                "duplicate-field",
+                "currency",
+            ),
+            (
+                "a list as an object (JSON)",
+                TYPED_JSON,
+                with("lines", json!({"line": []})),
+                "invalid-field",
+                "lines",
+            ),
+            (
+                "an unknown field in a line",
+                TYPED_JSON,
+                with(
+                    "lines",
+                    json!([{"sku": "A", "quantity": 1, "price": {"amount": "1", "currency": "EUR"}, "colour": "red"}]),
+                ),
+                "invalid-aspect",
+                "colour",
+            ),
+            (
+                "a business rule",
+                TYPED_JSON,
+                with("total", json!({"amount": "27.51", "currency": "EUR"})),
+                typed_sa::TOTAL_MISMATCH,
+                "27.50 EUR",
+            ),
+            (
+                "too many JSON values",
+                TYPED_JSON,
+                many_tags,
+                "json-too-large",
+                "values",
+            ),
+        ];
+        for (what, media, body, code, word) in cases {
+            let reply = post(&app, media, body).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{what}: {}",
+                reply.body
+            );
+            assert_eq!(reply.error_code(), code, "{what}: {}", reply.body);
+            assert!(
+                reply.body.contains(word),
+                "{what}: {word} not in {}",
+                reply.body
+            );
         }
+        assert_eq!(version_of(&app).await, before, "nothing was stored");
+        assert_eq!(
+            app.state.store().count_resources("things").await.unwrap(),
+            0
+        );
     }
-    let copy_feed = get(&copy, "/things?version=0", TYPED_JSON).await;
-    assert_eq!(copy_feed.json(), feed.json(), "the copy's feed");
-    let xml_feed = get(&copy, "/things?version=0", TYPED_XML).await;
-    assert_eq!(xml_feed.body, get(&owner, "/things?version=0", TYPED_XML).await.body);
-});
+);
 
-both_backends!(typed_openapi_examples_are_accepted, |backend: Backend| async move {
-    for (sa, start) in [
-        (typed_sa::service_area(), "typed"),
-        (registration::service_area(), "registration"),
-    ] {
-        let probe = typed_sa::start(backend, sa.clone()).await;
-        let document = get(&probe, "/openapi.json", "application/json").await.json();
-        assert_no_dangling_refs(&document, start);
-        let mut posted = 0;
-        for (path, item) in document["paths"].as_object().unwrap() {
-            let Some(content) = item["post"]["requestBody"]["content"].as_object() else {
-                continue;
-            };
-            for (media, body) in content {
-                let example = &body["example"];
-                assert!(!example.is_null(), "{start} {path} {media} has no example");
-                let text = match example {
-                    Value::String(xml) if media.ends_with("+xml") => xml.clone(),
-                    other => other.to_string(),
-                };
-                // A fresh store each time: the examples may hold unique values (a login).
-                let app = typed_sa::start(backend, sa.clone()).await;
-                let reply = app
-                    .send(
-                        request("POST", path)
-                            .header("authorization", format!("Bearer {ADMIN}"))
-                            .header("content-type", media)
-                            .body(Body::from(text.clone()))
-                            .unwrap(),
-                    )
-                    .await;
-                assert_eq!(reply.status, StatusCode::CREATED, "{start} {media}: {text}\n{}", reply.body);
-                posted += 1;
+both_backends!(
+    typed_copy_serves_what_the_owner_serves,
+    |backend: Backend| async move {
+        let owner = typed_sa::start(backend, typed_sa::service_area()).await;
+        let first = created(&owner, TYPED_XML, HAND_WRITTEN.to_owned()).await;
+        let body = json!({"order": example_order()}).to_string();
+        let second = created(&owner, TYPED_JSON, body).await;
+        let feed = get(&owner, "/things?version=0", TYPED_JSON).await;
+
+        let copy = typed_sa::start(backend, typed_sa::copy_area()).await;
+        let collection = typed_sa::copy_area().copied()[0].clone();
+        let chunk = hiscale::repr::parse_feed(feed.body.as_bytes(), &collection).unwrap();
+        let items = hiscale::poller::chunk_items(&collection, &chunk);
+        assert_eq!(items.len(), 2);
+        copy.state
+            .store()
+            .apply_chunk("things", &items, chunk.version)
+            .await
+            .unwrap();
+
+        for id in [&first, &second] {
+            for media in [TYPED_XML, TYPED_JSON] {
+                let path = format!("/things/{id}");
+                let (at_owner, at_copy) = (
+                    get(&owner, &path, media).await,
+                    get(&copy, &path, media).await,
+                );
+                assert_eq!(at_copy.body, at_owner.body, "{path} as {media}");
+                assert_eq!(at_copy.header("etag"), at_owner.header("etag"));
+                assert_eq!(
+                    at_copy.header("content-type"),
+                    at_owner.header("content-type")
+                );
             }
         }
-        assert_eq!(posted, 2, "{start}: one JSON and one XML example");
+        let copy_feed = get(&copy, "/things?version=0", TYPED_JSON).await;
+        assert_eq!(copy_feed.json(), feed.json(), "the copy's feed");
+        let xml_feed = get(&copy, "/things?version=0", TYPED_XML).await;
+        assert_eq!(
+            xml_feed.body,
+            get(&owner, "/things?version=0", TYPED_XML).await.body
+        );
     }
-    let copy = typed_sa::start(backend, typed_sa::copy_area()).await;
-    let document = get(&copy, "/openapi.json", "application/json").await.json();
-    assert_no_dangling_refs(&document, "copy");
-});
+);
+
+both_backends!(
+    typed_openapi_examples_are_accepted,
+    |backend: Backend| async move {
+        for (sa, start) in [
+            (typed_sa::service_area(), "typed"),
+            (registration::service_area(), "registration"),
+        ] {
+            let probe = typed_sa::start(backend, sa.clone()).await;
+            let document = get(&probe, "/openapi.json", "application/json")
+                .await
+                .json();
+            assert_no_dangling_refs(&document, start);
+            let mut posted = 0;
+            for (path, item) in document["paths"].as_object().unwrap() {
+                let Some(content) = item["post"]["requestBody"]["content"].as_object() else {
+                    continue;
+                };
+                for (media, body) in content {
+                    let example = &body["example"];
+                    assert!(!example.is_null(), "{start} {path} {media} has no example");
+                    let text = match example {
+                        Value::String(xml) if media.ends_with("+xml") => xml.clone(),
+                        other => other.to_string(),
+                    };
+                    // A fresh store each time: the examples may hold unique values (a login).
+                    let app = typed_sa::start(backend, sa.clone()).await;
+                    let reply = app
+                        .send(
+                            request("POST", path)
+                                .header("authorization", format!("Bearer {ADMIN}"))
+                                .header("content-type", media)
+                                .body(Body::from(text.clone()))
+                                .unwrap(),
+                        )
+                        .await;
+                    assert_eq!(
+                        reply.status,
+                        StatusCode::CREATED,
+                        "{start} {media}: {text}\n{}",
+                        reply.body
+                    );
+                    posted += 1;
+                }
+            }
+            assert_eq!(posted, 2, "{start}: one JSON and one XML example");
+        }
+        let copy = typed_sa::start(backend, typed_sa::copy_area()).await;
+        let document = get(&copy, "/openapi.json", "application/json").await.json();
+        assert_no_dangling_refs(&document, "copy");
+    }
+);
 
 /// Every `$ref` names a schema the document holds.
 fn assert_no_dangling_refs(document: &Value, what: &str) {

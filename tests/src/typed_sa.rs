@@ -162,9 +162,7 @@ pub async fn start(backend: Backend, sa: ServiceArea) -> TestApp {
             &database.url,
         )
     };
-    let state = hiscale::unit::state(&config, sa)
-        .await
-        .expect("unit state");
+    let state = hiscale::unit::state(&config, sa).await.expect("unit state");
     let router = hiscale::http::app(state.clone());
     TestApp {
         router,

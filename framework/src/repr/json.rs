@@ -101,7 +101,10 @@ fn parse_object(body: &[u8], limits: ParseLimits) -> Result<Map<String, Value>, 
     if count(&value, limits.max_elements) > limits.max_elements {
         return Err(BadBody::new(
             codes::JSON_TOO_LARGE,
-            format!("the document holds more than {} values", limits.max_elements),
+            format!(
+                "the document holds more than {} values",
+                limits.max_elements
+            ),
         ));
     }
     match value {

@@ -286,3 +286,6 @@ fn field_text(value: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod typed_tests;

@@ -74,7 +74,9 @@ pub(super) fn parse_resource(
                         })?;
                         let aspect_name = declared(collection, &format!("{family}.{qualifier}"))?;
                         let shape = shape_of(collection, &aspect_name);
-                        resource.aspects.push(aspect(item, aspect_name, true, shape)?);
+                        resource
+                            .aspects
+                            .push(aspect(item, aspect_name, true, shape)?);
                     }
                 } else {
                     let aspect_name = declared(collection, name)?;
@@ -85,7 +87,9 @@ pub(super) fn parse_resource(
                         ));
                     }
                     let shape = shape_of(collection, &aspect_name);
-                    resource.aspects.push(aspect(child, aspect_name, false, shape)?);
+                    resource
+                        .aspects
+                        .push(aspect(child, aspect_name, false, shape)?);
                 }
             }
         }
@@ -168,7 +172,12 @@ fn aspect(
 /// booleans from their text, an array from the children of a list (each named by
 /// [`list_item_name`]), an object from the children of a record. What does not fit is
 /// `invalid-field` naming the field by its path (`lines[1].quantity`).
-fn value(element: &Element, shape: &Shape, path: &str, aspect: &AspectName) -> Result<Value, BadBody> {
+fn value(
+    element: &Element,
+    shape: &Shape,
+    path: &str,
+    aspect: &AspectName,
+) -> Result<Value, BadBody> {
     let misfit = |what: String| {
         BadBody::new(
             codes::INVALID_FIELD,
@@ -179,7 +188,10 @@ fn value(element: &Element, shape: &Shape, path: &str, aspect: &AspectName) -> R
         if element.text.trim().is_empty() {
             Ok(())
         } else {
-            Err(misfit(format!("must hold elements, not text ({})", shape.expected())))
+            Err(misfit(format!(
+                "must hold elements, not text ({})",
+                shape.expected()
+            )))
         }
     };
     match shape {
@@ -229,15 +241,21 @@ fn value(element: &Element, shape: &Shape, path: &str, aspect: &AspectName) -> R
             Err(first.unwrap_or_else(|| misfit("must be empty".to_owned())))
         }
         Shape::Null if element.children.is_empty() && element.text.is_empty() => Ok(Value::Null),
-        _ if !element.children.is_empty() => {
-            Err(misfit(format!("must hold text, not elements ({})", shape.expected())))
-        }
+        _ if !element.children.is_empty() => Err(misfit(format!(
+            "must hold text, not elements ({})",
+            shape.expected()
+        ))),
         _ => scalar(&element.text, shape, path, aspect),
     }
 }
 
 /// The children of a record element as an object, each coerced to its field's shape.
-fn record(element: &Element, shape: &Shape, path: &str, aspect: &AspectName) -> Result<Value, BadBody> {
+fn record(
+    element: &Element,
+    shape: &Shape,
+    path: &str,
+    aspect: &AspectName,
+) -> Result<Value, BadBody> {
     let mut members = Map::new();
     for child in &element.children {
         if members.contains_key(&child.name) {
@@ -509,11 +527,16 @@ pub(super) fn render_feed(
 
 pub(super) fn render_input(collection: &Collection, resource: &Value) -> Vec<u8> {
     let mut writer = document();
-    write(&mut writer, Event::Start(BytesStart::new(collection.item())));
+    write(
+        &mut writer,
+        Event::Start(BytesStart::new(collection.item())),
+    );
     let mut open_container: Option<&str> = None;
     for definition in collection.aspects() {
         let fields = match (&definition.container, definition.name.qualifier()) {
-            (Some(container), Some(qualifier)) => resource.get(container).and_then(|group| group.get(qualifier)),
+            (Some(container), Some(qualifier)) => resource
+                .get(container)
+                .and_then(|group| group.get(qualifier)),
             _ => resource.get(definition.name.to_string()),
         };
         let Some(Value::Object(fields)) = fields else {
