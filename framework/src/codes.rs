@@ -107,9 +107,12 @@ pub const DUPLICATE_ASPECT: &str = "duplicate-aspect";
 pub const PRECONDITION_FAILED: &str = "precondition-failed";
 /// `409`: a unique value (a login) is already held by another resource.
 pub const ALREADY_TAKEN: &str = "already-taken";
-/// `400`: an aspect's fields do not fit its declared shape (missing or unknown fields).
+/// `400`: an aspect's fields do not fit its declared type (missing or unknown fields, a date
+/// off the calendar, an unknown enumeration value); the message starts with the field's path.
 pub const INVALID_ASPECT: &str = "invalid-aspect";
-/// `400`: a field's value is not acceptable (not text, or breaks a service's rule).
+/// `400`: a field's value is not acceptable: of the wrong type for the field (a decimal as a
+/// JSON number, text where an integer belongs, a list item element of the wrong name), or it
+/// breaks a service's rule.
 pub const INVALID_FIELD: &str = "invalid-field";
 
 // Request bodies.

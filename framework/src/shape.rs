@@ -264,7 +264,7 @@ fn either(mut shapes: Vec<Shape>) -> Shape {
     if shapes.len() == 1 {
         return shapes.pop().unwrap_or_default();
     }
-    if shapes.iter().any(|shape| *shape == Shape::Any) {
+    if shapes.contains(&Shape::Any) {
         return Shape::Any;
     }
     Shape::Either(shapes)

@@ -168,6 +168,34 @@ both_backends!(typed_xml_and_json_read_the_same, |backend| async move {
 });
 
 both_backends!(
+    typed_aspects_are_replaced_one_by_one,
+    |backend| async move {
+        let app = typed_sa::start(backend, typed_sa::service_area()).await;
+        let id = created(&app, TYPED_XML, HAND_WRITTEN.to_owned()).await;
+        let put = |aspect: &str, media: &str, body: String| {
+            request("PUT", &format!("/things/{id}/{aspect}"))
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .header("content-type", media)
+                .header("accept", TYPED_JSON)
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let mut order = example_order();
+        order["status"] = json!("shipped");
+        order["paid"] = json!(true);
+        let reply = app.send(put("order", TYPED_JSON, order.to_string())).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(fields(&reply.json(), "order"), order);
+        let label = r#"<label><text>handle with care</text></label>"#;
+        let reply = app.send(put("label", TYPED_XML, label.to_owned())).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let read = get(&app, &format!("/things/{id}"), TYPED_JSON).await.json();
+        assert_eq!(fields(&read, "order"), order);
+        assert_eq!(fields(&read, "label"), json!({"text": "handle with care"}));
+    }
+);
+
+both_backends!(
     typed_bad_input_is_refused_and_stores_nothing,
     |backend| async move {
         let app = typed_sa::start(backend, typed_sa::service_area()).await;
