@@ -273,6 +273,13 @@ pub trait Aspect: Serialize + utoipa::ToSchema + Sized + Send + Sync + 'static {
     /// Validates and transforms the input into what is stored. May be slow (password
     /// hashing): the framework calls it off the async threads.
     fn accept(input: Self::Input) -> Result<Self, Invalid>;
+
+    /// An input this aspect accepts, as JSON, shown as the example of request bodies in the
+    /// OpenAPI document (and posted by the framework's tests, so it must be accepted). `None`
+    /// falls back to the input schema's own example (`#[schema(example = …)]`), if any.
+    fn example() -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// A business rule an input broke: becomes a `400` with this code. Services name their codes

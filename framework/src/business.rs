@@ -401,6 +401,8 @@ pub(crate) struct Command {
     pub(crate) name: String,
     pub(crate) run: Arc<dyn Fn(Context, Draft, Value) -> BusinessFuture<Draft> + Send + Sync>,
     pub(crate) input_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    /// The input's shape, for reading it from XML.
+    pub(crate) shape: Arc<crate::shape::Shape>,
     /// Whether a session may run it on resources it owns.
     pub(crate) for_sessions: bool,
 }
@@ -434,6 +436,7 @@ impl Command {
                 })
             }),
             input_schema: || I::schema(),
+            shape: Arc::new(crate::shape::Shape::of::<I>()),
             for_sessions,
         }
     }

@@ -113,9 +113,12 @@ pub const DUPLICATE_ASPECT: &str = "duplicate-aspect";
 pub const PRECONDITION_FAILED: &str = "precondition-failed";
 /// `409`: a unique value (a login) is already held by another resource.
 pub const ALREADY_TAKEN: &str = "already-taken";
-/// `400`: an aspect's fields do not fit its declared shape (missing or unknown fields).
+/// `400`: an aspect's fields do not fit its declared type (missing or unknown fields, a date
+/// off the calendar, an unknown enumeration value); the message starts with the field's path.
 pub const INVALID_ASPECT: &str = "invalid-aspect";
-/// `400`: a field's value is not acceptable (not text, or breaks a service's rule).
+/// `400`: a field's value is not acceptable: of the wrong type for the field (a decimal as a
+/// JSON number, text where an integer belongs, a list item element of the wrong name), or it
+/// breaks a service's rule.
 pub const INVALID_FIELD: &str = "invalid-field";
 
 // Request bodies.
@@ -148,6 +151,8 @@ pub const XML_TOO_DEEP: &str = "xml-too-deep";
 pub const XML_TOO_LARGE: &str = "xml-too-large";
 /// `400`: the JSON body is nested deeper than the limit.
 pub const JSON_TOO_DEEP: &str = "json-too-deep";
+/// `400`: the JSON body has more values (objects, arrays, scalars) than the element limit.
+pub const JSON_TOO_LARGE: &str = "json-too-large";
 
 // Operations.
 

@@ -19,10 +19,9 @@ pub mod replication;
 pub mod repr;
 pub mod restore;
 pub mod session;
+pub mod shape;
 pub mod store;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod topology;
 pub mod types;
 pub mod unit;
@@ -34,3 +33,7 @@ pub use config::UnitConfig;
 pub use model::{Collection, Ownership, ServiceArea};
 pub use store::Store;
 pub use version::{ResourceId, Version};
+
+/// The test kit (feature `testing`): it drives a unit's HTTP edge in process, so it lives there.
+#[cfg(feature = "testing")]
+pub use http::testing;

@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
 
 use crate::aspect::{Aspect, AspectName, Invalid, Selection, UniqueKey};
 use crate::business::{Changed, Command, Context, Draft, Reaction, Refusal, Rule};
 use crate::codes;
+use crate::shape::Shape;
 
 /// A service area: a name (used in media types, `application/vnd.{sa}.v1+xml`), what it owns
 /// and what it keeps copies of.
@@ -450,7 +453,11 @@ impl Collection {
             "container {container:?} is not a lower-case word"
         );
         for qualifier in qualifiers {
-            self = self.declare(&format!("{family}.{qualifier}"), Some(container), kind);
+            self = self.declare(
+                &format!("{family}.{qualifier}"),
+                Some(container),
+                kind.clone(),
+            );
         }
         self
     }
@@ -468,6 +475,9 @@ impl Collection {
             accept: kind.accept,
             input_schema: kind.input_schema,
             stored_schema: kind.stored_schema,
+            schemas: kind.schemas,
+            example: kind.example,
+            shape: kind.shape.clone(),
         });
         self
     }
@@ -498,14 +508,21 @@ impl Collection {
     }
 }
 
+/// The component schemas a schema's `$ref`s name (`ToSchema::schemas`).
+type Schemas = fn(&mut Vec<(String, RefOr<Schema>)>);
+
 /// What a kind of aspect brings, its type erased: typed aspects validate, documents of a copy
 /// refuse writes.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Kind {
     xml_attributes: &'static [&'static str],
     accept: fn(Map<String, Value>) -> Result<Accepted, Invalid>,
-    input_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-    stored_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    input_schema: fn() -> RefOr<Schema>,
+    stored_schema: fn() -> RefOr<Schema>,
+    schemas: Schemas,
+    example: fn() -> Option<Value>,
+    /// The input's shape, built once here: XML parsing and the field check use it per request.
+    shape: Arc<Shape>,
 }
 
 impl Kind {
@@ -515,6 +532,9 @@ impl Kind {
             accept: accept_erased::<A>,
             input_schema: schema_of::<A::Input>,
             stored_schema: schema_of::<A>,
+            schemas: schemas_of::<A>,
+            example: A::example,
+            shape: Arc::new(Shape::of::<A::Input>()),
         }
     }
 
@@ -524,6 +544,9 @@ impl Kind {
             accept: refuse_writes,
             input_schema: schema_of::<Value>,
             stored_schema: schema_of::<Value>,
+            schemas: |_| {},
+            example: || None,
+            shape: Arc::new(Shape::Any),
         }
     }
 }
@@ -536,8 +559,11 @@ pub struct AspectDef {
     pub container: Option<String>,
     pub xml_attributes: &'static [&'static str],
     accept: fn(Map<String, Value>) -> Result<Accepted, Invalid>,
-    input_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-    stored_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    input_schema: fn() -> RefOr<Schema>,
+    stored_schema: fn() -> RefOr<Schema>,
+    schemas: Schemas,
+    example: fn() -> Option<Value>,
+    shape: Arc<Shape>,
 }
 
 /// A validated aspect, ready to be stored.
@@ -550,21 +576,55 @@ pub struct Accepted {
 impl AspectDef {
     /// Runs the aspect's typed validation on wire fields. CPU-heavy for some aspects
     /// (password hashing): call it from a blocking thread.
+    ///
+    /// Fields of the wrong JSON type for the input's shape (a decimal as a JSON number, text
+    /// where an integer belongs) are `invalid-field` naming the field, whether they came as
+    /// JSON or as XML the parser could not coerce; what serde then refuses is `invalid-aspect`.
     pub fn accept(&self, fields: Map<String, Value>) -> Result<Accepted, Invalid> {
+        for (name, value) in &fields {
+            self.shape
+                .field(name)
+                .check(value, name)
+                .map_err(|(path, expected)| {
+                    Invalid::new(
+                        codes::INVALID_FIELD,
+                        format!("field '{path}' of {} must be {expected}", self.name),
+                    )
+                })?;
+        }
         (self.accept)(fields)
     }
 
-    pub fn input_schema(&self) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    pub fn input_schema(&self) -> RefOr<Schema> {
         (self.input_schema)()
     }
 
-    pub fn stored_schema(&self) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    pub fn stored_schema(&self) -> RefOr<Schema> {
         (self.stored_schema)()
+    }
+
+    /// The component schemas the input and stored schemas refer to (`$ref`), by name.
+    pub fn component_schemas(&self) -> Vec<(String, RefOr<Schema>)> {
+        let mut schemas = Vec::new();
+        (self.schemas)(&mut schemas);
+        schemas
+    }
+
+    /// An input the aspect accepts, for the OpenAPI document: [`Aspect::example`], else the
+    /// input schema's own example.
+    pub fn example(&self) -> Option<Value> {
+        (self.example)().or_else(|| crate::shape::schema_example(&self.input_schema()))
+    }
+
+    /// The shape of the input's fields (`Any` for a copy's documents).
+    pub fn shape(&self) -> &Shape {
+        &self.shape
     }
 }
 
 fn accept_erased<A: Aspect>(fields: Map<String, Value>) -> Result<Accepted, Invalid> {
-    let input: A::Input = serde_json::from_value(Value::Object(fields))
+    // The path names the field serde refused (`lines[0].price.amount: …`).
+    let input: A::Input = serde_path_to_error::deserialize(Value::Object(fields))
         .map_err(|error| Invalid::new(codes::INVALID_ASPECT, error.to_string()))?;
     let stored = A::accept(input)?;
     let body = serde_json::to_value(&stored)
@@ -580,8 +640,13 @@ fn refuse_writes(_: Map<String, Value>) -> Result<Accepted, Invalid> {
     ))
 }
 
-fn schema_of<T: utoipa::ToSchema>() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+fn schema_of<T: utoipa::ToSchema>() -> RefOr<Schema> {
     T::schema()
+}
+
+fn schemas_of<A: Aspect>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+    <A as utoipa::ToSchema>::schemas(schemas);
+    <A::Input as utoipa::ToSchema>::schemas(schemas);
 }
 
 /// Lower-case ASCII word: safe as a path segment, XML name and SQL identifier suffix.

@@ -12,7 +12,35 @@ use utoipa::openapi::{
     Required, ResponseBuilder,
 };
 
+use serde_json::{Map, Value};
+
 use crate::model::{Collection, Role, ServiceArea};
+use crate::repr::{self, Format};
+
+/// A whole resource to create, in JSON, from the aspects' examples (qualified ones grouped
+/// under their container); `None` when no aspect has one.
+pub fn examples(collection: &Collection) -> Option<Value> {
+    let mut root = Map::new();
+    for aspect in collection.aspects() {
+        let Some(example) = aspect.example() else {
+            continue;
+        };
+        match (&aspect.container, aspect.name.qualifier()) {
+            (Some(container), Some(qualifier)) => {
+                if let Value::Object(group) = root
+                    .entry(container.clone())
+                    .or_insert_with(|| Value::Object(Map::new()))
+                {
+                    group.insert(qualifier.to_owned(), example);
+                }
+            }
+            _ => {
+                root.insert(aspect.name.to_string(), example);
+            }
+        }
+    }
+    (!root.is_empty()).then_some(Value::Object(root))
+}
 
 /// Builds the document for a service area's unit.
 pub fn document(sa: &ServiceArea) -> OpenApi {
@@ -26,6 +54,8 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
             .property("id", ObjectBuilder::new().schema_type(Type::String))
             .property("version", ObjectBuilder::new().schema_type(Type::Integer));
         let mut input = ObjectBuilder::new();
+        // Qualified aspects sit under their container, keyed by qualifier, as on the wire.
+        let mut groups: Vec<(String, ObjectBuilder, ObjectBuilder)> = Vec::new();
         for aspect in collection.aspects() {
             let stored = format!(
                 "{}_{}",
@@ -33,11 +63,41 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
                 aspect.name.to_string().replace('.', "_")
             );
             let written = format!("{stored}_input");
+            // The schemas the aspect's `$ref`s name (`Money`, `Line`, …), so none dangles.
             components = components
+                .schemas_from_iter(aspect.component_schemas())
                 .schema(stored.clone(), aspect.stored_schema())
                 .schema(written.clone(), aspect.input_schema());
-            resource = resource.property(aspect.name.to_string(), Ref::from_schema_name(stored));
-            input = input.property(aspect.name.to_string(), Ref::from_schema_name(written));
+            match (&aspect.container, aspect.name.qualifier()) {
+                (Some(container), Some(qualifier)) => {
+                    let position = match groups.iter().position(|(name, ..)| name == container) {
+                        Some(position) => position,
+                        None => {
+                            groups.push((
+                                container.clone(),
+                                ObjectBuilder::new(),
+                                ObjectBuilder::new(),
+                            ));
+                            groups.len() - 1
+                        }
+                    };
+                    if let Some((_, stored_group, input_group)) = groups.get_mut(position) {
+                        *stored_group = std::mem::take(stored_group)
+                            .property(qualifier, Ref::from_schema_name(stored));
+                        *input_group = std::mem::take(input_group)
+                            .property(qualifier, Ref::from_schema_name(written));
+                    }
+                }
+                _ => {
+                    resource =
+                        resource.property(aspect.name.to_string(), Ref::from_schema_name(stored));
+                    input = input.property(aspect.name.to_string(), Ref::from_schema_name(written));
+                }
+            }
+        }
+        for (container, stored_group, input_group) in groups {
+            resource = resource.property(container.clone(), stored_group);
+            input = input.property(container, input_group);
         }
         let item = collection.item().to_owned();
         components = components
@@ -119,6 +179,24 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilde
             .response("406", plain("unknown interface version or format"))
     };
     let name = collection.name();
+    let example = examples(collection);
+    let input_content = |format: &str| {
+        let mut content = ContentBuilder::new().schema(Some(Ref::from_schema_name(format!(
+            "{}_input",
+            collection.item()
+        ))));
+        if let Some(example) = &example {
+            let value = match format {
+                "xml" => Value::String(
+                    String::from_utf8_lossy(&repr::render_input(Format::Xml, collection, example))
+                        .into_owned(),
+                ),
+                _ => example.clone(),
+            };
+            content = content.example(Some(value));
+        }
+        content.build()
+    };
     let create = errors(
         OperationBuilder::new()
             .summary(Some(format!(
@@ -127,15 +205,8 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilde
             )))
             .request_body(Some(
                 RequestBodyBuilder::new()
-                    .content(
-                        media("json"),
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name(format!(
-                                "{}_input",
-                                collection.item()
-                            ))))
-                            .build(),
-                    )
+                    .content(media("json"), input_content("json"))
+                    .content(media("xml"), input_content("xml"))
                     .build(),
             ))
             .response("201", body("201", "created; Location names it")),
@@ -312,4 +383,85 @@ fn command_paths(mut paths: PathsBuilder, collection: &Collection) -> PathsBuild
         );
     }
     paths
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde::{Deserialize, Serialize};
+    use utoipa::ToSchema;
+
+    use super::*;
+    use crate::aspect::{Aspect, Invalid};
+    use crate::types::{Date, Money};
+
+    #[derive(Serialize, Deserialize, ToSchema)]
+    struct Line {
+        price: Money,
+        on: Option<Date>,
+    }
+
+    #[derive(Serialize, Deserialize, ToSchema)]
+    struct Order {
+        lines: Vec<Line>,
+        total: Option<Money>,
+    }
+
+    impl Aspect for Order {
+        type Input = Order;
+
+        fn accept(input: Order) -> Result<Self, Invalid> {
+            Ok(input)
+        }
+
+        fn example() -> Option<Value> {
+            Some(serde_json::json!({"lines": []}))
+        }
+    }
+
+    #[test]
+    fn typed_schemas_have_no_dangling_refs() {
+        let sa = ServiceArea::new("orders").owns(
+            Collection::new("orders", "order")
+                .aspect::<Order>("order")
+                .qualified::<Order>("part", "parts", &["a", "b"]),
+        );
+        let document = serde_json::to_value(document(&sa)).unwrap();
+        let schemas = &document["components"]["schemas"];
+        for name in ["Money", "Decimal", "Currency", "Date", "Line"] {
+            assert!(schemas.get(name).is_some(), "{name} is not registered");
+        }
+        let mut pending = vec![&document];
+        let mut refs = 0;
+        while let Some(value) = pending.pop() {
+            match value {
+                Value::Object(members) => {
+                    if let Some(Value::String(target)) = members.get("$ref") {
+                        let name = target.strip_prefix("#/components/schemas/").unwrap();
+                        assert!(schemas.get(name).is_some(), "dangling {target}");
+                        refs += 1;
+                    }
+                    pending.extend(members.values());
+                }
+                Value::Array(items) => pending.extend(items),
+                _ => {}
+            }
+        }
+        assert!(refs > 5);
+        let input = &schemas["order_input"]["properties"];
+        assert!(input["parts"]["properties"].get("a").is_some(), "{input}");
+        let example = &document["paths"]["/orders"]["post"]["requestBody"]["content"];
+        assert_eq!(
+            example["application/vnd.orders.v1+json"]["example"],
+            serde_json::json!({"order": {"lines": []}, "parts": {"a": {"lines": []}, "b": {"lines": []}}})
+        );
+        let xml = example["application/vnd.orders.v1+xml"]["example"]
+            .as_str()
+            .unwrap();
+        assert!(
+            xml.contains(r#"<parts><part type="a"><lines></lines></part>"#),
+            "{xml}"
+        );
+    }
 }

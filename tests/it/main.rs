@@ -23,4 +23,5 @@ mod resync;
 mod soak;
 mod tidy;
 mod topology;
+mod typed;
 mod write_answers;

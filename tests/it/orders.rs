@@ -119,7 +119,7 @@ async fn a_session_places_lists_and_cancels_its_own_orders_priced_from_the_catal
             (order_body("1", &[(&umbrella, 0)]), "invalid-order"),
             (
                 json!({"order": {"lines": [{"product": umbrella, "quantity": "two"}]}}).to_string(),
-                "invalid-aspect",
+                "invalid-field",
             ),
             (
                 json!({"order": {"lines": [{"product": umbrella, "quantity": 1}]}, "status": {"status": "cancelled"}}).to_string(),

@@ -12,6 +12,7 @@ pub mod pg_cluster;
 pub mod process;
 pub mod relay;
 pub mod replication;
+pub mod typed_sa;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -18,7 +18,7 @@ const MAX_WAIT: Duration = Duration::from_secs(10);
 
 static TURNS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(MAX_CONCURRENT));
 
-/// Runs `work` on the blocking pool once a turn is free (at most [`MAX_CONCURRENT`] at once).
+/// Runs `work` on the blocking pool once a turn is free (at most `MAX_CONCURRENT` at once).
 pub async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -64,7 +64,13 @@ pub(super) async fn run(
         // The input reads like an aspect named after the command (`<cancel>…</cancel>`).
         let element = AspectName::parse(&command.name)
             .map_err(|_| ApiError::internal("a declared command name is not a name"))?;
-        let wire = repr::parse_aspect(format, &body, &element, ParseLimits::default())?;
+        let wire = repr::parse_input(
+            format,
+            &body,
+            &element,
+            &command.shape,
+            ParseLimits::default(),
+        )?;
         Value::Object(wire.fields)
     };
     let id = ResourceId::parse(&id)

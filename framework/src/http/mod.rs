@@ -10,6 +10,8 @@ mod lookup;
 mod ops;
 mod resource;
 mod restore;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;

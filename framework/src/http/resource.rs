@@ -184,7 +184,7 @@ pub(super) async fn put_aspect(
         url_version.as_ref().map(|v| v.0.0),
     )?;
     let body = body.map_err(body_rejection)?;
-    let mut wire = repr::parse_aspect(format, &body, &definition.name, ParseLimits::default())?;
+    let mut wire = repr::parse_aspect_of(format, &body, definition, ParseLimits::default())?;
     if wire.version.is_some() {
         return Err(forged_version());
     }

@@ -79,6 +79,7 @@ fn aspect(value: Value, name: AspectName) -> Result<WireAspect, BadBody> {
             version = Some(scalar_text(&value));
             continue;
         }
+        // Any JSON value: the aspect's shape and serde type decide (`AspectDef::accept`).
         fields.insert(key, value);
     }
     Ok(WireAspect {
@@ -97,6 +98,15 @@ fn parse_object(body: &[u8], limits: ParseLimits) -> Result<Map<String, Value>, 
             "the document is nested too deeply",
         ));
     }
+    if count(&value, limits.max_elements) > limits.max_elements {
+        return Err(BadBody::new(
+            codes::JSON_TOO_LARGE,
+            format!(
+                "the document holds more than {} values",
+                limits.max_elements
+            ),
+        ));
+    }
     match value {
         Value::Object(object) => Ok(object),
         _ => Err(BadBody::new(
@@ -113,6 +123,24 @@ fn depth(value: &Value) -> usize {
         Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
         _ => 0,
     }
+}
+
+/// Values in the document (as XML counts elements), counting stops once past `limit`.
+fn count(value: &Value, limit: usize) -> usize {
+    let mut seen = 0usize;
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        seen += 1;
+        if seen > limit {
+            break;
+        }
+        match value {
+            Value::Object(object) => pending.extend(object.values()),
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    seen
 }
 
 fn scalar_text(value: &Value) -> String {

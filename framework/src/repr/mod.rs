@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::aspect::AspectName;
 use crate::codes;
 use crate::model::{AspectDef, Collection};
+use crate::shape::Shape;
 use crate::store::{ChangedResource, StoredAspect, StoredResource};
 use crate::version::{ResourceId, Version};
 
@@ -86,7 +87,9 @@ pub fn parse_resource(
     }
 }
 
-/// Parses the body of `PUT /{collection}/{id}/{aspect}`: that aspect's element alone.
+/// Parses the body of `PUT /{collection}/{id}/{aspect}`: that aspect's element alone,
+/// without its declaration, so XML leaves stay text (enough for text-only aspects).
+/// Prefer [`parse_aspect_of`], which coerces XML to the aspect's typed fields.
 pub fn parse_aspect(
     format: Format,
     body: &[u8],
@@ -94,7 +97,33 @@ pub fn parse_aspect(
     limits: ParseLimits,
 ) -> Result<WireAspect, BadBody> {
     match format {
-        Format::Xml => xml::parse_aspect(body, name, limits),
+        Format::Xml => xml::parse_aspect(body, name, &Shape::Any, limits),
+        Format::Json => json::parse_aspect(body, limits, name),
+    }
+}
+
+/// Parses the body of `PUT /{collection}/{id}/{aspect}` for the declared aspect: XML is
+/// coerced to its input's shape (integers, lists, records), as in [`parse_resource`].
+pub fn parse_aspect_of(
+    format: Format,
+    body: &[u8],
+    definition: &AspectDef,
+    limits: ParseLimits,
+) -> Result<WireAspect, BadBody> {
+    parse_input(format, body, &definition.name, definition.shape(), limits)
+}
+
+/// Parses a body shaped like `shape`, in an element (or object) named `name`: an aspect's, or
+/// a command's input (`<cancel><reason>…</reason></cancel>`).
+pub fn parse_input(
+    format: Format,
+    body: &[u8],
+    name: &AspectName,
+    shape: &crate::shape::Shape,
+    limits: ParseLimits,
+) -> Result<WireAspect, BadBody> {
+    match format {
+        Format::Xml => xml::parse_aspect(body, name, shape, limits),
         Format::Json => json::parse_aspect(body, limits, name),
     }
 }
@@ -222,6 +251,16 @@ pub fn parse_feed(body: &[u8], collection: &Collection) -> Result<FeedChunk, Bad
     json::parse_feed(body, collection)
 }
 
+/// Renders a resource to create (`POST`), given as its JSON form (aspects by name, qualified
+/// ones under their container): as it is for JSON, as the XML the parser reads back for XML.
+/// The OpenAPI document shows request examples in both formats with it.
+pub fn render_input(format: Format, collection: &Collection, resource: &Value) -> Vec<u8> {
+    match format {
+        Format::Xml => xml::render_input(collection, resource),
+        Format::Json => serde_json::to_vec(resource).unwrap_or_default(),
+    }
+}
+
 /// Renders the uniform error body with its stable code.
 pub fn render_error(format: Format, code: &str, message: &str) -> Vec<u8> {
     match format {
@@ -259,3 +298,6 @@ fn field_text(value: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod typed_tests;

@@ -13,10 +13,15 @@ use super::{
 };
 use crate::aspect::AspectName;
 use crate::codes;
-use crate::model::Collection;
+use crate::model::{AspectDef, Collection};
+use crate::shape::{Shape, join, list_item_name};
+use crate::store::StoredAspect;
 use crate::version::Version;
 
-/// A parsed element: enough of XML for flat business documents.
+/// The most characters of a refused value echoed in an error message.
+const MAX_ECHO: usize = 40;
+
+/// A parsed element: enough of XML for business documents (no mixed content, no namespaces).
 #[derive(Debug, Default)]
 struct Element {
     name: String,
@@ -68,7 +73,10 @@ pub(super) fn parse_resource(
                             )
                         })?;
                         let aspect_name = declared(collection, &format!("{family}.{qualifier}"))?;
-                        resource.aspects.push(aspect(item, aspect_name, true)?);
+                        let shape = shape_of(collection, &aspect_name);
+                        resource
+                            .aspects
+                            .push(aspect(item, aspect_name, true, shape)?);
                     }
                 } else {
                     let aspect_name = declared(collection, name)?;
@@ -78,7 +86,10 @@ pub(super) fn parse_resource(
                             format!("unknown element <{name}>"),
                         ));
                     }
-                    resource.aspects.push(aspect(child, aspect_name, false)?);
+                    let shape = shape_of(collection, &aspect_name);
+                    resource
+                        .aspects
+                        .push(aspect(child, aspect_name, false, shape)?);
                 }
             }
         }
@@ -86,9 +97,19 @@ pub(super) fn parse_resource(
     Ok(resource)
 }
 
+/// The declared input shape of an aspect (`Any` for a copy's documents).
+fn shape_of<'c>(collection: &'c Collection, name: &AspectName) -> &'c Shape {
+    collection
+        .find(name)
+        .map(|definition| definition.shape())
+        .unwrap_or(&Shape::Any)
+}
+
+/// `shape` is the aspect's input shape; with [`Shape::Any`] every leaf stays text.
 pub(super) fn parse_aspect(
     body: &[u8],
     name: &AspectName,
+    shape: &Shape,
     limits: ParseLimits,
 ) -> Result<WireAspect, BadBody> {
     let root = parse_tree(body, limits)?;
@@ -111,26 +132,33 @@ pub(super) fn parse_aspect(
             format!("the path names {name} but the body says type=\"{given}\""),
         ));
     }
-    aspect(root, name.clone(), qualified)
+    aspect(root, name.clone(), qualified, shape)
 }
 
-/// Turns an aspect element into fields: attributes (but a qualifier's `type`) and leaf
-/// children; `<version>` is kept apart so the caller can refuse a forged one.
-fn aspect(element: Element, name: AspectName, qualified: bool) -> Result<WireAspect, BadBody> {
+/// Turns an aspect element into fields: attributes (but a qualifier's `type`) and child
+/// elements, each coerced to the JSON its shape expects; `<version>` is kept apart so the
+/// caller can refuse a forged one.
+fn aspect(
+    element: Element,
+    name: AspectName,
+    qualified: bool,
+    shape: &Shape,
+) -> Result<WireAspect, BadBody> {
     let mut fields = Map::new();
     let mut version = None;
     for (key, value) in element.attributes {
         if qualified && key == "type" {
             continue;
         }
+        let value = scalar(&value, &shape.field(&key), &key, &name)?;
         insert_field(&mut fields, &name, key, value)?;
     }
     for child in element.children {
-        let text = leaf_text(&child)?;
         if child.name == "version" {
-            version = Some(text);
+            version = Some(leaf_text(&child)?);
         } else {
-            insert_field(&mut fields, &name, child.name, text)?;
+            let value = value(&child, &shape.field(&child.name), &child.name, &name)?;
+            insert_field(&mut fields, &name, child.name, value)?;
         }
     }
     Ok(WireAspect {
@@ -140,11 +168,151 @@ fn aspect(element: Element, name: AspectName, qualified: bool) -> Result<WireAsp
     })
 }
 
+/// One field element as the JSON value its shape expects: text for strings, numbers and
+/// booleans from their text, an array from the children of a list (each named by
+/// [`list_item_name`]), an object from the children of a record. What does not fit is
+/// `invalid-field` naming the field by its path (`lines[1].quantity`).
+fn value(
+    element: &Element,
+    shape: &Shape,
+    path: &str,
+    aspect: &AspectName,
+) -> Result<Value, BadBody> {
+    let misfit = |what: String| {
+        BadBody::new(
+            codes::INVALID_FIELD,
+            format!("field '{path}' of {aspect} {what}"),
+        )
+    };
+    let no_text = || {
+        if element.text.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(misfit(format!(
+                "must hold elements, not text ({})",
+                shape.expected()
+            )))
+        }
+    };
+    match shape {
+        Shape::Array(item) => {
+            no_text()?;
+            let item_name = list_item_name(&element.name);
+            let mut items = Vec::with_capacity(element.children.len());
+            for (index, child) in element.children.iter().enumerate() {
+                if child.name != item_name {
+                    return Err(misfit(format!(
+                        "holds <{item_name}> elements, not <{}>",
+                        child.name
+                    )));
+                }
+                items.push(value(child, item, &format!("{path}[{index}]"), aspect)?);
+            }
+            Ok(Value::Array(items))
+        }
+        Shape::Object { .. } => {
+            no_text()?;
+            record(element, shape, path, aspect)
+        }
+        Shape::Any if !element.children.is_empty() => {
+            no_text()?;
+            record(element, shape, path, aspect)
+        }
+        Shape::Either(alternatives) => {
+            let empty = element.children.is_empty() && element.text.is_empty();
+            let textual = alternatives.iter().any(|alternative| {
+                matches!(
+                    alternative,
+                    Shape::Any | Shape::String | Shape::Array(_) | Shape::Object { .. }
+                )
+            });
+            if empty && !textual && alternatives.contains(&Shape::Null) {
+                return Ok(Value::Null);
+            }
+            let mut first = None;
+            for alternative in alternatives.iter().filter(|shape| **shape != Shape::Null) {
+                match value(element, alternative, path, aspect) {
+                    Ok(value) => return Ok(value),
+                    Err(error) => {
+                        first.get_or_insert(error);
+                    }
+                }
+            }
+            Err(first.unwrap_or_else(|| misfit("must be empty".to_owned())))
+        }
+        Shape::Null if element.children.is_empty() && element.text.is_empty() => Ok(Value::Null),
+        _ if !element.children.is_empty() => Err(misfit(format!(
+            "must hold text, not elements ({})",
+            shape.expected()
+        ))),
+        _ => scalar(&element.text, shape, path, aspect),
+    }
+}
+
+/// The children of a record element as an object, each coerced to its field's shape.
+fn record(
+    element: &Element,
+    shape: &Shape,
+    path: &str,
+    aspect: &AspectName,
+) -> Result<Value, BadBody> {
+    let mut members = Map::new();
+    for child in &element.children {
+        if members.contains_key(&child.name) {
+            return Err(BadBody::new(
+                codes::DUPLICATE_FIELD,
+                format!("field '{path}' of {aspect} has <{}> twice", child.name),
+            ));
+        }
+        let inner = join(path, &child.name);
+        let member = value(child, &shape.field(&child.name), &inner, aspect)?;
+        members.insert(child.name.clone(), member);
+    }
+    Ok(Value::Object(members))
+}
+
+/// Text (an attribute or a leaf element) as the scalar its shape expects. Numbers and
+/// booleans may stand between white space; text is kept exactly.
+fn scalar(text: &str, shape: &Shape, path: &str, aspect: &AspectName) -> Result<Value, BadBody> {
+    let trimmed = text.trim();
+    let parsed = match shape {
+        Shape::Integer => trimmed
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| trimmed.parse::<u64>().map(Value::from))
+            .ok(),
+        Shape::Number => serde_json::from_str::<serde_json::Number>(trimmed)
+            .ok()
+            .map(Value::Number),
+        Shape::Boolean => match trimmed {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        Shape::Null => text.is_empty().then_some(Value::Null),
+        Shape::Either(alternatives) => alternatives
+            .iter()
+            .find_map(|alternative| scalar(text, alternative, path, aspect).ok()),
+        Shape::Array(_) | Shape::Object { .. } => None,
+        Shape::Any | Shape::String => Some(Value::String(text.to_owned())),
+    };
+    parsed.ok_or_else(|| {
+        let shown: String = text.chars().take(MAX_ECHO).collect();
+        BadBody::new(
+            codes::INVALID_FIELD,
+            format!(
+                "field '{path}' of {aspect} must be {}, not \"{shown}\"",
+                shape.expected()
+            ),
+        )
+    })
+}
+
 fn insert_field(
     fields: &mut Map<String, Value>,
     aspect: &AspectName,
     key: String,
-    value: String,
+    value: Value,
 ) -> Result<(), BadBody> {
     if fields.contains_key(&key) {
         return Err(BadBody::new(
@@ -152,7 +320,7 @@ fn insert_field(
             format!("{aspect} has '{key}' twice"),
         ));
     }
-    fields.insert(key, Value::String(value));
+    fields.insert(key, value);
     Ok(())
 }
 
@@ -357,6 +525,42 @@ pub(super) fn render_feed(
     writer.into_inner()
 }
 
+pub(super) fn render_input(collection: &Collection, resource: &Value) -> Vec<u8> {
+    let mut writer = document();
+    write(
+        &mut writer,
+        Event::Start(BytesStart::new(collection.item())),
+    );
+    let mut open_container: Option<&str> = None;
+    for definition in collection.aspects() {
+        let fields = match (&definition.container, definition.name.qualifier()) {
+            (Some(container), Some(qualifier)) => resource
+                .get(container)
+                .and_then(|group| group.get(qualifier)),
+            _ => resource.get(definition.name.to_string()),
+        };
+        let Some(Value::Object(fields)) = fields else {
+            continue;
+        };
+        let container = definition.container.as_deref();
+        if open_container != container {
+            if let Some(previous) = open_container {
+                write(&mut writer, Event::End(BytesEnd::new(previous)));
+            }
+            if let Some(next) = container {
+                write(&mut writer, Event::Start(BytesStart::new(next)));
+            }
+            open_container = container;
+        }
+        write_aspect(&mut writer, definition, None, fields);
+    }
+    if let Some(previous) = open_container {
+        write(&mut writer, Event::End(BytesEnd::new(previous)));
+    }
+    write(&mut writer, Event::End(BytesEnd::new(collection.item())));
+    writer.into_inner()
+}
+
 fn write_resource(writer: &mut Writer<Vec<u8>>, collection: &Collection, view: &ResourceView<'_>) {
     let mut root = BytesStart::new(collection.item());
     if view.deleted {
@@ -377,32 +581,79 @@ fn write_resource(writer: &mut Writer<Vec<u8>>, collection: &Collection, view: &
             }
             open_container = container;
         }
-        let mut element = BytesStart::new(definition.name.family());
-        if let Some(qualifier) = definition.name.qualifier() {
-            element.push_attribute(("type", qualifier));
-        }
-        if aspect.deleted {
-            element.push_attribute(("deleted", "true"));
-        }
-        let fields = stored_fields(aspect);
-        for (key, value) in &fields {
-            if definition.xml_attributes.contains(&key.as_str()) {
-                element.push_attribute((key.as_str(), field_text(value).as_str()));
-            }
-        }
-        write(writer, Event::Start(element.borrow()));
-        text_element(writer, "version", &aspect.version.to_string());
-        for (key, value) in &fields {
-            if !definition.xml_attributes.contains(&key.as_str()) {
-                text_element(writer, key, &field_text(value));
-            }
-        }
-        write(writer, Event::End(BytesEnd::new(definition.name.family())));
+        write_aspect(writer, definition, Some(aspect), &stored_fields(aspect));
     }
     if let Some(previous) = open_container {
         write(writer, Event::End(BytesEnd::new(previous)));
     }
     write(writer, Event::End(BytesEnd::new(collection.item())));
+}
+
+/// One aspect's element: qualifier and scalar XML attributes on it, then (for a stored aspect)
+/// its version and deletion mark, then the fields.
+fn write_aspect(
+    writer: &mut Writer<Vec<u8>>,
+    definition: &AspectDef,
+    stored: Option<&StoredAspect>,
+    fields: &Map<String, Value>,
+) {
+    let mut element = BytesStart::new(definition.name.family());
+    if let Some(qualifier) = definition.name.qualifier() {
+        element.push_attribute(("type", qualifier));
+    }
+    if stored.is_some_and(|aspect| aspect.deleted) {
+        element.push_attribute(("deleted", "true"));
+    }
+    let is_attribute = |key: &str, value: &Value| {
+        definition.xml_attributes.contains(&key)
+            && !matches!(value, Value::Object(_) | Value::Array(_) | Value::Null)
+    };
+    for (key, value) in fields {
+        if is_attribute(key, value) {
+            element.push_attribute((key.as_str(), field_text(value).as_str()));
+        }
+    }
+    write(writer, Event::Start(element.borrow()));
+    if let Some(aspect) = stored {
+        text_element(writer, "version", &aspect.version.to_string());
+    }
+    for (key, value) in fields {
+        if !is_attribute(key, value) {
+            write_field(writer, key, value);
+        }
+    }
+    write(writer, Event::End(BytesEnd::new(definition.name.family())));
+}
+
+/// One stored field as XML, the inverse of [`value`]: text for scalars (numbers and booleans
+/// as their JSON text), nested elements for a record, a container of [`list_item_name`]
+/// elements for a list (an empty list is an empty element). A `null` field is left out (it
+/// reads back as absent); a `null` list item is an empty element, to keep the positions.
+fn write_field(writer: &mut Writer<Vec<u8>>, name: &str, value: &Value) {
+    match value {
+        Value::Null => {}
+        Value::Object(members) => {
+            write(writer, Event::Start(BytesStart::new(name)));
+            for (key, member) in members {
+                write_field(writer, key, member);
+            }
+            write(writer, Event::End(BytesEnd::new(name)));
+        }
+        Value::Array(items) => {
+            write(writer, Event::Start(BytesStart::new(name)));
+            let item_name = list_item_name(name);
+            for item in items {
+                if item.is_null() {
+                    write(writer, Event::Start(BytesStart::new(item_name.as_ref())));
+                    write(writer, Event::End(BytesEnd::new(item_name.as_ref())));
+                } else {
+                    write_field(writer, &item_name, item);
+                }
+            }
+            write(writer, Event::End(BytesEnd::new(name)));
+        }
+        scalar => text_element(writer, name, &field_text(scalar)),
+    }
 }
 
 pub(super) fn render_error(code: &str, message: &str) -> Vec<u8> {

@@ -51,6 +51,10 @@ pub struct AccountInput {
 impl Aspect for Account {
     type Input = AccountInput;
 
+    fn example() -> Option<serde_json::Value> {
+        Some(serde_json::json!({"login": "owronka", "password": "correct horse battery"}))
+    }
+
     fn accept(input: AccountInput) -> Result<Self, Invalid> {
         let login_ok = (3..=64).contains(&input.login.chars().count())
             && input
@@ -96,6 +100,12 @@ impl Aspect for Person {
     type Input = Person;
     const XML_ATTRIBUTES: &'static [&'static str] = &["type"];
 
+    fn example() -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "type": "natural", "salutation": "MS", "firstname": "Olga", "lastname": "Wronka"
+        }))
+    }
+
     fn accept(input: Person) -> Result<Self, Invalid> {
         if !matches!(input.kind.as_str(), "natural" | "legal") {
             return Err(Invalid::new(
@@ -129,6 +139,10 @@ pub struct Address {
 impl Aspect for Address {
     type Input = Address;
 
+    fn example() -> Option<serde_json::Value> {
+        Some(serde_json::json!({"street": "Hauptstraße 1", "zip": "10115", "city": "Berlin"}))
+    }
+
     fn accept(input: Address) -> Result<Self, Invalid> {
         require_text("street", &input.street, 200)?;
         require_text("city", &input.city, 100)?;
@@ -160,6 +174,12 @@ pub struct BankAccount {
 
 impl Aspect for BankAccount {
     type Input = BankAccount;
+
+    fn example() -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "owner": "Olga Wronka", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"
+        }))
+    }
 
     fn accept(mut input: BankAccount) -> Result<Self, Invalid> {
         require_text("owner", &input.owner, 200)?;

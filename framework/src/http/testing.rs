@@ -22,9 +22,9 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use super::AppState;
 use crate::business::Context;
 use crate::config::{CallerConfig, UnitConfig};
-use crate::http::AppState;
 use crate::model::ServiceArea;
 use crate::session::{SessionIssuer, generate_key_pair};
 use crate::store::{ChunkAspect, ChunkItem};
