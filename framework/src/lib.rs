@@ -10,6 +10,8 @@ mod batch;
 pub mod business;
 pub mod codes;
 pub mod config;
+#[doc = include_str!("../../docs/guide.md")]
+pub mod guide {}
 pub mod http;
 pub mod interface;
 pub mod model;

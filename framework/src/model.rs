@@ -59,6 +59,7 @@ impl ServiceArea {
 
     /// Declares a collection this SA owns (writes it, serves its feed).
     pub fn owns(mut self, mut collection: Collection) -> Self {
+        self.assert_new_name(&collection);
         collection.role = Role::Owner;
         collection.owner = self.name.clone();
         self.owned.push(collection);
@@ -68,6 +69,7 @@ impl ServiceArea {
     /// Declares a read-only copy of `owner`'s collection: just the aspects declared on it,
     /// kept by polling the owner's feed, served under the owner's media types.
     pub fn copies(mut self, owner: &str, mut collection: Collection) -> Self {
+        self.assert_new_name(&collection);
         assert!(
             is_identifier(owner),
             "owner name {owner:?} is not a lower-case word"
@@ -120,6 +122,17 @@ impl ServiceArea {
     /// Whether the SA declares work for batch units.
     pub fn has_batch_work(&self) -> bool {
         !self.reactions.is_empty()
+    }
+
+    /// Collections are found by name in paths and in the store, so one SA serves each name
+    /// once: two owners' `customers` cannot both be copied (copies are keyed by name alone).
+    fn assert_new_name(&self, collection: &Collection) {
+        assert!(
+            self.collection(collection.name()).is_none(),
+            "{} declares the collection {:?} twice (owned or copied)",
+            self.name,
+            collection.name()
+        );
     }
 
     /// Collections this SA keeps copies of.
