@@ -115,6 +115,8 @@ fn cases(id: &str) -> Vec<Case> {
         case("number instead of text", "PUT", &person, 400, "invalid-field").body(JSON, r#"{"type":"natural","firstname":1,"lastname":"B"}"#),
         case("malformed JSON", "POST", "/customers", 400, "malformed-json").body(JSON, "{\"person\":"),
         case("JSON array", "POST", "/customers", 400, "malformed-json").body(JSON, "[]"),
+        case("JSON member twice", "PUT", &person, 400, "duplicate-field").body(JSON, r#"{"type":"natural","firstname":"A","firstname":"B","lastname":"C"}"#),
+        case("JSON aspect twice", "POST", "/customers", 400, "duplicate-field").body(JSON, r#"{"person":{"type":"natural","firstname":"A","lastname":"B"},"person":{"type":"legal","firstname":"A","lastname":"B"}}"#),
         case("malformed XML", "POST", "/customers", 400, "malformed-xml").body(XML, "<customer><person></customer>"),
         case("DTD refused", "POST", "/customers", 400, "xml-dtd-forbidden").body(XML, billion_laughs),
         case("unknown entity", "POST", "/customers", 400, "xml-entity-forbidden").body(XML, "<customer><person type=\"natural\"><firstname>&lol;</firstname><lastname>B</lastname></person></customer>"),

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::strict_json::{DUPLICATE_PREFIX, StrictValue};
 use super::{
     BadBody, FeedAspect, FeedChunk, FeedItem, ParseLimits, ResourceView, WireAspect, WireResource,
     declared, stored_fields,
@@ -90,8 +91,16 @@ fn aspect(value: Value, name: AspectName) -> Result<WireAspect, BadBody> {
 }
 
 fn parse_object(body: &[u8], limits: ParseLimits) -> Result<Map<String, Value>, BadBody> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|error| BadBody::new(codes::MALFORMED_JSON, format!("not valid JSON: {error}")))?;
+    let value = serde_json::from_slice::<StrictValue>(body)
+        .map(|strict| strict.0)
+        .map_err(|error| {
+            let message = error.to_string();
+            if message.starts_with(DUPLICATE_PREFIX) {
+                BadBody::new(codes::DUPLICATE_FIELD, message)
+            } else {
+                BadBody::new(codes::MALFORMED_JSON, format!("not valid JSON: {message}"))
+            }
+        })?;
     if depth(&value) > limits.max_depth {
         return Err(BadBody::new(
             codes::JSON_TOO_DEEP,

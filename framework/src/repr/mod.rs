@@ -5,6 +5,7 @@
 //! so XML and JSON can never drift apart in what they carry.
 
 mod json;
+mod strict_json;
 mod xml;
 
 use serde_json::{Map, Value};
