@@ -110,3 +110,35 @@ async fn unknown_methods_share_one_metrics_label() {
     assert!(metrics.contains("method=\"other\""), "{metrics}");
     assert!(!metrics.contains("BREWCOFFEE") && !metrics.contains("XYZZYMETHOD"));
 }
+
+/// A login that keeps failing is refused without a password check after
+/// `login::MAX_FAILED_ATTEMPTS` tries (per unit, remembered for `login::ATTEMPT_WINDOW`);
+/// other logins are not affected.
+#[tokio::test]
+async fn a_login_that_keeps_failing_is_refused_for_a_while() {
+    let database = fresh_database(Backend::Sqlite).await;
+    let config = login_reader_config(&database.url, &format!("http://127.0.0.1:{}", free_port()));
+    let unit = UnitProcess::start_config(config).await;
+    let client = reqwest::Client::new();
+    let sign_in = |login: &'static str| {
+        client
+            .post(format!("{}/sessions", unit.url))
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"login":"{login}","password":"wrong-password"}}"#
+            ))
+            .send()
+    };
+    for attempt in 1..=login::MAX_FAILED_ATTEMPTS {
+        let reply = sign_in("guessed").await.unwrap();
+        assert_eq!(reply.status(), 401, "attempt {attempt}");
+    }
+    let refused = sign_in("GUESSED").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        refused.headers()["retry-after"].to_str().unwrap(),
+        login::ATTEMPT_WINDOW.as_secs().to_string()
+    );
+    assert!(refused.text().await.unwrap().contains("too-many-attempts"));
+    assert_eq!(sign_in("someone-else").await.unwrap().status(), 401);
+}

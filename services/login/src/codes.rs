@@ -6,3 +6,5 @@
 pub const BAD_CREDENTIALS_BODY: &str = "bad-credentials-body";
 /// `401`: the login is unknown or the password wrong (the same answer for both, on purpose).
 pub const BAD_CREDENTIALS: &str = "bad-credentials";
+/// `429`: this login failed too often lately; `Retry-After` says when to try again.
+pub const TOO_MANY_ATTEMPTS: &str = "too-many-attempts";

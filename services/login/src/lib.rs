@@ -4,11 +4,13 @@
 pub mod codes;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use hiscale::http::{ApiError, AppState};
 use hiscale::session::SessionIssuer;
@@ -47,13 +49,34 @@ pub fn unit_routes(config: &UnitConfig) -> Result<Router<AppState>, String> {
     Ok(routes(issuer))
 }
 
+/// Failed sign-ins a login may have within [`ATTEMPT_WINDOW`] before it is refused without a
+/// password check. Per unit (an attacker spreading over two units gets twice as many), which is
+/// enough to make guessing hopeless while a customer who mistypes a few times never notices.
+pub const MAX_FAILED_ATTEMPTS: u32 = 10;
+/// How long failed attempts are remembered, counted from the latest.
+pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Logins whose failures a unit remembers at once (the least recent are forgotten first).
+const REMEMBERED_LOGINS: u64 = 100_000;
+
+/// What one login unit shares between requests: the issuer and the failed attempts.
+struct SignIn {
+    issuer: SessionIssuer,
+    failures: moka::future::Cache<String, u32>,
+}
+
 /// Login's own route: `POST /sessions` with `{"login": …, "password": …}`.
 pub fn routes(issuer: SessionIssuer) -> Router<AppState> {
-    let issuer = Arc::new(issuer);
+    let shared = Arc::new(SignIn {
+        issuer,
+        failures: moka::future::Cache::builder()
+            .max_capacity(REMEMBERED_LOGINS)
+            .time_to_live(ATTEMPT_WINDOW)
+            .build(),
+    });
     Router::new().route(
         "/sessions",
         post(move |state: State<AppState>, body: axum::body::Bytes| {
-            sign_in(state, issuer.clone(), body)
+            sign_in(state, shared.clone(), body)
         }),
     )
 }
@@ -69,9 +92,9 @@ struct Credentials {
 /// Unknown logins and wrong passwords get the same answer, after the same amount of work.
 async fn sign_in(
     State(state): State<AppState>,
-    issuer: Arc<SessionIssuer>,
+    shared: Arc<SignIn>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let credentials: Credentials = serde_json::from_slice(&body).map_err(|_| {
         ApiError::bad_request(
             codes::BAD_CREDENTIALS_BODY,
@@ -83,6 +106,20 @@ async fn sign_in(
             codes::BAD_CREDENTIALS_BODY,
             "login or password too long",
         ));
+    }
+    let key = credentials.login.to_lowercase();
+    if shared.failures.get(&key).await.unwrap_or(0) >= MAX_FAILED_ATTEMPTS {
+        let mut refused = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::TOO_MANY_ATTEMPTS,
+            "this login failed too often; try again later",
+        )
+        .into_response();
+        refused.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(ATTEMPT_WINDOW.as_secs()),
+        );
+        return Ok(refused);
     }
     let store = state.store();
     let holder = store
@@ -120,15 +157,19 @@ async fn sign_in(
     })
     .await?;
     let Some(id) = holder.filter(|_| verified) else {
+        let failed = shared.failures.get(&key).await.unwrap_or(0);
+        shared.failures.insert(key, failed.saturating_add(1)).await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             codes::BAD_CREDENTIALS,
             "login or password is wrong",
         ));
     };
-    let token = issuer.issue(&id, &credentials.login);
+    shared.failures.invalidate(&key).await;
+    let token = shared.issuer.issue(&id, &credentials.login);
     Ok((
         StatusCode::CREATED,
         Json(json!({ "token": token, "customer": id.as_str() })),
-    ))
+    )
+        .into_response())
 }
