@@ -208,6 +208,13 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest accepted `aspects` selector; longer is `400`.
     pub max_selector_chars: usize,
+    /// Connections held at once; beyond, new ones are closed at once.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers, or to start its next request on
+    /// a kept-alive connection; then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may stall (no byte arriving); then the request is refused.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -215,7 +222,33 @@ impl Default for Limits {
         Self {
             max_body_bytes: 64 * 1024,
             max_selector_chars: 256,
+            max_connections: 1_024,
+            // Above HAProxy's (5 s) and the demo gateway's (20 s) idle pools, so a unit never
+            // closes a connection they are about to reuse.
+            header_read_timeout_secs: 30,
+            body_read_timeout_secs: 10,
         }
+    }
+}
+
+impl Limits {
+    /// Refuses limits that would make a unit unusable (or overflow a clock).
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_connections == 0 || self.max_connections > 100_000 {
+            return Err(format!(
+                "max_connections {} is outside 1..=100000",
+                self.max_connections
+            ));
+        }
+        for (name, secs) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("body_read_timeout_secs", self.body_read_timeout_secs),
+        ] {
+            if !(1..=3_600).contains(&secs) {
+                return Err(format!("{name} {secs} is outside 1..=3600"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -33,6 +33,8 @@ pub enum UnitError {
     Source { collection: String, reason: String },
     #[error("store: {0}")]
     Store(#[from] store::Error),
+    #[error("limits: {0}")]
+    Limits(String),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: std::net::SocketAddr,
@@ -70,6 +72,7 @@ async fn build_state(
         });
     }
     check_sources(config, &sa)?;
+    config.limits.check().map_err(UnitError::Limits)?;
     let callers = Callers::from_config(&config.callers)?;
     let sessions = config
         .sessions
@@ -240,7 +243,7 @@ pub async fn serve_app(
     tasks.push(tokio::spawn(purge_periodically(state.clone(), stopped)));
     let store = state.store().clone();
     let router = app_with(state.clone(), own_routes);
-    let served = crate::http::serve(listener, router, shutdown)
+    let served = crate::http::serve(listener, router, &config.limits, shutdown)
         .await
         .map_err(UnitError::Serve);
     // Pollers may be inside a long poll; stopping them mid-chunk is harmless because a chunk

@@ -142,3 +142,92 @@ async fn a_login_that_keeps_failing_is_refused_for_a_while() {
     assert!(refused.text().await.unwrap().contains("too-many-attempts"));
     assert_eq!(sign_in("someone-else").await.unwrap().status(), 401);
 }
+
+/// A unit closes connections whose headers never finish, idle connections, and requests whose
+/// body stalls, each after its configured time; beyond its connection cap it closes new
+/// connections at once, and serves again when they are gone.
+#[tokio::test]
+async fn slow_idle_and_surplus_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let database = fresh_database(Backend::Sqlite).await;
+    let mut config = tests::unit_config(
+        "registration-bounds",
+        &database.url,
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    config.limits.header_read_timeout_secs = 2;
+    config.limits.body_read_timeout_secs = 2;
+    config.limits.max_connections = 6;
+    let unit = UnitProcess::start_config(config.clone()).await;
+    let address = config.listen;
+    // How long until the unit closes `stream` (reads until end of file), bounded.
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<(Duration, String)> {
+        let started = std::time::Instant::now();
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at(
+                tokio::time::Instant::from_std(started + within),
+                stream.read(&mut buffer),
+            )
+            .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    return Some((started.elapsed(), String::from_utf8_lossy(&received).into()));
+                }
+                Ok(Ok(read)) => received.extend_from_slice(&buffer[..read]),
+                Err(_) => return None,
+            }
+        }
+    }
+    let limit = Duration::from_secs(8);
+
+    let mut slow_headers = TcpStream::connect(address).await.unwrap();
+    slow_headers
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut idle = TcpStream::connect(address).await.unwrap();
+    let mut stalled_body = TcpStream::connect(address).await.unwrap();
+    stalled_body
+        .write_all(b"POST /customers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"")
+        .await
+        .unwrap();
+    let (slow, idle_closed, stalled) = tokio::join!(
+        closed_within(&mut slow_headers, limit),
+        closed_within(&mut idle, limit),
+        closed_within(&mut stalled_body, limit),
+    );
+    assert!(slow.is_some(), "slow headers were kept open");
+    assert!(idle_closed.is_some(), "an idle connection was kept open");
+    let (_, answer) = stalled.expect("a stalled body was kept open");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "a stalled body got: {answer}"
+    );
+
+    // At the cap, a new connection is closed at once; the held ones still serve.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /heartbeat HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 512];
+        let read = stream.read(&mut buffer).await.unwrap();
+        assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    let mut surplus = TcpStream::connect(address).await.unwrap();
+    let (at_once, _) = closed_within(&mut surplus, Duration::from_secs(2))
+        .await
+        .expect("a connection beyond the cap was kept open");
+    assert!(at_once < Duration::from_secs(2));
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = reqwest::get(format!("{}/health", unit.url)).await.unwrap();
+    assert_eq!(health.status(), 200);
+}

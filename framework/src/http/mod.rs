@@ -10,6 +10,7 @@ mod lookup;
 mod ops;
 mod resource;
 mod restore;
+mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -257,11 +258,10 @@ fn resources(state: &AppState) -> Router<AppState> {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: &Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router, limits, shutdown).await
 }
 
 /// [`app`] plus an SA's own routes, which get the same error rendering, metrics and limits.
@@ -292,6 +292,9 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.inner.limits.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(state.inner.limits.body_read_timeout_secs),
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

@@ -154,7 +154,11 @@ impl Area {
 fn router(areas: Vec<(String, Vec<SocketAddr>)>) -> Router {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new()).build(connector);
+    // Idle pooled connections go before a unit would close them (its header read timeout,
+    // 30 s), so the gateway never sends a request on a connection the unit is closing.
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(20))
+        .build(connector);
     let areas = areas
         .into_iter()
         .map(|(name, units)| {
