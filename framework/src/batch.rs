@@ -12,8 +12,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::business::{Changed, Draft, Reaction, Refusal};
-use crate::http::AppState;
+use std::sync::Arc;
+
+use crate::business::Context;
 use crate::model::Role;
+use crate::model::ServiceArea;
+use crate::store::Store;
 use crate::version::Version;
 
 /// Changed resources handled per round of one reaction.
@@ -21,14 +25,22 @@ const ROUND_SIZE: usize = 100;
 /// How long a batch unit rests when no job found work, and after a failed round.
 const IDLE_PAUSE: Duration = Duration::from_millis(300);
 
+/// What batch jobs run on: the SA's store and declaration (not the HTTP edge: a batch unit's
+/// work does not go through requests).
+#[derive(Debug, Clone)]
+pub(crate) struct Jobs {
+    pub(crate) store: Store,
+    pub(crate) sa: Arc<ServiceArea>,
+}
+
 /// Runs every reaction of the unit's SA until `stop` turns true.
-pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
-    let reactions = state.service_area().reactions().to_vec();
+pub(crate) async fn run(jobs: Jobs, mut stop: watch::Receiver<bool>) {
+    let reactions = jobs.sa.reactions().to_vec();
     tracing::info!(jobs = reactions.len(), "batch unit runs its jobs");
     loop {
         let mut busy = false;
         for reaction in &reactions {
-            match round(&state, reaction).await {
+            match round(&jobs, reaction).await {
                 Ok(handled) => busy |= handled > 0,
                 Err(error) => {
                     metrics::counter!("hiscale_job_failures_total", "job" => reaction.job.clone())
@@ -50,9 +62,9 @@ pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 /// One round of a reaction: up to [`ROUND_SIZE`] changes after its recorded position.
-pub(crate) async fn round(state: &AppState, reaction: &Reaction) -> Result<usize, Refusal> {
-    let store = state.store();
-    let Some(collection) = state.service_area().collection(&reaction.collection) else {
+pub(crate) async fn round(jobs: &Jobs, reaction: &Reaction) -> Result<usize, Refusal> {
+    let store = &jobs.store;
+    let Some(collection) = jobs.sa.collection(&reaction.collection) else {
         return Ok(0);
     };
     let after = store.job_position(&reaction.job).await?;
@@ -84,15 +96,16 @@ pub(crate) async fn round(state: &AppState, reaction: &Reaction) -> Result<usize
             version: item.version,
             now,
         };
-        (reaction.run)(state.context(None), changed).await?;
-        record(state, reaction, item.version).await?;
+        let context = Context::new(jobs.store.clone(), Arc::clone(&jobs.sa), None);
+        (reaction.run)(context, changed).await?;
+        record(store, reaction, item.version).await?;
     }
-    record(state, reaction, batch.version).await?;
+    record(store, reaction, batch.version).await?;
     Ok(batch.items.len())
 }
 
-async fn record(state: &AppState, reaction: &Reaction, version: Version) -> Result<(), Refusal> {
-    state.store().advance_job(&reaction.job, version).await?;
+async fn record(store: &Store, reaction: &Reaction, version: Version) -> Result<(), Refusal> {
+    store.advance_job(&reaction.job, version).await?;
     metrics::gauge!("hiscale_job_position", "job" => reaction.job.clone())
         .set(version.get() as f64);
     Ok(())

@@ -236,7 +236,7 @@ pub async fn serve_app(
             stopped.clone(),
         ),
         UnitKind::Batch => vec![tokio::spawn(crate::batch::run(
-            state.clone(),
+            state.jobs(),
             stopped.clone(),
         ))],
     };

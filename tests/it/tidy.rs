@@ -326,3 +326,19 @@ fn the_http_edge_does_not_depend_on_the_poller() {
     let cycle = files_naming("framework/src/http", "poller");
     assert!(cycle.is_empty(), "http names the poller: {cycle:?}");
 }
+
+/// Batch jobs run on the store and the SA's declaration, not through the HTTP edge (which
+/// starts them and, in the test kit, runs a round of them): no cycle between the two.
+#[test]
+fn batch_jobs_do_not_depend_on_the_http_edge() {
+    for file in ["framework/src/batch.rs", "framework/src/business.rs"] {
+        let text = std::fs::read_to_string(workspace().join(file)).unwrap();
+        assert!(text.contains("use crate::"), "{file} was not read");
+        let naming: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .filter(|line| line.contains("crate::http") || line.contains("axum"))
+            .collect();
+        assert!(naming.is_empty(), "{file} names the HTTP edge: {naming:?}");
+    }
+}

@@ -166,6 +166,14 @@ impl AppState {
         &self.inner.sa
     }
 
+    /// What the SA's batch jobs run on.
+    pub(crate) fn jobs(&self) -> crate::batch::Jobs {
+        crate::batch::Jobs {
+            store: self.inner.store.clone(),
+            sa: Arc::clone(&self.inner.sa),
+        }
+    }
+
     /// What business code of this SA may read and write, acting for `customer` (a session's).
     pub fn context(&self, customer: Option<ResourceId>) -> crate::business::Context {
         crate::business::Context::new(

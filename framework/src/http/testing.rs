@@ -247,8 +247,9 @@ impl TestUnit {
     /// many changes they handled.
     pub async fn run_jobs_once(&self) -> Result<usize, crate::business::Refusal> {
         let mut handled = 0;
+        let jobs = self.state.jobs();
         for reaction in self.state.service_area().reactions() {
-            handled += crate::batch::round(&self.state, reaction).await?;
+            handled += crate::batch::round(&jobs, reaction).await?;
         }
         Ok(handled)
     }
