@@ -535,11 +535,7 @@ fn versioned_aspects(aspects: String, version: u32) -> String {
 /// The stable code of an error body (JSON, as the poller asks for).
 fn error_code(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value
-        .get("error")?
-        .get("code")?
-        .as_str()
-        .map(str::to_owned)
+    value.get("error")?.get("code")?.as_str().map(str::to_owned)
 }
 
 /// Turns a received chunk into what the store applies, with the unique values each document

@@ -337,7 +337,12 @@ async fn remember_consumer(
     resync: bool,
     interface: crate::interface::InterfaceVersion,
 ) {
-    let key = (collection.name().to_owned(), caller.name.clone());
+    // The interface version is part of the key: a consumer moving to another version is
+    // recorded at once (an operator retiring the old one asks who still polls it).
+    let key = (
+        collection.name().to_owned(),
+        format!("{}@v{interface}", caller.name),
+    );
     let due = {
         let mut written = match state.inner.consumers_written.lock() {
             Ok(written) => written,

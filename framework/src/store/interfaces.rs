@@ -63,12 +63,11 @@ impl Store {
         let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
         let now = unix_now();
-        let previous: Option<(Option<i64>, i64)> = sqlx::query_as(
-            "SELECT deprecated_at, is_default FROM hs_interface WHERE version = $1",
-        )
-        .bind(i64::from(version))
-        .fetch_optional(&mut *transaction)
-        .await?;
+        let previous: Option<(Option<i64>, i64)> =
+            sqlx::query_as("SELECT deprecated_at, is_default FROM hs_interface WHERE version = $1")
+                .bind(i64::from(version))
+                .fetch_optional(&mut *transaction)
+                .await?;
         let deprecated_at = match state {
             "deprecated" => Some(previous.and_then(|(at, _)| at).unwrap_or(now)),
             _ => None,

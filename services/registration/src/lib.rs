@@ -19,7 +19,9 @@ pub const NAME: &str = "registration";
 /// Interface v2 is canonical (its `person` has `given_name`, `family_name`, `birthdate` and
 /// `email`); v1 shows `person` through a facade with `firstname` and `lastname`.
 pub fn service_area() -> ServiceArea {
-    ServiceArea::new(NAME).interface_version(2).owns(customers())
+    ServiceArea::new(NAME)
+        .interface_version(2)
+        .owns(customers())
 }
 
 /// The customers collection as registration declares it.
