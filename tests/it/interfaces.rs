@@ -716,7 +716,7 @@ async fn retiring_v1_under_load_through_haproxy_costs_v2_nothing() {
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let writing = n % 3 == 0;
+                let writing = n.is_multiple_of(3);
                 let id = if writing {
                     &ids[task]
                 } else {

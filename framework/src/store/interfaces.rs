@@ -26,10 +26,13 @@ pub struct InterfaceConsumer {
     pub polled_at: i64,
 }
 
+/// `hs_interface` as read: version, state, deprecated_at, sunset, is_default.
+type InterfaceTuple = (i64, String, Option<i64>, Option<i64>, i64);
+
 impl Store {
     /// Every stored interface version row (versions without a row are active).
     pub async fn interface_rows(&self) -> Result<Vec<InterfaceRow>, Error> {
-        let rows: Vec<(i64, String, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+        let rows: Vec<InterfaceTuple> = sqlx::query_as(
             "SELECT version, state, deprecated_at, sunset, is_default FROM hs_interface \
              ORDER BY version",
         )
