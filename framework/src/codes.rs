@@ -160,6 +160,12 @@ pub const JSON_TOO_LARGE: &str = "json-too-large";
 pub const BAD_INTERFACE_VERSION: &str = "bad-interface-version";
 /// `400`: `PUT /admin/interfaces/v{N}` without a known `{"state": …}` body.
 pub const BAD_INTERFACE_STATE: &str = "bad-interface-state";
+/// `409`: retiring (or making the default) a version would leave no active version, or make
+/// the default of bare media types a retired one.
+pub const LAST_ACTIVE_INTERFACE: &str = "last-active-interface";
+/// `409`: a registered feed consumer still polls the version to retire; `?force=true` retires
+/// it anyway (the answer names the consumers).
+pub const INTERFACE_IN_USE: &str = "interface-in-use";
 
 // Failures of the unit.
 

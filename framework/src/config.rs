@@ -108,6 +108,14 @@ pub struct SourceConfig {
     /// Resources per chunk (at most 1000).
     #[serde(default = "default_limit")]
     pub limit: u32,
+    /// The source's interface version this copy polls (its media type's `v{N}`): the copy
+    /// holds that version's representations and serves only that version.
+    #[serde(default = "default_interface_version")]
+    pub interface_version: u32,
+}
+
+fn default_interface_version() -> u32 {
+    1
 }
 
 fn default_interval() -> u64 {

@@ -4,7 +4,7 @@
 //! Version state is data, not code: an operator changes it while the unit runs.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::repr::Format;
 
@@ -23,11 +23,73 @@ pub enum InterfaceState {
 }
 
 /// The versions an SA speaks and their states, shared by all handlers of a unit.
+///
+/// The states are a cache of the SA's database (`hs_interface`), refreshed by the unit at
+/// least once a second ([`Interfaces::apply`]), so every unit of the SA agrees within 2 s and a
+/// restart keeps what an operator set.
 #[derive(Debug, Clone)]
 pub struct Interfaces {
     sa: String,
+    declared: Vec<InterfaceVersion>,
+    /// The default of bare media types while no stored record names one.
+    initial_default: InterfaceVersion,
+    live: Arc<RwLock<Live>>,
+    /// Requests per (version, caller) since the unit started: bounded by the declared versions
+    /// and the configured caller names (sessions count as `session`, anything else `unknown`).
+    usage: Arc<Mutex<BTreeMap<(InterfaceVersion, String), u64>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Live {
+    states: BTreeMap<InterfaceVersion, VersionInfo>,
     default: InterfaceVersion,
-    states: Arc<RwLock<BTreeMap<InterfaceVersion, InterfaceState>>>,
+}
+
+/// One version's run-time state as the operator set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct VersionInfo {
+    pub state: InterfaceState,
+    /// Unix seconds when it was deprecated: `Deprecation: @<seconds>` (RFC 9745).
+    pub deprecated_at: Option<i64>,
+    /// Unix seconds of the announced end: `Sunset` (RFC 8594).
+    pub sunset: Option<i64>,
+}
+
+impl VersionInfo {
+    const ACTIVE: Self = Self {
+        state: InterfaceState::Active,
+        deprecated_at: None,
+        sunset: None,
+    };
+}
+
+/// A stored version state, as the unit reads it from its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceRecord {
+    pub version: InterfaceVersion,
+    pub info: VersionInfo,
+    pub is_default: bool,
+}
+
+impl InterfaceState {
+    /// The stored and wire name (`active`, `deprecated`, `retired`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Deprecated => "deprecated",
+            Self::Retired => "retired",
+        }
+    }
+
+    /// Reads a stored name; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(Self::Active),
+            "deprecated" => Some(Self::Deprecated),
+            "retired" => Some(Self::Retired),
+            _ => None,
+        }
+    }
 }
 
 /// What a request negotiated: the version and format to answer in.
@@ -54,16 +116,19 @@ pub enum NegotiationError {
 }
 
 impl Interfaces {
-    /// An SA speaking `versions`, all active; `default` answers generic media types.
+    /// An SA speaking `versions`, all active; `default` answers generic media types until the
+    /// stored state names another.
     pub fn new(sa: &str, versions: &[InterfaceVersion], default: InterfaceVersion) -> Self {
         let states = versions
             .iter()
-            .map(|version| (*version, InterfaceState::Active))
+            .map(|version| (*version, VersionInfo::ACTIVE))
             .collect();
         Self {
             sa: sa.to_owned(),
-            default,
-            states: Arc::new(RwLock::new(states)),
+            declared: versions.to_vec(),
+            initial_default: default,
+            live: Arc::new(RwLock::new(Live { states, default })),
+            usage: Arc::default(),
         }
     }
 
@@ -71,24 +136,95 @@ impl Interfaces {
         &self.sa
     }
 
-    /// Every version with its state, for `/admin/interfaces`.
-    pub fn list(&self) -> Vec<(InterfaceVersion, InterfaceState)> {
-        self.read_states().iter().map(|(v, s)| (*v, *s)).collect()
+    /// The versions declared, oldest first.
+    pub fn declared(&self) -> &[InterfaceVersion] {
+        &self.declared
     }
 
-    /// Changes a version's state at run time; `false` when the version does not exist.
+    /// Every version with its state, for `/admin/interfaces`.
+    pub fn list(&self) -> Vec<(InterfaceVersion, InterfaceState)> {
+        self.read_live()
+            .states
+            .iter()
+            .map(|(v, info)| (*v, info.state))
+            .collect()
+    }
+
+    /// A declared version's state, dates included.
+    pub fn info(&self, version: InterfaceVersion) -> Option<VersionInfo> {
+        self.read_live().states.get(&version).copied()
+    }
+
+    /// The version a bare `application/json` or `application/xml` gets.
+    pub fn default_version(&self) -> InterfaceVersion {
+        self.read_live().default
+    }
+
+    /// The newest version after `version` that is not retired: the `successor-version` a
+    /// deprecated version's answers link to.
+    pub fn successor(&self, version: InterfaceVersion) -> Option<InterfaceVersion> {
+        self.read_live()
+            .states
+            .iter()
+            .rev()
+            .find(|(v, info)| **v > version && info.state != InterfaceState::Retired)
+            .map(|(v, _)| *v)
+    }
+
+    /// Changes a version's state in this process only (tests; units take states from their
+    /// database through [`Interfaces::apply`]); `false` when the version does not exist.
     pub fn set_state(&self, version: InterfaceVersion, state: InterfaceState) -> bool {
-        let mut states = match self.states.write() {
-            Ok(states) => states,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        match states.get_mut(&version) {
+        let mut live = self.write_live();
+        match live.states.get_mut(&version) {
             Some(current) => {
-                *current = state;
+                current.state = state;
                 true
             }
             None => false,
         }
+    }
+
+    /// Takes the stored states: declared versions without a record are active, records of
+    /// versions this unit does not declare are ignored (a rolling upgrade's newer units may
+    /// have stored them), and the default is the marked record's version when declared here.
+    pub fn apply(&self, records: &[InterfaceRecord]) {
+        let mut live = self.write_live();
+        let mut default = self.initial_default;
+        for version in &self.declared {
+            let record = records.iter().find(|record| record.version == *version);
+            live.states.insert(
+                *version,
+                record.map_or(VersionInfo::ACTIVE, |record| record.info),
+            );
+            if record.is_some_and(|record| record.is_default) {
+                default = *version;
+            }
+        }
+        live.default = default;
+    }
+
+    /// Counts one request for `version` by `caller` (see [`Interfaces::usage`]).
+    pub fn count_use(&self, version: InterfaceVersion, caller: &str) {
+        if !self.declared.contains(&version) {
+            return;
+        }
+        let mut usage = match self.usage.lock() {
+            Ok(usage) => usage,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *usage.entry((version, caller.to_owned())).or_insert(0) += 1;
+    }
+
+    /// Requests per version and caller at this unit since it started.
+    pub fn usage(&self) -> Vec<(InterfaceVersion, String, u64)> {
+        let usage = match self.usage.lock() {
+            Ok(usage) => usage,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        usage
+            .iter()
+            .map(|((version, caller), count)| (*version, caller.clone(), *count))
+            .collect()
     }
 
     /// Chooses the answer's version and format from `Accept` and the URL prefix.
@@ -124,7 +260,7 @@ impl Interfaces {
         let version = match (media_version, url_version) {
             (Some(a), Some(b)) if a != b => return Err(NegotiationError::Conflict),
             (Some(version), _) | (None, Some(version)) => version,
-            (None, None) => self.default,
+            (None, None) => self.default_version(),
         };
         let state = self.state_of(version)?;
         Ok(Negotiated {
@@ -168,7 +304,7 @@ impl Interfaces {
         let version = match (media_version, url_version) {
             (Some(a), Some(b)) if a != b => return Err(NegotiationError::Conflict),
             (Some(version), _) | (None, Some(version)) => version,
-            (None, None) => self.default,
+            (None, None) => self.default_version(),
         };
         self.state_of(version)?;
         Ok((version, format))
@@ -184,23 +320,28 @@ impl Interfaces {
     }
 
     fn state_of(&self, version: InterfaceVersion) -> Result<InterfaceState, NegotiationError> {
-        match self.read_states().get(&version) {
+        match self.read_live().states.get(&version).map(|info| info.state) {
             None => Err(NegotiationError::UnknownVersion(version)),
             Some(InterfaceState::Retired) => Err(NegotiationError::Retired(version)),
-            Some(state) => Ok(*state),
+            Some(state) => Ok(state),
         }
     }
 
     fn exists(&self, version: InterfaceVersion) -> bool {
-        self.read_states().contains_key(&version)
+        self.read_live().states.contains_key(&version)
     }
 
-    fn read_states(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<InterfaceVersion, InterfaceState>> {
+    fn read_live(&self) -> std::sync::RwLockReadGuard<'_, Live> {
         // A panic while holding the lock cannot leave the map half-written (single inserts).
-        match self.states.read() {
-            Ok(states) => states,
+        match self.live.read() {
+            Ok(live) => live,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn write_live(&self) -> std::sync::RwLockWriteGuard<'_, Live> {
+        match self.live.write() {
+            Ok(live) => live,
             Err(poisoned) => poisoned.into_inner(),
         }
     }

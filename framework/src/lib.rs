@@ -10,6 +10,7 @@ mod batch;
 pub mod business;
 pub mod codes;
 pub mod config;
+pub mod facade;
 #[doc = include_str!("../../docs/guide.md")]
 pub mod guide {}
 pub mod http;

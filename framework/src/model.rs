@@ -14,6 +14,8 @@ use utoipa::openapi::schema::Schema;
 use crate::aspect::{Aspect, AspectName, Invalid, Selection, UniqueKey};
 use crate::business::{Changed, Command, Context, Draft, Reaction, Refusal, Rule};
 use crate::codes;
+use crate::facade::{Facade, FromOld, StoredUpgrade, ToOld, Upgrade};
+use crate::interface::InterfaceVersion;
 use crate::shape::Shape;
 
 /// A service area: a name (used in media types, `application/vnd.{sa}.v1+xml`), what it owns
@@ -24,6 +26,8 @@ pub struct ServiceArea {
     owned: Vec<Collection>,
     copied: Vec<Collection>,
     reactions: Vec<Reaction>,
+    /// The interface versions it speaks, oldest first; the newest is canonical in the store.
+    versions: Vec<InterfaceVersion>,
 }
 
 /// Whether a unit writes a collection or keeps a read-only copy of another SA's.
@@ -54,6 +58,46 @@ impl ServiceArea {
             owned: Vec::new(),
             copied: Vec::new(),
             reactions: Vec::new(),
+            versions: vec![1],
+        }
+    }
+
+    /// Declares interface version `version` (v1 always exists). The newest declared version is
+    /// canonical: the aspects' types are its shapes, and what the store holds. Older versions
+    /// show aspects whose shape changed through facades ([`Collection::facade`]).
+    ///
+    /// ```
+    /// use hiscale::ServiceArea;
+    /// let sa = ServiceArea::new("registration").interface_version(2);
+    /// assert_eq!(sa.interface_versions(), &[1, 2]);
+    /// ```
+    pub fn interface_version(mut self, version: InterfaceVersion) -> Self {
+        assert!(
+            (1..=999).contains(&version),
+            "interface version {version} is not between 1 and 999"
+        );
+        if !self.versions.contains(&version) {
+            self.versions.push(version);
+            self.versions.sort_unstable();
+        }
+        self
+    }
+
+    /// The interface versions this SA speaks, oldest first.
+    pub fn interface_versions(&self) -> &[InterfaceVersion] {
+        &self.versions
+    }
+
+    /// The SA as interface `version` shows it: its owned collections' aspects carry the
+    /// facades' input shapes and schemas for that version (parsing and OpenAPI use them).
+    pub fn as_version(&self, version: InterfaceVersion) -> Self {
+        Self {
+            owned: self
+                .owned
+                .iter()
+                .map(|collection| collection.as_version(version))
+                .collect(),
+            ..self.clone()
         }
     }
 
@@ -171,6 +215,10 @@ pub struct Collection {
     role: Role,
     owner: String,
     business: CollectionRules,
+    /// Older interface versions' views of aspects whose shape changed (see [`crate::facade`]).
+    facades: Vec<Facade>,
+    /// Upgrades of stored documents of an older canonical form, applied when read.
+    upgrades: Vec<StoredUpgrade>,
 }
 
 /// What a collection declares beyond its aspects: lookups, who owns a resource, what sessions
@@ -234,7 +282,99 @@ impl Collection {
             role: Role::Owner,
             owner: String::new(),
             business: CollectionRules::default(),
+            facades: Vec::new(),
+            upgrades: Vec::new(),
         }
+    }
+
+    /// Declares how interface `version` (older than the canonical one) shows `aspect` (or,
+    /// for a qualified family such as `address`, each of its aspects): `to_old` renders a
+    /// stored document in the old shape, `from_old` turns an old input into a canonical one,
+    /// given the stored document it replaces so nothing newer is lost. `Old` is the old
+    /// input's type (its shape and schema).
+    ///
+    /// ```
+    /// use hiscale::Collection;
+    /// use serde_json::{Map, Value};
+    /// #[derive(serde::Deserialize, utoipa::ToSchema)]
+    /// struct OldNote { text: String }
+    /// fn to_v1(stored: &Map<String, Value>) -> Map<String, Value> {
+    ///     let mut old = Map::new();
+    ///     old.insert("text".into(), stored.get("body").cloned().unwrap_or_default());
+    ///     old
+    /// }
+    /// fn from_v1(old: Map<String, Value>, current: Option<&Map<String, Value>>) -> Map<String, Value> {
+    ///     let mut new = current.cloned().unwrap_or_default();
+    ///     new.insert("body".into(), old.get("text").cloned().unwrap_or_default());
+    ///     new
+    /// }
+    /// let notes = Collection::new("notes", "note")
+    ///     .document("note", &[])
+    ///     .facade::<OldNote>("note", 1, to_v1, from_v1);
+    /// assert_eq!(notes.facades().len(), 1);
+    /// ```
+    pub fn facade<Old: DeserializeOwned + utoipa::ToSchema>(
+        mut self,
+        aspect: &str,
+        version: InterfaceVersion,
+        to_old: ToOld,
+        from_old: FromOld,
+    ) -> Self {
+        let facade = Facade::new::<Old>(aspect, version, to_old, from_old);
+        assert!(
+            self.names
+                .iter()
+                .any(|name| facade.covers(&name.to_string())),
+            "facade for undeclared aspect {aspect:?}"
+        );
+        assert!(
+            !self
+                .facades
+                .iter()
+                .any(|other| other.version == version && other.aspect == aspect),
+            "facade for {aspect:?} in v{version} declared twice"
+        );
+        self.facades.push(facade);
+        self
+    }
+
+    /// Declares how a stored document of `aspect` in an older canonical form becomes the
+    /// current one; run on every read (it must leave current documents alone), so stored
+    /// documents migrate lazily, never in one blocking step.
+    pub fn upgrade(mut self, aspect: &str, upgrade: Upgrade) -> Self {
+        self.upgrades.push(StoredUpgrade {
+            aspect: aspect.to_owned(),
+            upgrade,
+        });
+        self
+    }
+
+    /// The declared facades of older interface versions.
+    pub fn facades(&self) -> &[Facade] {
+        &self.facades
+    }
+
+    /// The declared upgrades of stored documents.
+    pub fn upgrades(&self) -> &[StoredUpgrade] {
+        &self.upgrades
+    }
+
+    /// The collection as interface `version` shows it: aspects with a facade for it take the
+    /// facade's input shape, schema and (absent) example.
+    pub fn as_version(&self, version: InterfaceVersion) -> Self {
+        let mut view = self.clone();
+        for definition in &mut view.aspects {
+            let name = definition.name.to_string();
+            if let Some(facade) = self
+                .facades
+                .iter()
+                .find(|facade| facade.version == version && facade.covers(&name))
+            {
+                definition.shape = Arc::clone(&facade.shape);
+                definition.facade_input = Some(facade.clone());
+            }
+        }
+        view
     }
 
     /// Makes `field` of `aspect` searchable: `GET /{collection}?{field}=…` and
@@ -491,6 +631,7 @@ impl Collection {
             schemas: kind.schemas,
             example: kind.example,
             shape: kind.shape.clone(),
+            facade_input: None,
         });
         self
     }
@@ -577,6 +718,9 @@ pub struct AspectDef {
     schemas: Schemas,
     example: fn() -> Option<Value>,
     shape: Arc<Shape>,
+    /// In an older version's view ([`Collection::as_version`]): the facade whose input this
+    /// version takes instead (its schema documents it).
+    facade_input: Option<Facade>,
 }
 
 /// A validated aspect, ready to be stored.
@@ -609,7 +753,19 @@ impl AspectDef {
     }
 
     pub fn input_schema(&self) -> RefOr<Schema> {
-        (self.input_schema)()
+        match &self.facade_input {
+            Some(facade) => facade.input_schema(),
+            None => (self.input_schema)(),
+        }
+    }
+
+    /// The stored schema of this version: the old input's for an older version's facade
+    /// (what it reads back is what it writes).
+    pub fn shown_schema(&self) -> RefOr<Schema> {
+        match &self.facade_input {
+            Some(facade) => facade.input_schema(),
+            None => (self.stored_schema)(),
+        }
     }
 
     pub fn stored_schema(&self) -> RefOr<Schema> {
@@ -620,12 +776,18 @@ impl AspectDef {
     pub fn component_schemas(&self) -> Vec<(String, RefOr<Schema>)> {
         let mut schemas = Vec::new();
         (self.schemas)(&mut schemas);
+        if let Some(facade) = &self.facade_input {
+            schemas.extend(facade.component_schemas());
+        }
         schemas
     }
 
     /// An input the aspect accepts, for the OpenAPI document: [`Aspect::example`], else the
-    /// input schema's own example.
+    /// input schema's own example (an older version's facade has only the latter).
     pub fn example(&self) -> Option<Value> {
+        if self.facade_input.is_some() {
+            return crate::shape::schema_example(&self.input_schema());
+        }
         (self.example)().or_else(|| crate::shape::schema_example(&self.input_schema()))
     }
 

@@ -42,8 +42,15 @@ pub fn examples(collection: &Collection) -> Option<Value> {
     (!root.is_empty()).then_some(Value::Object(root))
 }
 
-/// Builds the document for a service area's unit.
+/// Builds the document for a service area's unit, as interface v1 shows it.
 pub fn document(sa: &ServiceArea) -> OpenApi {
+    document_for(sa, 1)
+}
+
+/// Builds the document of interface `version` (`/v{N}/openapi.json`): its media types, and
+/// the aspects as that version's facades show them.
+pub fn document_for(sa: &ServiceArea, version: u32) -> OpenApi {
+    let sa = &sa.as_version(version);
     let mut paths = PathsBuilder::new();
     let mut components = ComponentsBuilder::new().security_scheme(
         "bearer",
@@ -66,7 +73,7 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
             // The schemas the aspect's `$ref`s name (`Money`, `Line`, …), so none dangles.
             components = components
                 .schemas_from_iter(aspect.component_schemas())
-                .schema(stored.clone(), aspect.stored_schema())
+                .schema(stored.clone(), aspect.shown_schema())
                 .schema(written.clone(), aspect.input_schema());
             match (&aspect.container, aspect.name.qualifier()) {
                 (Some(container), Some(qualifier)) => {
@@ -103,7 +110,7 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
         components = components
             .schema(item.clone(), resource)
             .schema(format!("{item}_input"), input);
-        paths = collection_paths(paths, collection);
+        paths = collection_paths(paths, collection, version);
     }
     for (path, summary) in [
         ("/health", "PASS or FAIL with reasons (HAProxy's check)"),
@@ -135,7 +142,7 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
         .info(
             InfoBuilder::new()
                 .title(format!("HiScale REST: {}", sa.name()))
-                .version("v1")
+                .version(format!("v{version}"))
                 .description(Some(format!(
                     "Interface versions by media type application/vnd.{}.v{{N}}+xml|json or URL prefix /v{{N}}/. \
                      Errors are <error><code>…</code><message>…</message></error> or {{\"error\":{{\"code\",\"message\"}}}}.",
@@ -148,8 +155,9 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
         .build()
 }
 
-fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilder {
-    let media = |format: &str| format!("application/vnd.{}.v1+{format}", collection.owner());
+fn collection_paths(paths: PathsBuilder, collection: &Collection, version: u32) -> PathsBuilder {
+    let media =
+        |format: &str| format!("application/vnd.{}.v{version}+{format}", collection.owner());
     let item_ref = || Ref::from_schema_name(collection.item());
     let body = |status: &str, description: &str| {
         ResponseBuilder::new()
@@ -323,7 +331,7 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilde
         one.delete = Some(delete.build());
         let mut aspect = PathItem::new(HttpMethod::Put, put);
         aspect.delete = Some(delete_aspect.build());
-        let paths = command_paths(paths, collection);
+        let paths = command_paths(paths, collection, version);
         return paths
             .path(format!("/{name}"), listing)
             .path(format!("/{name}/{{id}}"), one)
@@ -335,9 +343,9 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection) -> PathsBuilde
 }
 
 /// `POST /{collection}/{id}/{command}` for each declared command, with its input's schema.
-fn command_paths(mut paths: PathsBuilder, collection: &Collection) -> PathsBuilder {
+fn command_paths(mut paths: PathsBuilder, collection: &Collection, version: u32) -> PathsBuilder {
     for command in collection.commands() {
-        let media = format!("application/vnd.{}.v1+json", collection.owner());
+        let media = format!("application/vnd.{}.v{version}+json", collection.owner());
         let operation = OperationBuilder::new()
             .summary(Some(format!(
                 "Command {} on one {}: one new version; If-Match applies",

@@ -100,6 +100,11 @@ enum Outcome {
     /// copy holds. Nothing is applied and the cursor stays; the copy asks again with backoff
     /// and goes on once the source has restored (its counter past the copy's cursor).
     SourceRolledBack(String),
+    /// The source answered `410 interface-retired`: the interface version this copy polls
+    /// was switched off. Nothing is applied and no re-read starts (it would only meet the same
+    /// answer); the copy keeps what it holds, reports it, and looks again rarely, so it goes on
+    /// by itself if the version is put back.
+    InterfaceRetired(String),
 }
 
 impl Poller {
@@ -186,6 +191,7 @@ impl Poller {
                 match self.poll_once(&client, &fence).await {
                     Ok(Outcome::Applied { more, resyncing }) => {
                         backoff = Duration::from_millis(500);
+                        metrics::gauge!("hiscale_replication_source_interface_retired", "collection" => name.clone()).set(0.0);
                         metrics::gauge!("hiscale_replication_source_rolled_back", "collection" => name.clone()).set(0.0);
                         if !more {
                             caught_up_at = Instant::now();
@@ -231,6 +237,19 @@ impl Poller {
                         let pause = backoff.min(ROLLED_BACK_RECHECK);
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         pause
+                    }
+                    Ok(Outcome::InterfaceRetired(message)) => {
+                        if !self.state_is(SourceState::InterfaceRetired) {
+                            tracing::error!(collection = %name, version = self.source.interface_version, %message,
+                                "the source retired the interface version this copy polls: stopped; configure a newer interface_version");
+                        }
+                        metrics::gauge!("hiscale_replication_source_interface_retired", "collection" => name.clone()).set(1.0);
+                        self.status(|status| {
+                            status.state = SourceState::InterfaceRetired;
+                            status.last_error = Some(message.clone());
+                        });
+                        backoff = MAX_BACKOFF;
+                        MAX_BACKOFF
                     }
                     Ok(Outcome::ResyncStarted) => {
                         tracing::warn!(collection = %name, "source requires a resync: re-reading from version 0");
@@ -344,7 +363,11 @@ impl Poller {
             .bearer_auth(&self.source.token)
             .header(
                 "accept",
-                format!("application/vnd.{}.v1+json", self.collection.owner()),
+                format!(
+                    "application/vnd.{}.v{}+json",
+                    self.collection.owner(),
+                    self.source.interface_version
+                ),
             )
             .send();
         let Some(response) = self.renewing_while(fence, request).await? else {
@@ -352,13 +375,19 @@ impl Poller {
         };
         let response = response.map_err(|error| format!("request failed: {error}"))?;
         let status = response.status();
-        if status.as_u16() == 410 {
-            return self.begin_resync(fence).await;
-        }
         let body = response
             .bytes()
             .await
             .map_err(|error| format!("reading the chunk failed: {error}"))?;
+        if status.as_u16() == 410 {
+            // The feed's two `410`s mean different things: the code tells them apart.
+            return match error_code(&body).as_deref() {
+                Some(crate::codes::INTERFACE_RETIRED) => Ok(Outcome::InterfaceRetired(
+                    String::from_utf8_lossy(&body).chars().take(300).collect(),
+                )),
+                _ => self.begin_resync(fence).await,
+            };
+        }
         if status.as_u16() == 409 {
             let text = String::from_utf8_lossy(&body);
             if text.contains("version-ahead") {
@@ -488,7 +517,25 @@ fn canonical_aspects(collection: &Collection, source: &SourceConfig) -> String {
                 .collect::<String>()
         })
         // Checked at start (unit::check_sources); the text itself is the fallback.
+        .map(|aspects| versioned_aspects(aspects, source.interface_version))
         .unwrap_or_else(|_| source.aspects.clone())
+}
+
+/// What the copy records it holds: the aspects, and the interface version when not v1 (copies
+/// recorded before versions existed hold v1). Polling another version than the copy holds
+/// re-reads from 0, like a change of aspects: the copy's documents are in the version polled.
+fn versioned_aspects(aspects: String, version: u32) -> String {
+    if version == 1 {
+        aspects
+    } else {
+        format!("{aspects}@v{version}")
+    }
+}
+
+/// The stable code of an error body (JSON, as the poller asks for).
+fn error_code(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("error")?.get("code")?.as_str().map(str::to_owned)
 }
 
 /// Turns a received chunk into what the store applies, with the unique values each document

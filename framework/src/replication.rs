@@ -36,6 +36,10 @@ pub enum SourceState {
     /// The source answered `409 version-ahead`: it was rolled back. The copy keeps what it
     /// holds and does not advance; it asks again (with backoff) until the source has restored.
     OwnerRolledBack,
+    /// The source answered `410 interface-retired`: the interface version this copy polls was
+    /// switched off. The copy keeps what it holds and stops (it looks again every 30 s, so it
+    /// resumes if the version is put back); an operator configures a newer version.
+    InterfaceRetired,
 }
 
 /// What a unit does as a reader, as `/heartbeat` says it.

@@ -107,7 +107,15 @@ async fn build_state(
         (UnitKind::Service, false, ReaderRole::Primary) => UnitRole::Primary,
         (UnitKind::Service, false, ReaderRole::Backup) => UnitRole::Backup,
     };
-    Ok(AppState::new(
+    let copy_versions = config
+        .sources
+        .iter()
+        .filter_map(|source| {
+            let owner = sa.collection(&source.collection)?.owner().to_owned();
+            Some((owner, source.interface_version))
+        })
+        .collect();
+    let state = AppState::new(
         sa,
         store,
         callers,
@@ -124,8 +132,14 @@ async fn build_state(
             session_grant,
             replication: Replication::default(),
             restore_from: config.restore_from.clone(),
+            copy_versions,
         },
-    ))
+    );
+    // Version states are data in the SA's database: read them before serving anything, then
+    // follow them.
+    state.refresh_interfaces().await?;
+    state.watch_interfaces();
+    Ok(state)
 }
 
 /// A warning when the topology names peers of this unit but none of them has ever recorded

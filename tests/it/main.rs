@@ -13,6 +13,7 @@ mod errors;
 mod failover;
 mod feed;
 mod haproxy;
+mod interfaces;
 mod lease;
 mod operations;
 mod orders;

@@ -259,6 +259,7 @@ pub fn reader_config(
             interval_secs: 1,
             wait_secs: 2,
             limit: 7,
+            interface_version: 1,
         }],
         ..UnitConfig::new(
             sa,

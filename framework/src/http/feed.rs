@@ -16,6 +16,7 @@ use super::resource::{answer, bad_path, negotiate, param, selection};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::codes;
+use crate::interface::Negotiated;
 use crate::model::{Collection, Role};
 use crate::repr::{self, ResourceView};
 use crate::store::ChangeBatch;
@@ -116,6 +117,7 @@ pub(super) async fn feed(
         &caller,
         after,
         after == Version::ZERO || resyncing,
+        negotiated.version,
     )
     .await;
 
@@ -186,7 +188,7 @@ pub(super) async fn feed(
     }
     metrics::histogram!("hiscale_feed_chunk_items", "collection" => collection.name().to_owned())
         .record(batch.items.len() as f64);
-    let body = bytes::Bytes::from(render(&batch, collection, negotiated.format));
+    let body = bytes::Bytes::from(render(&batch, collection, negotiated));
     if batch.more {
         state.inner.chunks.insert(cache_key, body.clone()).await;
     }
@@ -253,9 +255,18 @@ pub(super) async fn purge(
     Ok(Json(json!({ "purged": reports })))
 }
 
-fn render(batch: &ChangeBatch, collection: &Collection, format: repr::Format) -> Vec<u8> {
-    let views: Vec<ResourceView<'_>> = batch.items.iter().map(ResourceView::changed).collect();
-    repr::render_feed(format, collection, batch.version, batch.more, &views)
+/// A chunk in the negotiated version: each item through that version's facades (the cache
+/// key names the version, so versions never share a cached chunk).
+fn render(batch: &ChangeBatch, collection: &Collection, negotiated: Negotiated) -> Vec<u8> {
+    let items = crate::facade::present_changes(collection, negotiated.version, &batch.items);
+    let views: Vec<ResourceView<'_>> = items.iter().map(ResourceView::changed).collect();
+    repr::render_feed(
+        negotiated.format,
+        collection,
+        batch.version,
+        batch.more,
+        &views,
+    )
 }
 
 /// A consumer holds `after`, beyond the `current` this store handed out: the store was rolled
@@ -324,8 +335,14 @@ async fn remember_consumer(
     caller: &Caller,
     after: Version,
     resync: bool,
+    interface: crate::interface::InterfaceVersion,
 ) {
-    let key = (collection.name().to_owned(), caller.name.clone());
+    // The interface version is part of the key: a consumer moving to another version is
+    // recorded at once (an operator retiring the old one asks who still polls it).
+    let key = (
+        collection.name().to_owned(),
+        format!("{}@v{interface}", caller.name),
+    );
     let due = {
         let mut written = match state.inner.consumers_written.lock() {
             Ok(written) => written,
@@ -342,7 +359,7 @@ async fn remember_consumer(
     if due
         && let Err(error) = state
             .store()
-            .record_consumer(collection.name(), &caller.name, after, resync)
+            .record_consumer(collection.name(), &caller.name, after, resync, interface)
             .await
     {
         // Losing one position update only delays a purge; the feed answer matters more.

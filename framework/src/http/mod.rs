@@ -39,7 +39,13 @@ use crate::aspect::AspectSelector;
 use crate::auth::Callers;
 use crate::codes;
 use crate::config::{FeedConfig, Limits, PeerConfig};
-use crate::interface::Interfaces;
+use crate::interface::{
+    InterfaceRecord, InterfaceState, InterfaceVersion, Interfaces, VersionInfo,
+};
+
+/// How often a unit re-reads the interface version states (an operator's change reaches
+/// every unit within this plus one query, well inside the 2 s the contract allows).
+const INTERFACE_REFRESH: std::time::Duration = std::time::Duration::from_millis(700);
 use crate::model::{Collection, ServiceArea};
 use crate::repr::{self, Format};
 use crate::session::SessionVerifier;
@@ -89,6 +95,9 @@ pub struct Extras {
     pub session_grant: Option<AspectSelector>,
     pub replication: Replication,
     pub restore_from: Vec<PeerConfig>,
+    /// The interface version each copied collection's source is polled with, by owner SA: a
+    /// copy serves only that version (it holds nothing else). v1 when absent.
+    pub copy_versions: BTreeMap<String, InterfaceVersion>,
 }
 
 /// What a unit does with its SA's data, as `/heartbeat` says it.
@@ -126,11 +135,19 @@ impl AppState {
         extras: Extras,
     ) -> Self {
         let mut interfaces = BTreeMap::new();
-        interfaces.insert(sa.name().to_owned(), Interfaces::new(sa.name(), &[1], 1));
+        interfaces.insert(
+            sa.name().to_owned(),
+            Interfaces::new(sa.name(), sa.interface_versions(), 1),
+        );
         for collection in sa.copied() {
+            let version = extras
+                .copy_versions
+                .get(collection.owner())
+                .copied()
+                .unwrap_or(1);
             interfaces
                 .entry(collection.owner().to_owned())
-                .or_insert_with(|| Interfaces::new(collection.owner(), &[1], 1));
+                .or_insert_with(|| Interfaces::new(collection.owner(), &[version], version));
         }
         let chunks = moka::future::Cache::builder()
             .max_capacity(extras.feed.cache_bytes)
@@ -217,6 +234,52 @@ impl AppState {
         self.interfaces_of(self.inner.sa.name())
     }
 
+    /// Reads the SA's interface version states from its database into the unit's cache.
+    pub async fn refresh_interfaces(&self) -> Result<(), crate::store::Error> {
+        let rows = self.store().interface_rows().await?;
+        let records: Vec<InterfaceRecord> = rows
+            .iter()
+            .filter_map(|row| {
+                Some(InterfaceRecord {
+                    version: row.version,
+                    info: VersionInfo {
+                        state: InterfaceState::parse(&row.state)?,
+                        deprecated_at: row.deprecated_at,
+                        sunset: row.sunset,
+                    },
+                    is_default: row.is_default,
+                })
+            })
+            .collect();
+        self.interfaces().apply(&records);
+        Ok(())
+    }
+
+    /// Re-reads the interface states every [`INTERFACE_REFRESH`] while the state lives, so an
+    /// operator's change at any unit reaches this one within 2 s. Holds only a weak
+    /// reference: the task ends with the unit.
+    pub fn watch_interfaces(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(INTERFACE_REFRESH).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let state = AppState { inner };
+                match state.refresh_interfaces().await {
+                    Ok(()) => failing = false,
+                    Err(error) => {
+                        // Keep serving with the states last read; say so once per outage.
+                        if !failing {
+                            tracing::warn!(%error, "cannot read the interface version states; keeping the last ones");
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        });
+    }
+
     /// The interface versions of the SA that owns a collection.
     fn interfaces_of(&self, owner: &str) -> &Interfaces {
         self.inner
@@ -274,14 +337,26 @@ pub async fn serve(
 
 /// [`app`] plus an SA's own routes, which get the same error rendering, metrics and limits.
 pub fn app_with(state: AppState, own_routes: Routes) -> Router {
-    let openapi = crate::openapi::document(&state.inner.sa);
+    // One document per interface version (`/v{N}/openapi.json`; `/openapi.json` is v1), all
+    // browsable in `/docs`.
+    let urls: Vec<utoipa_swagger_ui::Url<'static>> = state
+        .interfaces()
+        .declared()
+        .iter()
+        .map(|version| {
+            utoipa_swagger_ui::Url::new(
+                Box::leak(format!("v{version}").into_boxed_str()),
+                Box::leak(format!("/v{version}/openapi.json").into_boxed_str()),
+            )
+        })
+        .collect();
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
-        .url("/openapi.json", openapi)
-        .config(utoipa_swagger_ui::Config::default().validator_url("none"));
+        .config(utoipa_swagger_ui::Config::new(urls).validator_url("none"));
     let routes = Router::new()
         .route("/health", get(ops::health))
         .route("/heartbeat", get(ops::heartbeat))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
         .route("/admin/drain", put(ops::drain).delete(ops::undrain))
         .route("/admin/interfaces", get(ops::list_interfaces))
         .route("/admin/interfaces/{version}", put(ops::set_interface))
@@ -313,7 +388,8 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal("a handler panicked").into_response()
         }))
-        .layer(middleware::from_fn_with_state(state, render_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), render_errors))
+        .layer(middleware::from_fn_with_state(state, interface_headers))
         .layer(middleware::from_fn(prefix_redirects))
         .layer(middleware::map_request(extract::strip_version_prefix))
         // A 5xx is logged at WARN: 503s are expected states (drained, database away, busy,
@@ -392,6 +468,121 @@ async fn render_errors(State(state): State<AppState>, request: Request, next: Ne
     }
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// Per interface version: counts each request to a collection by caller (for `/metrics` and
+/// `GET /admin/interfaces`, so an operator sees who still uses a version before retiring
+/// it), and puts `Deprecation` (RFC 9745), `Sunset` (RFC 8594) and a `successor-version`
+/// link on every answer served in a deprecated version, whichever handler built it.
+async fn interface_headers(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let url_version = request.extensions().get::<UrlVersion>().map(|v| v.0);
+    let owner = path
+        .split('/')
+        .nth(1)
+        .and_then(|segment| state.inner.sa.collection(segment))
+        .map(|collection| collection.owner().to_owned());
+    if let Some(owner) = &owner {
+        let interfaces = state.interfaces_of(owner);
+        let accept = extract::header_text(request.headers(), header::ACCEPT);
+        let version = match interfaces.negotiate(accept, url_version) {
+            Ok(negotiated) => Some(negotiated.version),
+            Err(crate::interface::NegotiationError::Retired(version)) => Some(version),
+            Err(_) => None,
+        };
+        if let Some(version) = version {
+            let caller = caller_label(&state, request.headers());
+            interfaces.count_use(version, &caller);
+            metrics::counter!("hiscale_interface_requests_total",
+                "sa" => owner.clone(), "version" => format!("v{version}"), "caller" => caller)
+            .increment(1);
+        }
+    }
+    let prefix = extract::forwarded_prefix(request.headers());
+    let mut response = next.run(request).await;
+    let Some(owner) = owner else {
+        return response;
+    };
+    let interfaces = state.interfaces_of(&owner);
+    let served = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|media_type| {
+            media_type
+                .strip_prefix(&format!("application/vnd.{owner}.v"))?
+                .split('+')
+                .next()?
+                .parse::<InterfaceVersion>()
+                .ok()
+        });
+    let Some(version) = served else {
+        return response;
+    };
+    let Some(info) = interfaces
+        .info(version)
+        .filter(|info| info.state == InterfaceState::Deprecated)
+    else {
+        return response;
+    };
+    let headers = response.headers_mut();
+    if let Some(at) = info.deprecated_at
+        && let Ok(value) = HeaderValue::from_str(&format!("@{at}"))
+    {
+        headers.insert("deprecation", value);
+    }
+    if let Some(value) = info
+        .sunset
+        .and_then(http_date)
+        .and_then(|date| HeaderValue::from_str(&date).ok())
+    {
+        headers.insert("sunset", value);
+    }
+    if let Some(successor) = interfaces.successor(version)
+        && let Ok(value) = HeaderValue::from_str(&format!(
+            "<{prefix}/v{successor}{path}>; rel=\"successor-version\""
+        ))
+    {
+        headers.insert(header::LINK, value);
+    }
+    response
+}
+
+/// The caller's name for per-version counts: a configured caller's name, `session` for any
+/// user session, else `unknown`; a bounded label set whatever tokens clients send.
+fn caller_label(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    let token = extract::header_text(headers, header::AUTHORIZATION)
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(token) => match state.inner.callers.find(token) {
+            Some(caller) => caller.name.clone(),
+            None if state.inner.sessions.is_some() && token.starts_with("v1.") => {
+                "session".to_owned()
+            }
+            None => "unknown".to_owned(),
+        },
+        None => "unknown".to_owned(),
+    }
+}
+
+/// Unix seconds as an HTTP-date (RFC 9110, `Sun, 06 Nov 1994 08:49:37 GMT`).
+pub(crate) fn http_date(seconds: i64) -> Option<String> {
+    let at = time::OffsetDateTime::from_unix_timestamp(seconds).ok()?;
+    let weekday: String = at.weekday().to_string().chars().take(3).collect();
+    let month: String = at.month().to_string().chars().take(3).collect();
+    Some(format!(
+        "{weekday}, {:02} {month} {:04} {:02}:{:02}:{:02} GMT",
+        at.day(),
+        at.year(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    ))
 }
 
 /// Counts requests by route and status for `/metrics`.

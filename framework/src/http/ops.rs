@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -93,6 +93,13 @@ async fn restoring_warning(state: &AppState) -> String {
                 source.collection, source.cursor
             ));
         }
+        if source.state == crate::replication::SourceState::InterfaceRetired {
+            lines.push_str(&format!(
+                "warning: the source of {} retired the interface version this copy polls: the \
+                 copy holds at {} until its interface_version is moved on\n",
+                source.collection, source.cursor
+            ));
+        }
     }
     lines
 }
@@ -142,31 +149,82 @@ pub(super) async fn undrain(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /admin/interfaces`: every interface version and its state.
+/// `GET /admin/interfaces`: every interface version, its state and dates, which version bare
+/// media types get, who polls each version's feed (recorded in the SA's database) and how
+/// many requests each caller sent per version to this unit since it started.
 pub(super) async fn list_interfaces(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_operator(&caller)?;
-    let versions: Vec<_> = state
-        .interfaces()
-        .list()
-        .into_iter()
-        .map(|(version, status)| json!({"version": format!("v{version}"), "state": status}))
+    let interfaces = state.interfaces();
+    let consumers = state.store().interface_consumers().await?;
+    let usage = interfaces.usage();
+    let default = interfaces.default_version();
+    let versions: Vec<_> = interfaces
+        .declared()
+        .iter()
+        .filter_map(|version| Some((*version, interfaces.info(*version)?)))
+        .map(|(version, info)| {
+            let polled_by: Vec<_> = consumers
+                .iter()
+                .filter(|consumer| consumer.interface_version == version)
+                .map(|consumer| {
+                    json!({"collection": consumer.collection, "consumer": consumer.consumer,
+                           "polled_at": consumer.polled_at})
+                })
+                .collect();
+            let requests: serde_json::Map<String, serde_json::Value> = usage
+                .iter()
+                .filter(|(used, _, _)| *used == version)
+                .map(|(_, caller, count)| (caller.clone(), json!(count)))
+                .collect();
+            json!({
+                "version": format!("v{version}"),
+                "state": info.state,
+                "default": version == default,
+                "deprecated_at": info.deprecated_at,
+                "sunset": info.sunset.and_then(super::http_date),
+                "successor": interfaces.successor(version).map(|v| format!("v{v}")),
+                "feed_consumers": polled_by,
+                "requests_here": requests,
+            })
+        })
         .collect();
-    Ok(Json(json!({ "interfaces": versions })))
+    Ok(Json(json!({
+        "unit": state.unit_name(),
+        "default": format!("v{default}"),
+        "interfaces": versions,
+    })))
 }
 
-/// `PUT /admin/interfaces/v{N}` with `{"state":"deprecated"}`: switches a version at run time.
+/// `PUT /admin/interfaces/v{N}` with `{"state": "active" | "deprecated" | "retired"}`, and
+/// optionally `"sunset"` (RFC 3339, for `Sunset`) and `"default": true` (bare media types get
+/// this version from now on). Stored in the SA's database, so every unit follows within 2 s
+/// and a restart keeps it. Retiring the last version not retired is refused; retiring one a
+/// registered feed consumer polls needs `?force=true`.
 pub(super) async fn set_interface(
     State(state): State<AppState>,
     caller: Caller,
     Path(version): Path<String>,
+    RawQuery(query): RawQuery,
     body: axum::body::Bytes,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     require_operator(&caller)?;
+    let params = super::extract::query_params(query.as_deref(), &["force"])?;
+    let force = match super::resource::param(&params, "force") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                codes::BAD_QUERY,
+                "force is true or false",
+            ));
+        }
+    };
     let number = version
         .strip_prefix('v')
+        .filter(|number| !number.is_empty() && number.len() <= 6)
         .and_then(|number| number.parse::<u32>().ok())
         .ok_or_else(|| {
             ApiError::bad_request(
@@ -175,23 +233,114 @@ pub(super) async fn set_interface(
             )
         })?;
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Wanted {
-        state: InterfaceState,
+        state: Option<InterfaceState>,
+        #[serde(default)]
+        sunset: Option<String>,
+        #[serde(default)]
+        default: Option<bool>,
     }
-    let wanted: Wanted = serde_json::from_slice(&body).map_err(|_| {
+    let bad_state = || {
         ApiError::bad_request(
             codes::BAD_INTERFACE_STATE,
-            "send {\"state\": \"active\" | \"deprecated\" | \"retired\"}",
+            "send {\"state\": \"active\" | \"deprecated\" | \"retired\"}, optionally \
+             \"sunset\": \"2027-06-30T00:00:00Z\" and \"default\": true",
         )
-    })?;
-    if !state.interfaces().set_state(number, wanted.state) {
+    };
+    let wanted: Wanted = serde_json::from_slice(&body).map_err(|_| bad_state())?;
+    let interfaces = state.interfaces();
+    let Some(current) = interfaces.info(number) else {
         return Err(ApiError::not_found(
             codes::UNKNOWN_INTERFACE_VERSION,
             format!("there is no v{number}"),
         ));
+    };
+    let new_state = wanted.state.unwrap_or(current.state);
+    if wanted.state.is_none() && wanted.default.is_none() {
+        return Err(bad_state());
     }
-    tracing::info!(by = %caller.name, version = number, state = ?wanted.state, "interface state changed");
-    Ok(StatusCode::NO_CONTENT)
+    let sunset = match wanted.sunset.as_deref() {
+        None => current.sunset.filter(|_| wanted.state.is_none()),
+        Some(text) => Some(
+            text.parse::<crate::types::Timestamp>()
+                .map_err(|_| bad_state())?
+                .as_time()
+                .unix_timestamp(),
+        ),
+    };
+    let make_default = wanted.default == Some(true);
+    if wanted.default == Some(false) {
+        // The default moves only by naming its new version.
+        return Err(bad_state());
+    }
+    if new_state == InterfaceState::Retired {
+        // Re-read first: another unit may have changed a state within the last second.
+        state.refresh_interfaces().await?;
+        let others_live = interfaces
+            .list()
+            .iter()
+            .any(|(other, s)| *other != number && *s != InterfaceState::Retired);
+        if !others_live || make_default {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                codes::LAST_ACTIVE_INTERFACE,
+                format!(
+                    "v{number} cannot be retired (or be the default while retired): no other \
+                     version would serve the SA's clients"
+                ),
+            ));
+        }
+        let polling: Vec<String> = state
+            .store()
+            .interface_consumers()
+            .await?
+            .into_iter()
+            .filter(|consumer| consumer.interface_version == number)
+            .map(|consumer| format!("{} ({})", consumer.consumer, consumer.collection))
+            .collect();
+        if !polling.is_empty() && !force {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                codes::INTERFACE_IN_USE,
+                format!(
+                    "v{number} is still polled by {}; move them to another version or retire \
+                     with ?force=true (they stop with interface-retired)",
+                    polling.join(", ")
+                ),
+            ));
+        }
+    }
+    state
+        .store()
+        .set_interface(
+            number,
+            new_state.as_str(),
+            sunset,
+            make_default,
+            &caller.name,
+        )
+        .await?;
+    state.refresh_interfaces().await?;
+    tracing::info!(by = %caller.name, version = number, state = ?new_state, make_default, force, "interface state changed");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /openapi.json` (interface v1) and `/v{N}/openapi.json`: the OpenAPI document of one
+/// interface version of this SA.
+pub(super) async fn openapi(
+    State(state): State<AppState>,
+    url_version: Option<axum::Extension<super::UrlVersion>>,
+) -> Result<Response, ApiError> {
+    let version = url_version.map_or(1, |version| version.0.0);
+    if !state.interfaces().declared().contains(&version) {
+        return Err(ApiError::not_found(
+            codes::UNKNOWN_INTERFACE_VERSION,
+            format!("there is no v{version}"),
+        ));
+    }
+    let document = crate::openapi::document_for(state.service_area(), version);
+    Ok(Json(document).into_response())
 }
 
 pub(super) fn require_operator(caller: &Caller) -> Result<(), ApiError> {

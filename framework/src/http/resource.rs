@@ -17,7 +17,8 @@ use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::auth::Caller;
 use crate::business::{Draft, MAX_ATTEMPTS, Refusal};
 use crate::codes;
-use crate::interface::{InterfaceState, Negotiated};
+use crate::facade;
+use crate::interface::Negotiated;
 use crate::model::{AspectDef, Collection, Ownership, Role};
 use crate::repr::{self, ParseLimits, ResourceView, WireAspect};
 use crate::store::{AspectEdit, Change, Committed, StoredResource, Target};
@@ -46,6 +47,7 @@ pub(super) async fn read(
         .await?
         .filter(|resource| !resource.deleted && caller.reaches(collection, resource))
         .ok_or_else(not_found)?;
+    let resource = facade::present(collection, negotiated.version, &resource);
     let view = ResourceView::of(&resource, |name| selection_has(&selection, name));
     let etag = ETag(view.version);
     if let Some(condition) = header_text(&headers, header::IF_NONE_MATCH) {
@@ -83,12 +85,17 @@ pub(super) async fn create(
     }
     let negotiated = negotiate(&state, collection, &headers, &url_version)?;
     query_params(query.as_deref(), &[])?;
-    let (_, format) = state.interfaces_of(collection.owner()).body_type(
+    let (body_version, format) = state.interfaces_of(collection.owner()).body_type(
         header_text(&headers, header::CONTENT_TYPE),
         url_version.as_ref().map(|v| v.0.0),
     )?;
     let body = body.map_err(body_rejection)?;
-    let resource = repr::parse_resource(format, &body, collection, ParseLimits::default())?;
+    let resource = repr::parse_resource(
+        format,
+        &body,
+        &facade::view(collection, body_version),
+        ParseLimits::default(),
+    )?;
     if resource.id.is_some() {
         return Err(ApiError::bad_request(
             codes::FORGED_ID,
@@ -127,6 +134,15 @@ pub(super) async fn create(
         aspects.iter().map(|aspect| &aspect.name),
     )?;
     for aspect in &mut aspects {
+        // An older version's input becomes a canonical one (its facade), then is validated.
+        aspect.fields = facade::accept_old(
+            collection,
+            body_version,
+            &aspect.name,
+            std::mem::take(&mut aspect.fields),
+            None,
+        )
+        .map_err(|invalid| ApiError::bad_request(invalid.code, invalid.message))?;
         stamp_owner(&caller, collection, aspect);
     }
     let mut draft = Draft::new(collection.name());
@@ -143,7 +159,8 @@ pub(super) async fn create(
     };
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "create")
         .increment(1);
-    let view = written_view(&caller, collection, written);
+    let written = facade::present(collection, negotiated.version, written);
+    let view = written_view(&caller, collection, &written);
     let body = repr::render_resource(negotiated.format, collection, &view);
     let mut response = answer(&state, collection, negotiated, StatusCode::CREATED, body);
     let location = format!(
@@ -179,33 +196,48 @@ pub(super) async fn put_aspect(
     let definition = declared_aspect(collection, &aspect)?;
     require_writable(&caller, collection, [&definition.name])?;
     let precondition = if_match(&headers)?;
-    let (_, format) = state.interfaces_of(collection.owner()).body_type(
+    let (body_version, format) = state.interfaces_of(collection.owner()).body_type(
         header_text(&headers, header::CONTENT_TYPE),
         url_version.as_ref().map(|v| v.0.0),
     )?;
     let body = body.map_err(body_rejection)?;
-    let mut wire = repr::parse_aspect_of(format, &body, definition, ParseLimits::default())?;
+    let shown = facade::view(collection, body_version);
+    let shown_definition = shown.find(&definition.name).unwrap_or(definition);
+    let mut wire = repr::parse_aspect_of(format, &body, shown_definition, ParseLimits::default())?;
     if wire.version.is_some() {
         return Err(forged_version());
     }
     let id = ResourceId::parse(&id).ok_or_else(not_found)?;
-    stamp_owner(&caller, collection, &mut wire);
-    let accepted = accept_all(collection, vec![wire]).await?;
-    let committed = change_with_rules(
-        &state,
-        collection,
-        &caller,
-        &id,
-        precondition,
-        false,
-        |mut draft| {
-            for (name, body) in &accepted {
-                draft.set_document(name, body.clone());
-            }
-            std::future::ready(Ok(draft))
-        },
-    )
-    .await?;
+    let committed = if facade::facade_for(collection, &definition.name, body_version).is_some() {
+        put_through_facade(
+            &state,
+            collection,
+            &caller,
+            &id,
+            precondition,
+            body_version,
+            wire,
+        )
+        .await?
+    } else {
+        stamp_owner(&caller, collection, &mut wire);
+        let accepted = accept_all(collection, vec![wire]).await?;
+        change_with_rules(
+            &state,
+            collection,
+            &caller,
+            &id,
+            precondition,
+            false,
+            |mut draft| {
+                for (name, body) in &accepted {
+                    draft.set_document(name, body.clone());
+                }
+                std::future::ready(Ok(draft))
+            },
+        )
+        .await?
+    };
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "put")
         .increment(1);
     let written = committed
@@ -213,11 +245,80 @@ pub(super) async fn put_aspect(
         .first()
         .ok_or_else(|| ApiError::internal("a committed write reported no change"))?;
     let version = written.version;
-    let view = written_view(&caller, collection, written);
+    let written = facade::present(collection, negotiated.version, written);
+    let view = written_view(&caller, collection, &written);
     let body = repr::render_resource(negotiated.format, collection, &view);
     let mut response = answer(&state, collection, negotiated, StatusCode::OK, body);
     set_header(&mut response, header::ETAG, &ETag(version).header_value());
     Ok(response)
+}
+
+/// `PUT` of an aspect through an older version's facade: the old input becomes a canonical
+/// one given the stored document it replaces (so fields only newer versions know survive),
+/// and the write is pinned to the version read; tried again when another writer came first
+/// (unless the client's own `If-Match` decides).
+async fn put_through_facade(
+    state: &AppState,
+    collection: &Collection,
+    caller: &Caller,
+    id: &ResourceId,
+    precondition: Option<TagCondition>,
+    body_version: crate::interface::InterfaceVersion,
+    wire: WireAspect,
+) -> Result<Committed, ApiError> {
+    let name = wire.name.to_string();
+    for _ in 0..MAX_ATTEMPTS {
+        let current = state
+            .store()
+            .read(collection.name(), id)
+            .await?
+            .filter(|resource| !resource.deleted && caller.reaches(collection, resource))
+            .ok_or_else(not_found)?;
+        let stored: Option<Value> = current
+            .aspects
+            .iter()
+            .find(|aspect| aspect.name == name && !aspect.deleted)
+            .and_then(|aspect| serde_json::from_str(aspect.body.as_deref()?).ok());
+        let mut aspect = wire.clone();
+        aspect.fields = facade::accept_old(
+            collection,
+            body_version,
+            &aspect.name,
+            aspect.fields,
+            stored.as_ref(),
+        )
+        .map_err(|invalid| ApiError::bad_request(invalid.code, invalid.message))?;
+        stamp_owner(caller, collection, &mut aspect);
+        let accepted = accept_all(collection, vec![aspect]).await?;
+        let pinned = precondition
+            .clone()
+            .unwrap_or_else(|| TagCondition::exactly(current.version));
+        let outcome = change_with_rules(
+            state,
+            collection,
+            caller,
+            id,
+            Some(pinned),
+            false,
+            |mut draft| {
+                for (name, body) in &accepted {
+                    draft.set_document(name, body.clone());
+                }
+                std::future::ready(Ok(draft))
+            },
+        )
+        .await;
+        match outcome {
+            Err(ApiError { status, .. })
+                if status == StatusCode::PRECONDITION_FAILED && precondition.is_none() => {}
+            other => return other,
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        codes::WRITE_CONFLICT,
+        "other writers kept changing the resource; read it and try again",
+    ))
 }
 
 /// Changes an existing resource: reads it (a session only what it owns), lets `change` set
@@ -482,14 +583,8 @@ pub(super) fn answer(
         .interfaces_of(collection.owner())
         .media_type(negotiated.version, negotiated.format);
     set_header(&mut response, header::CONTENT_TYPE, &media_type);
+    // `Deprecation`, `Sunset` and the successor link come from the interface middleware.
     set_header(&mut response, header::VARY, "Accept");
-    if negotiated.state == InterfaceState::Deprecated {
-        set_header(
-            &mut response,
-            header::HeaderName::from_static("deprecation"),
-            "true",
-        );
-    }
     response
 }
 

@@ -28,26 +28,30 @@ pub struct PurgeReport {
 }
 
 impl Store {
-    /// Records that `consumer` asked for the changes after `version`; `resync` marks a full
-    /// re-read from version 0 that is still under way.
+    /// Records that `consumer` asked for the changes after `version` through interface
+    /// version `interface`; `resync` marks a full re-read from version 0 that is still under
+    /// way. The interface version is what an operator retiring a version is warned about.
     pub async fn record_consumer(
         &self,
         collection: &str,
         consumer: &str,
         version: Version,
         resync: bool,
+        interface: u32,
     ) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO hs_consumer (collection, consumer, version, polled_at, resync) \
-             VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO hs_consumer (collection, consumer, version, polled_at, resync, interface_version) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (collection, consumer) DO UPDATE \
-             SET version = excluded.version, polled_at = excluded.polled_at, resync = excluded.resync",
+             SET version = excluded.version, polled_at = excluded.polled_at, resync = excluded.resync, \
+             interface_version = excluded.interface_version",
         )
         .bind(collection)
         .bind(consumer)
         .bind(version.get())
         .bind(unix_now())
         .bind(i64::from(resync))
+        .bind(i64::from(interface))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -7,6 +7,7 @@
 mod copy;
 mod feed;
 mod horizon;
+mod interfaces;
 mod jobs;
 mod lease;
 mod lookup;
@@ -24,6 +25,7 @@ use tokio::sync::Mutex;
 
 pub use copy::{ApplyMode, ChunkAspect, ChunkItem, CopyPosition};
 pub use feed::{Consumer, PurgeReport};
+pub use interfaces::{InterfaceConsumer, InterfaceRow};
 pub use lease::{Fence, LeaseState};
 pub use read::{ChangeBatch, ChangedResource, StoredAspect, StoredResource};
 pub use restoring::Restoring;

@@ -386,6 +386,7 @@ impl<'a> Checker<'a> {
             interval_secs: copy.interval_secs,
             wait_secs: copy.wait_secs,
             limit: copy.limit,
+            interface_version: copy.interface_version,
         };
         if let Err(reason) = check_source(&source, declared) {
             self.error(
@@ -427,6 +428,20 @@ impl<'a> Checker<'a> {
                     copy.from,
                     copy.collection,
                     held.owner()
+                ),
+            );
+            return;
+        }
+        let owner_versions = self
+            .declaration(owner)
+            .map(|area| area.interface_versions().to_vec())
+            .unwrap_or_default();
+        if !owner_versions.is_empty() && !owner_versions.contains(&copy.interface_version) {
+            self.error(
+                spanned,
+                format!(
+                    "{name} polls {} through interface v{}, which {owner} does not declare",
+                    copy.collection, copy.interface_version
                 ),
             );
             return;

@@ -181,6 +181,14 @@ pub struct CopyDeployment {
     pub wait_secs: u64,
     #[serde(default = "default_limit")]
     pub limit: u32,
+    /// The interface version of the source this copy polls (1 unless the SA's code was
+    /// written against a newer one).
+    #[serde(default = "default_interface_version")]
+    pub interface_version: u32,
+}
+
+fn default_interface_version() -> u32 {
+    1
 }
 
 impl CopyDeployment {
@@ -381,6 +389,7 @@ impl Topology {
                     interval_secs: copy.interval_secs,
                     wait_secs: copy.wait_secs,
                     limit: copy.limit,
+                    interface_version: copy.interface_version,
                 })
             })
             .collect::<Result<Vec<_>, TopologyError>>()?;

@@ -13,6 +13,8 @@ pub const INVALID_PASSWORD: &str = "invalid-password";
 pub const INVALID_PERSON_TYPE: &str = "invalid-person-type";
 /// `person`: the salutation is not one of `MR`, `MS`, `MX`, `DR`.
 pub const INVALID_SALUTATION: &str = "invalid-salutation";
+/// `person` (v2): the email is not an address like `name@example.org`.
+pub const INVALID_EMAIL: &str = "invalid-email";
 /// `address.*`: the zip is not 3 to 10 letters, digits, spaces or hyphens.
 pub const INVALID_ZIP: &str = "invalid-zip";
 /// `bankaccount`: the IBAN's mod-97 checksum does not add up.

@@ -16,8 +16,12 @@ pub use iban::{iban, iban_is_valid};
 pub const NAME: &str = "registration";
 
 /// The registration SA: owns customers with their account, person, addresses and bank account.
+/// Interface v2 is canonical (its `person` has `given_name`, `family_name`, `birthdate` and
+/// `email`); v1 shows `person` through a facade with `firstname` and `lastname`.
 pub fn service_area() -> ServiceArea {
-    ServiceArea::new(NAME).owns(customers())
+    ServiceArea::new(NAME)
+        .interface_version(2)
+        .owns(customers())
 }
 
 /// The customers collection as registration declares it.
@@ -25,6 +29,8 @@ pub fn customers() -> Collection {
     Collection::new("customers", "customer")
         .aspect::<Account>("account")
         .aspect::<Person>("person")
+        .facade::<PersonV1>("person", 1, person_to_v1, person_from_v1)
+        .upgrade("person", upgrade_person)
         .qualified::<Address>("address", "addresses", &["home", "bill"])
         .aspect::<BankAccount>("bankaccount")
         .unique("account", "login")
@@ -83,7 +89,7 @@ impl Aspect for Account {
     }
 }
 
-/// Who the customer is.
+/// Who the customer is (interface v2, the canonical form).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Person {
@@ -92,8 +98,12 @@ pub struct Person {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salutation: Option<String>,
-    pub firstname: String,
-    pub lastname: String,
+    pub given_name: String,
+    pub family_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthdate: Option<hiscale::types::Date>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 impl Aspect for Person {
@@ -102,7 +112,8 @@ impl Aspect for Person {
 
     fn example() -> Option<serde_json::Value> {
         Some(serde_json::json!({
-            "type": "natural", "salutation": "MS", "firstname": "Olga", "lastname": "Wronka"
+            "type": "natural", "salutation": "MS", "given_name": "Olga", "family_name": "Wronka",
+            "birthdate": "1990-04-01", "email": "olga@example.org"
         }))
     }
 
@@ -121,10 +132,87 @@ impl Aspect for Person {
                 "salutation is MR, MS, MX or DR",
             ));
         }
-        require_text("firstname", &input.firstname, 100)?;
-        require_text("lastname", &input.lastname, 100)?;
+        require_text("given_name", &input.given_name, 100)?;
+        require_text("family_name", &input.family_name, 100)?;
+        if let Some(email) = &input.email {
+            let well_formed = email.len() <= 254
+                && email
+                    .split_once('@')
+                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !well_formed {
+                return Err(Invalid::new(
+                    codes::INVALID_EMAIL,
+                    "email is an address like name@example.org (at most 254 characters)",
+                ));
+            }
+        }
         Ok(input)
     }
+}
+
+/// Who the customer is, as interface v1 shows it: without birthdate and email, the names as
+/// `firstname` and `lastname`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonV1 {
+    /// `natural` or `legal` (written as an XML attribute).
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub salutation: Option<String>,
+    pub firstname: String,
+    pub lastname: String,
+}
+
+type Document = serde_json::Map<String, serde_json::Value>;
+
+/// v2 → v1: the names renamed, birthdate and email left out (v1 never had them).
+fn person_to_v1(stored: &Document) -> Document {
+    let mut old = Document::new();
+    for (v2, v1) in [
+        ("type", "type"),
+        ("salutation", "salutation"),
+        ("given_name", "firstname"),
+        ("family_name", "lastname"),
+    ] {
+        if let Some(value) = stored.get(v2) {
+            old.insert(v1.to_owned(), value.clone());
+        }
+    }
+    old
+}
+
+/// v1 → v2: the names renamed; birthdate and email kept from the stored person (a v1 client
+/// cannot see them, so its write must not erase them).
+fn person_from_v1(old: Document, current: Option<&Document>) -> Document {
+    let mut new = Document::new();
+    for (key, value) in old {
+        let key = match key.as_str() {
+            "firstname" => "given_name".to_owned(),
+            "lastname" => "family_name".to_owned(),
+            _ => key,
+        };
+        new.insert(key, value);
+    }
+    if let Some(current) = current {
+        for kept in ["birthdate", "email"] {
+            if let Some(value) = current.get(kept) {
+                new.insert(kept.to_owned(), value.clone());
+            }
+        }
+    }
+    new
+}
+
+/// Persons stored before v2 (`firstname`, `lastname`) read as v2; v2 documents stay as they
+/// are. Run on every read, so nothing is migrated in one blocking step: the next write stores
+/// the v2 form.
+fn upgrade_person(stored: Document) -> Document {
+    if !stored.contains_key("firstname") && !stored.contains_key("lastname") {
+        return stored;
+    }
+    person_from_v1(stored, None)
 }
 
 /// A postal address (home or bill).

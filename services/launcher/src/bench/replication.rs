@@ -347,8 +347,10 @@ fn customer_edits(n: usize) -> anyhow::Result<Vec<AspectEdit>> {
             serde_json::to_string(&registration::Person {
                 kind: "natural".into(),
                 salutation: Some("MS".into()),
-                firstname: "Erika".into(),
-                lastname: format!("Muster{n}"),
+                given_name: "Erika".into(),
+                family_name: format!("Muster{n}"),
+                birthdate: None,
+                email: None,
             })?,
         ),
         edit(
@@ -407,6 +409,7 @@ impl CopyUnit {
                 interval_secs: INTERVAL_SECS,
                 wait_secs: WAIT_SECS,
                 limit: LIMIT,
+                interface_version: 1,
             }],
             ..hiscale::UnitConfig::new(
                 billing::NAME,
