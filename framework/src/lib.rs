@@ -10,6 +10,7 @@ mod batch;
 pub mod business;
 pub mod codes;
 pub mod config;
+pub mod gate;
 pub mod http;
 pub mod interface;
 pub mod model;

@@ -78,6 +78,10 @@ struct Inner {
     replication: Replication,
     /// The peers whose copies refill this owner after a rollback.
     restore_from: Vec<PeerConfig>,
+    /// Holds writes after the start until the consumers have reported.
+    gate: Arc<crate::gate::StartGate>,
+    /// The refill running now (or last), for `GET /admin/restore`.
+    refill: crate::restore::Progress,
 }
 
 /// Optional parts of a unit beyond its store and callers.
@@ -88,6 +92,8 @@ pub struct Extras {
     pub session_grant: Option<AspectSelector>,
     pub replication: Replication,
     pub restore_from: Vec<PeerConfig>,
+    /// The start gate (open when absent).
+    pub gate: Arc<crate::gate::StartGate>,
 }
 
 /// What a unit does with its SA's data, as `/heartbeat` says it.
@@ -157,6 +163,8 @@ impl AppState {
                 consumers_written: Mutex::new(HashMap::new()),
                 replication: extras.replication,
                 restore_from: extras.restore_from,
+                gate: extras.gate,
+                refill: crate::restore::Progress::default(),
             }),
         }
     }
@@ -191,6 +199,21 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The unit's start gate.
+    pub fn gate(&self) -> &Arc<crate::gate::StartGate> {
+        &self.inner.gate
+    }
+
+    /// The peers whose copies refill this owner after a rollback.
+    pub fn restore_from(&self) -> &[PeerConfig] {
+        &self.inner.restore_from
+    }
+
+    /// Progress of the refill running now (or the last one).
+    pub fn refill_progress(&self) -> &crate::restore::Progress {
+        &self.inner.refill
     }
 
     /// This unit's name (it holds the reader lease under it).
@@ -285,6 +308,10 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
             get(restore::status)
                 .post(restore::enter)
                 .delete(restore::leave),
+        )
+        .route(
+            "/admin/restore/release",
+            axum::routing::post(restore::release),
         )
         .merge(resources(&state))
         .merge(docs)
