@@ -54,6 +54,12 @@ pub struct UnitConfig {
     /// another database, handing out the same versions and ids.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<String>,
+    /// The consumers (caller names) the topology names for each owned collection: the SAs
+    /// that copy it from this SA directly. After every start a unit takes no write to such a
+    /// collection until each of them has polled, because only they can prove the store was
+    /// not rolled back (a mark in the store would be rolled back with it). Empty: no gate.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub consumers: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The owner's side of the delta feed.
@@ -69,6 +75,18 @@ pub struct FeedConfig {
     pub max_chunk_bytes: usize,
     /// Memory for cached full chunks (they are states the owner really had).
     pub cache_bytes: u64,
+    /// After a start, a consumer the topology names that has not polled within this many
+    /// seconds is named in `/health` and the log (the start gate still holds writes).
+    pub start_gate_warn_secs: u64,
+    /// After a start, the gate opens by itself after this many seconds even without every
+    /// consumer (logged as an error, naming them); 0 waits for an operator's
+    /// `POST /admin/restore/release`. Bounded by default so that a consumer SA that is gone
+    /// for good cannot keep an owner from taking writes forever.
+    pub start_gate_max_secs: u64,
+    /// Whether an owner refills itself from `restore_from` as soon as a consumer proves it was
+    /// rolled back (otherwise it waits in `restoring` for `POST /admin/restore`, `DELETE` or
+    /// `hiscale restore`, for an operator who wants to choose).
+    pub refill_on_rollback: bool,
 }
 
 impl Default for FeedConfig {
@@ -78,6 +96,9 @@ impl Default for FeedConfig {
             purge_interval_secs: 300,
             max_chunk_bytes: 1024 * 1024,
             cache_bytes: 64 * 1024 * 1024,
+            start_gate_warn_secs: 30,
+            start_gate_max_secs: 600,
+            refill_on_rollback: true,
         }
     }
 }
@@ -307,6 +328,7 @@ impl UnitConfig {
             sessions: SessionConfig::default(),
             peers: Vec::new(),
             restore_from: Vec::new(),
+            consumers: std::collections::BTreeMap::new(),
         }
     }
 

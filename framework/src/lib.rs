@@ -13,6 +13,7 @@ pub mod config;
 pub mod facade;
 #[doc = include_str!("../../docs/guide.md")]
 pub mod guide {}
+pub mod gate;
 pub mod http;
 pub mod interface;
 pub mod model;

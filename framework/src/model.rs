@@ -230,6 +230,8 @@ struct CollectionRules {
     sessions_write: bool,
     rules: Vec<Rule>,
     commands: Vec<Command>,
+    /// Not refilled from peers' copies after a rollback (see [`Collection::not_refilled`]).
+    not_refilled: bool,
 }
 
 /// A field a collection can be searched by (`GET /orders?customer=12`): a text field of one
@@ -659,6 +661,21 @@ impl Collection {
     /// Every declared aspect.
     pub fn everything(&self) -> Selection {
         Selection::all(&self.names)
+    }
+
+    /// Declares that a restore does not refill this owned collection from peers' copies: the
+    /// design refills master data only, and data a peer merely derives (or that another
+    /// system keeps) must not come back from a copy. Reported as not refillable; its counter
+    /// still moves past every version a consumer reported.
+    pub fn not_refilled(mut self) -> Self {
+        self.business.not_refilled = true;
+        self
+    }
+
+    /// Whether a restore refills this collection from the copies peers keep (the default for
+    /// every owned collection some peer copies).
+    pub fn refilled_by_restore(&self) -> bool {
+        !self.business.not_refilled
     }
 }
 

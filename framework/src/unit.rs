@@ -115,6 +115,17 @@ async fn build_state(
             Some((owner, source.interface_version))
         })
         .collect();
+    let owned: Vec<&str> = sa.owned().iter().map(|c| c.name()).collect();
+    let gate = std::sync::Arc::new(crate::gate::StartGate::new(
+        &store,
+        &owned,
+        &config.consumers,
+        &config.feed,
+    ));
+    if !gate.is_open() {
+        tracing::info!(unit = %config.unit, held = ?gate.held().into_iter().map(|h| h.collection).collect::<Vec<_>>(),
+            "start gate: writes wait until every consumer has told this store the version it holds");
+    }
     let state = AppState::new(
         sa,
         store,
@@ -133,6 +144,7 @@ async fn build_state(
             replication: Replication::default(),
             restore_from: config.restore_from.clone(),
             copy_versions,
+            gate,
         },
     );
     // Version states are data in the SA's database: read them before serving anything, then
@@ -254,6 +266,13 @@ pub async fn serve_app(
             stopped.clone(),
         ))],
     };
+    if !state.gate().is_open() {
+        tasks.push(tokio::spawn(crate::gate::StartGate::run(
+            state.gate().clone(),
+            state.store().clone(),
+            stopped.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(purge_periodically(state.clone(), stopped)));
     let store = state.store().clone();
     let router = app_with(state.clone(), own_routes);

@@ -152,7 +152,7 @@ impl From<store::Error> for ApiError {
                 codes::ALREADY_TAKEN,
                 format!("this {name} is already taken by another resource"),
             ),
-            restoring @ store::Error::Restoring { .. } => {
+            restoring @ (store::Error::Restoring { .. } | store::Error::Held { .. }) => {
                 Self::unavailable(codes::RESTORING, restoring.to_string())
             }
             unavailable if unavailable.is_unavailable() => {

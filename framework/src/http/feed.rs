@@ -91,7 +91,14 @@ pub(super) async fn feed(
 
     let current = latest_version(&state, collection).await?;
     if after > current {
-        notice_rollback(&state, collection, &caller, after, current).await?;
+        notice_rollback(
+            &state,
+            collection,
+            &caller,
+            (after, current),
+            negotiated.version,
+        )
+        .await?;
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             codes::VERSION_AHEAD,
@@ -277,8 +284,8 @@ async fn notice_rollback(
     state: &AppState,
     collection: &Collection,
     caller: &Caller,
-    after: Version,
-    current: Version,
+    (after, current): (Version, Version),
+    interface: crate::interface::InterfaceVersion,
 ) -> Result<(), ApiError> {
     if caller.is_operator() {
         // An operator's hand-typed `?version=` is no consumer's position: it must not stop
@@ -300,10 +307,21 @@ async fn notice_rollback(
         .store()
         .enter_restoring(collection.name(), &caller.name, after, current)
         .await?;
+    // The consumer has told this store the version it holds: that counts for the start gate.
+    if let Err(error) = state
+        .store()
+        .record_consumer(collection.name(), &caller.name, after, false, interface)
+        .await
+    {
+        tracing::warn!(%error, consumer = %caller.name, "could not record the consumer's position");
+    }
     if !already {
         tracing::error!(collection = collection.name(), consumer = %caller.name, %after, %current,
+            peers = state.restore_from().len(),
             "rolled back: a consumer holds versions this store never handed out; writes are \
-             refused until an operator restores it (DELETE /admin/restore continues past them)");
+             refused until the refill from the peers' copies (or an operator) ends restoring \
+             (DELETE /admin/restore continues past them)");
+        super::restore::refill_on_its_own(state);
     }
     Ok(())
 }
@@ -348,9 +366,18 @@ async fn remember_consumer(
             Ok(written) => written,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let due = written
-            .get(&key)
-            .is_none_or(|(version, at)| *version != after.get() || at.elapsed() > CONSUMER_REFRESH);
+        // Written again when a unit of this store started since: that unit's start gate
+        // counts only positions recorded after its start.
+        let latest_start = state.gate().latest_unit_start();
+        let now = crate::store::unix_now();
+        let due = !state.gate().is_open()
+            || written.get(&key).is_none_or(|(version, at)| {
+                let written_at =
+                    now.saturating_sub(i64::try_from(at.elapsed().as_secs()).unwrap_or(i64::MAX));
+                *version != after.get()
+                    || at.elapsed() > CONSUMER_REFRESH
+                    || written_at <= latest_start
+            });
         if due {
             written.insert(key, (after.get(), Instant::now()));
         }

@@ -85,6 +85,10 @@ struct Inner {
     replication: Replication,
     /// The peers whose copies refill this owner after a rollback.
     restore_from: Vec<PeerConfig>,
+    /// Holds writes after the start until the consumers have reported.
+    gate: Arc<crate::gate::StartGate>,
+    /// The refill running now (or last), for `GET /admin/restore`.
+    refill: crate::restore::Progress,
 }
 
 /// Optional parts of a unit beyond its store and callers.
@@ -98,6 +102,8 @@ pub struct Extras {
     /// The interface version each copied collection's source is polled with, by owner SA: a
     /// copy serves only that version (it holds nothing else). v1 when absent.
     pub copy_versions: BTreeMap<String, InterfaceVersion>,
+    /// The start gate (open when absent).
+    pub gate: Arc<crate::gate::StartGate>,
 }
 
 /// What a unit does with its SA's data, as `/heartbeat` says it.
@@ -175,6 +181,8 @@ impl AppState {
                 consumers_written: Mutex::new(HashMap::new()),
                 replication: extras.replication,
                 restore_from: extras.restore_from,
+                gate: extras.gate,
+                refill: crate::restore::Progress::default(),
             }),
         }
     }
@@ -217,6 +225,21 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The unit's start gate.
+    pub fn gate(&self) -> &Arc<crate::gate::StartGate> {
+        &self.inner.gate
+    }
+
+    /// The peers whose copies refill this owner after a rollback.
+    pub fn restore_from(&self) -> &[PeerConfig] {
+        &self.inner.restore_from
+    }
+
+    /// Progress of the refill running now (or the last one).
+    pub fn refill_progress(&self) -> &crate::restore::Progress {
+        &self.inner.refill
     }
 
     /// This unit's name (it holds the reader lease under it).
@@ -368,6 +391,10 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
             get(restore::status)
                 .post(restore::enter)
                 .delete(restore::leave),
+        )
+        .route(
+            "/admin/restore/release",
+            axum::routing::post(restore::release),
         )
         .merge(resources(&state))
         .merge(docs)

@@ -31,7 +31,9 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
         }
         Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
     }
-    let warning = peer_warning(&state).await + &restoring_warning(&state).await;
+    let warning = peer_warning(&state).await
+        + &state.gate().warning_lines()
+        + &restoring_warning(&state).await;
     let (status, body) = if reasons.is_empty() {
         (StatusCode::OK, format!("PASS\n{warning}"))
     } else {

@@ -14,16 +14,20 @@ use serde_json::json;
 use super::ops::require_operator;
 use super::{ApiError, AppState};
 use crate::auth::Caller;
+use crate::restore::RefillError;
 
-/// `GET /admin/restore`: which owned collections are restoring, why and since when.
+/// `GET /admin/restore`: which owned collections are restoring, why and since when; what the
+/// start gate holds; and the progress of the refill running now (or the last one).
 pub(super) async fn status(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_operator(&caller)?;
-    Ok(Json(
-        json!({ "restoring": state.store().restoring().await? }),
-    ))
+    Ok(Json(json!({
+        "restoring": state.store().restoring().await?,
+        "gate": state.gate().held(),
+        "refill": state.refill_progress().snapshot(),
+    })))
 }
 
 /// `POST /admin/restore`: the operator says this owner was restored (or it noticed itself):
@@ -35,25 +39,19 @@ pub(super) async fn enter(
     caller: Caller,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     require_operator(&caller)?;
-    let already: Vec<String> = state
-        .store()
-        .restoring()
-        .await?
-        .into_iter()
-        .map(|restoring| restoring.collection)
-        .collect();
-    for collection in state.service_area().owned() {
-        if already.iter().any(|name| name == collection.name()) {
-            continue;
+    crate::restore::enter_all(state.store(), state.service_area(), &caller.name, None).await?;
+    tracing::warn!(by = %caller.name, peers = state.restore_from().len(), "restoring: refilling from the peers' copies");
+    let refilled = match refill(&state).await {
+        Ok(refilled) => refilled,
+        Err(RefillError::Running) => {
+            return Ok((
+                StatusCode::CONFLICT,
+                Json(json!({ "refill": state.refill_progress().snapshot(),
+                    "message": "a refill is running already: GET /admin/restore shows its progress" })),
+            ));
         }
-        let current = state.store().current_version(collection.name()).await?;
-        state
-            .store()
-            .enter_restoring(collection.name(), &caller.name, current, current)
-            .await?;
-    }
-    tracing::warn!(by = %caller.name, peers = state.inner.restore_from.len(), "restoring: refilling from the peers' copies");
-    let refilled = crate::restore::refill(&state, &state.inner.restore_from).await?;
+        Err(RefillError::Store(error)) => return Err(error.into()),
+    };
     let status = if refilled
         .iter()
         .all(|report| report.continues_after.is_some())
@@ -66,6 +64,61 @@ pub(super) async fn enter(
         status,
         Json(json!({ "refilled": refilled, "restoring": state.store().restoring().await? })),
     ))
+}
+
+/// Refills from every peer the unit knows, with the unit's progress.
+async fn refill(state: &AppState) -> Result<Vec<crate::restore::RefillReport>, RefillError> {
+    crate::restore::refill(
+        state.store(),
+        state.service_area(),
+        crate::restore::Peers {
+            all: state.restore_from(),
+            only: None,
+        },
+        state.refill_progress(),
+    )
+    .await
+}
+
+/// Refills in the background after a consumer proved the store was rolled back, when there
+/// are peers to refill from (otherwise the owner waits for an operator). Decided so because
+/// the refill is harmless to repeat and the only way to bring back what the copies hold; an
+/// operator who wants to choose (`DELETE`, `hiscale restore --from`) still can.
+pub(super) fn refill_on_its_own(state: &AppState) {
+    if state.restore_from().is_empty() || !state.feed_config().refill_on_rollback {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        match refill(&state).await {
+            Ok(reports) => {
+                for report in reports {
+                    tracing::warn!(collection = %report.collection, continues_after = ?report.continues_after,
+                        unreachable = ?report.unreachable, unaccounted = ?report.unaccounted,
+                        "refilled on its own after a consumer reported a version ahead");
+                }
+            }
+            Err(RefillError::Running) => {}
+            Err(RefillError::Store(error)) => {
+                tracing::error!(%error, "the refill after a rollback failed; POST /admin/restore retries it");
+            }
+        }
+    });
+}
+
+/// `POST /admin/restore/release`: opens the start gate without the consumers not heard from
+/// yet (an operator knows they are gone, or that the store was not rolled back).
+pub(super) async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_operator(&caller)?;
+    let released = state.gate().release(state.store());
+    for held in &released {
+        tracing::warn!(by = %caller.name, collection = %held.collection, waiting_for = ?held.waiting_for,
+            "start gate released by an operator without these consumers");
+    }
+    Ok(Json(json!({ "released": released })))
 }
 
 /// `DELETE /admin/restore`: ends `restoring` without a refill: each collection's counter moves

@@ -52,6 +52,10 @@ pub struct Store {
     /// of polling SQLite's lock with the busy handler's growing sleeps (other processes sharing
     /// the file still meet the busy handler).
     sqlite_writers: Arc<Mutex<()>>,
+    /// Owned collections whose writes this unit holds at start until their consumers have
+    /// reported (the start gate, `crate::gate`): refused like `restoring`, but kept in memory,
+    /// because each unit holds from its own start.
+    held: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// What can go wrong in the store; the HTTP edge maps each to a status and stable code.
@@ -85,6 +89,12 @@ pub enum Error {
         "{collection} is restoring: this store was rolled back, and writes wait until an operator has restored it"
     )]
     Restoring { collection: String },
+    #[error(
+        "{collection} takes no writes yet: after a start, this unit waits until every consumer \
+         the topology names has told it which version it holds (a rolled-back store must not \
+         hand out versions twice)"
+    )]
+    Held { collection: String },
 }
 
 impl Error {
@@ -233,6 +243,7 @@ impl Store {
             backend,
             horizons: Arc::default(),
             sqlite_writers: Arc::default(),
+            held: Arc::default(),
         })
     }
 

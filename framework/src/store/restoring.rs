@@ -121,6 +121,56 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Holds the writes of `collection` in this unit (the start gate): they answer like
+    /// `restoring` until [`Store::release_writes`].
+    pub fn hold_writes(&self, collection: &str) {
+        self.held_set().insert(collection.to_owned());
+    }
+
+    /// Ends [`Store::hold_writes`] for `collection`.
+    pub fn release_writes(&self, collection: &str) {
+        self.held_set().remove(collection);
+    }
+
+    /// Whether this unit holds the writes of `collection`.
+    pub fn writes_held(&self, collection: &str) -> bool {
+        self.held_set().contains(collection)
+    }
+
+    fn held_set(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        match self.held.lock() {
+            Ok(held) => held,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The consumers of `collection` whose position was recorded at or after `since` (unix
+    /// seconds): they have told this store, after it started, which version they hold.
+    pub async fn consumers_heard_since(
+        &self,
+        collection: &str,
+        since: i64,
+    ) -> Result<Vec<String>, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT consumer FROM hs_consumer WHERE collection = $1 AND polled_at >= $2 \
+             ORDER BY consumer",
+        )
+        .bind(collection)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The latest start (unix seconds) of any unit recorded in this store.
+    pub async fn latest_unit_start(&self) -> Result<i64, Error> {
+        let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(started_at) FROM hs_unit")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(latest.unwrap_or(0))
+    }
+}
+
 /// Refuses a write while its collection is restoring (checked inside the write transaction).
 pub(super) async fn refuse_while_restoring(
     connection: &mut AnyConnection,

@@ -103,6 +103,11 @@ impl Store {
         collection: &str,
         changes: Vec<Change>,
     ) -> Result<PendingWrite, Error> {
+        if self.writes_held(collection) {
+            return Err(Error::Held {
+                collection: collection.to_owned(),
+            });
+        }
         let turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
         super::restoring::refuse_while_restoring(&mut transaction, collection).await?;

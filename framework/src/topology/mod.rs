@@ -418,8 +418,10 @@ impl Topology {
             None
         };
         let restore_from = self.restore_peers(sa_name, areas, secrets);
+        let consumers = self.consumers_of(sa_name, areas);
         Ok(UnitConfig {
             restore_from,
+            consumers,
             zone: own.zone.clone(),
             kind: own.kind,
             limits: sa.limits.clone(),
@@ -448,6 +450,30 @@ impl Topology {
 }
 
 impl Topology {
+    /// The consumers of each collection SA `owner` owns: every SA whose copy of it polls
+    /// `owner` directly (a relayed copy polls another copy, which is the consumer here). Their
+    /// caller names are the SA names, as at the source. The start gate waits for them.
+    fn consumers_of(&self, owner: &str, areas: &[ServiceArea]) -> BTreeMap<String, Vec<String>> {
+        let owned: Vec<&str> = areas
+            .iter()
+            .find(|area| area.name() == owner)
+            .map(|area| area.owned().iter().map(|c| c.name()).collect())
+            .unwrap_or_default();
+        let mut consumers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for sa in self.service_areas.iter().map(Spanned::get_ref) {
+            let name = sa.name.get_ref();
+            for copy in sa.copies.iter().map(Spanned::get_ref) {
+                if copy.from == owner && owned.contains(&copy.collection.as_str()) {
+                    let names = consumers.entry(copy.collection.clone()).or_default();
+                    if !names.contains(name) {
+                        names.push(name.clone());
+                    }
+                }
+            }
+        }
+        consumers
+    }
+
     /// The copies of what SA `owner` owns, kept by other SAs (directly from it, or relayed),
     /// which refill it after a rollback: read through the gateway with `owner`'s own token.
     /// None when the secrets hold no token for `owner`.

@@ -331,6 +331,13 @@ fn an_owner_unit_gets_its_callers_and_no_signing_key() {
             ("shop", "~person~address.home")
         ]
     );
+    // The start gate waits for the SAs that copy the customers from registration directly.
+    assert_eq!(config.consumers.len(), 1);
+    assert_eq!(config.consumers["customers"], ["login", "shop"]);
+    let login = topology
+        .unit_config("login-1", &secrets(), &areas())
+        .unwrap();
+    assert!(login.consumers.is_empty(), "login owns nothing: no gate");
 }
 
 #[test]

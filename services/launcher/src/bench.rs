@@ -24,6 +24,7 @@ mod alloc;
 mod load;
 mod replication;
 mod report;
+mod restore;
 
 use std::time::Duration;
 
@@ -54,6 +55,12 @@ pub struct BenchOptions {
     /// Leave replication out.
     #[arg(long)]
     pub skip_replication: bool,
+    /// Measure only the refill of a rolled-back owner from a peer's copy (records/s).
+    #[arg(long, conflicts_with_all = ["replication_only", "skip_replication"])]
+    pub restore_only: bool,
+    /// Changed aspects the peer's copy holds for the refill [default: 100000; --quick 2000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(3..=10_000_000))]
+    pub restore_records: Option<u64>,
     /// Customers in the owner before the copy's initial sync [default: 100000; --quick 5000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub sync_customers: Option<u64>,
@@ -174,6 +181,15 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         .filter(|url| !url.is_empty())
         .map(|url| url.trim_end_matches('/').to_owned());
     let mut leftovers = Leftovers::default();
+    if options.restore_only {
+        let outcome = tokio::select! {
+            outcome = measure_restore(&options, server.as_deref(), &mut leftovers) => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        };
+        leftovers.remove().await;
+        restore::print(&outcome?);
+        return Ok(());
+    }
     let outcome = tokio::select! {
         outcome = measure(plan, server.as_deref(), &mut leftovers) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -182,6 +198,60 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let report = outcome?;
     print!("{report}");
     Ok(())
+}
+
+/// The refill benchmark on SQLite, and on PostgreSQL when a server is given.
+async fn measure_restore(
+    options: &BenchOptions,
+    server: Option<&str>,
+    leftovers: &mut Leftovers,
+) -> anyhow::Result<Vec<(load::Backend, Vec<restore::RefillSample>)>> {
+    let records = options
+        .restore_records
+        .map_or(if options.quick { 2_000 } else { 100_000 }, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        });
+    let repetitions = if options.quick { 1 } else { 3 };
+    let dir = tempfile::Builder::new()
+        .prefix("hiscale-bench-restore-")
+        .tempdir()
+        .context("creating a temporary directory for SQLite")?;
+    let sqlite = |name: &str| format!("sqlite://{}/{name}.db", dir.path().display());
+    let owners: Vec<String> = (0..repetitions)
+        .map(|n| sqlite(&format!("owner-{n}")))
+        .collect();
+    let mut results = Vec::new();
+    let samples = restore::run(
+        load::Backend::Sqlite,
+        records,
+        repetitions,
+        &sqlite("copy"),
+        &owners,
+    )
+    .await;
+    leftovers.sqlite_dir = Some(dir);
+    results.push((load::Backend::Sqlite, samples?));
+    if let Some(server) = server {
+        let copy = leftovers.postgres_database(server, "restore_copy").await?;
+        let mut owners = Vec::new();
+        for n in 0..repetitions {
+            owners.push(
+                leftovers
+                    .postgres_database(server, &format!("restore_owner{n}"))
+                    .await?,
+            );
+        }
+        let samples = restore::run(
+            load::Backend::Postgres,
+            records,
+            repetitions,
+            &copy,
+            &owners,
+        )
+        .await?;
+        results.push((load::Backend::Postgres, samples));
+    }
+    Ok(results)
 }
 
 async fn measure(

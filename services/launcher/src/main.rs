@@ -6,6 +6,7 @@
 mod bench;
 mod demo;
 mod registry;
+mod restore;
 mod serve;
 mod topology;
 
@@ -48,6 +49,10 @@ enum Command {
     /// Measure single-resource reads and writes per second on SQLite and PostgreSQL, side by
     /// side, and print a table of medians and ratios.
     Bench(bench::BenchOptions),
+    /// Refill an SA's restored database from the copies its peers keep (all peers, or one
+    /// with --from), with its units stopped or running; prints progress and a report of what
+    /// may be lost, and exits non-zero when a peer could not be read.
+    Restore(restore::RestoreOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +76,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::HaproxyConfig { topology }) => topology::haproxy_config(&topology),
             Some(Command::Demo(options)) => demo::run(options).await,
             Some(Command::Bench(options)) => bench::run(options).await,
+            Some(Command::Restore(options)) => restore::run(&options).await,
             None => demo::run(demo::DemoOptions::default()).await,
         }
     });

@@ -15,6 +15,7 @@
 mod catalogue;
 mod catch_up;
 mod files;
+mod gates;
 mod gateway;
 mod plan;
 mod sample;
@@ -114,6 +115,8 @@ const DEFAULT_SAMPLE: usize = 200;
 const TOKENS_FILE: &str = "tokens.json";
 /// How long a unit may take from spawn to its first `PASS`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the owners' start gates (their readers' first polls) before the sample.
+const GATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long to wait for the copies to catch up after the sample before going on regardless.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -186,6 +189,12 @@ async fn start(
         Some(_) => format!("the PostgreSQL database hiscale_{OWNER}"),
         None => options.data_dir.display().to_string(),
     };
+    let owners: Vec<SocketAddr> = topology
+        .service_areas
+        .iter()
+        .flat_map(|sa| supervisor.addresses_of(sa.get_ref().name.get_ref()))
+        .collect();
+    gates::wait_open(&owners, &tokens.admin, GATE_TIMEOUT).await;
     sample::ensure(sample::Options {
         gateway: gateway_url.clone(),
         database: owner_database,
