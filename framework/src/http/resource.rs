@@ -416,18 +416,7 @@ pub(super) async fn commit_draft(
     if edits.is_empty() {
         return Err(ApiError::internal("a write with nothing to store"));
     }
-    let committed = state
-        .store()
-        .commit(
-            collection.name(),
-            vec![Change {
-                target,
-                precondition,
-                edits,
-            }],
-        )
-        .await?;
-    state.notify_change();
+    let committed = commit_change(state, collection, target, precondition, edits).await?;
     Ok(committed)
 }
 
@@ -504,18 +493,7 @@ async fn delete(
     precondition: Option<TagCondition>,
     edits: Vec<AspectEdit>,
 ) -> Result<Response, ApiError> {
-    let committed = state
-        .store()
-        .commit(
-            collection.name(),
-            vec![Change {
-                target,
-                precondition,
-                edits,
-            }],
-        )
-        .await?;
-    state.notify_change();
+    let committed = commit_change(state, collection, target, precondition, edits).await?;
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "delete")
         .increment(1);
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -789,4 +767,27 @@ fn forged_version() -> ApiError {
         codes::FORGED_VERSION,
         "the owner assigns versions; send none",
     )
+}
+
+/// Stores one change as one new version and wakes the long polls waiting for it.
+async fn commit_change(
+    state: &AppState,
+    collection: &Collection,
+    target: Target,
+    precondition: Option<TagCondition>,
+    edits: Vec<AspectEdit>,
+) -> Result<Committed, ApiError> {
+    let committed = state
+        .store()
+        .commit(
+            collection.name(),
+            vec![Change {
+                target,
+                precondition,
+                edits,
+            }],
+        )
+        .await?;
+    state.notify_change();
+    Ok(committed)
 }
