@@ -303,9 +303,9 @@ async fn notice_rollback(
         .await?
         .iter()
         .any(|restoring| restoring.collection == collection.name());
-    state
+    let restoring = state
         .store()
-        .enter_restoring(collection.name(), &caller.name, after, current)
+        .report_ahead(collection.name(), &caller.name, after, current)
         .await?;
     // The consumer has told this store the version it holds: that counts for the start gate.
     if let Err(error) = state
@@ -315,7 +315,7 @@ async fn notice_rollback(
     {
         tracing::warn!(%error, consumer = %caller.name, "could not record the consumer's position");
     }
-    if !already {
+    if restoring && !already {
         tracing::error!(collection = collection.name(), consumer = %caller.name, %after, %current,
             peers = state.restore_from().len(),
             "rolled back: a consumer holds versions this store never handed out; writes are \

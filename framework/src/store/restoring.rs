@@ -24,15 +24,48 @@ pub struct Restoring {
 }
 
 impl Store {
-    /// Enters (or stays in) `restoring` for `collection` because `consumer` holds `ahead`,
-    /// beyond the `restored_to` this store has handed out; keeps the greatest report.
+    /// Enters (or stays in) `restoring` for `collection` at an operator's word (`by`): the
+    /// store may not have lost anything, so no version is compared. Keeps the greatest report.
     pub async fn enter_restoring(
+        &self,
+        collection: &str,
+        by: &str,
+        ahead: Version,
+        restored_to: Version,
+    ) -> Result<(), Error> {
+        self.record_restoring(collection, by, ahead, restored_to, false)
+            .await
+            .map(|_| ())
+    }
+
+    /// `consumer` holds `ahead`, beyond the `restored_to` this store had handed out when the
+    /// feed compared them: enters (or stays in) `restoring` unless the counter has meanwhile
+    /// moved past `ahead`. Answers whether the collection is restoring now.
+    ///
+    /// The counter is read again inside the transaction, after the row is written: a refill
+    /// that ended between the feed's comparison and this call (and moved the counter past
+    /// every copy) must not be undone by a poll that was sent before it ended. On PostgreSQL
+    /// the counter moves before the refill's `DELETE` commits, and this `INSERT` waits for
+    /// that `DELETE`'s row lock, so the second read sees the moved counter.
+    pub async fn report_ahead(
         &self,
         collection: &str,
         consumer: &str,
         ahead: Version,
         restored_to: Version,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
+        self.record_restoring(collection, consumer, ahead, restored_to, true)
+            .await
+    }
+
+    async fn record_restoring(
+        &self,
+        collection: &str,
+        by: &str,
+        ahead: Version,
+        restored_to: Version,
+        only_while_behind: bool,
+    ) -> Result<bool, Error> {
         let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
         sqlx::query(
@@ -43,13 +76,20 @@ impl Store {
         )
         .bind(collection)
         .bind(unix_now())
-        .bind(consumer)
+        .bind(by)
         .bind(ahead.get())
         .bind(restored_to.get())
         .execute(&mut *transaction)
         .await?;
+        if only_while_behind {
+            let current = handed_out(&mut transaction, self.backend, collection).await?;
+            if current >= ahead.get() {
+                transaction.rollback().await?;
+                return Ok(false);
+            }
+        }
         transaction.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The collections in `restoring` state.
@@ -169,6 +209,29 @@ impl Store {
             .await?;
         Ok(latest.unwrap_or(0))
     }
+}
+
+/// The newest version handed out for `collection`, read inside `connection`'s transaction.
+async fn handed_out(
+    connection: &mut AnyConnection,
+    backend: Backend,
+    collection: &str,
+) -> Result<i64, Error> {
+    let value: Option<i64> = match backend {
+        Backend::Sqlite => {
+            sqlx::query_scalar("SELECT version FROM hs_counter WHERE collection = $1")
+                .bind(collection)
+                .fetch_optional(&mut *connection)
+                .await?
+        }
+        Backend::Postgres => {
+            sqlx::query_scalar("SELECT COALESCE(pg_sequence_last_value($1::regclass), 0)")
+                .bind(sequence_name(collection))
+                .fetch_optional(&mut *connection)
+                .await?
+        }
+    };
+    Ok(value.unwrap_or(0))
 }
 
 /// Refuses a write while its collection is restoring (checked inside the write transaction).
