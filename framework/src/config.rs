@@ -87,6 +87,12 @@ pub struct FeedConfig {
     /// rolled back (otherwise it waits in `restoring` for `POST /admin/restore`, `DELETE` or
     /// `hiscale restore`, for an operator who wants to choose).
     pub refill_on_rollback: bool,
+    /// How often a unit checks PostgreSQL's assumptions of the feed (standby, sequence cache,
+    /// durability, transactions holding it back); 0: never. Findings are `/health` warnings.
+    pub assumption_check_secs: u64,
+    /// A transaction holding a transaction id for longer than this is named as holding back
+    /// the feed (every feed on the server waits for it to end).
+    pub held_back_warn_secs: u64,
 }
 
 impl Default for FeedConfig {
@@ -99,6 +105,8 @@ impl Default for FeedConfig {
             start_gate_warn_secs: 30,
             start_gate_max_secs: 600,
             refill_on_rollback: true,
+            assumption_check_secs: 60,
+            held_back_warn_secs: 30,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! and JSON with interface versions, grants, health, metrics and the OpenAPI document.
 
 pub mod aspect;
+pub mod assumptions;
 pub mod auth;
 mod batch;
 pub mod business;

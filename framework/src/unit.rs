@@ -273,6 +273,11 @@ pub async fn serve_app(
             stopped.clone(),
         )));
     }
+    tasks.push(tokio::spawn(state.assumptions().clone().run(
+        state.store().clone(),
+        state.feed_config().clone(),
+        stopped.clone(),
+    )));
     tasks.push(tokio::spawn(purge_periodically(state.clone(), stopped)));
     let store = state.store().clone();
     let router = app_with(state.clone(), own_routes);

@@ -2,6 +2,7 @@
 //! unit processes.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod assumptions;
 mod batch;
 mod bounds;
 mod concurrency;

@@ -89,6 +89,8 @@ struct Inner {
     gate: Arc<crate::gate::StartGate>,
     /// The refill running now (or last), for `GET /admin/restore`.
     refill: crate::restore::Progress,
+    /// The latest check of PostgreSQL's assumptions, for `/health`.
+    assumptions: Arc<crate::assumptions::Assumptions>,
 }
 
 /// Optional parts of a unit beyond its store and callers.
@@ -183,6 +185,7 @@ impl AppState {
                 restore_from: extras.restore_from,
                 gate: extras.gate,
                 refill: crate::restore::Progress::default(),
+                assumptions: Arc::default(),
             }),
         }
     }
@@ -230,6 +233,11 @@ impl AppState {
     /// The unit's start gate.
     pub fn gate(&self) -> &Arc<crate::gate::StartGate> {
         &self.inner.gate
+    }
+
+    /// The latest check of PostgreSQL's assumptions.
+    pub fn assumptions(&self) -> &Arc<crate::assumptions::Assumptions> {
+        &self.inner.assumptions
     }
 
     /// The peers whose copies refill this owner after a rollback.
@@ -386,6 +394,7 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
         .route("/admin/consumers", get(feed::consumers))
         .route("/admin/purge", axum::routing::post(feed::purge))
         .route("/admin/replication", get(ops::replication))
+        .route("/admin/assumptions", get(ops::assumptions))
         .route(
             "/admin/restore",
             get(restore::status)

@@ -33,7 +33,8 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
     }
     let warning = peer_warning(&state).await
         + &state.gate().warning_lines()
-        + &restoring_warning(&state).await;
+        + &restoring_warning(&state).await
+        + &state.assumptions().warning_lines();
     let (status, body) = if reasons.is_empty() {
         (StatusCode::OK, format!("PASS\n{warning}"))
     } else {
@@ -366,5 +367,21 @@ pub(super) async fn replication(
     let units = state.store().units().await?;
     Ok(Json(
         json!({ "sources": state.replication().snapshot(), "lease": lease, "units": units }),
+    ))
+}
+
+/// `GET /admin/assumptions`: checks PostgreSQL's assumptions of the feed now (standby,
+/// sequence cache, durability, transactions holding the feed back) and answers the findings.
+pub(super) async fn assumptions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_operator(&caller)?;
+    state
+        .assumptions()
+        .check(state.store(), state.feed_config())
+        .await;
+    Ok(Json(
+        serde_json::json!({ "findings": state.assumptions().latest() }),
     ))
 }

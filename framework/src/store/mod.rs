@@ -4,6 +4,7 @@
 //! Only this module names sqlx types. Aspect bodies are JSON documents here; the typed view
 //! belongs to the services and the wire formats to `repr`.
 
+mod assumptions;
 mod copy;
 mod feed;
 mod horizon;
@@ -23,6 +24,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::Mutex;
 
+pub use assumptions::Finding;
 pub use copy::{ApplyMode, ChunkAspect, ChunkItem, CopyPosition};
 pub use feed::{Consumer, PurgeReport};
 pub use interfaces::{InterfaceConsumer, InterfaceRow};
