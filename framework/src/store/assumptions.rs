@@ -14,6 +14,16 @@ use std::time::Duration;
 
 use super::{Backend, Error, Store};
 
+/// A session holding a transaction id: pid, database, user, application, state, seconds.
+type SessionRow = (
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
 /// At most this many sessions are named for one kind of finding.
 const MAX_NAMED: i64 = 5;
 
@@ -99,14 +109,7 @@ impl Store {
     /// Sessions and prepared transactions holding a transaction id for longer than `after`.
     async fn held_back(&self, after: Duration) -> Result<Vec<Finding>, Error> {
         let after = i64::try_from(after.as_secs()).unwrap_or(i64::MAX);
-        let sessions: Vec<(
-            i32,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            i64,
-        )> = sqlx::query_as(
+        let sessions: Vec<SessionRow> = sqlx::query_as(
             "SELECT pid, datname::text, usename::text, application_name, state, \
                         CAST(EXTRACT(EPOCH FROM now() - xact_start) AS BIGINT) \
                  FROM pg_stat_activity \
