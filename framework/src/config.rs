@@ -268,24 +268,128 @@ impl Default for Limits {
     }
 }
 
+/// One day, in seconds: the longest interval or wait any setting may name.
+const DAY_SECS: u64 = 24 * 3600;
+
+/// `Err` naming `name` unless `value` lies in `range`.
+fn within<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), String> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} {value} is outside {}..={}",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
+impl UnitConfig {
+    /// Refuses settings a unit cannot run with, each named with its allowed range, so that a
+    /// mistyped value is an error at start and never an overflow (a panic) or a hang later:
+    /// every duration the unit adds to or multiplies is bounded here.
+    pub fn check(&self) -> Result<(), String> {
+        self.limits
+            .check()
+            .map_err(|error| format!("limits.{error}"))?;
+        self.feed.check().map_err(|error| format!("feed.{error}"))?;
+        self.reader
+            .check()
+            .map_err(|error| format!("reader.{error}"))?;
+        for source in &self.sources {
+            source
+                .check()
+                .map_err(|error| format!("sources ({}): {error}", source.collection))?;
+        }
+        Ok(())
+    }
+}
+
 impl Limits {
     /// Refuses limits that would make a unit unusable (or overflow a clock).
     pub fn check(&self) -> Result<(), String> {
-        if self.max_connections == 0 || self.max_connections > 100_000 {
-            return Err(format!(
-                "max_connections {} is outside 1..=100000",
-                self.max_connections
-            ));
-        }
-        for (name, secs) in [
-            ("header_read_timeout_secs", self.header_read_timeout_secs),
-            ("body_read_timeout_secs", self.body_read_timeout_secs),
-        ] {
-            if !(1..=3_600).contains(&secs) {
-                return Err(format!("{name} {secs} is outside 1..=3600"));
-            }
-        }
-        Ok(())
+        within("max_connections", self.max_connections, 1..=100_000)?;
+        within("max_body_bytes", self.max_body_bytes, 1..=64 * 1024 * 1024)?;
+        within("max_selector_chars", self.max_selector_chars, 1..=64 * 1024)?;
+        within(
+            "header_read_timeout_secs",
+            self.header_read_timeout_secs,
+            1..=3_600,
+        )?;
+        within(
+            "body_read_timeout_secs",
+            self.body_read_timeout_secs,
+            1..=3_600,
+        )
+    }
+}
+
+impl FeedConfig {
+    /// Refuses feed settings outside what the owner can run with.
+    pub fn check(&self) -> Result<(), String> {
+        within(
+            "tombstone_max_age_secs",
+            self.tombstone_max_age_secs,
+            0..=10 * 365 * 24 * 3600,
+        )?;
+        within(
+            "purge_interval_secs",
+            self.purge_interval_secs,
+            1..=DAY_SECS,
+        )?;
+        within(
+            "max_chunk_bytes",
+            self.max_chunk_bytes,
+            1024..=64 * 1024 * 1024,
+        )?;
+        within("cache_bytes", self.cache_bytes, 0..=16 * 1024 * 1024 * 1024)?;
+        within(
+            "start_gate_warn_secs",
+            self.start_gate_warn_secs,
+            1..=DAY_SECS,
+        )?;
+        within(
+            "start_gate_max_secs",
+            self.start_gate_max_secs,
+            0..=7 * DAY_SECS,
+        )?;
+        within(
+            "assumption_check_secs",
+            self.assumption_check_secs,
+            0..=DAY_SECS,
+        )?;
+        within(
+            "held_back_warn_secs",
+            self.held_back_warn_secs,
+            1..=DAY_SECS,
+        )
+    }
+}
+
+impl ReaderConfig {
+    /// Refuses reader settings outside what the heartbeat and lease can run with.
+    pub fn check(&self) -> Result<(), String> {
+        within(
+            "heartbeat_interval_ms",
+            self.heartbeat_interval_ms,
+            50..=60_000,
+        )?;
+        within("misses", self.misses, 1..=1_000)?;
+        within("lease_ms", self.lease_ms, 100..=3_600_000)
+    }
+}
+
+impl SourceConfig {
+    /// Refuses polling settings the feed would refuse, or that would overflow a timeout.
+    pub fn check(&self) -> Result<(), String> {
+        within("interval_secs", self.interval_secs, 0..=DAY_SECS)?;
+        within("wait_secs", self.wait_secs, 0..=FEED_MAX_WAIT_SECS)?;
+        within("limit", self.limit, 1..=FEED_MAX_LIMIT)?;
+        within("interface_version", self.interface_version, 1..=1_000)
     }
 }
 

@@ -33,8 +33,9 @@ pub enum UnitError {
     Source { collection: String, reason: String },
     #[error("store: {0}")]
     Store(#[from] store::Error),
-    #[error("limits: {0}")]
-    Limits(String),
+    /// A setting outside what the unit can run with (named, with its allowed range).
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: std::net::SocketAddr,
@@ -72,7 +73,7 @@ async fn build_state(
         });
     }
     check_sources(config, &sa)?;
-    config.limits.check().map_err(UnitError::Limits)?;
+    config.check().map_err(UnitError::Config)?;
     let callers = Callers::from_config(&config.callers)?;
     let sessions = config
         .sessions

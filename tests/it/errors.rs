@@ -373,3 +373,45 @@ async fn a_unit_refuses_another_service_areas_database() {
         .collect();
     assert_eq!(units, ["registration-1", "registration-2"]);
 }
+
+/// Settings a unit cannot run with (or that would overflow a duration it computes) stop it at
+/// start with the setting's name and allowed range, before anything listens.
+#[tokio::test]
+async fn a_unit_refuses_settings_outside_their_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/registration.db", dir.path().display());
+    type Spoil = fn(&mut hiscale::UnitConfig);
+    let cases: [(&str, Spoil); 5] = [
+        ("feed.max_chunk_bytes 0 is outside 1024..=", |config| {
+            config.feed.max_chunk_bytes = 0
+        }),
+        (
+            "feed.held_back_warn_secs 18446744073709551615 is outside",
+            |config| config.feed.held_back_warn_secs = u64::MAX,
+        ),
+        (
+            "reader.heartbeat_interval_ms 0 is outside 50..=60000",
+            |config| config.reader.heartbeat_interval_ms = 0,
+        ),
+        ("limits.max_body_bytes 0 is outside", |config| {
+            config.limits.max_body_bytes = 0
+        }),
+        ("limits.max_connections 0 is outside 1..=100000", |config| {
+            config.limits.max_connections = 0
+        }),
+    ];
+    for (expected, spoil) in cases {
+        let mut config =
+            tests::unit_config("registration-1", &database, ([127, 0, 0, 1], 0).into());
+        spoil(&mut config);
+        let refused = hiscale::unit::state(&config, registration::service_area()).await;
+        let message = refused
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains(expected),
+            "expected a refusal naming {expected:?}, got {message:?}"
+        );
+    }
+}
