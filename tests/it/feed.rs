@@ -334,6 +334,8 @@ both_backends!(consumers_and_the_tombstone_horizon, |backend| async move {
     assert_eq!(app.send(delete).await.status, StatusCode::NO_CONTENT);
     app.send(feed(&format!("/customers?version={first}"), BILLING))
         .await;
+    // An operator reading the feed by hand is no consumer: it pins no tombstone.
+    app.send(feed("/customers?version=0", ADMIN)).await;
 
     let consumers = app
         .send(
@@ -345,6 +347,14 @@ both_backends!(consumers_and_the_tombstone_horizon, |backend| async move {
         .await
         .json();
     let listed = &consumers["collections"][0]["consumers"];
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["consumer"] != "admin"),
+        "{listed}"
+    );
     let shop = listed
         .as_array()
         .unwrap()

@@ -117,16 +117,20 @@ pub(super) async fn feed(
     if behind_purge && !resyncing {
         return Err(resync_required(purged));
     }
-    // A re-read from 0 stays marked until it has passed the purged tombstones.
-    remember_consumer(
-        &state,
-        collection,
-        &caller,
-        after,
-        after == Version::ZERO || resyncing,
-        negotiated.version,
-    )
-    .await;
+    // A re-read from 0 stays marked until it has passed the purged tombstones. An operator's
+    // hand-typed `?version=0` is no consumer: recorded, it would pin every tombstone for
+    // `tombstone_max_age_secs` and be listed among the copies.
+    if !caller.is_operator() {
+        remember_consumer(
+            &state,
+            collection,
+            &caller,
+            after,
+            after == Version::ZERO || resyncing,
+            negotiated.version,
+        )
+        .await;
+    }
 
     // The purge horizon is part of the key: a chunk cached before tombstones were purged
     // could bring back, to a consumer re-reading from 0, resources deleted since.
