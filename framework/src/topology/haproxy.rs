@@ -143,6 +143,9 @@ defaults
     timeout queue 5s
     # Every server of every backend: checked each {interval}, out after 2 failures, in after 2.
     default-server inter {interval} fall 2 rise 2
+    # A check's answer may take 3 s (without this, as long as the interval): a unit slow on a
+    # busy machine is not down, and /health's own database check gives up after 2 s.
+    timeout check 3s
     # No unit up (503), or a unit failed mid-request (502, 504): the protocol's error format.
     http-error status 502 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area answered\"}}}}'
     http-error status 503 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area is available\"}}}}'
