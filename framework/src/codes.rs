@@ -2,8 +2,8 @@
 //! contract can be checked against them (`tests/it/tidy.rs`) and no handler misspells one.
 //!
 //! Clients match on these strings; they never change once shipped. Each constant says when it
-//! is answered and with which HTTP status. PROTOCOL.md names a few of them; ARCHITECTURE.md
-//! ("Error codes beyond PROTOCOL.md") lists the rest and why each exists.
+//! is answered and with which HTTP status. The error-code table of `docs/protocol.md` lists
+//! every one of them (and the service areas' own).
 //!
 //! The module is plain data: `repr`, `model` and `topology` use it as well as `http`, and none
 //! of them names axum. Service areas keep their business codes in their own crates.

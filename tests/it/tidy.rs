@@ -1,5 +1,5 @@
 //! Conventions the code base keeps, checked so they stay kept (STYLE.md habits 1 and 13, and
-//! error codes named once and held against the wire contract).
+//! error codes named once and listed in the wire protocol, `docs/protocol.md`).
 
 use std::path::{Path, PathBuf};
 
@@ -75,120 +75,111 @@ fn migrations_come_in_pairs_and_explain_themselves() {
     }
 }
 
-/// The framework's error codes, `(CONSTANT, "code")`, read from the source of `hiscale::codes`
-/// (`pub const NAME: &str = "code";`, one a line, as rustfmt keeps them).
-fn framework_codes() -> Vec<(String, String)> {
-    let path = workspace().join("framework/src/codes.rs");
-    let source = std::fs::read_to_string(&path).expect("framework/src/codes.rs exists");
-    let codes: Vec<(String, String)> = source
+/// The error codes defined in `file` (relative to the workspace), `(CONSTANT, "code")`, read
+/// from its source (`pub const NAME: &str = "code";`, one a line, as rustfmt keeps them).
+fn codes_in(file: &str) -> Vec<(String, String)> {
+    let path = workspace().join(file);
+    let source = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{file} exists"));
+    source
         .lines()
         .filter_map(|line| {
             let (name, value) = line.strip_prefix("pub const ")?.split_once(": &str = \"")?;
             Some((name.to_owned(), value.strip_suffix("\";")?.to_owned()))
         })
-        .collect();
-    assert!(
-        codes.len() > 40,
-        "found only {} codes in {}",
-        codes.len(),
-        path.display()
-    );
-    codes
-}
-
-/// The codes ARCHITECTURE.md lists under "Error codes beyond PROTOCOL.md": every code in
-/// backticks before the first `(` of a list item (`* `a`, `b` (400): why`).
-fn codes_beyond_the_contract() -> Vec<String> {
-    let text = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).unwrap_or_default();
-    let silent = text
-        .find("### Choices where the contract is silent")
-        .expect("ARCHITECTURE.md has the section 'Choices where the contract is silent'");
-    let heading = "#### Error codes beyond PROTOCOL.md";
-    let start = text[silent..]
-        .find(heading)
-        .map(|at| silent + at + heading.len())
-        .expect("that section has the sub-list 'Error codes beyond PROTOCOL.md'");
-    let list = text[start..].split("\n#").next().unwrap_or_default();
-    let mut items: Vec<String> = Vec::new();
-    for line in list.lines() {
-        if let Some(item) = line.strip_prefix("* ") {
-            items.push(item.to_owned());
-        } else if line.starts_with("  ")
-            && let Some(item) = items.last_mut()
-        {
-            item.push_str(line);
-        }
-    }
-    items
-        .iter()
-        .flat_map(|item| {
-            let named = item.split(" (").next().unwrap_or_default();
-            named
-                .split('`')
-                .skip(1)
-                .step_by(2)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
         .collect()
 }
 
-/// The error codes the wire contract (PROTOCOL.md, in the shared design folder) names. The
-/// folder is not part of a clone, so the list lives here; where the folder sits next to the
-/// repository, the test checks the list against it.
-const CONTRACT_CODES: &[&str] = &[
-    "interface-retired",
-    "resync-required",
-    "version-ahead",
-    "read-only-copy",
-    "restoring",
-];
+/// Every error code the code defines, `(where, CONSTANT, "code")`: the framework's
+/// (`hiscale::codes`) and each service area's own `codes` module.
+fn defined_codes() -> Vec<(String, String, String)> {
+    let mut files = vec!["framework/src/codes.rs".to_owned()];
+    let mut services: Vec<String> = std::fs::read_dir(workspace().join("services"))
+        .expect("services/ exists")
+        .flatten()
+        .map(|entry| {
+            format!(
+                "services/{}/src/codes.rs",
+                entry.file_name().to_string_lossy()
+            )
+        })
+        .filter(|file| workspace().join(file).is_file())
+        .collect();
+    services.sort();
+    assert!(
+        services.len() >= 4,
+        "found only {} service codes modules: {services:?}",
+        services.len()
+    );
+    files.extend(services);
+    let mut codes = Vec::new();
+    for file in &files {
+        let found = codes_in(file);
+        assert!(!found.is_empty(), "{file} defines no code");
+        codes.extend(
+            found
+                .into_iter()
+                .map(|(name, code)| (file.clone(), name, code)),
+        );
+    }
+    let framework = codes
+        .iter()
+        .filter(|(file, _, _)| file.starts_with("framework/"))
+        .count();
+    assert!(framework > 40, "found only {framework} framework codes");
+    codes
+}
+
+/// The codes in `docs/protocol.md`'s error-code table: the first cell, in backticks, of every
+/// table row under the heading `## Error codes`, up to the next `## ` heading.
+fn documented_codes() -> Vec<String> {
+    let text = std::fs::read_to_string(workspace().join("docs/protocol.md"))
+        .expect("docs/protocol.md exists");
+    let heading = "\n## Error codes\n";
+    let start = text
+        .find(heading)
+        .map(|at| at + heading.len())
+        .expect("docs/protocol.md has the section '## Error codes'");
+    let section = text[start..].split("\n## ").next().unwrap_or_default();
+    section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|row| row.split_once('`').map(|(code, _)| code.to_owned()))
+        .collect()
+}
 
 #[test]
-fn error_codes_are_in_the_contract_or_listed_here() {
-    let protocol_path = workspace().join("../shared/PROTOCOL.md");
-    match std::fs::read_to_string(&protocol_path) {
-        Ok(protocol) => {
-            for code in CONTRACT_CODES {
-                assert!(
-                    protocol.contains(&format!("`{code}`")),
-                    "PROTOCOL.md does not name {code:?}"
-                );
-            }
-        }
-        Err(_) => println!(
-            "{} is not next to this clone: the contract's codes are taken from CONTRACT_CODES",
-            protocol_path.display()
-        ),
-    }
-    let in_contract = |code: &str| CONTRACT_CODES.contains(&code);
-    let beyond = codes_beyond_the_contract();
+fn error_codes_are_documented_in_the_protocol() {
+    let defined = defined_codes();
+    let documented = documented_codes();
     assert!(
-        beyond.len() > 40,
-        "found only {} listed codes",
-        beyond.len()
+        documented.len() > 40,
+        "found only {} codes in docs/protocol.md's table",
+        documented.len()
     );
-    let codes = framework_codes();
-
     let mut findings = Vec::new();
-    for (name, code) in &codes {
-        match (in_contract(code), beyond.contains(code)) {
-            (false, false) => findings.push(format!(
-                "{name} = {code:?} is neither in PROTOCOL.md nor in ARCHITECTURE.md's \
-                 'Error codes beyond PROTOCOL.md'"
-            )),
-            (true, true) => findings.push(format!(
-                "{code:?} is in PROTOCOL.md, so ARCHITECTURE.md need not list it as beyond"
-            )),
-            _ => {}
-        }
-    }
-    for code in &beyond {
-        if !codes.iter().any(|(_, known)| known == code) {
+    for (file, name, code) in &defined {
+        if !documented.contains(code) {
             findings.push(format!(
-                "ARCHITECTURE.md lists {code:?}, which framework/src/codes.rs does not hold"
+                "{file}: {name} = {code:?} is not in docs/protocol.md's error-code table"
             ));
         }
+    }
+    for (at, code) in documented.iter().enumerate() {
+        if !defined.iter().any(|(_, _, known)| known == code) {
+            findings.push(format!(
+                "docs/protocol.md's table lists {code:?}, which no codes.rs defines"
+            ));
+        }
+        if documented[..at].contains(code) {
+            findings.push(format!("docs/protocol.md's table lists {code:?} twice"));
+        }
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for (file, name, code) in &defined {
+        if seen.contains(&code.as_str()) {
+            findings.push(format!("{file}: {name} = {code:?} is defined twice"));
+        }
+        seen.push(code);
     }
     assert!(findings.is_empty(), "{}", findings.join("\n"));
 }
