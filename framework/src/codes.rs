@@ -177,6 +177,9 @@ pub const DATABASE_UNAVAILABLE: &str = "database-unavailable";
 pub const BUSY: &str = "busy";
 /// `503`: the owner was rolled back and refuses writes until an operator has restored it.
 pub const RESTORING: &str = "restoring";
+/// `409`: `POST /admin/restore` while a refill runs already at this unit (the answer carries
+/// its progress; `GET /admin/restore` follows it).
+pub const REFILL_RUNNING: &str = "refill-running";
 
 // The entry in front of the units (HAProxy's generated configuration, the demo gateway).
 

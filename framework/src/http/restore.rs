@@ -46,8 +46,11 @@ pub(super) async fn enter(
         Err(RefillError::Running) => {
             return Ok((
                 StatusCode::CONFLICT,
-                Json(json!({ "refill": state.refill_progress().snapshot(),
-                    "message": "a refill is running already: GET /admin/restore shows its progress" })),
+                Json(json!({
+                    "error": { "code": crate::codes::REFILL_RUNNING,
+                        "message": "a refill is running already: GET /admin/restore shows its progress" },
+                    "refill": state.refill_progress().snapshot(),
+                })),
             ));
         }
         Err(RefillError::Store(error)) => return Err(error.into()),
