@@ -143,6 +143,53 @@ async fn a_login_that_keeps_failing_is_refused_for_a_while() {
     assert_eq!(sign_in("someone-else").await.unwrap().status(), 401);
 }
 
+/// Credentials come as JSON in UTF-8 or not at all: a form, a missing type or another charset
+/// is `415` before any password work (and counts as no attempt).
+#[tokio::test]
+async fn a_login_takes_credentials_only_as_json() {
+    let database = fresh_database(Backend::Sqlite).await;
+    let config = login_reader_config(&database.url, &format!("http://127.0.0.1:{}", free_port()));
+    let unit = UnitProcess::start_config(config).await;
+    let client = reqwest::Client::new();
+    let body = r#"{"login":"someone","password":"wrong-password"}"#;
+    for content_type in [
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        Some("application/json; charset=utf-16"),
+        Some("application/xml"),
+        None,
+    ] {
+        let mut request = client.post(format!("{}/sessions", unit.url)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let reply = request.send().await.unwrap();
+        assert_eq!(reply.status(), 415, "{content_type:?}");
+        assert!(
+            reply
+                .text()
+                .await
+                .unwrap()
+                .contains("unsupported-media-type"),
+            "{content_type:?}"
+        );
+    }
+    for content_type in ["application/json", "Application/JSON; charset=\"UTF-8\""] {
+        let reply = client
+            .post(format!("{}/sessions", unit.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.status(),
+            401,
+            "{content_type}: a checked, wrong password"
+        );
+    }
+}
+
 /// A unit closes connections whose headers never finish, idle connections, and requests whose
 /// body stalls, each after its configured time; beyond its connection cap it closes new
 /// connections at once, and serves again when they are gone.

@@ -75,10 +75,47 @@ pub fn routes(issuer: SessionIssuer) -> Router<AppState> {
     });
     Router::new().route(
         "/sessions",
-        post(move |state: State<AppState>, body: axum::body::Bytes| {
-            sign_in(state, shared.clone(), body)
-        }),
+        post(
+            move |state: State<AppState>,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let shared = shared.clone();
+                async move {
+                    json_body(&headers)?;
+                    sign_in(state, shared, body).await
+                }
+            },
+        ),
     )
+}
+
+/// Refuses a body announced as anything but JSON in UTF-8 (`415`), before any work: read as
+/// JSON anyway, a form or a UTF-16 body would be misread rather than refused.
+fn json_body(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let mut parts = content_type.split(';');
+    let is_json = parts
+        .next()
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    let utf8 = parts.all(|part| match part.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => matches!(
+            value.trim().trim_matches('"').to_ascii_lowercase().as_str(),
+            "utf-8" | "utf8"
+        ),
+        _ => true,
+    });
+    if is_json && utf8 {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            hiscale::codes::UNSUPPORTED_MEDIA_TYPE,
+            "send the credentials as application/json (UTF-8)",
+        ))
+    }
 }
 
 #[derive(Deserialize)]
