@@ -189,3 +189,34 @@ async fn the_benchmark_runs_its_short_version() {
         assert!(printed.contains(expected), "no {expected:?} in:\n{printed}");
     }
 }
+
+// One id per request, kept from the caller when well formed, so one action can be followed
+// through every unit's log; a fresh one otherwise. Answers carry it, errors included.
+both_backends!(a_request_id_is_carried_or_made, |backend| async move {
+    let app = TestApp::start(backend).await;
+    let carried = app
+        .send(
+            request("GET", "/customers/999999")
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .header("accept", JSON)
+                .header("x-request-id", "gateway-7f3a-42")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(carried.status, StatusCode::NOT_FOUND);
+    assert_eq!(carried.headers["x-request-id"], "gateway-7f3a-42");
+    let made = |id: Option<&str>| {
+        let mut builder = request("GET", "/heartbeat");
+        if let Some(id) = id {
+            builder = builder.header("x-request-id", id);
+        }
+        builder.body(Body::empty()).unwrap()
+    };
+    let first = app.send(made(None)).await.headers["x-request-id"].clone();
+    let second = app.send(made(None)).await.headers["x-request-id"].clone();
+    assert_ne!(first, second);
+    let spoiled = "a".repeat(65);
+    let replaced = app.send(made(Some(&spoiled))).await.headers["x-request-id"].clone();
+    assert!(!replaced.is_empty() && replaced != spoiled.as_str());
+});

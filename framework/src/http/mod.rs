@@ -8,6 +8,7 @@ mod extract;
 mod feed;
 mod lookup;
 mod ops;
+mod request_id;
 mod resource;
 mod restore;
 mod server;
@@ -433,8 +434,18 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
         // failures are logged at ERROR where they happen (`ApiError::internal`).
         .layer(
             TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::extract::Request| {
+                    let id = request
+                        .headers()
+                        .get(request_id::REQUEST_ID)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+                })
                 .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
+        // Outermost, so the span and every layer inside see the id.
+        .layer(middleware::from_fn(request_id::carry))
 }
 
 /// Redirects (the docs' `/docs` → `/docs/`, say) name paths of this unit; behind the gateway
