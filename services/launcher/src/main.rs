@@ -8,6 +8,7 @@ mod demo;
 mod registry;
 mod restore;
 mod serve;
+mod shell;
 mod topology;
 
 use std::path::PathBuf;
