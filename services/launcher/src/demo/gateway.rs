@@ -208,7 +208,7 @@ fn front_routes(front: Front) -> Router {
 
 /// `GET /admin/held`: every service area and whether it is held.
 async fn list_holds(State(front): State<Arc<Front>>, headers: HeaderMap) -> Response {
-    if let Err(refused) = require_operator(&front, &headers) {
+    if let Some(refused) = operator_refusal(&front, &headers) {
         return refused;
     }
     let states: serde_json::Map<String, serde_json::Value> = front
@@ -239,7 +239,7 @@ async fn release(
 }
 
 fn change_hold(front: &Front, headers: &HeaderMap, sa: &str, held: bool) -> Response {
-    if let Err(refused) = require_operator(front, headers) {
+    if let Some(refused) = operator_refusal(front, headers) {
         return refused;
     }
     let changed = if held {
@@ -260,10 +260,11 @@ fn change_hold(front: &Front, headers: &HeaderMap, sa: &str, held: bool) -> Resp
     }
 }
 
-/// The holds are the operator's: its bearer token, as at every unit's `/admin/…`.
-fn require_operator(front: &Front, headers: &HeaderMap) -> Result<(), Response> {
+/// The holds are the operator's: its bearer token, as at every unit's `/admin/…`. `None` lets
+/// the request through; otherwise the refusal to answer with.
+fn operator_refusal(front: &Front, headers: &HeaderMap) -> Option<Response> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             codes::UNAUTHENTICATED,
             "send Authorization: Bearer <the operator's token>".to_owned(),
@@ -274,15 +275,13 @@ fn require_operator(front: &Front, headers: &HeaderMap) -> Result<(), Response> 
         .ok()
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    if token == Some(front.admin_token.as_str()) {
-        Ok(())
-    } else {
-        Err(error(
+    (token != Some(front.admin_token.as_str())).then(|| {
+        error(
             StatusCode::FORBIDDEN,
             codes::OPERATOR_ONLY,
             "holding a service area is the operator's".to_owned(),
-        ))
-    }
+        )
+    })
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
