@@ -35,6 +35,38 @@ impl PluginList {
     }
 }
 
+/// `hiscale shell --topology FILE`: serves the shell (and `/health` for HAProxy's check) on
+/// the topology's `[gateway] shell` address until SIGTERM or Ctrl-C.
+pub async fn serve(topology: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let topology = crate::topology::load_checked(topology)?;
+    let address = topology.gateway.shell.context(
+        "the topology names no [gateway] shell address for the unit serving the GUI shell",
+    )?;
+    let plugins = PluginList::of(
+        topology
+            .service_areas
+            .iter()
+            .map(|sa| sa.get_ref().name.get_ref().clone()),
+    );
+    let app: Router = routes(plugins).route("/health", get(|| async { "PASS\n" }));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("the shell cannot listen on {address}"))?;
+    tracing::info!("GUI shell on http://{address}/");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+        .await
+        .context("the shell's server failed")
+}
+
 /// The policy sent with every shell file: only this origin's scripts may run.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
