@@ -12,6 +12,7 @@ mod demo;
 mod errors;
 mod failover;
 mod feed;
+mod gui;
 mod haproxy;
 mod interfaces;
 mod lease;
