@@ -67,6 +67,7 @@ test('a customer signs up, shops, is invoiced, cancels, sees the invoice voided 
     assert.doesNotMatch(policy, /unsafe-inline|unsafe-eval/);
     await page.waitForURL(/#\/login$/);
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Log out' }).isVisible(), false, 'no Log out without a session');
     await step(page, '01-login');
   });
 
