@@ -175,6 +175,9 @@ pub const INTERNAL_ERROR: &str = "internal-error";
 pub const DATABASE_UNAVAILABLE: &str = "database-unavailable";
 /// `503`: too many requests wait for CPU-heavy work (password hashing) at this unit.
 pub const BUSY: &str = "busy";
+/// `429` (with `Retry-After`): this unit took as many sign-ups (anonymous creates) as it takes
+/// a minute.
+pub const TOO_MANY_SIGN_UPS: &str = "too-many-sign-ups";
 /// `503`: the owner was rolled back and refuses writes until an operator has restored it.
 pub const RESTORING: &str = "restoring";
 /// `409`: `POST /admin/restore` while a refill runs already at this unit (the answer carries

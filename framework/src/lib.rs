@@ -15,6 +15,7 @@ pub mod facade;
 #[doc = include_str!("../../docs/guide.md")]
 pub mod guide {}
 pub mod gate;
+pub mod gui;
 pub mod http;
 pub mod interface;
 pub mod model;

@@ -28,6 +28,8 @@ pub struct ServiceArea {
     reactions: Vec<Reaction>,
     /// The interface versions it speaks, oldest first; the newest is canonical in the store.
     versions: Vec<InterfaceVersion>,
+    /// The GUI plugin its units serve under `/gui/…`, if it has one.
+    gui: Option<crate::gui::Gui>,
 }
 
 /// Whether a unit writes a collection or keeps a read-only copy of another SA's.
@@ -59,7 +61,20 @@ impl ServiceArea {
             copied: Vec::new(),
             reactions: Vec::new(),
             versions: vec![1],
+            gui: None,
         }
+    }
+
+    /// Declares the SA's GUI plugin, served by its units under `/gui/…` with a generated
+    /// `/gui/manifest.json` (see [`crate::gui`]).
+    pub fn gui(mut self, gui: crate::gui::Gui) -> Self {
+        self.gui = Some(gui);
+        self
+    }
+
+    /// The SA's GUI plugin, if it declares one.
+    pub fn gui_plugin(&self) -> Option<&crate::gui::Gui> {
+        self.gui.as_ref()
     }
 
     /// Declares interface version `version` (v1 always exists). The newest declared version is
@@ -228,6 +243,8 @@ struct CollectionRules {
     lookups: Vec<LookupField>,
     ownership: Ownership,
     sessions_write: bool,
+    /// Anyone may create a resource without a token (signing up), within the unit's bounds.
+    open_to_sign_up: bool,
     rules: Vec<Rule>,
     commands: Vec<Command>,
     /// Not refilled from peers' copies after a rollback (see [`Collection::not_refilled`]).
@@ -440,6 +457,19 @@ impl Collection {
     pub fn writable_by_sessions(mut self) -> Self {
         self.business.sessions_write = true;
         self
+    }
+
+    /// Lets anyone create a resource without a token: signing up. Bounded per unit (see
+    /// `http::signup`): a few attempts a minute, password hashing on the capped blocking
+    /// pool, and the answer shows only the new id, never what was stored.
+    pub fn open_to_sign_up(mut self) -> Self {
+        self.business.open_to_sign_up = true;
+        self
+    }
+
+    /// Whether anyone may create a resource here without a token.
+    pub fn is_open_to_sign_up(&self) -> bool {
+        self.business.open_to_sign_up
     }
 
     /// Adds a rule run on every write, after each aspect's own validation, with a read view of

@@ -4,7 +4,8 @@
 #
 #   ensure_postgres_binaries   PostgreSQL server binaries (initdb, pg_ctl) and the postgres user
 #   ensure_haproxy             /usr/sbin/haproxy (deploy/haproxy/haproxy.cfg, failover tests)
-#   ensure_chromium            /usr/bin/chromium (GUI shell checks)
+#   ensure_chromium            /usr/bin/chromium (the GUI's browser suite, tests/gui)
+#   ensure_node                node and npm (the browser suite's runner and its packages)
 #
 # Needs root to install; as another user it only checks and explains what is missing.
 
@@ -95,5 +96,14 @@ ensure_haproxy() {
 ensure_chromium() {
     if [[ ! -x /usr/bin/chromium ]]; then
         _ensure_apt_install chromium || return 1
+    fi
+}
+
+ensure_node() {
+    local missing=()
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        _ensure_apt_install "${missing[@]}" || return 1
     fi
 }

@@ -636,3 +636,133 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// How long a held service area is watched staying down: past the supervisor's restart
+/// backoff (10 s), after which a unit that merely died would be back.
+const HELD_LONGER_THAN_A_RESTART: Duration = Duration::from_secs(12);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_the_gui_shell_and_an_operator_holds_a_service_area_stopped() {
+    let data = tempfile::tempdir().expect("data directory");
+    let mut demo = Demo::start(data.path(), free_port(), &["--sample", "2"], START_TIMEOUT).await;
+    let tokens = demo.tokens();
+    let gateway = Gateway {
+        client: client(),
+        base: demo.url(),
+    };
+
+    // The shell, with a policy allowing only this origin's scripts, and its plugin list.
+    let shell = gateway
+        .send(gateway.client.get(format!("{}/", gateway.base)))
+        .await;
+    assert_eq!(shell.status, 200, "{}", shell.body);
+    assert!(shell.body.contains("/shell/shell.js"), "{}", shell.body);
+    let policy = shell.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let plugins = gateway
+        .send(
+            gateway
+                .client
+                .get(format!("{}/shell/plugins.json", gateway.base)),
+        )
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&plugins.body).unwrap(),
+        serde_json::json!({"login": "login", "plugins": ["registration", "shop", "billing"]})
+    );
+    let manifest = |sa: &str| {
+        gateway
+            .client
+            .get(format!("{}/{sa}/gui/manifest.json", gateway.base))
+    };
+    let shop_manifest = gateway.send(manifest("shop")).await;
+    assert_eq!(shop_manifest.status, 200, "{}", shop_manifest.body);
+
+    // Holding is the operator's.
+    let hold = |token: Option<&str>, sa: &str, method: Method| {
+        let request = gateway
+            .client
+            .request(method, format!("{}/admin/held/{sa}", gateway.base));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    };
+    for (token, sa, status, code) in [
+        (None, "shop", 401, "unauthenticated"),
+        (Some(tokens.shop.as_str()), "shop", 403, "operator-only"),
+        (
+            Some(tokens.admin.as_str()),
+            "warehouse",
+            404,
+            "unknown-service-area",
+        ),
+    ] {
+        let reply = gateway.send(hold(token, sa, Method::PUT)).await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert_eq!(reply.error_code(), code, "{}", reply.body);
+    }
+
+    // Held: both shop units stop and stay stopped past a restart's backoff; the others serve.
+    let shop_units: Vec<_> = demo
+        .units()
+        .into_iter()
+        .filter(|unit| unit.sa == "shop")
+        .collect();
+    let held = gateway
+        .send(hold(Some(&tokens.admin), "shop", Method::PUT))
+        .await;
+    assert_eq!(held.status, 200, "{}", held.body);
+    wait_until("both shop units stopped", RESTART_TIMEOUT, || async {
+        let running: Vec<_> = shop_units
+            .iter()
+            .filter(|unit| is_running(unit.pid))
+            .collect();
+        running
+            .is_empty()
+            .then_some(())
+            .ok_or(format!("{running:?}"))
+    })
+    .await;
+    tokio::time::sleep(HELD_LONGER_THAN_A_RESTART).await;
+    let down = gateway.send(manifest("shop")).await;
+    assert_eq!(down.status, 502, "{}", down.body);
+    assert_eq!(down.error_code(), "no-unit-available");
+    assert!(
+        demo.units()
+            .iter()
+            .filter(|unit| unit.sa == "shop")
+            .all(|unit| !is_running(unit.pid)),
+        "a held unit was restarted"
+    );
+    let list = gateway
+        .send(
+            gateway
+                .client
+                .get(format!("{}/admin/held", gateway.base))
+                .bearer_auth(&tokens.admin),
+        )
+        .await;
+    let list: Value = serde_json::from_str(&list.body).unwrap();
+    assert_eq!(list["held"]["shop"], true, "{list}");
+    assert_eq!(list["held"]["billing"], false, "{list}");
+    let others = gateway.send(manifest("billing")).await;
+    assert_eq!(others.status, 200, "{}", others.body);
+
+    // Released: the units start again at once and serve.
+    let released = gateway
+        .send(hold(Some(&tokens.admin), "shop", Method::DELETE))
+        .await;
+    assert_eq!(released.status, 200, "{}", released.body);
+    wait_until("shop serves again", RESTART_TIMEOUT, || async {
+        let reply = gateway.send(manifest("shop")).await;
+        (reply.status == 200).then_some(()).ok_or(reply.status)
+    })
+    .await;
+    let status = demo.stop(STOP_TIMEOUT).await;
+    assert!(
+        status.success(),
+        "the demo ended {status}\n{}",
+        demo.output()
+    );
+}

@@ -13,6 +13,7 @@ mod demo;
 mod errors;
 mod failover;
 mod feed;
+mod gui;
 mod haproxy;
 mod interfaces;
 mod lease;

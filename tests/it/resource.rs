@@ -407,17 +407,35 @@ both_backends!(
             (foreign.status, foreign.error_code().as_str()),
             (StatusCode::NOT_FOUND, "not-found")
         );
-        let write = app
-            .send(
-                request("PUT", &format!("/customers/{mine}/person"))
-                    .header("authorization", format!("Bearer {token}"))
-                    .header("content-type", JSON)
-                    .body(Body::from(
-                        r#"{"type":"natural","firstname":"A","lastname":"B"}"#,
-                    ))
-                    .unwrap(),
-            )
+        // Registration lets customers keep their own data (the GUI's "your details"): a
+        // session replaces its own person, but not its account (outside the session grant),
+        // and reaches no other customer.
+        let write = |path: String, body: &'static str| {
+            request("PUT", &path)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", JSON)
+                .header("accept", JSON)
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let person = r#"{"type":"natural","firstname":"A","lastname":"B"}"#;
+        let own = app
+            .send(write(format!("/customers/{mine}/person"), person))
             .await;
-        assert_eq!(write.status, StatusCode::FORBIDDEN);
+        assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+        let account = app
+            .send(write(
+                format!("/customers/{mine}/account"),
+                r#"{"login":"other","password":"correct horse battery"}"#,
+            ))
+            .await;
+        assert_eq!(
+            (account.status, account.error_code().as_str()),
+            (StatusCode::FORBIDDEN, "write-not-granted")
+        );
+        let foreign = app
+            .send(write(format!("/customers/{other}/person"), person))
+            .await;
+        assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{}", foreign.body);
     }
 );

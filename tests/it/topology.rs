@@ -71,3 +71,80 @@ fn check_accepts_the_committed_topology() {
         "{stdout}"
     );
 }
+
+/// The deployed shell (HAProxy serves no files): `hiscale shell` serves the GUI shell with its
+/// policy, the plugin list and `/health` on the topology's `[gateway] shell` address, and stops
+/// on SIGTERM.
+#[tokio::test]
+async fn the_shell_unit_serves_the_gui_on_the_topologys_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/topology.toml"),
+    )
+    .unwrap();
+    let port = tests::process::free_port();
+    let text = committed.replacen(
+        "shell = \"127.0.0.1:8090\"",
+        &format!("shell = \"127.0.0.1:{port}\""),
+        1,
+    );
+    assert_ne!(text, committed, "the committed topology names no shell");
+    let topology = dir.path().join("topology.toml");
+    std::fs::write(&topology, text).unwrap();
+    let mut shell = Running(
+        std::process::Command::new(tests::process::hiscale_binary())
+            .args(["shell", "--topology", topology.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = tests::demo::client();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let health = loop {
+        match client.get(format!("{base}/health")).send().await {
+            Ok(reply) => break reply.text().await.unwrap(),
+            Err(error) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the shell never answered: {error}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(health.trim(), "PASS");
+    let index = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    let policy = index.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let plugins: serde_json::Value = client
+        .get(format!("{base}/shell/plugins.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        plugins["plugins"],
+        serde_json::json!(["registration", "shop", "billing"])
+    );
+    tests::demo::signal(shell.0.id(), "TERM");
+    let status = shell.0.wait().unwrap();
+    assert!(status.success(), "the shell ended {status}");
+}
+
+/// A process killed when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

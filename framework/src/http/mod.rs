@@ -6,12 +6,14 @@ mod command;
 mod error;
 mod extract;
 mod feed;
+mod gui;
 mod lookup;
 mod ops;
 mod request_id;
 mod resource;
 mod restore;
 mod server;
+mod signup;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -35,6 +37,7 @@ pub use extract::UrlVersion;
 
 pub use crate::replication::Replication;
 pub use blocking::run_blocking;
+pub use signup::SIGN_UPS_PER_MINUTE;
 
 use crate::aspect::AspectSelector;
 use crate::auth::Callers;
@@ -92,6 +95,8 @@ struct Inner {
     refill: crate::restore::Progress,
     /// The latest check of PostgreSQL's assumptions, for `/health`.
     assumptions: Arc<crate::assumptions::Assumptions>,
+    /// Sign-ups (anonymous creates) taken this minute.
+    sign_ups: signup::Limiter,
 }
 
 /// Optional parts of a unit beyond its store and callers.
@@ -187,6 +192,7 @@ impl AppState {
                 gate: extras.gate,
                 refill: crate::restore::Progress::default(),
                 assumptions: Arc::default(),
+                sign_ups: signup::Limiter::default(),
             }),
         }
     }
@@ -344,7 +350,10 @@ fn resources(state: &AppState) -> Router<AppState> {
         return Router::new();
     }
     Router::new()
-        .route("/{collection}", get(feed::feed).post(resource::create))
+        .route(
+            "/{collection}",
+            get(feed::feed).post(signup::create_or_sign_up),
+        )
         .route(
             "/{collection}/{id}",
             get(resource::read).delete(resource::delete_resource),
@@ -389,6 +398,8 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
         .route("/heartbeat", get(ops::heartbeat))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .route("/gui/manifest.json", get(gui::manifest))
+        .route("/gui/{file}", get(gui::file))
         .route("/admin/drain", put(ops::drain).delete(ops::undrain))
         .route("/admin/interfaces", get(ops::list_interfaces))
         .route("/admin/interfaces/{version}", put(ops::set_interface))

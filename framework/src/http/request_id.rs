@@ -75,7 +75,7 @@ mod tests {
         if let Some(id) = id {
             builder = builder.header(REQUEST_ID, id);
         }
-        builder.body(axum::body::Body::empty()).unwrap()
+        builder.body(axum::body::Body::empty()).expect("a request")
     }
 
     #[test]

@@ -51,6 +51,12 @@ impl Topology {
                 let _ = writeln!(out, "    server {} {} check", unit.name, unit.listen);
             }
         }
+        if let Some(shell) = self.gateway.shell {
+            out.push_str("\nbackend gui_shell\n");
+            out.push_str("    option httpchk GET /health\n");
+            out.push_str("    http-check expect string PASS\n");
+            let _ = writeln!(out, "    server shell {shell} check");
+        }
         if let Some(stats) = self.gateway.stats {
             out.push_str(
                 "\n# HAProxy's own status page: which units are up, their check results and \
@@ -177,7 +183,15 @@ frontend hiscale
             let _ = writeln!(out, "    acl {name} path /{name}");
             let _ = writeln!(out, "    acl {name} path_beg /{name}/");
         }
-        let none: String = names.iter().map(|name| format!("!{name} ")).collect();
+        let mut none: String = names.iter().map(|name| format!("!{name} ")).collect();
+        if self.gateway.shell.is_some() {
+            out.push_str(
+                "    # The GUI shell's files, from the unit that serves them (`hiscale shell`).\n",
+            );
+            out.push_str("    acl gui_shell path / /index.html\n");
+            out.push_str("    acl gui_shell path_beg /shell/\n");
+            none.push_str("!gui_shell ");
+        }
         out.push_str("    acl wants_json req.hdr(accept) -m sub json\n");
         let unknown = codes::UNKNOWN_SERVICE_AREA;
         let _ = writeln!(
@@ -194,6 +208,9 @@ frontend hiscale
             none.trim_end()
         );
         out.push('\n');
+        if self.gateway.shell.is_some() {
+            out.push_str("    use_backend gui_shell if gui_shell\n");
+        }
         for name in &names {
             let _ = writeln!(out, "    use_backend {name} if {name}");
         }

@@ -72,6 +72,11 @@ pub struct Gateway {
     /// HAProxy's status page.
     #[serde(default)]
     pub stats: Option<SocketAddr>,
+    /// The unit serving the GUI shell (`hiscale shell`): HAProxy, which serves no files,
+    /// routes `/`, `/index.html` and `/shell/…` to it. The demo's gateway serves the shell
+    /// itself and ignores this.
+    #[serde(default)]
+    pub shell: Option<SocketAddr>,
     /// Milliseconds between HAProxy's health checks of each unit.
     #[serde(default = "default_check_interval_ms")]
     pub check_interval_ms: u64,

@@ -389,6 +389,35 @@ fn haproxy_gets_one_backend_per_sa_with_its_units() {
 }
 
 #[test]
+fn haproxy_routes_the_gui_shell_to_its_unit_when_the_topology_names_one() {
+    let without = Topology::parse(GOOD, "t.toml").unwrap().haproxy_config();
+    assert!(!without.contains("gui_shell"), "{without}");
+    let text = GOOD.replacen("[gateway]\n", "[gateway]\nshell = \"127.0.0.1:8090\"\n", 1);
+    let config = Topology::parse(&text, "t.toml").unwrap().haproxy_config();
+    assert!(
+        config.contains("    acl gui_shell path / /index.html\n"),
+        "{config}"
+    );
+    assert!(
+        config.contains("    acl gui_shell path_beg /shell/\n"),
+        "{config}"
+    );
+    assert!(
+        config.contains("if !registration !login !shop !gui_shell wants_json"),
+        "{config}"
+    );
+    assert!(
+        config.contains("    use_backend gui_shell if gui_shell\n"),
+        "{config}"
+    );
+    assert!(config.contains("backend gui_shell\n"), "{config}");
+    assert!(
+        config.contains("    server shell 127.0.0.1:8090 check\n"),
+        "{config}"
+    );
+}
+
+#[test]
 fn a_copy_without_aspects_takes_what_its_sa_declares() {
     let text = GOOD.replacen("aspects = \"~person~address.home\"\n", "", 1);
     let topology = Topology::parse(&text, "t.toml").unwrap();

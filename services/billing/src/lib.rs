@@ -39,4 +39,13 @@ pub fn service_area() -> ServiceArea {
                 .owned_by("order", "customer"),
         )
         .reacts_to("orders", "invoice_orders", invoices::invoice_order)
+        .gui(gui())
+}
+
+/// Billing's GUI plugin: the invoices, with bill address and bank account from billing's
+/// copy.
+pub fn gui() -> hiscale::gui::Gui {
+    hiscale::gui::Gui::new("Invoices", "Rechnungen")
+        .file("plugin.js", include_str!("../gui/plugin.js"))
+        .needs(&[1])
 }

@@ -8,6 +8,7 @@ mod demo;
 mod registry;
 mod restore;
 mod serve;
+mod shell;
 mod topology;
 
 use std::path::PathBuf;
@@ -43,6 +44,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         topology: PathBuf,
     },
+    /// Serve the GUI shell on the topology's `[gateway] shell` address (HAProxy routes `/`
+    /// and `/shell/…` there); the plugins come from the service areas' own units.
+    Shell {
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+    },
     /// Run the minimal distribution on this machine: every SA with two units, each its own
     /// process, behind a small gateway (the default when no command is given).
     Demo(demo::DemoOptions),
@@ -74,6 +81,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::Serve(options)) => serve::run(&options).await,
             Some(Command::Check { topology }) => topology::check(&topology),
             Some(Command::HaproxyConfig { topology }) => topology::haproxy_config(&topology),
+            Some(Command::Shell { topology }) => shell::serve(&topology).await,
             Some(Command::Demo(options)) => demo::run(options).await,
             Some(Command::Bench(options)) => bench::run(options).await,
             Some(Command::Restore(options)) => restore::run(&options).await,

@@ -24,12 +24,23 @@ pub const NAME: &str = "login";
 pub const COPIED_ASPECTS: &str = "~account";
 
 pub fn service_area() -> ServiceArea {
-    ServiceArea::new(NAME).copies(
-        "registration",
-        Collection::new("customers", "customer")
-            .document("account", &[])
-            .unique("account", "login"),
-    )
+    ServiceArea::new(NAME)
+        .copies(
+            "registration",
+            Collection::new("customers", "customer")
+                .document("account", &[])
+                .unique("account", "login"),
+        )
+        .gui(gui())
+}
+
+/// Login's GUI plugin: signing in and out; the shell shows it first. Its only request is
+/// `POST /sessions`, which is not a versioned resource, so it needs v1 (the SA's only one).
+pub fn gui() -> hiscale::gui::Gui {
+    hiscale::gui::Gui::new("Sign in", "Anmelden")
+        .file("plugin.js", include_str!("../gui/plugin.js"))
+        .needs(&[1])
+        .public()
 }
 
 /// How long session tokens live unless the configuration says otherwise.

@@ -6,6 +6,7 @@
 pub mod codes;
 mod iban;
 
+use hiscale::gui::Gui;
 use hiscale::{Aspect, Collection, Invalid, ServiceArea};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -22,6 +23,17 @@ pub fn service_area() -> ServiceArea {
     ServiceArea::new(NAME)
         .interface_version(2)
         .owns(customers())
+        .gui(gui())
+}
+
+/// Registration's GUI plugin: signing up, and the signed-in customer's own data. It speaks v2
+/// (its `person`), so the shell refuses it once v2 is retired. Public: signing up needs no
+/// session.
+pub fn gui() -> Gui {
+    Gui::new("Your details", "Ihre Daten")
+        .file("plugin.js", include_str!("../gui/plugin.js"))
+        .needs(&[2])
+        .public()
 }
 
 /// The customers collection as registration declares it.
@@ -35,6 +47,10 @@ pub fn customers() -> Collection {
         .aspect::<BankAccount>("bankaccount")
         .unique("account", "login")
         .owned_by_itself()
+        // Customers change their own person, addresses and bank account (within the session
+        // grant, which leaves out the account), and anyone may sign up.
+        .writable_by_sessions()
+        .open_to_sign_up()
 }
 
 /// The login account as stored: the password only as an Argon2id hash and its salt.

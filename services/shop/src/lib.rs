@@ -30,4 +30,13 @@ pub fn service_area() -> ServiceArea {
                 .document("person", &["type"])
                 .qualified_documents("address", "addresses", &["home"]),
         )
+        .gui(gui())
+}
+
+/// Shop's GUI plugin: the home address from shop's copy, the catalogue, placing and
+/// cancelling orders.
+pub fn gui() -> hiscale::gui::Gui {
+    hiscale::gui::Gui::new("Shop", "Laden")
+        .file("plugin.js", include_str!("../gui/plugin.js"))
+        .needs(&[1])
 }

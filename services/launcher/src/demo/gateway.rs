@@ -6,6 +6,12 @@
 //! It stays deliberately small: it streams bodies both ways, skips a unit that refuses the
 //! connection (the request was never sent, so trying the next one is safe) and answers `502`
 //! when no unit is left. Everything else a real load balancer does belongs to HAProxy.
+//!
+//! Beside the units it serves two things of the demo's own: the GUI shell at `/` and
+//! `/shell/…` ([`crate::shell`]; in a deployment a unit serves it, as HAProxy serves no files),
+//! and the operator's holds at `/admin/held/{sa}` (`PUT` stops a service area's units and keeps
+//! them stopped, `DELETE` lets them start again, `GET /admin/held` lists the holds), with the
+//! operator's token. So no service area may be called `shell` or `admin`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header::{CONTENT_TYPE, HeaderName};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -31,6 +37,18 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use super::supervisor::Holds;
+use crate::shell::{self, PluginList};
+
+/// What the gateway serves besides the units: the GUI shell and the operator's holds.
+#[derive(Clone)]
+pub struct Front {
+    pub plugins: PluginList,
+    /// The operator's bearer token, which `/admin/held/…` requires.
+    pub admin_token: String,
+    pub holds: Holds,
+}
 
 /// The running gateway; [`Gateway::shutdown`] stops it gracefully, dropping it stops it at once.
 pub struct Gateway {
@@ -54,13 +72,16 @@ impl Gateway {
     pub fn start(
         listener: TcpListener,
         areas: Vec<(String, Vec<SocketAddr>)>,
+        front: Front,
     ) -> anyhow::Result<Self> {
         let address = listener
             .local_addr()
             .context("cannot read the gateway's address")?;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            let app = router(areas).into_make_service_with_connect_info::<SocketAddr>();
+            let app = front_routes(front)
+                .merge(router(areas))
+                .into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     // A dropped sender means the same as a sent stop.
@@ -172,6 +193,104 @@ fn router(areas: Vec<(String, Vec<SocketAddr>)>) -> Router {
     Router::new()
         .fallback(forward)
         .with_state(Routes(Arc::new(RoutesInner { areas, client })))
+}
+
+/// The shell and the holds, in front of the forwarding fallback.
+fn front_routes(front: Front) -> Router {
+    let control = Arc::new(front.clone());
+    shell::routes(front.plugins).merge(
+        Router::new()
+            .route("/admin/held", axum::routing::get(list_holds))
+            .route("/admin/held/{sa}", axum::routing::put(hold).delete(release))
+            .with_state(control),
+    )
+}
+
+/// `GET /admin/held`: every service area and whether it is held.
+async fn list_holds(State(front): State<Arc<Front>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = operator_refusal(&front, &headers) {
+        return refused;
+    }
+    let states: serde_json::Map<String, serde_json::Value> = front
+        .holds
+        .states()
+        .into_iter()
+        .map(|(sa, held)| (sa, serde_json::Value::Bool(held)))
+        .collect();
+    json(StatusCode::OK, serde_json::json!({ "held": states }))
+}
+
+/// `PUT /admin/held/{sa}`: stops the service area's units and keeps them stopped.
+async fn hold(
+    State(front): State<Arc<Front>>,
+    Path(sa): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    change_hold(&front, &headers, &sa, true)
+}
+
+/// `DELETE /admin/held/{sa}`: lets the service area's units start again.
+async fn release(
+    State(front): State<Arc<Front>>,
+    Path(sa): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    change_hold(&front, &headers, &sa, false)
+}
+
+fn change_hold(front: &Front, headers: &HeaderMap, sa: &str, held: bool) -> Response {
+    if let Some(refused) = operator_refusal(front, headers) {
+        return refused;
+    }
+    let changed = if held {
+        front.holds.hold(sa)
+    } else {
+        front.holds.release(sa)
+    };
+    match changed {
+        Ok(()) => json(
+            StatusCode::OK,
+            serde_json::json!({ "sa": sa, "held": held }),
+        ),
+        Err(unknown) => error(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_SERVICE_AREA,
+            unknown.to_string(),
+        ),
+    }
+}
+
+/// The holds are the operator's: its bearer token, as at every unit's `/admin/…`. `None` lets
+/// the request through; otherwise the refusal to answer with.
+fn operator_refusal(front: &Front, headers: &HeaderMap) -> Option<Response> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            codes::UNAUTHENTICATED,
+            "send Authorization: Bearer <the operator's token>".to_owned(),
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    (token != Some(front.admin_token.as_str())).then(|| {
+        error(
+            StatusCode::FORBIDDEN,
+            codes::OPERATOR_ONLY,
+            "holding a service area is the operator's".to_owned(),
+        )
+    })
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Sends one request to a unit of the service area its path names and relays the answer.

@@ -180,7 +180,21 @@ async fn start(
             (name.clone(), supervisor.addresses_of(name))
         })
         .collect();
-    let gateway = Gateway::start(gateway_listener, areas)?;
+    let plugins = crate::shell::PluginList::of(
+        topology
+            .service_areas
+            .iter()
+            .map(|sa| sa.get_ref().name.get_ref().clone()),
+    );
+    let gateway = Gateway::start(
+        gateway_listener,
+        areas,
+        gateway::Front {
+            plugins,
+            admin_token: tokens.admin.clone(),
+            holds: supervisor.holds(),
+        },
+    )?;
     let gateway_url = format!("http://{}", gateway.address());
     let owner_database = supervisor
         .database_of(OWNER)
@@ -264,7 +278,7 @@ fn print_summary(options: &DemoOptions, supervisor: &Supervisor, gateway: Socket
         shell_word(&tokens_path.display().to_string())
     );
     println!();
-    println!("HiScale REST demo is running.");
+    println!("HiScale REST demo is running. Open the GUI at http://{gateway}/");
     println!("  {:width$}  http://{gateway}/{{sa}}/…", "gateway");
     for unit in &units {
         println!(

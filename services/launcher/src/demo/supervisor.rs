@@ -6,7 +6,12 @@
 //! so a restarted unit comes back where the gateway and its backup expect it), waits for
 //! `/health` to say `PASS`, keeps `units.json` current and stops every unit with SIGTERM
 //! (SIGKILL after a grace period) when the demo ends.
+//!
+//! An operator can also stop a whole service area and keep it stopped ([`Holds`], reached
+//! through the gateway's `/admin/held/{sa}`), to see what the landscape and the GUI do while
+//! an SA is gone; releasing it starts its units again.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -46,6 +51,67 @@ pub struct Supervisor {
     stopping: watch::Sender<bool>,
     watchers: JoinSet<()>,
     health_client: reqwest::Client,
+    holds: Holds,
+}
+
+/// Which service areas an operator has stopped and holds stopped; cheap to clone, shared with
+/// the gateway's operator endpoint and every unit's watcher.
+#[derive(Clone)]
+pub struct Holds {
+    by_sa: Arc<BTreeMap<String, watch::Sender<bool>>>,
+}
+
+/// `hold` or `release` named a service area the demo does not run.
+#[derive(Debug, thiserror::Error)]
+#[error("the demo runs no service area named {0:?}")]
+pub struct UnknownServiceArea(String);
+
+impl Holds {
+    fn new<'a>(service_areas: impl IntoIterator<Item = &'a str>) -> Self {
+        let by_sa = service_areas
+            .into_iter()
+            .map(|sa| (sa.to_owned(), watch::Sender::new(false)))
+            .collect();
+        Self {
+            by_sa: Arc::new(by_sa),
+        }
+    }
+
+    /// Stops every unit of `sa` (SIGTERM, as at the demo's end) and keeps them stopped.
+    pub fn hold(&self, sa: &str) -> Result<(), UnknownServiceArea> {
+        self.set(sa, true)
+    }
+
+    /// Lets the units of `sa` start again.
+    pub fn release(&self, sa: &str) -> Result<(), UnknownServiceArea> {
+        self.set(sa, false)
+    }
+
+    /// Every service area and whether it is held.
+    pub fn states(&self) -> Vec<(String, bool)> {
+        self.by_sa
+            .iter()
+            .map(|(sa, held)| (sa.clone(), *held.borrow()))
+            .collect()
+    }
+
+    fn set(&self, sa: &str, held: bool) -> Result<(), UnknownServiceArea> {
+        let sender = self
+            .by_sa
+            .get(sa)
+            .ok_or_else(|| UnknownServiceArea(sa.to_owned()))?;
+        if sender.send_replace(held) != held {
+            tracing::info!(sa, held, "an operator changed the hold of the service area");
+        }
+        Ok(())
+    }
+
+    fn watch(&self, sa: &str) -> watch::Receiver<bool> {
+        self.by_sa
+            .get(sa)
+            .map(watch::Sender::subscribe)
+            .unwrap_or_else(|| watch::Sender::new(false).subscribe())
+    }
 }
 
 impl Supervisor {
@@ -86,7 +152,9 @@ impl Supervisor {
             .timeout(HEALTH_REQUEST_TIMEOUT)
             .build()
             .context("cannot build the HTTP client for health checks")?;
+        let holds = Holds::new(units.iter().map(|unit: &Arc<UnitProcess>| unit.sa.as_str()));
         Ok(Self {
+            holds,
             executable: Arc::from(options.executable),
             units,
             units_file: Arc::new(Mutex::new(UnitsFile::new(&options.data_dir, entries))),
@@ -119,6 +187,11 @@ impl Supervisor {
             self.wait_healthy(&stage, health_timeout).await?;
         }
         Ok(())
+    }
+
+    /// The operator's holds on whole service areas, for the gateway's `/admin/held/{sa}`.
+    pub fn holds(&self) -> Holds {
+        self.holds.clone()
     }
 
     /// The loopback addresses of a service area's units, for the gateway.
@@ -167,7 +240,10 @@ impl Supervisor {
             Arc::clone(unit),
             Arc::clone(&self.executable),
             Arc::clone(&self.units_file),
-            self.stopping.subscribe(),
+            Signals {
+                stopping: self.stopping.subscribe(),
+                held: self.holds.watch(&unit.sa),
+            },
         ));
         Ok(())
     }
@@ -248,17 +324,29 @@ fn record_pid(
     lock(units_file).set_pid(&unit.name, pid)
 }
 
+/// What a unit's watcher listens to besides its process: the demo stopping, and the
+/// operator's hold on the unit's service area.
+struct Signals {
+    stopping: watch::Receiver<bool>,
+    held: watch::Receiver<bool>,
+}
+
 /// Keeps one unit running until the demo stops, then stops it.
 ///
 /// A unit that exits while the demo runs is reported and restarted after a backoff that
-/// doubles while it keeps dying quickly.
+/// doubles while it keeps dying quickly. While its service area is held, the unit is stopped
+/// and not restarted; when released, it starts at once.
 async fn supervise(
     mut child: Child,
     unit: Arc<UnitProcess>,
     executable: Arc<Path>,
     units_file: Arc<Mutex<UnitsFile>>,
-    mut stopping: watch::Receiver<bool>,
+    signals: Signals,
 ) {
+    let Signals {
+        mut stopping,
+        mut held,
+    } = signals;
     let mut backoff = FIRST_BACKOFF;
     loop {
         let started_at = Instant::now();
@@ -267,6 +355,27 @@ async fn supervise(
             () = stop_requested(&mut stopping) => {
                 stop(&mut child, &unit.name).await;
                 return;
+            }
+            () = hold_requested(&mut held) => {
+                stop(&mut child, &unit.name).await;
+                tracing::info!(unit = %unit.name, "unit stopped and held by an operator");
+                if wait_released(&mut held, &mut stopping).await.is_break() {
+                    return;
+                }
+                match spawn(&executable, &unit) {
+                    Ok(restarted) => child = restarted,
+                    Err(error) => {
+                        // The crash path below retries with backoff; a child that already
+                        // exited makes it go there at once.
+                        tracing::error!(unit = %unit.name, "{error:#}");
+                        continue;
+                    }
+                }
+                match record_pid(&units_file, &unit, &child) {
+                    Ok(()) => tracing::info!(unit = %unit.name, pid = child.id(), "released unit started"),
+                    Err(error) => tracing::warn!(unit = %unit.name, "{error:#}"),
+                }
+                continue;
             }
         };
         unit.exits.fetch_add(1, Ordering::Relaxed);
@@ -286,7 +395,9 @@ async fn supervise(
         tracing::warn!(unit = %unit.name, "{what}; restarting it in {backoff:?}");
         let mut pause = backoff.saturating_sub(STOP_NOTICE);
         loop {
-            if pause_unless_stopping(pause, &mut stopping).await.is_break() {
+            if pause_unless_stopping(pause, &mut stopping).await.is_break()
+                || wait_released(&mut held, &mut stopping).await.is_break()
+            {
                 return;
             }
             backoff = next_backoff(backoff);
@@ -324,6 +435,31 @@ async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped at once: holding it across an await would make
     // the watcher task not `Send`.
     let _ = stopping.wait_for(|stopping| *stopping).await;
+}
+
+/// Completes once an operator holds the unit's service area.
+async fn hold_requested(held: &mut watch::Receiver<bool>) {
+    if held.wait_for(|held| *held).await.is_err() {
+        // The holds are gone only with the supervisor; then nobody will hold again.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Returns at once unless the service area is held; else waits for its release. Breaks when
+/// the demo starts stopping meanwhile.
+async fn wait_released(
+    held: &mut watch::Receiver<bool>,
+    stopping: &mut watch::Receiver<bool>,
+) -> std::ops::ControlFlow<()> {
+    tokio::select! {
+        released = held.wait_for(|held| !*held) => {
+            if released.is_err() {
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+        () = stop_requested(stopping) => std::ops::ControlFlow::Break(()),
+    }
 }
 
 /// SIGTERM, then SIGKILL if the unit is still running after [`STOP_GRACE`].
