@@ -9,7 +9,10 @@
 //! table has those columns. The initial sync is timed from `CREATE SUBSCRIPTION` (slot
 //! creation included, as HiScale's includes its copy unit's start) until its table's state is
 //! `s`/`r` (copied and committed), checked every 50 ms like HiScale's cursor; the rows are then
-//! counted. Each repetition drops the subscription and empties the subscriber's table.
+//! counted. Each repetition drops the subscription and subscribes a fresh database: the
+//! subscriber starts no second table sync for a table (by its oid) within
+//! `wal_retrieve_retry_interval` (5 s) of the last, which reusing one table added to every
+//! repetition after the first.
 //! The subscription commits with `synchronous_commit = on` (its default is `off`), so the
 //! copy is durable at the subscriber as HiScale's copy is.
 
@@ -29,6 +32,7 @@ const STATE_POLL: Duration = Duration::from_millis(50);
 /// Bound on one initial sync.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 const PUBLISHER_DATABASE: &str = "hs_bench_ref_pub";
+/// The subscriber's databases are this plus the repetition's number.
 const SUBSCRIBER_DATABASE: &str = "hs_bench_ref_sub";
 
 /// The reference's initial syncs.
@@ -64,10 +68,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<LogicalResult> {
     let publisher_url =
         hiscale::store::ensure_postgres_database(publisher_server, PUBLISHER_DATABASE).await?;
-    let subscriber_url =
-        hiscale::store::ensure_postgres_database(subscriber_server, SUBSCRIBER_DATABASE).await?;
     let publisher = connect(&publisher_url).await?;
-    let subscriber = connect(&subscriber_url).await?;
     eprintln!("logical replication: filling the publisher with {customers} customers");
     fill(&publisher, customers).await?;
     sqlx::raw_sql(
@@ -77,16 +78,23 @@ pub(super) async fn run(
     .execute(&publisher)
     .await
     .context("creating the publication")?;
-    sqlx::raw_sql(
-        "CREATE TABLE customers (id bigint PRIMARY KEY, version bigint NOT NULL, \
-         person jsonb, address_bill jsonb, bankaccount jsonb)",
-    )
-    .execute(&subscriber)
-    .await
-    .context("creating the subscriber's table")?;
     let mut syncs = Vec::with_capacity(repetitions);
+    let mut subscriber_url = String::new();
     for run in 1..=repetitions {
         eprintln!("logical replication: initial sync {run}/{repetitions}…");
+        subscriber_url = hiscale::store::ensure_postgres_database(
+            subscriber_server,
+            &format!("{SUBSCRIBER_DATABASE}{run}"),
+        )
+        .await?;
+        let subscriber = connect(&subscriber_url).await?;
+        sqlx::raw_sql(
+            "CREATE TABLE customers (id bigint PRIMARY KEY, version bigint NOT NULL, \
+             person jsonb, address_bill jsonb, bankaccount jsonb)",
+        )
+        .execute(&subscriber)
+        .await
+        .context("creating the subscriber's table")?;
         let took = tokio::time::timeout(
             SYNC_TIMEOUT,
             sync_once(&subscriber, publisher_port, customers),
@@ -103,6 +111,7 @@ pub(super) async fn run(
             took.as_secs_f64()
         );
         syncs.push(took);
+        subscriber.close().await;
     }
     let result = LogicalResult {
         customers,
@@ -111,7 +120,6 @@ pub(super) async fn run(
         subscriber: server_settings(&subscriber_url).await?,
     };
     publisher.close().await;
-    subscriber.close().await;
     Ok(result)
 }
 
@@ -170,9 +178,6 @@ async fn sync_once(
     publisher_port: u16,
     customers: usize,
 ) -> anyhow::Result<Duration> {
-    sqlx::raw_sql("TRUNCATE customers")
-        .execute(subscriber)
-        .await?;
     let create = format!(
         "CREATE SUBSCRIPTION hs_bench_sub CONNECTION 'host=127.0.0.1 port={publisher_port} \
          dbname={PUBLISHER_DATABASE} user=postgres' PUBLICATION hs_bench_pub \

@@ -298,7 +298,7 @@ async fn with_copy(
     let label = backend.label();
     let mut sorted = syncs.clone();
     sorted.sort_unstable();
-    let sync_time = sorted[sorted.len() / 2];
+    let sync_time = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
     // The poller counts a chunk just after its commit: give the last one a moment.
     let counted = Instant::now() + Duration::from_secs(2);
     while copy.status().cursor < target.get() && Instant::now() < counted {
