@@ -135,16 +135,11 @@ impl Poller {
         self.status(|status| status.cursor = stored_cursor);
         let mut backoff = Duration::from_millis(500);
         let mut caught_up_at = Instant::now();
-        // The next chunk, asked for while the last one was applied (at most one).
-        let mut prefetch: Option<Prefetch> = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
             let pause = if !self.active.load(Ordering::Relaxed) {
-                // A chunk fetched ahead is not kept across a stand-by: it would be old when
-                // this unit polls again.
-                prefetch = None;
                 if self.state_is(SourceState::StandingBy) {
                     // Standing by already: the lease, if this unit held it, was given up.
                 } else {
@@ -193,7 +188,7 @@ impl Poller {
                     self.pause_for(LEASE_RETRY, &mut shutdown).await;
                     continue;
                 };
-                match self.poll_once(&client, &fence, &mut prefetch).await {
+                match self.poll_once(&client, &fence).await {
                     Ok(Outcome::Applied { more, resyncing }) => {
                         backoff = Duration::from_millis(500);
                         metrics::gauge!("hiscale_replication_source_interface_retired", "collection" => name.clone()).set(0.0);
@@ -331,14 +326,7 @@ impl Poller {
         Ok(fence)
     }
 
-    async fn poll_once(
-        &self,
-        client: &reqwest::Client,
-        fence: &Fence,
-        prefetch: &mut Option<Prefetch>,
-    ) -> Result<Outcome, String> {
-        // Whatever this poll does, a prefetched chunk is used by it or by nobody.
-        let prefetched = prefetch.take();
+    async fn poll_once(&self, client: &reqwest::Client, fence: &Fence) -> Result<Outcome, String> {
         let store = self.state.store();
         let position = store
             .copy_position(self.collection.name())
@@ -361,25 +349,36 @@ impl Poller {
             Some((generation, at)) => (at, ApplyMode::Resync { generation }),
             None => (position.cursor, ApplyMode::Follow),
         };
-        let fetched = match prefetched {
-            // Asked for from exactly where the copy stands, in the same mode: it is the answer
-            // a request sent now would get, as of a moment ago (idempotent apply makes an older
-            // state harmless anyway).
-            Some(next) if next.from == cursor && next.mode == mode => {
-                match self.renewing_while(fence, next.answer()).await? {
-                    Some(answer) => answer?,
-                    None => return Ok(Outcome::Deposed),
-                }
-            }
-            _ => match self
-                .renewing_while(fence, fetch(client.clone(), self.request(cursor)))
-                .await?
-            {
-                Some(answer) => answer?,
-                None => return Ok(Outcome::Deposed),
-            },
+        let url = format!(
+            "{}/{}?version={}&aspects={}&limit={}&wait={}",
+            self.source.url.trim_end_matches('/'),
+            self.collection.name(),
+            cursor,
+            self.source.aspects,
+            self.source.limit,
+            self.source.wait_secs
+        );
+        let request = client
+            .get(&url)
+            .bearer_auth(&self.source.token)
+            .header(
+                "accept",
+                format!(
+                    "application/vnd.{}.v{}+json",
+                    self.collection.owner(),
+                    self.source.interface_version
+                ),
+            )
+            .send();
+        let Some(response) = self.renewing_while(fence, request).await? else {
+            return Ok(Outcome::Deposed);
         };
-        let Fetched { status, body } = fetched;
+        let response = response.map_err(|error| format!("request failed: {error}"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| format!("reading the chunk failed: {error}"))?;
         if status.as_u16() == 410 {
             // The feed's two `410`s mean different things: the code tells them apart.
             return match error_code(&body).as_deref() {
@@ -406,17 +405,6 @@ impl Poller {
         }
         let chunk = repr::parse_feed(&body, &self.collection).map_err(|error| error.to_string())?;
         let items = chunk_items(&self.collection, &chunk);
-        drop(body);
-        // More is waiting: ask for the next chunk now, so the source renders it while this one
-        // is applied. Chunks are still applied one after the other, each with its cursor.
-        if chunk.more {
-            *prefetch = Some(Prefetch::start(
-                client.clone(),
-                self.request(chunk.version),
-                chunk.version,
-                mode,
-            ));
-        }
         match store
             .apply_fenced_chunk(self.collection.name(), &items, chunk.version, fence, mode)
             .await
@@ -495,27 +483,6 @@ impl Poller {
         }
     }
 
-    /// The feed request for the chunk after `cursor`.
-    fn request(&self, cursor: Version) -> FeedRequest {
-        FeedRequest {
-            url: format!(
-                "{}/{}?version={}&aspects={}&limit={}&wait={}",
-                self.source.url.trim_end_matches('/'),
-                self.collection.name(),
-                cursor,
-                self.source.aspects,
-                self.source.limit,
-                self.source.wait_secs
-            ),
-            token: self.source.token.clone(),
-            accept: format!(
-                "application/vnd.{}.v{}+json",
-                self.collection.owner(),
-                self.source.interface_version
-            ),
-        }
-    }
-
     /// Starts a durable re-read from 0 of this source's aspects.
     async fn begin_resync(&self, fence: &Fence) -> Result<Outcome, String> {
         match self
@@ -534,75 +501,6 @@ impl Poller {
         self.state
             .replication()
             .update(self.collection.name(), change);
-    }
-}
-
-/// One feed request, owned, so it can run on a task of its own.
-struct FeedRequest {
-    url: String,
-    token: String,
-    accept: String,
-}
-
-/// A feed answer: its status and body.
-struct Fetched {
-    status: reqwest::StatusCode,
-    body: bytes::Bytes,
-}
-
-/// Sends `request` and reads the whole answer (bounded by the client's timeout, and the body
-/// by the source's chunk cut).
-async fn fetch(client: reqwest::Client, request: FeedRequest) -> Result<Fetched, String> {
-    let response = client
-        .get(&request.url)
-        .bearer_auth(&request.token)
-        .header("accept", request.accept)
-        .send()
-        .await
-        .map_err(|error| format!("request failed: {error}"))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|error| format!("reading the chunk failed: {error}"))?;
-    Ok(Fetched { status, body })
-}
-
-/// The next chunk's request, running on its own task while the current chunk is applied:
-/// fetching and applying overlap, applying stays in order. Aborted when dropped unused (the
-/// apply failed, the lease was lost, the copy's position moved otherwise, shutdown).
-struct Prefetch {
-    /// The version it asks after; used only if the copy stands exactly there.
-    from: Version,
-    mode: ApplyMode,
-    task: tokio::task::JoinHandle<Result<Fetched, String>>,
-}
-
-impl Prefetch {
-    fn start(
-        client: reqwest::Client,
-        request: FeedRequest,
-        from: Version,
-        mode: ApplyMode,
-    ) -> Self {
-        Self {
-            from,
-            mode,
-            task: tokio::spawn(fetch(client, request)),
-        }
-    }
-
-    /// The answer, once the request is done.
-    async fn answer(mut self) -> Result<Fetched, String> {
-        (&mut self.task)
-            .await
-            .map_err(|error| format!("the prefetch task failed: {error}"))?
-    }
-}
-
-impl Drop for Prefetch {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
