@@ -161,8 +161,12 @@ both_backends!(
     }
 );
 
-/// The benchmark's short version (`hiscale bench --quick`, SQLite only here) runs to its end
-/// and prints its tables; the full runs are a separate command.
+/// The benchmark's short version (`hiscale bench --quick`) runs to its end and prints its
+/// tables, the figures with them: SQLite → SQLite, PostgreSQL → PostgreSQL across the
+/// bench's own two durable clusters and PostgreSQL's logical replication of the same rows
+/// beside them (figure 1), feed chunks against the pre-serialised chunk (figure 5), peak RSS
+/// (figure 6). The numbers are not checked, only that each figure was measured; the full runs
+/// are a separate command.
 #[tokio::test]
 async fn the_benchmark_runs_its_short_version() {
     let mut command = tokio::process::Command::new(tests::process::hiscale_binary());
@@ -170,9 +174,9 @@ async fn the_benchmark_runs_its_short_version() {
         .args(["bench", "--quick"])
         .env_remove("HISCALE_TEST_POSTGRES")
         .kill_on_drop(true);
-    let output = tokio::time::timeout(std::time::Duration::from_secs(300), command.output())
+    let output = tokio::time::timeout(std::time::Duration::from_secs(480), command.output())
         .await
-        .expect("hiscale bench --quick finishes within 300 s")
+        .expect("hiscale bench --quick finishes within 480 s")
         .expect("hiscale bench runs");
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -184,9 +188,45 @@ async fn the_benchmark_runs_its_short_version() {
         "writes/s",
         "FULL/NORMAL",
         "initial sync owner → copy",
-        "5000 of 5000",
+        "figure 1: initial sync of 5000 customers",
+        "ratio to logical replication",
+        "publisher fsync=on synchronous_commit=on",
+        "figure 5: feed chunks/s",
+        "figure 6: peak RSS",
     ] {
         assert!(printed.contains(expected), "no {expected:?} in:\n{printed}");
+    }
+    let row = |label: &str| -> Vec<String> {
+        let line = printed
+            .lines()
+            .find(|line| line.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no row {label:?} in:\n{printed}"));
+        line.split(" | ")
+            .map(|cell| cell.trim().trim_end_matches('|').trim().to_owned())
+            .collect()
+    };
+    // Both backends synced every customer, and every figure has a value in each column.
+    let counted = row("customers counted on the copy");
+    assert_eq!(
+        counted[1..],
+        ["5000 of 5000", "5000 of 5000"],
+        "{counted:?}"
+    );
+    // (label, value columns: sqlite and postgres, and the reference where there is one)
+    for (label, columns) in [
+        ("initial sync, customers/s", 3),
+        ("ratio to logical replication", 3),
+        ("figure 5: feed chunks/s", 2),
+        ("figure 6: peak RSS", 2),
+    ] {
+        let cells = row(label);
+        assert!(
+            cells.len() > columns
+                && cells[1..=columns]
+                    .iter()
+                    .all(|cell| !cell.is_empty() && cell != "–"),
+            "a figure is missing in {cells:?}"
+        );
     }
 }
 

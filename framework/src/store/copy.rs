@@ -266,8 +266,12 @@ impl Store {
                 }
             }
         }
-        for batch in plain.chunks(ROWS_PER_STATEMENT) {
-            upsert_aspects(&mut transaction, self.backend, collection, batch).await?;
+        if self.backend == Backend::Postgres {
+            upsert_aspects_as_set(&mut transaction, collection, &plain).await?;
+        } else {
+            for batch in plain.chunks(ROWS_PER_STATEMENT) {
+                upsert_aspects(&mut transaction, self.backend, collection, batch).await?;
+            }
         }
         for item in deleted {
             delete_resource_copy(&mut transaction, collection, item).await?;
@@ -391,6 +395,9 @@ async fn upsert_resources(
     collection: &str,
     items: &[&ChunkItem],
 ) -> Result<(), Error> {
+    if backend == Backend::Postgres {
+        return upsert_resources_as_set(connection, collection, items).await;
+    }
     for batch in items.chunks(ROWS_PER_STATEMENT) {
         let values = placeholders(backend, batch.len(), 3);
         let statement = format!(
@@ -408,6 +415,93 @@ async fn upsert_resources(
         query.execute(&mut *connection).await?;
     }
     Ok(())
+}
+
+/// PostgreSQL: the chunk's resources in one statement, as one JSON parameter unpacked by
+/// `json_to_recordset` (sqlx's `Any` driver binds no arrays, so no `UNNEST`). A multi-row
+/// `VALUES` list is planned anew for every row count and costs the server about as much to
+/// parse as to apply; one parameter of any length is one plan.
+async fn upsert_resources_as_set(
+    connection: &mut AnyConnection,
+    collection: &str,
+    items: &[&ChunkItem],
+) -> Result<(), Error> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<ResourceRow<'_>> = items
+        .iter()
+        .map(|item| ResourceRow {
+            id: item.id.as_str(),
+            version: item.version.get(),
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO hs_resource (collection, resource_id, version) \
+         SELECT $1, r.id, r.version FROM json_to_recordset($2::json) AS r(id text, version bigint) \
+         ON CONFLICT (collection, resource_id) DO UPDATE SET version = excluded.version \
+         WHERE hs_resource.version < excluded.version AND hs_resource.deleted = 0",
+    )
+    .bind(collection)
+    .bind(rows_json(&rows)?)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// PostgreSQL: the chunk's plain documents in one statement (see `upsert_resources_as_set`).
+async fn upsert_aspects_as_set(
+    connection: &mut AnyConnection,
+    collection: &str,
+    plain: &[(&ResourceId, &ChunkAspect)],
+) -> Result<(), Error> {
+    if plain.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<AspectRow<'_>> = plain
+        .iter()
+        .map(|(id, aspect)| AspectRow {
+            id: id.as_str(),
+            aspect: aspect.name.as_str(),
+            version: aspect.version.get(),
+            body: aspect.body.as_deref(),
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO hs_aspect (collection, resource_id, aspect, version, body) \
+         SELECT $1, r.id, r.aspect, r.version, r.body \
+         FROM json_to_recordset($2::json) AS r(id text, aspect text, version bigint, body text) \
+         ON CONFLICT (collection, resource_id, aspect) DO UPDATE \
+         SET version = excluded.version, body = excluded.body, deleted = 0, deleted_at = NULL \
+         WHERE hs_aspect.version < excluded.version",
+    )
+    .bind(collection)
+    .bind(rows_json(&rows)?)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// One resource row of a set-wise upsert.
+#[derive(serde::Serialize)]
+struct ResourceRow<'a> {
+    id: &'a str,
+    version: i64,
+}
+
+/// One aspect row of a set-wise upsert; the document travels as a JSON string, so its text is
+/// stored exactly as received.
+#[derive(serde::Serialize)]
+struct AspectRow<'a> {
+    id: &'a str,
+    aspect: &'a str,
+    version: i64,
+    body: Option<&'a str>,
+}
+
+fn rows_json<T: serde::Serialize>(rows: &[T]) -> Result<String, Error> {
+    serde_json::to_string(rows)
+        .map_err(|error| Error::Corrupt(format!("encoding a chunk for the store: {error}")))
 }
 
 async fn upsert_aspects(

@@ -13,7 +13,11 @@
 //!
 //! * Replication (`replication.rs`): the initial sync of a fresh billing copy from a filled
 //!   owner, in records per second, and the long-poll lag from a write's acknowledgement at
-//!   the owner to its appearance on the copy's own feed, per backend.
+//!   the owner to its appearance on the copy's own feed, per backend. Where PostgreSQL's
+//!   server binaries are found, the bench starts two durable clusters of its own
+//!   (`cluster.rs`): HiScale's PostgreSQL → PostgreSQL sync runs across them (owner on the
+//!   first, copy on the second), and so does the reference, PostgreSQL's logical replication
+//!   of the same rows and columns (`logical.rs`).
 //!
 //! Every measurement runs for a fixed time and is repeated; the table shows medians. Runs of
 //! the backends alternate so that drift on a shared machine hits both alike. This is a
@@ -21,7 +25,10 @@
 //! share one process and its runtime.
 
 mod alloc;
+mod chunks;
+mod cluster;
 mod load;
+mod logical;
 mod replication;
 mod report;
 mod restore;
@@ -64,6 +71,14 @@ pub struct BenchOptions {
     /// Customers in the owner before the copy's initial sync [default: 100000; --quick 5000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub sync_customers: Option<u64>,
+    /// PostgreSQL server binaries for the bench's own durable clusters (the logical
+    /// replication reference and HiScale's PostgreSQL → PostgreSQL sync across them)
+    /// [default: the newest /usr/lib/postgresql/*/bin].
+    #[arg(long, env = "HISCALE_PG_BIN")]
+    pub pg_bin: Option<std::path::PathBuf>,
+    /// Leave out the logical replication reference and the bench's own clusters.
+    #[arg(long)]
+    pub skip_reference: bool,
     /// Writes per second during the lag measurement [default: 100; --quick 50].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub write_rate: Option<u32>,
@@ -104,6 +119,12 @@ impl Plan {
                 .map_or(sync_customers, |n| usize::try_from(n).unwrap_or(usize::MAX)),
             write_rate: options.write_rate.unwrap_or(write_rate),
             lag_seconds: options.lag_seconds.unwrap_or(lag_seconds),
+            chunk_seconds: if options.quick {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(options.seconds)
+            },
+            repetitions: if options.quick { 1 } else { 3 },
         });
         let http = !options.replication_only;
         if options.quick {
@@ -190,8 +211,13 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         restore::print(&outcome?);
         return Ok(());
     }
+    let pg_bin = if options.skip_reference {
+        None
+    } else {
+        cluster::Cluster::find_bin(options.pg_bin.as_deref())
+    };
     let outcome = tokio::select! {
-        outcome = measure(plan, server.as_deref(), &mut leftovers) => outcome,
+        outcome = measure(plan, server.as_deref(), pg_bin, &mut leftovers) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     leftovers.remove().await;
@@ -257,6 +283,7 @@ async fn measure_restore(
 async fn measure(
     plan: Plan,
     server: Option<&str>,
+    pg_bin: Option<std::path::PathBuf>,
     leftovers: &mut Leftovers,
 ) -> anyhow::Result<Report> {
     let mut report = Report::new(plan);
@@ -275,25 +302,98 @@ async fn measure(
         let sqlite = |name: &str| format!("sqlite://{}/{name}.db", sqlite_dir.display());
         let databases = Databases {
             owner: sqlite("replication-owner"),
-            copy: sqlite("replication-copy"),
+            copies: (0..replication.repetitions)
+                .map(|run| sqlite(&format!("replication-copy-{run}")))
+                .collect(),
             scratch: sqlite("replication-scratch"),
         };
         let run = replication::run(load::Backend::Sqlite, replication, &databases).await?;
         report.replication.push(run);
-        if let Some(server) = server {
+        if let Some(bin) = pg_bin {
+            own_clusters(replication, &bin, &mut report).await?;
+        } else if let Some(server) = server {
+            let mut copies = Vec::new();
+            for run in 0..replication.repetitions {
+                copies.push(
+                    leftovers
+                        .postgres_database(server, &format!("copy{run}"))
+                        .await?,
+                );
+            }
             let databases = Databases {
                 owner: leftovers.postgres_database(server, "owner").await?,
-                copy: leftovers.postgres_database(server, "copy").await?,
+                copies,
                 scratch: leftovers.postgres_database(server, "steps").await?,
             };
-            if report.postgres.is_none() {
-                report.postgres = Some(alloc::server_settings(&databases.owner).await?);
-            }
+            report.replication_postgres = Some(alloc::server_settings(&databases.owner).await?);
             let run = replication::run(load::Backend::Postgres, replication, &databases).await?;
             report.replication.push(run);
         }
     }
     Ok(report)
+}
+
+/// Starts two durable clusters (the first with `wal_level = logical`), runs HiScale's
+/// PostgreSQL → PostgreSQL replication across them (owner on the first, copy on the second),
+/// then the logical replication reference of the same rows; both clusters are removed after.
+async fn own_clusters(
+    replication: ReplicationPlan,
+    bin: &std::path::Path,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "postgres: starting two durable clusters ({}) for PostgreSQL → PostgreSQL",
+        bin.display()
+    );
+    let publisher_bin = bin.to_owned();
+    let publisher = cluster::blocking(move || {
+        cluster::Cluster::start(
+            &publisher_bin,
+            "publisher",
+            &[
+                ("wal_level", "logical"),
+                ("max_wal_senders", "10"),
+                ("max_replication_slots", "10"),
+            ],
+        )
+    })
+    .await?;
+    let subscriber_bin = bin.to_owned();
+    let subscriber =
+        cluster::blocking(move || cluster::Cluster::start(&subscriber_bin, "subscriber", &[]))
+            .await?;
+    let (first, second) = (publisher.server_url(), subscriber.server_url());
+    let mut copies = Vec::new();
+    for run in 0..replication.repetitions {
+        copies.push(
+            hiscale::store::ensure_postgres_database(&second, &format!("hs_bench_copy{run}"))
+                .await?,
+        );
+    }
+    let databases = Databases {
+        owner: hiscale::store::ensure_postgres_database(&first, "hs_bench_owner").await?,
+        copies,
+        scratch: hiscale::store::ensure_postgres_database(&second, "hs_bench_steps").await?,
+    };
+    report.replication_postgres = Some(alloc::server_settings(&databases.owner).await?);
+    let run = replication::run(load::Backend::Postgres, replication, &databases).await?;
+    report.replication.push(run);
+    let reference = logical::run(
+        &first,
+        publisher.port(),
+        &second,
+        replication.customers,
+        replication.repetitions,
+    )
+    .await?;
+    report.logical = Some(reference);
+    // Stopping a cluster blocks (pg_ctl): off the runtime's threads.
+    cluster::blocking(move || {
+        drop(publisher);
+        drop(subscriber);
+        Ok(())
+    })
+    .await
 }
 
 /// The registration unit's reads and writes on each backend, then version allocation.

@@ -54,6 +54,10 @@ pub(super) struct ReplicationPlan {
     pub(super) write_rate: u32,
     /// How long the writer writes.
     pub(super) lag_seconds: u64,
+    /// Seconds per run of figure 5 (feed chunks/s against the pre-serialised chunk).
+    pub(super) chunk_seconds: Duration,
+    /// Runs of figure 5 and of the logical replication reference.
+    pub(super) repetitions: usize,
 }
 
 impl ReplicationPlan {
@@ -66,7 +70,9 @@ impl ReplicationPlan {
 #[derive(Debug, Clone)]
 pub(super) struct Databases {
     pub(super) owner: String,
-    pub(super) copy: String,
+    /// One fresh copy database per repetition of the initial sync; the last copy then serves
+    /// the lag measurement.
+    pub(super) copies: Vec<String>,
     /// Where the step-by-step pass applies its chunks.
     pub(super) scratch: String,
 }
@@ -76,16 +82,33 @@ pub(super) struct Databases {
 pub(super) struct SyncResult {
     pub(super) customers: usize,
     pub(super) fill: Duration,
+    /// The median of `syncs`.
     pub(super) sync: Duration,
+    /// Each repetition's sync, each into a fresh copy, in run order.
+    pub(super) syncs: Vec<Duration>,
     pub(super) chunks: u64,
     pub(super) items: u64,
     /// Live resources counted in the copy's database afterwards.
     pub(super) copied: u64,
+    /// The process's peak resident memory during the fill and sync (owner, copy and the
+    /// bench share the process), KiB; `None` where `/proc` does not tell.
+    pub(super) peak_rss_kib: Option<u64>,
 }
 
 impl SyncResult {
     pub(super) fn records_per_second(&self) -> f64 {
         self.customers as f64 / self.sync.as_secs_f64()
+    }
+
+    /// Customers per second of each repetition, sorted.
+    pub(super) fn rates(&self) -> Vec<f64> {
+        let mut rates: Vec<f64> = self
+            .syncs
+            .iter()
+            .map(|sync| self.customers as f64 / sync.as_secs_f64())
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        rates
     }
 
     pub(super) fn fill_per_second(&self) -> f64 {
@@ -153,6 +176,8 @@ pub(super) struct ReplicationRun {
     pub(super) sync: SyncResult,
     pub(super) steps: Steps,
     pub(super) lag: LagResult,
+    /// Figure 5, on the filled owner.
+    pub(super) chunks: super::chunks::ChunkRates,
 }
 
 /// Fills the owner, syncs a fresh copy, measures the lag, then the steps; stops both units.
@@ -194,6 +219,7 @@ async fn with_owner(
     owner: &Unit,
 ) -> anyhow::Result<ReplicationRun> {
     let label = backend.label();
+    reset_peak_rss();
     let began = Instant::now();
     let ids = tokio::time::timeout(FILL_TIMEOUT, fill(label, owner.store(), plan.customers))
         .await
@@ -211,14 +237,50 @@ async fn with_owner(
         fill_time.as_secs_f64()
     );
 
-    eprintln!("{label}: replication: starting the copy (billing) and timing its initial sync");
-    let copy = CopyUnit::start(backend, &databases.copy, owner.base()).await?;
-    let outcome = with_copy(
-        backend, plan, databases, owner, &copy, &ids, target, fill_time,
-    )
-    .await;
-    copy.stop(label).await;
-    outcome
+    let runs = databases.copies.len();
+    let mut syncs = Vec::with_capacity(runs);
+    for (run, database) in databases.copies.iter().enumerate() {
+        eprintln!(
+            "{label}: replication: starting a fresh copy (billing) and timing its initial sync, \
+             run {}/{runs}",
+            run + 1
+        );
+        let copy = CopyUnit::start(backend, database, owner.base()).await?;
+        let synced = sync(label, &copy, target).await;
+        let synced = match synced {
+            Ok(took) => took,
+            Err(error) => {
+                copy.stop(label).await;
+                return Err(error);
+            }
+        };
+        eprintln!("{label}: copy synced in {:.2} s", synced.as_secs_f64());
+        syncs.push(synced);
+        if run + 1 < runs {
+            copy.stop(label).await;
+            continue;
+        }
+        let outcome = with_copy(
+            backend, plan, databases, owner, &copy, &ids, target, fill_time, syncs,
+        )
+        .await;
+        copy.stop(label).await;
+        return outcome;
+    }
+    bail!("{label}: no copy database to sync into")
+}
+
+/// Waits (bounded) until `copy` has reached `target`; the time since its start.
+async fn sync(label: &str, copy: &CopyUnit, target: Version) -> anyhow::Result<Duration> {
+    tokio::time::timeout(SYNC_TIMEOUT, copy.wait_for(label, target))
+        .await
+        .with_context(|| {
+            format!(
+                "{label}: the copy did not reach version {target} within {} s (it stood at {})",
+                SYNC_TIMEOUT.as_secs(),
+                copy.status().cursor
+            )
+        })?
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -231,29 +293,23 @@ async fn with_copy(
     ids: &[String],
     target: Version,
     fill_time: Duration,
+    syncs: Vec<Duration>,
 ) -> anyhow::Result<ReplicationRun> {
     let label = backend.label();
-    let sync_time = tokio::time::timeout(SYNC_TIMEOUT, copy.wait_for(label, target))
-        .await
-        .with_context(|| {
-            format!(
-                "{label}: the copy did not reach version {target} within {} s (it stood at {})",
-                SYNC_TIMEOUT.as_secs(),
-                copy.status().cursor
-            )
-        })??;
+    let mut sorted = syncs.clone();
+    sorted.sort_unstable();
+    let sync_time = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
     // The poller counts a chunk just after its commit: give the last one a moment.
     let counted = Instant::now() + Duration::from_secs(2);
     while copy.status().cursor < target.get() && Instant::now() < counted {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let peak_rss_kib = peak_rss_kib();
     let status = copy.status();
     let copied = copy.state.store().count_resources(COLLECTION).await?;
     eprintln!(
-        "{label}: copy synced in {:.2} s, {} chunks, {} items, {copied} resources",
-        sync_time.as_secs_f64(),
-        status.chunks_applied,
-        status.items_applied
+        "{label}: the last copy: {} chunks, {} items, {copied} resources",
+        status.chunks_applied, status.items_applied
     );
     anyhow::ensure!(
         copied == plan.customers as u64,
@@ -264,12 +320,24 @@ async fn with_copy(
         customers: plan.customers,
         fill: fill_time,
         sync: sync_time,
+        syncs,
         chunks: status.chunks_applied,
         items: status.items_applied,
         copied,
+        peak_rss_kib,
     };
 
     let lag = lag(label, plan, owner, copy, ids).await?;
+
+    let top = owner.store().current_version(COLLECTION).await?;
+    let chunks = super::chunks::measure(
+        label,
+        owner,
+        top.get().max(0) as u64,
+        plan.chunk_seconds,
+        plan.repetitions,
+    )
+    .await?;
 
     eprintln!("{label}: the poller's steps one by one (separate pass into a scratch database)");
     let steps = tokio::time::timeout(STEPS_TIMEOUT, steps(owner, &databases.scratch, target))
@@ -285,7 +353,23 @@ async fn with_copy(
         sync,
         steps,
         lag,
+        chunks,
     })
+}
+
+/// Resets the process's peak resident set size (`VmHWM`), so the next reading covers only
+/// what follows (Linux: writing `5` to `/proc/self/clear_refs`).
+fn reset_peak_rss() {
+    if let Err(error) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("bench: could not reset the peak RSS: {error}");
+    }
+}
+
+/// `VmHWM` of this process, KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Creates `count` customers (person, both addresses, bankaccount) in batches, directly
@@ -335,7 +419,7 @@ async fn fill(label: &str, store: &hiscale::Store, count: usize) -> anyhow::Resu
 
 /// The four aspects of customer `n`, stored exactly as the HTTP edge stores them (the typed
 /// aspects serialised to JSON).
-fn customer_edits(n: usize) -> anyhow::Result<Vec<AspectEdit>> {
+pub(super) fn customer_edits(n: usize) -> anyhow::Result<Vec<AspectEdit>> {
     let edit = |aspect: &str, body: String| AspectEdit {
         aspect: aspect.to_owned(),
         body: Some(body),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::alloc::{Allocation, ServerSettings, Technique};
 use super::load::{Backend, Sample};
+use super::logical::LogicalResult;
 use super::replication::ReplicationRun;
 use super::{ALLOC_WRITERS, Plan, READERS, WRITERS};
 
@@ -25,6 +26,11 @@ pub(super) struct Report {
     pub(super) allocation: Option<Allocation>,
     /// One run per backend measured, SQLite first.
     pub(super) replication: Vec<ReplicationRun>,
+    /// The settings of the PostgreSQL server(s) replication ran on (the bench's own
+    /// durable clusters when it started them).
+    pub(super) replication_postgres: Option<ServerSettings>,
+    /// PostgreSQL's logical replication of the same rows (figure 1's reference).
+    pub(super) logical: Option<LogicalResult>,
 }
 
 impl Report {
@@ -37,6 +43,8 @@ impl Report {
             postgres: None,
             allocation: None,
             replication: Vec::new(),
+            replication_postgres: None,
+            logical: None,
         }
     }
 
@@ -106,6 +114,16 @@ fn millis(duration: Duration) -> String {
         format!("{ms:.2}")
     } else {
         format!("{ms:.1}")
+    }
+}
+
+/// `feed / reference = ratio×` of two sets of samples' medians.
+fn chunk_ratio(feed: &[Sample], reference: &[Sample]) -> String {
+    match (summarise(feed), summarise(reference)) {
+        (Some(f), Some(r)) if r.rate > 0.0 => {
+            format!("{:.0} / {:.0} = {:.2}×", f.rate, r.rate, f.rate / r.rate)
+        }
+        _ => "–".into(),
     }
 }
 
@@ -367,10 +385,16 @@ impl Report {
         };
         let sqlite = self.run_of(Backend::Sqlite);
         let postgres = self.run_of(Backend::Postgres);
-        let durability = match &self.postgres {
+        let own_clusters = if self.logical.is_some() {
+            " (the bench's own two clusters: owner on the first, copy on the second)"
+        } else {
+            ""
+        };
+        let durability = match &self.replication_postgres {
             Some(settings) => format!(
-                "sqlite synchronous=FULL, WAL; postgres fsync={}, synchronous_commit={}",
-                settings.fsync, settings.synchronous_commit
+                "sqlite synchronous=FULL, WAL; postgres{own_clusters} fsync={}, \
+                 synchronous_commit={}, full_page_writes={}",
+                settings.fsync, settings.synchronous_commit, settings.full_page_writes
             ),
             None => "sqlite synchronous=FULL, WAL".into(),
         };
@@ -385,9 +409,9 @@ impl Report {
             f,
             "  initial sync: {} customers written with Store::commit in batches of 1000, then a \
              fresh copy polls limit=1000, wait=20 s; timed from the copy's start until its \
-             stored cursor reaches the owner's version (checked every 50 ms); 1 run; a record \
-             is one customer with its 3 copied aspects",
-            plan.customers
+             stored cursor reaches the owner's version (checked every 50 ms); median of {} \
+             run(s), each into a fresh copy; a record is one customer with its 3 copied aspects",
+            plan.customers, plan.repetitions
         )?;
         writeln!(
             f,
@@ -415,7 +439,15 @@ impl Report {
             ),
             line(
                 "initial sync owner → copy, records/s".into(),
-                &|run| format!("{:.0}", run.sync.records_per_second()),
+                &|run| {
+                    let rates = run.sync.rates();
+                    match (rates.first(), rates.last()) {
+                        (Some(low), Some(high)) if rates.len() > 1 => {
+                            format!("{:.0} [{low:.0}–{high:.0}]", run.sync.records_per_second())
+                        }
+                        _ => format!("{:.0}", run.sync.records_per_second()),
+                    }
+                },
                 ratio(&|run| run.sync.records_per_second()),
             ),
             line(
@@ -506,7 +538,128 @@ impl Report {
                 &|run| run.lag.chunks.to_string(),
                 String::new(),
             ),
+            line(
+                format!(
+                    "figure 5: feed chunks/s, {} records JSON ({} clients): feed / \
+                     pre-serialised = ratio (goal ≥ 0.6×)",
+                    super::chunks::CHUNK_LIMIT,
+                    super::chunks::CLIENTS
+                ),
+                &|run| chunk_ratio(&run.chunks.json, &run.chunks.json_reference),
+                String::new(),
+            ),
+            line(
+                "  the same, XML".into(),
+                &|run| chunk_ratio(&run.chunks.xml, &run.chunks.xml_reference),
+                String::new(),
+            ),
+            line(
+                "  chunk size JSON / XML, KiB".into(),
+                &|run| {
+                    format!(
+                        "{:.1} / {:.1}",
+                        run.chunks.json_bytes as f64 / 1024.0,
+                        run.chunks.xml_bytes as f64 / 1024.0
+                    )
+                },
+                String::new(),
+            ),
+            line(
+                "figure 6: peak RSS during fill and sync, whole process (owner, copy, bench), \
+                 MiB (goal ≤ 256 MB)"
+                    .into(),
+                &|run| {
+                    run.sync
+                        .peak_rss_kib
+                        .map_or_else(|| "–".into(), |kib| format!("{:.0}", kib as f64 / 1024.0))
+                },
+                String::new(),
+            ),
         ];
-        table(f, &rows)
+        table(f, &rows)?;
+        self.figure_one(f, sqlite, postgres)
+    }
+
+    /// Figure 1: HiScale's initial syncs beside PostgreSQL's logical replication of the same
+    /// rows, as ratios measured in this run.
+    fn figure_one(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        sqlite: Option<&ReplicationRun>,
+        postgres: Option<&ReplicationRun>,
+    ) -> fmt::Result {
+        let Some(reference) = &self.logical else {
+            writeln!(
+                f,
+                "\nfigure 1 reference (PostgreSQL logical replication): not measured (no \
+                 PostgreSQL server binaries found; give --pg-bin or HISCALE_PG_BIN)"
+            )?;
+            return Ok(());
+        };
+        let rates = reference.rates();
+        let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+        let spread = match (rates.first(), rates.last()) {
+            (Some(low), Some(high)) if rates.len() > 1 => format!(" [{low:.0}–{high:.0}]"),
+            _ => String::new(),
+        };
+        let rate = |run: Option<&ReplicationRun>| run.map(|run| run.sync.records_per_second());
+        let rate_text = |rate: Option<f64>| rate.map_or_else(|| "–".into(), |r| format!("{r:.0}"));
+        let ratio_text = |rate: Option<f64>| match rate {
+            Some(r) if median > 0.0 => format!("{:.2}×", r / median),
+            _ => "–".into(),
+        };
+        writeln!(f)?;
+        writeln!(
+            f,
+            "figure 1: initial sync of {} customers, billing's 3 aspects, ratios to PostgreSQL \
+             {} logical replication measured in this run (medians of {} run(s) each):",
+            reference.customers,
+            reference.publisher.version,
+            reference.syncs.len()
+        )?;
+        let rows = vec![
+            row(&[
+                "figure",
+                "HiScale sqlite → sqlite",
+                "HiScale postgres → postgres",
+                "PostgreSQL logical replication",
+                "goal",
+            ]),
+            vec![
+                "initial sync, customers/s".into(),
+                rate_text(rate(sqlite)),
+                rate_text(rate(postgres)),
+                format!("{median:.0}{spread}"),
+                String::new(),
+            ],
+            vec![
+                "ratio to logical replication".into(),
+                ratio_text(rate(sqlite)),
+                ratio_text(rate(postgres)),
+                "1.00×".into(),
+                "≥ 1.0×".into(),
+            ],
+        ];
+        table(f, &rows)?;
+        writeln!(
+            f,
+            "  reference: publication FOR TABLE customers (id, version, person, address_bill, \
+             bankaccount) on the first cluster (wal_level=logical; address_home stays behind), \
+             subscription on the second WITH (synchronous_commit = on); timed from CREATE \
+             SUBSCRIPTION until the table is copied and committed (state s/r, checked every \
+             50 ms), rows counted after"
+        )?;
+        writeln!(
+            f,
+            "  durability: publisher fsync={} synchronous_commit={} full_page_writes={}; \
+             subscriber fsync={} synchronous_commit={} full_page_writes={}; HiScale's \
+             postgres owner and copy on the same two clusters; sqlite synchronous=FULL",
+            reference.publisher.fsync,
+            reference.publisher.synchronous_commit,
+            reference.publisher.full_page_writes,
+            reference.subscriber.fsync,
+            reference.subscriber.synchronous_commit,
+            reference.subscriber.full_page_writes,
+        )
     }
 }

@@ -1,0 +1,214 @@
+//! The reference of figure 1: PostgreSQL's own logical replication of the same customers,
+//! the same documents and the same three aspects billing copies, between two durable
+//! clusters (the ones HiScale's PostgreSQL → PostgreSQL sync runs across).
+//!
+//! The publisher holds one row per customer (`id`, `version`, one `jsonb` column per aspect,
+//! `account` left empty as in HiScale's owner) filled with the documents HiScale's owner
+//! stores; the publication names a column list (`id, version, person, address_bill,
+//! bankaccount`: `address_home` stays behind, as it does for billing). The subscriber's
+//! table has those columns. The initial sync is timed from `CREATE SUBSCRIPTION` (slot
+//! creation included, as HiScale's includes its copy unit's start) until its table's state is
+//! `s`/`r` (copied and committed), checked every 50 ms like HiScale's cursor; the rows are then
+//! counted. Each repetition drops the subscription and subscribes a fresh database: the
+//! subscriber starts no second table sync for a table (by its oid) within
+//! `wal_retrieve_retry_interval` (5 s) of the last, which reusing one table added to every
+//! repetition after the first.
+//! The subscription commits with `synchronous_commit = on` (its default is `off`), so the
+//! copy is durable at the subscriber as HiScale's copy is.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use super::alloc::{ServerSettings, server_settings};
+use super::replication::customer_edits;
+
+/// Customers per fill transaction (as HiScale's owner fill).
+const FILL_BATCH: usize = 1000;
+/// How often the subscription's state is looked at.
+const STATE_POLL: Duration = Duration::from_millis(50);
+/// Bound on one initial sync.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(600);
+const PUBLISHER_DATABASE: &str = "hs_bench_ref_pub";
+/// The subscriber's databases are this plus the repetition's number.
+const SUBSCRIBER_DATABASE: &str = "hs_bench_ref_sub";
+
+/// The reference's initial syncs.
+#[derive(Debug, Clone)]
+pub(super) struct LogicalResult {
+    pub(super) customers: usize,
+    /// One duration per repetition, in run order.
+    pub(super) syncs: Vec<Duration>,
+    pub(super) publisher: ServerSettings,
+    pub(super) subscriber: ServerSettings,
+}
+
+impl LogicalResult {
+    /// Customers per second of each repetition, sorted.
+    pub(super) fn rates(&self) -> Vec<f64> {
+        let mut rates: Vec<f64> = self
+            .syncs
+            .iter()
+            .map(|sync| self.customers as f64 / sync.as_secs_f64())
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        rates
+    }
+}
+
+/// Fills the publisher, then syncs a subscription `repetitions` times.
+pub(super) async fn run(
+    publisher_server: &str,
+    publisher_port: u16,
+    subscriber_server: &str,
+    customers: usize,
+    repetitions: usize,
+) -> anyhow::Result<LogicalResult> {
+    let publisher_url =
+        hiscale::store::ensure_postgres_database(publisher_server, PUBLISHER_DATABASE).await?;
+    let publisher = connect(&publisher_url).await?;
+    eprintln!("logical replication: filling the publisher with {customers} customers");
+    fill(&publisher, customers).await?;
+    sqlx::raw_sql(
+        "CREATE PUBLICATION hs_bench_pub FOR TABLE customers \
+         (id, version, person, address_bill, bankaccount)",
+    )
+    .execute(&publisher)
+    .await
+    .context("creating the publication")?;
+    let mut syncs = Vec::with_capacity(repetitions);
+    let mut subscriber_url = String::new();
+    for run in 1..=repetitions {
+        eprintln!("logical replication: initial sync {run}/{repetitions}…");
+        subscriber_url = hiscale::store::ensure_postgres_database(
+            subscriber_server,
+            &format!("{SUBSCRIBER_DATABASE}{run}"),
+        )
+        .await?;
+        let subscriber = connect(&subscriber_url).await?;
+        sqlx::raw_sql(
+            "CREATE TABLE customers (id bigint PRIMARY KEY, version bigint NOT NULL, \
+             person jsonb, address_bill jsonb, bankaccount jsonb)",
+        )
+        .execute(&subscriber)
+        .await
+        .context("creating the subscriber's table")?;
+        let took = tokio::time::timeout(
+            SYNC_TIMEOUT,
+            sync_once(&subscriber, publisher_port, customers),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "logical replication did not finish its initial sync within {} s",
+                SYNC_TIMEOUT.as_secs()
+            )
+        })??;
+        eprintln!(
+            "logical replication: {customers} customers in {:.2} s",
+            took.as_secs_f64()
+        );
+        syncs.push(took);
+        subscriber.close().await;
+    }
+    let result = LogicalResult {
+        customers,
+        syncs,
+        publisher: server_settings(&publisher_url).await?,
+        subscriber: server_settings(&subscriber_url).await?,
+    };
+    publisher.close().await;
+    Ok(result)
+}
+
+async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(15))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to {url}"))
+}
+
+/// The same documents as HiScale's owner, one row per customer.
+async fn fill(pool: &PgPool, customers: usize) -> anyhow::Result<()> {
+    sqlx::raw_sql(
+        "CREATE TABLE customers (id bigint PRIMARY KEY, version bigint NOT NULL, \
+         account jsonb, person jsonb, address_home jsonb, address_bill jsonb, bankaccount jsonb)",
+    )
+    .execute(pool)
+    .await
+    .context("creating the publisher's table")?;
+    let mut next = 0;
+    while next < customers {
+        let end = (next + FILL_BATCH).min(customers);
+        let mut rows = Vec::with_capacity(end - next);
+        for n in next..end {
+            let mut row = serde_json::Map::new();
+            row.insert("id".into(), (n + 1).into());
+            row.insert("version".into(), (n + 1).into());
+            for edit in customer_edits(n)? {
+                let column = edit.aspect.replace('.', "_");
+                let body: serde_json::Value =
+                    serde_json::from_str(edit.body.as_deref().unwrap_or("null"))?;
+                row.insert(column, body);
+            }
+            rows.push(serde_json::Value::Object(row));
+        }
+        sqlx::query(
+            "INSERT INTO customers (id, version, person, address_home, address_bill, bankaccount) \
+             SELECT id, version, person, address_home, address_bill, bankaccount \
+             FROM jsonb_to_recordset($1::text::jsonb) AS r(id bigint, version bigint, \
+             person jsonb, address_home jsonb, address_bill jsonb, bankaccount jsonb)",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(pool)
+        .await
+        .with_context(|| format!("filling customers {next}..{end}"))?;
+        next = end;
+    }
+    Ok(())
+}
+
+/// One subscription from scratch to its table's copy committed; returns how long it took.
+async fn sync_once(
+    subscriber: &PgPool,
+    publisher_port: u16,
+    customers: usize,
+) -> anyhow::Result<Duration> {
+    let create = format!(
+        "CREATE SUBSCRIPTION hs_bench_sub CONNECTION 'host=127.0.0.1 port={publisher_port} \
+         dbname={PUBLISHER_DATABASE} user=postgres' PUBLICATION hs_bench_pub \
+         WITH (synchronous_commit = 'on')"
+    );
+    let began = Instant::now();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+        .execute(subscriber)
+        .await
+        .context("creating the subscription")?;
+    let took = loop {
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT srsubstate::text FROM pg_subscription_rel r \
+             JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = 'hs_bench_sub'",
+        )
+        .fetch_optional(subscriber)
+        .await?;
+        if matches!(state.as_deref(), Some("s" | "r")) {
+            break began.elapsed();
+        }
+        tokio::time::sleep(STATE_POLL).await;
+    };
+    let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM customers")
+        .fetch_one(subscriber)
+        .await?;
+    sqlx::raw_sql("DROP SUBSCRIPTION hs_bench_sub")
+        .execute(subscriber)
+        .await
+        .context("dropping the subscription")?;
+    if copied != customers as i64 {
+        bail!("logical replication copied {copied} customers, not {customers}");
+    }
+    Ok(took)
+}
