@@ -293,7 +293,7 @@ impl AppState {
         Ok(())
     }
 
-    /// Re-reads the interface states every [`INTERFACE_REFRESH`] while the state lives, so an
+    /// Re-reads the interface states every `INTERFACE_REFRESH` (0.7 s) while the state lives, so an
     /// operator's change at any unit reaches this one within 2 s. Holds only a weak
     /// reference: the task ends with the unit.
     pub fn watch_interfaces(&self) {
