@@ -268,6 +268,19 @@ async fn read_all(app: &TestApp, id: &str) -> String {
 /// Spoils one field of a source.
 type Spoil = fn(&mut hiscale::config::SourceConfig);
 
+/// Asserts that a unit with `config` does not start, and that its error names `expected`.
+async fn assert_refused(config: &hiscale::UnitConfig, sa: hiscale::ServiceArea, expected: &str) {
+    let message = hiscale::unit::state(config, sa)
+        .await
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains(expected),
+        "expected a refusal naming {expected:?}, got {message:?}"
+    );
+}
+
 /// A source its poller could only fail on forever stops the unit at start, naming why.
 #[tokio::test]
 async fn a_unit_refuses_sources_it_could_never_read() {
@@ -293,15 +306,7 @@ async fn a_unit_refuses_sources_it_could_never_read() {
             shop::COPIED_ASPECTS,
         );
         spoil(&mut config.sources[0]);
-        let refused = hiscale::unit::state(&config, shop::service_area()).await;
-        let message = refused
-            .err()
-            .map(|error| error.to_string())
-            .unwrap_or_default();
-        assert!(
-            message.contains(expected),
-            "expected a refusal naming {expected:?}, got {message:?}"
-        );
+        assert_refused(&config, shop::service_area(), expected).await;
     }
     // Two sources for one collection.
     let mut config = tests::reader_config(
@@ -404,14 +409,6 @@ async fn a_unit_refuses_settings_outside_their_range() {
         let mut config =
             tests::unit_config("registration-1", &database, ([127, 0, 0, 1], 0).into());
         spoil(&mut config);
-        let refused = hiscale::unit::state(&config, registration::service_area()).await;
-        let message = refused
-            .err()
-            .map(|error| error.to_string())
-            .unwrap_or_default();
-        assert!(
-            message.contains(expected),
-            "expected a refusal naming {expected:?}, got {message:?}"
-        );
+        assert_refused(&config, registration::service_area(), expected).await;
     }
 }

@@ -22,9 +22,8 @@ const MAX_LEN: usize = 64;
 static PREFIX: LazyLock<String> = LazyLock::new(|| {
     let mut bytes = [0u8; 6];
     if getrandom::fill(&mut bytes).is_err() {
-        bytes = std::process::id().to_be_bytes()[..].repeat(2)[..6]
-            .try_into()
-            .unwrap_or_default();
+        // Without randomness the process id still tells this unit's ids from its peers'.
+        return format!("p{}", std::process::id());
     }
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 });
