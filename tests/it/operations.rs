@@ -169,21 +169,8 @@ both_backends!(
 /// are a separate command.
 #[tokio::test]
 async fn the_benchmark_runs_its_short_version() {
-    let mut command = tokio::process::Command::new(tests::process::hiscale_binary());
-    command
-        .args(["bench", "--quick"])
-        .env_remove("HISCALE_TEST_POSTGRES")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(std::time::Duration::from_secs(480), command.output())
-        .await
-        .expect("hiscale bench --quick finishes within 480 s")
-        .expect("hiscale bench runs");
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "bench failed: {}\n{printed}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let printed =
+        tests::process::hiscale_bench(&["--quick"], std::time::Duration::from_secs(480)).await;
     for expected in [
         "writes/s",
         "FULL/NORMAL",

@@ -824,21 +824,9 @@ async fn delta_restore(backend: Backend, seed: u64) {
 /// records, SQLite only here) runs and checks its refill; the figures are not judged.
 #[tokio::test]
 async fn the_refill_benchmark_runs_its_short_version() {
-    let mut command = tokio::process::Command::new(tests::process::hiscale_binary());
-    command
-        .args(["bench", "--restore-only", "--quick"])
-        .env_remove("HISCALE_TEST_POSTGRES")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(300), command.output())
-        .await
-        .expect("hiscale bench --restore-only --quick finishes within 300 s")
-        .expect("hiscale bench runs");
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "bench failed: {}\n{printed}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let printed =
+        tests::process::hiscale_bench(&["--restore-only", "--quick"], Duration::from_secs(300))
+            .await;
     assert!(printed.contains("median rec/s"), "{printed}");
     assert!(
         printed

@@ -115,6 +115,28 @@ pub fn run_hiscale<S: AsRef<OsStr>>(args: &[S]) -> std::process::Output {
         .expect("run hiscale")
 }
 
+/// Runs `hiscale bench` with `args` (the shared test server's URL removed, so the bench starts
+/// what it needs itself), fails unless it ends well within `within`; answers what it printed.
+pub async fn hiscale_bench(args: &[&str], within: std::time::Duration) -> String {
+    let mut command = tokio::process::Command::new(hiscale_binary());
+    command
+        .arg("bench")
+        .args(args)
+        .env_remove("HISCALE_TEST_POSTGRES")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(within, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("hiscale bench {args:?} did not finish within {within:?}"))
+        .expect("hiscale bench runs");
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "bench failed: {}\n{printed}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    printed
+}
+
 /// The `hiscale` binary next to this test executable (`target/<profile>/hiscale`).
 pub fn hiscale_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
