@@ -6,6 +6,8 @@
 #   ensure_haproxy             /usr/sbin/haproxy (deploy/haproxy/haproxy.cfg, failover tests)
 #   ensure_chromium            /usr/bin/chromium (the GUI's browser suite, tests/gui)
 #   ensure_node                node and npm (the browser suite's runner and its packages)
+#   ensure_kubernetes_validate DIR   kubernetes-validate (PyPI) in a virtual environment in DIR,
+#                              from Debian's python3-venv; prints the program's path
 #
 # Needs root to install; as another user it only checks and explains what is missing.
 
@@ -106,4 +108,26 @@ ensure_node() {
     if [[ ${#missing[@]} -gt 0 ]]; then
         _ensure_apt_install "${missing[@]}" || return 1
     fi
+}
+
+# The PyPI release of kubernetes-validate the manifests' test uses; it carries the API schemas
+# of every Kubernetes release, so validating needs no network.
+KUBERNETES_VALIDATE_RELEASE=1.37.0
+
+ensure_kubernetes_validate() {
+    local venv=$1
+    local program=$venv/bin/kubernetes-validate
+    if [[ -x $program ]] && "$program" --version 2>/dev/null | grep -qx "$KUBERNETES_VALIDATE_RELEASE"; then
+        printf '%s\n' "$program"
+        return 0
+    fi
+    if ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        _ensure_apt_install python3-venv >&2 || return 1
+    fi
+    _ensure_log "pip install kubernetes-validate==$KUBERNETES_VALIDATE_RELEASE into $venv"
+    rm -rf -- "$venv"
+    /usr/bin/python3 -m venv "$venv" >&2 || return 1
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "kubernetes-validate==$KUBERNETES_VALIDATE_RELEASE" >&2 || return 1
+    printf '%s\n' "$program"
 }

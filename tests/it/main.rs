@@ -16,6 +16,7 @@ mod feed;
 mod gui;
 mod haproxy;
 mod interfaces;
+mod kubernetes;
 mod lease;
 mod operations;
 mod orders;

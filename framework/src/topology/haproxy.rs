@@ -9,16 +9,40 @@ use crate::config::FEED_MAX_WAIT_SECS;
 
 /// HAProxy's client and server timeouts exceed the feed's longest long poll by this much, so
 /// HAProxy never cuts one.
-const LONG_POLL_MARGIN_SECS: u64 = 15;
+pub(super) const LONG_POLL_MARGIN_SECS: u64 = 15;
+
+/// The Kubernetes Service of the unit serving the GUI shell.
+pub(super) const SHELL_SERVICE: &str = "hiscale-shell";
+
+/// How HAProxy finds the units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Addressing {
+    /// By the addresses in the file, resolved once at start (hosts, systemd).
+    Fixed,
+    /// By names in a Kubernetes cluster's DNS, resolved again as pods move.
+    Kubernetes,
+}
+
+/// `host:port` of a unit's base URL (`http://host:port`), as HAProxy's server line names it.
+fn server_address(url: &str) -> &str {
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    authority.split('/').next().unwrap_or(authority)
+}
 
 impl Topology {
     /// The complete `haproxy.cfg` (HAProxy 2.6 or later): one frontend on the gateway's
     /// address routing `/{sa}/…` to that SA's units round robin, health checks on `/health`,
     /// retries of idempotent requests only, the protocol's error bodies.
     pub fn haproxy_config(&self) -> String {
+        self.haproxy_config_for(Addressing::Fixed)
+    }
+
+    /// The configuration for `addressing`: [`Addressing::Kubernetes`] resolves the units' names
+    /// through the cluster's DNS ([`Topology::kubernetes_manifests`]).
+    pub(super) fn haproxy_config_for(&self, addressing: Addressing) -> String {
         let mut out = String::new();
         self.header(&mut out);
-        self.global_and_defaults(&mut out);
+        self.global_and_defaults(&mut out, addressing);
         self.frontend(&mut out);
         for sa in &self.service_areas {
             let sa = sa.get_ref();
@@ -48,14 +72,23 @@ impl Topology {
             let _ = writeln!(out, "    http-request replace-path ^/{name}/?(.*)$ /\\1");
             for unit in sa.service_units() {
                 let unit = unit.get_ref();
-                let _ = writeln!(out, "    server {} {} check", unit.name, unit.listen);
+                let _ = writeln!(
+                    out,
+                    "    server {} {} check",
+                    unit.name,
+                    server_address(&unit.url())
+                );
             }
         }
         if let Some(shell) = self.gateway.shell {
             out.push_str("\nbackend gui_shell\n");
             out.push_str("    option httpchk GET /health\n");
             out.push_str("    http-check expect string PASS\n");
-            let _ = writeln!(out, "    server shell {shell} check");
+            let address = match addressing {
+                Addressing::Fixed => shell.to_string(),
+                Addressing::Kubernetes => format!("{SHELL_SERVICE}:{}", shell.port()),
+            };
+            let _ = writeln!(out, "    server shell {address} check");
         }
         if let Some(stats) = self.gateway.stats {
             out.push_str(
@@ -116,7 +149,7 @@ impl Topology {
         }
     }
 
-    fn global_and_defaults(&self, out: &mut String) {
+    fn global_and_defaults(&self, out: &mut String, addressing: Addressing) {
         let timeout = FEED_MAX_WAIT_SECS + LONG_POLL_MARGIN_SECS;
         let _ = write!(
             out,
@@ -160,6 +193,14 @@ defaults
             interval = self.check_interval(),
             no_unit = codes::NO_UNIT_AVAILABLE,
         );
+        if addressing == Addressing::Kubernetes {
+            out.push_str(
+                "    # Units are found by name in the cluster's DNS, again whenever a pod moves; \
+                 HAProxy\n    # starts even while a name does not resolve yet (its server stays \
+                 down).\n    default-server resolvers cluster init-addr last,libc,none\n\n\
+                 resolvers cluster\n    parse-resolv-conf\n    hold valid 10s\n",
+            );
+        }
     }
 
     fn frontend(&self, out: &mut String) {

@@ -15,6 +15,8 @@
 
 mod check;
 mod haproxy;
+mod kubernetes;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -145,6 +147,10 @@ pub struct UnitDeployment {
     /// Unique in the landscape, e.g. `registration-1`.
     pub name: String,
     pub listen: SocketAddr,
+    /// How the gateway and the unit's peers reach it, when not `http://{listen}`: behind
+    /// Kubernetes, for instance, a unit listens on `0.0.0.0` and is reached by its DNS name.
+    #[serde(default)]
+    pub url: Option<String>,
     /// Rack, room or datacenter; a primary and its backup belong in different ones.
     #[serde(default)]
     pub zone: Option<String>,
@@ -156,6 +162,15 @@ pub struct UnitDeployment {
     /// SA's jobs, gets no traffic).
     #[serde(default)]
     pub kind: UnitKind,
+}
+
+impl UnitDeployment {
+    /// The base URL the gateway and the unit's peers reach it by.
+    pub fn url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
 }
 
 impl SaDeployment {
@@ -403,7 +418,7 @@ impl Topology {
             .iter()
             .map(Spanned::get_ref)
             .find(|candidate| candidate.reader == Some(ReaderRole::Primary))
-            .map(|primary| format!("http://{}", primary.listen));
+            .map(UnitDeployment::url);
         let reader = ReaderConfig {
             role: own.reader.unwrap_or(ReaderRole::Primary),
             primary_url: (own.reader == Some(ReaderRole::Backup))

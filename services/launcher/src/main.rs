@@ -44,6 +44,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         topology: PathBuf,
     },
+    /// Print the landscape's Kubernetes manifests for a topology: a Deployment per unit, a
+    /// headless Service per SA, HAProxy as the gateway, the topology in a ConfigMap
+    /// (deploy/kubernetes/hiscale.yaml is this command's output for deploy/topology.toml).
+    Kubernetes {
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+    },
     /// Serve the GUI shell on the topology's `[gateway] shell` address (HAProxy routes `/`
     /// and `/shell/…` there); the plugins come from the service areas' own units.
     Shell {
@@ -81,6 +88,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::Serve(options)) => serve::run(&options).await,
             Some(Command::Check { topology }) => topology::check(&topology),
             Some(Command::HaproxyConfig { topology }) => topology::haproxy_config(&topology),
+            Some(Command::Kubernetes { topology }) => topology::kubernetes(&topology),
             Some(Command::Shell { topology }) => shell::serve(&topology).await,
             Some(Command::Demo(options)) => demo::run(options).await,
             Some(Command::Bench(options)) => bench::run(options).await,

@@ -43,6 +43,19 @@ pub fn haproxy_config(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hiscale kubernetes --topology FILE`: the manifests on stdout.
+pub fn kubernetes(path: &Path) -> anyhow::Result<()> {
+    let topology = load_checked(path)?;
+    let manifests = topology.kubernetes_manifests()?;
+    // The topology as the units will read it in the cluster must hold as well.
+    topology
+        .in_kubernetes()?
+        .check(&service_areas())
+        .context("the topology rewritten for Kubernetes does not hold")?;
+    print!("{manifests}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use hiscale::topology::{Secrets, Topology};
@@ -52,6 +65,7 @@ mod tests {
     const TOPOLOGY: &str = include_str!("../../../deploy/topology.toml");
     const HAPROXY: &str = include_str!("../../../deploy/haproxy/haproxy.cfg");
     const SECRETS: &str = include_str!("../../../deploy/secrets.example.toml");
+    const KUBERNETES: &str = include_str!("../../../deploy/kubernetes/hiscale.yaml");
 
     fn committed() -> Topology {
         Topology::parse(TOPOLOGY, "deploy/topology.toml").expect("deploy/topology.toml parses")
@@ -88,6 +102,45 @@ mod tests {
             names.push(config.unit);
         }
         assert_eq!(names.len(), 10);
+        Ok(())
+    }
+
+    #[test]
+    fn the_committed_kubernetes_manifests_are_generated_from_the_committed_topology()
+    -> anyhow::Result<()> {
+        let generated = committed().kubernetes_manifests()?;
+        assert!(
+            generated == KUBERNETES,
+            "deploy/kubernetes/hiscale.yaml differs from the topology's; regenerate it with\n  \
+             cargo run -- kubernetes --topology deploy/topology.toml > \
+             deploy/kubernetes/hiscale.yaml"
+        );
+        Ok(())
+    }
+
+    /// In the cluster a backup watches its primary by the primary's DNS name, and every unit
+    /// of the committed landscape derives its configuration from the rewritten file.
+    #[test]
+    fn the_topology_rewritten_for_kubernetes_holds_and_names_units_by_dns() -> anyhow::Result<()> {
+        let in_cluster = committed().in_kubernetes()?;
+        let warnings = in_cluster.check(&service_areas())?;
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let secrets: Secrets = toml::from_str(SECRETS)?;
+        let backup = in_cluster.unit_config("login-2", &secrets, &service_areas())?;
+        assert_eq!(
+            backup.reader.primary_url.as_deref(),
+            Some("http://login-1.login:8083")
+        );
+        assert_eq!(backup.listen.to_string(), "0.0.0.0:8084");
+        assert_eq!(
+            backup.sources[0].url,
+            "http://hiscale-gateway:8080/registration"
+        );
+        let haproxy = in_cluster.haproxy_config();
+        assert!(
+            haproxy.contains("server login-1 login-1.login:8083 check"),
+            "{haproxy}"
+        );
         Ok(())
     }
 }

@@ -1,0 +1,526 @@
+//! [`Topology::kubernetes_manifests`]: the landscape on Kubernetes, generated from the same
+//! topology file as HAProxy's configuration (`hiscale kubernetes --topology FILE`), so the
+//! cluster can never disagree with the units' own view of the landscape.
+//!
+//! How the file maps onto Kubernetes objects:
+//!
+//! * **A Deployment per unit**, one replica, replaced by `Recreate`. A unit is an identity (a
+//!   name its peers record, a zone, a reader role), which a Deployment's interchangeable
+//!   replicas cannot carry; two pods under one unit name would both claim its reader lease.
+//!   Readiness is `/health` (503 while the unit fails), liveness `/heartbeat`; the grace period
+//!   on termination outlasts the longest long poll, so a draining unit finishes it. The unit's
+//!   zone becomes a preferred node affinity on `topology.kubernetes.io/zone`.
+//! * **A headless Service per SA**: every unit of the SA gets a stable DNS name,
+//!   `{unit}.{sa}`, by which HAProxy checks and routes to it and a backup watches its primary.
+//!   It publishes units that are not ready, as HAProxy and the reader lease decide themselves.
+//! * **The gateway**: HAProxy as a Deployment of two with the configuration generated for this
+//!   topology (units found by name through the cluster's DNS) and a Service,
+//!   `hiscale-gateway`, which is the landscape's entry (add an Ingress or a load balancer).
+//! * **The GUI shell**, when the topology names one: a Deployment and a Service,
+//!   `hiscale-shell`.
+//! * **Configuration and secrets**: the ConfigMap `hiscale-topology` holds the topology as the
+//!   units see it in the cluster (every unit listens on all of its pod's addresses and is
+//!   reached by its DNS name); the tokens and session keys come from the Secret
+//!   `hiscale-secrets` (key `secrets.toml`), which is never generated: create it from the
+//!   secrets file. A database password may come from the optional Secret `hiscale-{sa}-db`
+//!   (`PGPASSWORD`), as systemd's units read `/etc/hiscale/{unit}.env`.
+//!
+//! The databases stay where the topology names them: PostgreSQL servers outside the cluster.
+
+use serde_json::{Value, json};
+
+use super::haproxy::{Addressing, LONG_POLL_MARGIN_SECS, SHELL_SERVICE};
+use super::{Topology, TopologyError, UnitDeployment, yaml};
+use crate::config::{FEED_MAX_WAIT_SECS, UnitKind};
+
+/// The Kubernetes release the manifests are written and validated for.
+pub const KUBERNETES_VERSION: &str = "1.30";
+/// The image every unit runs: the `hiscale` binary (build it and push it under this name).
+const UNIT_IMAGE: &str = "hiscale:0.1.0";
+/// HAProxy's official image, the release the configuration is written for.
+const GATEWAY_IMAGE: &str = "haproxy:2.6";
+const GATEWAY_SERVICE: &str = "hiscale-gateway";
+const TOPOLOGY_CONFIG_MAP: &str = "hiscale-topology";
+const HAPROXY_CONFIG_MAP: &str = "hiscale-haproxy";
+const SECRETS: &str = "hiscale-secrets";
+/// Where the files are mounted in a unit's container.
+const TOPOLOGY_DIR: &str = "/etc/hiscale/topology";
+const SECRETS_DIR: &str = "/etc/hiscale/secrets";
+/// The unprivileged user every container runs as (`nobody`).
+const RUN_AS: u32 = 65534;
+
+impl Topology {
+    /// Every Kubernetes object of the landscape, as one multi-document YAML stream
+    /// (`kubectl apply -f`). Fails only when the topology's own text cannot be rewritten for
+    /// the cluster (it always can once it has parsed).
+    pub fn kubernetes_manifests(&self) -> Result<String, TopologyError> {
+        let mut out = format!(
+            "# The HiScale landscape on Kubernetes {KUBERNETES_VERSION}, generated from {name} \
+             by\n#\n#     hiscale kubernetes --topology {name}\n#\n# Do not edit: change the \
+             topology and generate again (a test fails when the two differ).\n# Before `kubectl \
+             apply -f`, build and push the image {UNIT_IMAGE}, and create the\n# secrets: \
+             kubectl create secret generic {SECRETS} --from-file=secrets.toml=FILE\n",
+            name = self.name()
+        );
+        for object in self.kubernetes_objects()? {
+            out.push_str("---\n");
+            out.push_str(&yaml::document(&object));
+        }
+        Ok(out)
+    }
+
+    /// The objects [`Topology::kubernetes_manifests`] writes, in order.
+    pub fn kubernetes_objects(&self) -> Result<Vec<Value>, TopologyError> {
+        self.check_kubernetes_names()?;
+        let in_cluster = self.in_kubernetes()?;
+        let mut objects = vec![
+            config_map(
+                TOPOLOGY_CONFIG_MAP,
+                "topology.toml",
+                &in_cluster.origin.text,
+            ),
+            config_map(
+                HAPROXY_CONFIG_MAP,
+                "haproxy.cfg",
+                &in_cluster.haproxy_config_for(Addressing::Kubernetes),
+            ),
+        ];
+        for sa in in_cluster.service_areas.iter().map(|sa| sa.get_ref()) {
+            let sa_name = sa.name.get_ref();
+            objects.push(sa_service(sa_name));
+            for unit in sa.units.iter().map(|unit| unit.get_ref()) {
+                objects.push(unit_deployment(sa_name, unit));
+            }
+        }
+        objects.push(gateway_deployment(self.gateway.listen.port()));
+        objects.push(service(
+            GATEWAY_SERVICE,
+            json!({"app.kubernetes.io/component": "gateway"}),
+            self.gateway.listen.port(),
+        ));
+        if let Some(shell) = self.gateway.shell {
+            objects.push(shell_deployment(shell.port()));
+            objects.push(service(
+                SHELL_SERVICE,
+                json!({"app.kubernetes.io/component": "gui-shell"}),
+                shell.port(),
+            ));
+        }
+        Ok(objects)
+    }
+
+    /// The topology as the units see it in the cluster: each listens on every address of its
+    /// pod and is reached as `{unit}.{sa}`; the gateway and the shell likewise; the units reach
+    /// the gateway through its Service. The rest of the file, comments included, is unchanged.
+    pub fn in_kubernetes(&self) -> Result<Topology, TopologyError> {
+        let refuse = |message: String| TopologyError::Refused {
+            findings: vec![super::Finding::new(self.name(), None, message)],
+        };
+        let mut document: toml_edit::DocumentMut = self
+            .origin
+            .text
+            .parse()
+            .map_err(|error| refuse(format!("cannot be rewritten for Kubernetes: {error}")))?;
+        let gateway = document
+            .get_mut("gateway")
+            .and_then(toml_edit::Item::as_table_like_mut)
+            .ok_or_else(|| refuse("has no [gateway] table to rewrite".to_owned()))?;
+        let port = self.gateway.listen.port();
+        gateway.insert("listen", toml_edit::value(format!("0.0.0.0:{port}")));
+        gateway.insert(
+            "url",
+            toml_edit::value(format!("http://{GATEWAY_SERVICE}:{port}")),
+        );
+        if let Some(stats) = self.gateway.stats {
+            gateway.insert(
+                "stats",
+                toml_edit::value(format!("0.0.0.0:{}", stats.port())),
+            );
+        }
+        if let Some(shell) = self.gateway.shell {
+            gateway.insert(
+                "shell",
+                toml_edit::value(format!("0.0.0.0:{}", shell.port())),
+            );
+        }
+        for (area, sa) in tables_mut(document.get_mut("sa")).zip(&self.service_areas) {
+            let sa_name = sa.get_ref().name.get_ref();
+            for (table, unit) in tables_mut(area.get_mut("units")).zip(&sa.get_ref().units) {
+                let unit = unit.get_ref();
+                let port = unit.listen.port();
+                table.insert("listen", toml_edit::value(format!("0.0.0.0:{port}")));
+                table.insert(
+                    "url",
+                    toml_edit::value(format!("http://{}.{sa_name}:{port}", unit.name)),
+                );
+            }
+        }
+        let header = format!(
+            "# Generated for Kubernetes by `hiscale kubernetes` from {}: every unit listens on \
+             all of its\n# pod's addresses and is reached by its name in the SA's headless \
+             Service ({{unit}}.{{sa}}).\n",
+            self.name()
+        );
+        let in_cluster = Topology::parse(&(header + &document.to_string()), self.name())?;
+        let unnamed: Vec<String> = in_cluster
+            .units()
+            .filter(|(_, unit)| unit.url.is_none())
+            .map(|(_, unit)| unit.name.clone())
+            .collect();
+        if !unnamed.is_empty() {
+            return Err(refuse(format!(
+                "cannot give units {} a name in the cluster: write them as [[sa.units]] tables",
+                unnamed.join(", ")
+            )));
+        }
+        Ok(in_cluster)
+    }
+
+    /// Every SA and unit name as a DNS label: Kubernetes names objects, pods and DNS entries
+    /// by them.
+    fn check_kubernetes_names(&self) -> Result<(), TopologyError> {
+        let invalid: Vec<String> = self
+            .service_areas
+            .iter()
+            .map(|sa| sa.get_ref().name.get_ref().clone())
+            .chain(self.units().map(|(_, unit)| unit.name.clone()))
+            .filter(|name| !is_dns_label(name))
+            .collect();
+        if invalid.is_empty() {
+            return Ok(());
+        }
+        Err(TopologyError::Refused {
+            findings: vec![super::Finding::new(
+                self.name(),
+                None,
+                format!(
+                    "{} cannot name Kubernetes objects: use at most 63 lower-case letters, \
+                     digits and '-', starting with a letter",
+                    invalid.join(", ")
+                ),
+            )],
+        })
+    }
+}
+
+/// RFC 1035 label as Kubernetes requires it of Service and pod host names.
+fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The tables of an array of tables (`[[sa]]`) or of an array of inline tables (`sa = [{…}]`).
+fn tables_mut(
+    item: Option<&mut toml_edit::Item>,
+) -> impl Iterator<Item = &mut dyn toml_edit::TableLike> {
+    let tables: Vec<&mut dyn toml_edit::TableLike> = match item {
+        Some(toml_edit::Item::ArrayOfTables(tables)) => tables
+            .iter_mut()
+            .map(|table| table as &mut dyn toml_edit::TableLike)
+            .collect(),
+        Some(toml_edit::Item::Value(toml_edit::Value::Array(array))) => array
+            .iter_mut()
+            .filter_map(toml_edit::Value::as_inline_table_mut)
+            .map(|table| table as &mut dyn toml_edit::TableLike)
+            .collect(),
+        _ => Vec::new(),
+    };
+    tables.into_iter()
+}
+
+fn labels(component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": "hiscale",
+        "app.kubernetes.io/component": component,
+    })
+}
+
+fn config_map(name: &str, file: &str, text: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": labels("configuration")},
+        "data": {file: text},
+    })
+}
+
+/// The SA's headless Service: DNS names `{unit}.{sa}` for its units.
+fn sa_service(sa: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": sa, "labels": labels(sa)},
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": true,
+            "selector": {"app.kubernetes.io/name": "hiscale", "hiscale.io/sa": sa},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    })
+}
+
+fn service(name: &str, selector: Value, port: u16) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": labels(name)},
+        "spec": {
+            "selector": selector,
+            "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+        },
+    })
+}
+
+/// The restrictions every container runs under: not root, nothing to escalate to, a
+/// read-only file system.
+fn locked_down() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"]},
+    })
+}
+
+fn pod_security() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        // The secrets' files belong to this group, so the unit may read them (mode 0440).
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+fn unit_deployment(sa: &str, unit: &UnitDeployment) -> Value {
+    let kind = match unit.kind {
+        UnitKind::Service => "service",
+        UnitKind::Batch => "batch",
+    };
+    let mut pod_labels = labels(sa);
+    pod_labels["hiscale.io/sa"] = json!(sa);
+    pod_labels["hiscale.io/unit"] = json!(unit.name);
+    pod_labels["hiscale.io/kind"] = json!(kind);
+    let mut pod = json!({
+        "hostname": unit.name,
+        "subdomain": sa,
+        // Longer than the longest long poll: a draining unit answers it before it stops.
+        "terminationGracePeriodSeconds": FEED_MAX_WAIT_SECS + LONG_POLL_MARGIN_SECS,
+        "securityContext": pod_security(),
+        "containers": [{
+            "name": "unit",
+            "image": UNIT_IMAGE,
+            "args": [
+                "serve",
+                "--topology", format!("{TOPOLOGY_DIR}/topology.toml"),
+                "--secrets", format!("{SECRETS_DIR}/secrets.toml"),
+                "--unit", unit.name,
+            ],
+            "ports": [{"name": "http", "containerPort": unit.listen.port()}],
+            "env": [{"name": "RUST_LOG", "value": "info"}],
+            "envFrom": [{"secretRef": {"name": format!("hiscale-{sa}-db"), "optional": true}}],
+            // Migrations run before the unit listens: up to 5 minutes to come up.
+            "startupProbe": probe("/heartbeat", 2, 150),
+            "livenessProbe": probe("/heartbeat", 5, 3),
+            "readinessProbe": probe("/health", 2, 2),
+            "securityContext": locked_down(),
+            "volumeMounts": [
+                {"name": "topology", "mountPath": TOPOLOGY_DIR, "readOnly": true},
+                {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": true},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+        }],
+        "volumes": [
+            {"name": "topology", "configMap": {"name": TOPOLOGY_CONFIG_MAP}},
+            {"name": "secrets", "secret": {"secretName": SECRETS, "defaultMode": 0o440}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    });
+    if let Some(zone) = &unit.zone {
+        // Preferred, not required: a cluster in one zone still runs the landscape; the reader
+        // lease, not the placement, keeps two readers from polling at once.
+        pod["affinity"] = json!({"nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{
+                "weight": 100,
+                "preference": {"matchExpressions": [{
+                    "key": "topology.kubernetes.io/zone",
+                    "operator": "In",
+                    "values": [zone],
+                }]},
+            }],
+        }});
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": unit.name, "labels": pod_labels.clone()},
+        "spec": {
+            "replicas": 1,
+            // Never two pods under one unit name, not even during a rollout.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"hiscale.io/unit": unit.name}},
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod},
+        },
+    })
+}
+
+fn probe(path: &str, period_secs: u32, failures: u32) -> Value {
+    json!({
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period_secs,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    })
+}
+
+fn gateway_deployment(port: u16) -> Value {
+    let labels = labels("gateway");
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": GATEWAY_SERVICE, "labels": labels.clone()},
+        "spec": {
+            // No singletons: two gateways, each routing to every unit.
+            "replicas": 2,
+            "selector": {"matchLabels": labels.clone()},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": FEED_MAX_WAIT_SECS + LONG_POLL_MARGIN_SECS,
+                    "securityContext": pod_security(),
+                    "containers": [{
+                        "name": "haproxy",
+                        "image": GATEWAY_IMAGE,
+                        "args": ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+                        "ports": [{"name": "http", "containerPort": port}],
+                        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 2},
+                        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
+                        "securityContext": locked_down(),
+                        "volumeMounts": [{
+                            "name": "haproxy",
+                            "mountPath": "/usr/local/etc/haproxy",
+                            "readOnly": true,
+                        }],
+                    }],
+                    "volumes": [{"name": "haproxy", "configMap": {"name": HAPROXY_CONFIG_MAP}}],
+                },
+            },
+        },
+    })
+}
+
+fn shell_deployment(port: u16) -> Value {
+    let labels = labels("gui-shell");
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": SHELL_SERVICE, "labels": labels.clone()},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels.clone()},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "securityContext": pod_security(),
+                    "containers": [{
+                        "name": "shell",
+                        "image": UNIT_IMAGE,
+                        "args": ["shell", "--topology", format!("{TOPOLOGY_DIR}/topology.toml")],
+                        "ports": [{"name": "http", "containerPort": port}],
+                        "readinessProbe": probe("/health", 2, 2),
+                        "livenessProbe": probe("/health", 5, 3),
+                        "securityContext": locked_down(),
+                        "volumeMounts": [
+                            {"name": "topology", "mountPath": TOPOLOGY_DIR, "readOnly": true},
+                        ],
+                    }],
+                    "volumes": [{"name": "topology", "configMap": {"name": TOPOLOGY_CONFIG_MAP}}],
+                },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    const INLINE: &str = r#"
+gateway = { listen = "127.0.0.1:9080" }
+[[sa]]
+name = "registration"
+database = "postgres://db/registration"
+units = [
+  { name = "registration-1", listen = "127.0.0.1:9081", zone = "a" },
+  { name = "registration-2", listen = "127.0.0.1:9082", zone = "b" },
+]
+"#;
+
+    /// Inline tables are rewritten like `[[…]]` tables: no unit keeps a loopback address.
+    #[test]
+    fn inline_tables_are_rewritten_for_the_cluster() {
+        let in_cluster = Topology::parse(INLINE, "inline.toml")
+            .unwrap()
+            .in_kubernetes()
+            .unwrap();
+        assert_eq!(in_cluster.gateway.listen.to_string(), "0.0.0.0:9080");
+        assert_eq!(in_cluster.gateway_url(), "http://hiscale-gateway:9080");
+        let urls: Vec<String> = in_cluster.units().map(|(_, unit)| unit.url()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://registration-1.registration:9081",
+                "http://registration-2.registration:9082"
+            ]
+        );
+        assert!(
+            in_cluster
+                .units()
+                .all(|(_, unit)| unit.listen.ip().is_unspecified())
+        );
+    }
+
+    #[test]
+    fn every_unit_is_a_deployment_that_outlasts_the_longest_long_poll() {
+        let objects = Topology::parse(INLINE, "inline.toml")
+            .unwrap()
+            .kubernetes_objects()
+            .unwrap();
+        let deployments: Vec<&Value> = objects
+            .iter()
+            .filter(|object| object["kind"] == "Deployment")
+            .collect();
+        let names: Vec<&str> = deployments
+            .iter()
+            .filter_map(|object| object["metadata"]["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["registration-1", "registration-2", "hiscale-gateway"]
+        );
+        let pod = &deployments[0]["spec"]["template"]["spec"];
+        let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+        assert!(grace > FEED_MAX_WAIT_SECS, "{grace}");
+        let container = &pod["containers"][0];
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/health");
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/heartbeat");
+        assert_eq!(pod["subdomain"], "registration");
+        assert_eq!(deployments[0]["spec"]["strategy"]["type"], "Recreate");
+    }
+
+    #[test]
+    fn names_kubernetes_cannot_use_are_refused() {
+        let text = INLINE.replace("registration-2", "Registration_2");
+        let error = Topology::parse(&text, "inline.toml")
+            .unwrap()
+            .kubernetes_objects()
+            .unwrap_err();
+        assert!(error.to_string().contains("Registration_2"), "{error}");
+    }
+}
