@@ -157,6 +157,18 @@ impl<'a> Checker<'a> {
                 if !unit_names.insert(own.name.clone()) {
                     self.error(unit, format!("unit {} is named twice", own.name));
                 }
+                if let Some(url) = &own.url
+                    && !is_base_url(url)
+                {
+                    self.error(
+                        unit,
+                        format!(
+                            "unit {} has url {url:?}: write http://HOST:PORT, how the gateway \
+                             and its peers reach it",
+                            own.name
+                        ),
+                    );
+                }
                 if let Some(other) = addresses.insert(own.listen, own.name.clone()) {
                     self.error(
                         unit,
@@ -567,4 +579,20 @@ fn beyond_grant(grant: &str, wanted: &str, held: &Collection) -> Vec<String> {
         .iter()
         .map(|aspect| format!("~{aspect}"))
         .collect()
+}
+
+/// `http://host:port` and nothing more: HAProxy's server line and a backup's heartbeat are
+/// derived from it.
+fn is_base_url(url: &str) -> bool {
+    let Some(authority) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+        && port.parse::<u16>().is_ok_and(|port| port > 0)
 }

@@ -523,4 +523,36 @@ units = [
             .unwrap_err();
         assert!(error.to_string().contains("Registration_2"), "{error}");
     }
+
+    /// A unit's `url` feeds HAProxy's server line and a backup's heartbeat: only a base URL
+    /// passes the check.
+    #[test]
+    fn a_unit_url_other_than_a_base_url_is_refused() {
+        let areas = [crate::model::ServiceArea::new("registration")
+            .owns(crate::model::Collection::new("customers", "customer").document("person", &[]))];
+        let with_url = |url: &str| {
+            INLINE.replace(
+                "listen = \"127.0.0.1:9081\",",
+                &format!("listen = \"127.0.0.1:9081\", url = \"{url}\","),
+            )
+        };
+        for good in [
+            "http://registration-1.registration:9081",
+            "http://10.0.0.1:80",
+        ] {
+            let topology = Topology::parse(&with_url(good), "t.toml").unwrap();
+            assert!(topology.check(&areas).is_ok(), "{good}");
+        }
+        for bad in [
+            "https://x:1",
+            "http://x",
+            "http://x:1/path",
+            "x:1",
+            "http://:1",
+        ] {
+            let topology = Topology::parse(&with_url(bad), "t.toml").unwrap();
+            let error = topology.check(&areas).unwrap_err().to_string();
+            assert!(error.contains("write http://HOST:PORT"), "{bad}: {error}");
+        }
+    }
 }
