@@ -30,6 +30,8 @@ pub struct ServiceArea {
     versions: Vec<InterfaceVersion>,
     /// The GUI plugin its units serve under `/gui/…`, if it has one.
     gui: Option<crate::gui::Gui>,
+    /// The SA's own routes (login's `POST /sessions`) as its OpenAPI document lists them.
+    documented: Vec<(String, utoipa::openapi::PathItem)>,
 }
 
 /// Whether a unit writes a collection or keeps a read-only copy of another SA's.
@@ -62,7 +64,21 @@ impl ServiceArea {
             reactions: Vec::new(),
             versions: vec![1],
             gui: None,
+            documented: Vec::new(),
         }
+    }
+
+    /// Documents a route the SA adds beside the framework's (`unit_routes`, such as login's
+    /// `POST /sessions`) in its OpenAPI document, so the document lists every operation a
+    /// client can call.
+    pub fn documents(mut self, path: &str, item: utoipa::openapi::PathItem) -> Self {
+        self.documented.push((path.to_owned(), item));
+        self
+    }
+
+    /// The SA's own documented routes ([`ServiceArea::documents`]).
+    pub fn documented_paths(&self) -> &[(String, utoipa::openapi::PathItem)] {
+        &self.documented
     }
 
     /// Declares the SA's GUI plugin, served by its units under `/gui/…` with a generated

@@ -5,11 +5,13 @@ use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
-    Required, ResponseBuilder,
+    RefOr, Required, Response, ResponseBuilder,
 };
 
 use serde_json::{Map, Value};
@@ -48,95 +50,26 @@ pub fn document(sa: &ServiceArea) -> OpenApi {
 }
 
 /// Builds the document of interface `version` (`/v{N}/openapi.json`): its media types, and
-/// the aspects as that version's facades show them.
+/// the aspects as that version's facades show them. Every status an operation can answer is
+/// listed with the error body's schema, query parameters carry their types and bounds, and the
+/// public endpoints (health, metrics, the documents themselves, an SA's anonymous operations)
+/// say that they need no token — what a generated client and schemathesis hold the unit to.
 pub fn document_for(sa: &ServiceArea, version: u32) -> OpenApi {
     let sa = &sa.as_version(version);
     let mut paths = PathsBuilder::new();
-    let mut components = ComponentsBuilder::new().security_scheme(
-        "bearer",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-    );
+    let mut components = ComponentsBuilder::new()
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        )
+        .schema(ERROR_SCHEMA, error_schema());
     for collection in sa.collections() {
-        let mut resource = ObjectBuilder::new()
-            .property("id", ObjectBuilder::new().schema_type(Type::String))
-            .property("version", ObjectBuilder::new().schema_type(Type::Integer));
-        let mut input = ObjectBuilder::new();
-        // Qualified aspects sit under their container, keyed by qualifier, as on the wire.
-        let mut groups: Vec<(String, ObjectBuilder, ObjectBuilder)> = Vec::new();
-        for aspect in collection.aspects() {
-            let stored = format!(
-                "{}_{}",
-                collection.item(),
-                aspect.name.to_string().replace('.', "_")
-            );
-            let written = format!("{stored}_input");
-            // The schemas the aspect's `$ref`s name (`Money`, `Line`, …), so none dangles.
-            components = components
-                .schemas_from_iter(aspect.component_schemas())
-                .schema(stored.clone(), aspect.shown_schema())
-                .schema(written.clone(), aspect.input_schema());
-            match (&aspect.container, aspect.name.qualifier()) {
-                (Some(container), Some(qualifier)) => {
-                    let position = match groups.iter().position(|(name, ..)| name == container) {
-                        Some(position) => position,
-                        None => {
-                            groups.push((
-                                container.clone(),
-                                ObjectBuilder::new(),
-                                ObjectBuilder::new(),
-                            ));
-                            groups.len() - 1
-                        }
-                    };
-                    if let Some((_, stored_group, input_group)) = groups.get_mut(position) {
-                        *stored_group = std::mem::take(stored_group)
-                            .property(qualifier, Ref::from_schema_name(stored));
-                        *input_group = std::mem::take(input_group)
-                            .property(qualifier, Ref::from_schema_name(written));
-                    }
-                }
-                _ => {
-                    resource =
-                        resource.property(aspect.name.to_string(), Ref::from_schema_name(stored));
-                    input = input.property(aspect.name.to_string(), Ref::from_schema_name(written));
-                }
-            }
-        }
-        for (container, stored_group, input_group) in groups {
-            resource = resource.property(container.clone(), stored_group);
-            input = input.property(container, input_group);
-        }
-        let item = collection.item().to_owned();
-        components = components
-            .schema(item.clone(), resource)
-            .schema(format!("{item}_input"), input);
+        components = collection_schemas(components, collection);
         paths = collection_paths(paths, collection, version);
     }
-    for (path, summary) in [
-        ("/health", "PASS or FAIL with reasons (HAProxy's check)"),
-        ("/heartbeat", "the unit's id and reader role"),
-        ("/metrics", "Prometheus metrics"),
-        (
-            "/admin/consumers",
-            "(operator) each consumer's last polled version and lag",
-        ),
-        (
-            "/admin/replication",
-            "(operator) per source: cursor, lag, role, polling or standing by",
-        ),
-        (
-            "/admin/interfaces",
-            "(operator) interface versions and their states",
-        ),
-        (
-            "/admin/restore",
-            "(operator) owned collections in restoring state (POST enters it, DELETE continues past every version a consumer reported)",
-        ),
-    ] {
-        let operation = OperationBuilder::new()
-            .summary(Some(summary))
-            .response("200", ResponseBuilder::new().description(summary));
-        paths = paths.path(path, PathItem::new(HttpMethod::Get, operation));
+    paths = operations_paths(paths, sa.name(), version);
+    for (path, item) in sa.documented_paths() {
+        paths = paths.path(path.clone(), item.clone());
     }
     OpenApiBuilder::new()
         .info(
@@ -155,38 +88,322 @@ pub fn document_for(sa: &ServiceArea, version: u32) -> OpenApi {
         .build()
 }
 
-fn collection_paths(paths: PathsBuilder, collection: &Collection, version: u32) -> PathsBuilder {
-    let media =
-        |format: &str| format!("application/vnd.{}.v{version}+{format}", collection.owner());
+/// The name of the error body's schema: `{"error":{"code","message"}}`.
+const ERROR_SCHEMA: &str = "error";
+
+fn error_schema() -> ObjectBuilder {
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    ObjectBuilder::new().required("error").property(
+        "error",
+        ObjectBuilder::new()
+            .required("code")
+            .required("message")
+            .property(
+                "code",
+                text().description(Some("stable, listed in docs/protocol.md")),
+            )
+            .property("message", text()),
+    )
+}
+
+/// An error answer: the error body in the media types of `owner` (the collection's owner, or
+/// the SA for its own operations), XML and JSON. For an SA documenting its own routes
+/// ([`ServiceArea::documents`]).
+pub fn error_response(owner: &str, version: u32, description: &str) -> Response {
+    let mut response = ResponseBuilder::new().description(description);
+    for format in ["json", "xml"] {
+        response = response.content(
+            format!("application/vnd.{owner}.v{version}+{format}"),
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ERROR_SCHEMA)))
+                .build(),
+        );
+    }
+    response.build()
+}
+
+/// Adds the error answers every operation may give whatever it does: no or an unknown token,
+/// outside the grant, an interface version or format it does not serve or that is retired, and
+/// a unit that cannot serve now (drained, its database away).
+fn with_common_errors(operation: OperationBuilder, owner: &str, version: u32) -> OperationBuilder {
+    operation
+        .response(
+            "401",
+            error_response(owner, version, "no or an unknown bearer token"),
+        )
+        .response(
+            "403",
+            error_response(owner, version, "outside the caller's grant"),
+        )
+        .response(
+            "406",
+            error_response(
+                owner,
+                version,
+                "an interface version or format this unit does not serve",
+            ),
+        )
+        .response(
+            "410",
+            error_response(
+                owner,
+                version,
+                "interface-retired: this version is out of service",
+            ),
+        )
+        .response(
+            "503",
+            error_response(
+                owner,
+                version,
+                "not now: drained, database unreachable, or restoring (writes)",
+            ),
+        )
+}
+
+/// A query parameter with its schema.
+fn query(name: &str, description: &str, schema: ObjectBuilder) -> ParameterBuilder {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .description(Some(description))
+        .schema(Some(schema))
+}
+
+/// A whole number within `range`, as the unit parses it.
+fn whole_number(minimum: i64, maximum: i64) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(minimum))
+        .maximum(Some(maximum))
+}
+
+/// An aspect selector naming only `collection`'s aspects and families (`~person~address.home`).
+fn selector_schema(collection: &Collection) -> ObjectBuilder {
+    let mut names: Vec<String> = Vec::new();
+    for aspect in collection.aspect_names() {
+        let text = aspect.to_string();
+        if let Some((family, _)) = text.split_once('.')
+            && !names.iter().any(|name| name == family)
+        {
+            names.push(family.to_owned());
+        }
+        names.push(text);
+    }
+    let alternatives: Vec<String> = names.iter().map(|name| name.replace('.', "\\.")).collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^(~({}))+$", alternatives.join("|"))))
+        .max_length(Some(256))
+}
+
+/// The resource's schemas: as answered (each aspect with its `version`, qualified aspects under
+/// their container) and as written (`{item}_input`).
+fn collection_schemas(
+    mut components: ComponentsBuilder,
+    collection: &Collection,
+) -> ComponentsBuilder {
+    let mut resource = ObjectBuilder::new()
+        .property("id", ObjectBuilder::new().schema_type(Type::String))
+        .property("version", ObjectBuilder::new().schema_type(Type::Integer))
+        .required("id")
+        .required("version");
+    let mut input = ObjectBuilder::new();
+    // Qualified aspects sit under their container, keyed by qualifier, as on the wire.
+    let mut groups: Vec<(String, ObjectBuilder, ObjectBuilder)> = Vec::new();
+    for aspect in collection.aspects() {
+        let stored = format!(
+            "{}_{}",
+            collection.item(),
+            aspect.name.to_string().replace('.', "_")
+        );
+        let written = format!("{stored}_input");
+        // The schemas the aspect's `$ref`s name (`Money`, `Line`, …), so none dangles.
+        components = components
+            .schemas_from_iter(aspect.component_schemas())
+            .schema(stored.clone(), with_version(aspect.shown_schema()))
+            .schema(written.clone(), aspect.input_schema());
+        match (&aspect.container, aspect.name.qualifier()) {
+            (Some(container), Some(qualifier)) => {
+                let position = match groups.iter().position(|(name, ..)| name == container) {
+                    Some(position) => position,
+                    None => {
+                        groups.push((
+                            container.clone(),
+                            ObjectBuilder::new(),
+                            ObjectBuilder::new(),
+                        ));
+                        groups.len() - 1
+                    }
+                };
+                if let Some((_, stored_group, input_group)) = groups.get_mut(position) {
+                    *stored_group = std::mem::take(stored_group)
+                        .property(qualifier, Ref::from_schema_name(stored));
+                    *input_group = std::mem::take(input_group)
+                        .property(qualifier, Ref::from_schema_name(written));
+                }
+            }
+            _ => {
+                resource =
+                    resource.property(aspect.name.to_string(), Ref::from_schema_name(stored));
+                input = input.property(aspect.name.to_string(), Ref::from_schema_name(written));
+            }
+        }
+    }
+    for (container, stored_group, input_group) in groups {
+        resource = resource.property(container.clone(), stored_group);
+        input = input.property(container, input_group.min_properties(Some(1)));
+    }
+    // A new resource needs at least one aspect (`empty-resource`).
+    let item = collection.item().to_owned();
+    components
+        .schema(item.clone(), resource)
+        .schema(format!("{item}_input"), input.min_properties(Some(1)))
+}
+
+/// An aspect's schema as answered: its fields and its own `version`.
+fn with_version(schema: RefOr<Schema>) -> RefOr<Schema> {
+    let version = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .build();
+    match schema {
+        RefOr::T(Schema::Object(mut object)) => {
+            object
+                .properties
+                .insert("version".to_owned(), RefOr::T(Schema::Object(version)));
+            object.required.push("version".to_owned());
+            RefOr::T(Schema::Object(object))
+        }
+        other => RefOr::T(Schema::AllOf(
+            AllOfBuilder::new()
+                .item(other)
+                .item(
+                    ObjectBuilder::new()
+                        .property("version", version)
+                        .required("version"),
+                )
+                .build(),
+        )),
+    }
+}
+
+fn collection_paths(
+    mut paths: PathsBuilder,
+    collection: &Collection,
+    version: u32,
+) -> PathsBuilder {
+    let owner = collection.owner();
+    let media = |format: &str| format!("application/vnd.{owner}.v{version}+{format}");
     let item_ref = || Ref::from_schema_name(collection.item());
-    let body = |status: &str, description: &str| {
+    let body = |description: &str, schema: Ref| {
         ResponseBuilder::new()
-            .description(format!("{status}: {description}"))
+            .description(description)
             .content(
                 media("xml"),
-                ContentBuilder::new().schema(Some(item_ref())).build(),
+                ContentBuilder::new().schema(Some(schema.clone())).build(),
             )
             .content(
                 media("json"),
-                ContentBuilder::new().schema(Some(item_ref())).build(),
+                ContentBuilder::new().schema(Some(schema)).build(),
             )
     };
+    let error = |description: &str| error_response(owner, version, description);
     let plain = |description: &str| ResponseBuilder::new().description(description);
-    let path_parameter = |name: &str| {
+    let id_parameter = || {
         ParameterBuilder::new()
-            .name(name)
+            .name("id")
             .parameter_in(ParameterIn::Path)
             .required(Required::True)
             .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
     };
-    let errors = |operation: OperationBuilder| {
-        operation
-            .response("400", plain("bad input (stable code in the error body)"))
-            .response("401", plain("no or unknown bearer token"))
-            .response("403", plain("outside the caller's grant"))
-            .response("406", plain("unknown interface version or format"))
-    };
+    let common = |operation: OperationBuilder| with_common_errors(operation, owner, version);
     let name = collection.name();
+    let aspects_parameter = |default: &str| {
+        query(
+            "aspects",
+            &format!("e.g. ~person~address.home; default: {default}"),
+            selector_schema(collection),
+        )
+    };
+
+    let mut feed = OperationBuilder::new();
+    for lookup in collection.lookups() {
+        feed = feed.parameter(query(
+            &lookup.field,
+            &format!(
+                "lookup: the {name} whose {} holds this value, paged by id (with after, limit); \
+                 answers the feed's envelope, Link rel=next while more",
+                lookup.field
+            ),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(crate::http::lookup::MAX_LOOKUP_CHARS)),
+        ));
+    }
+    if !collection.lookups().is_empty() {
+        feed = feed.parameter(query(
+            "after",
+            "lookup: the last id of the previous page",
+            whole_number(0, i64::MAX),
+        ));
+    }
+    let feed = common(
+        feed.summary(Some(format!(
+            "The delta feed of {name}: resources with a selected aspect newer than version, ascending, in chunks"
+        )))
+        .parameter(query(
+            "version",
+            "the root version of the previous chunk (default 0); not with a lookup",
+            whole_number(0, i64::MAX),
+        ))
+        .parameter(aspects_parameter("the caller's grant"))
+        .parameter(query(
+            "limit",
+            "resources per chunk (default 100)",
+            whole_number(1, i64::from(crate::config::FEED_MAX_LIMIT)),
+        ))
+        .parameter(query(
+            "wait",
+            "long poll: seconds to wait for something newer; not with a lookup",
+            whole_number(0, crate::config::FEED_MAX_WAIT_SECS as i64),
+        ))
+        .response(
+            "200",
+            plain("a chunk: root version (ask after it next), more (ask again at once), items"),
+        )
+        .response("400", error("a parameter out of its bounds (stable code in the body)"))
+        .response("409", error("version-ahead: the caller has versions this store lost"))
+        .response("410", error("resync-required: re-read from version 0; or interface-retired")),
+    );
+    let read = common(
+        OperationBuilder::new()
+            .summary(Some(format!(
+                "Read one {} (selected aspects)",
+                collection.item()
+            )))
+            .parameter(id_parameter())
+            .parameter(aspects_parameter("all the caller may read"))
+            .response(
+                "200",
+                body(
+                    "the resource; ETag is the greatest selected version",
+                    item_ref(),
+                ),
+            )
+            .response("304", plain("If-None-Match matched"))
+            .response("400", error("a bad selector"))
+            .response("404", error("missing or deleted")),
+    );
+    let mut listing = PathItem::new(HttpMethod::Get, feed);
+    let mut one = PathItem::new(HttpMethod::Get, read);
+    if collection.role() != &Role::Owner {
+        return paths
+            .path(format!("/{name}"), listing)
+            .path(format!("/{name}/{{id}}"), one);
+    }
+
     let example = examples(collection);
     let input_content = |format: &str| {
         let mut content = ContentBuilder::new().schema(Some(Ref::from_schema_name(format!(
@@ -205,7 +422,7 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection, version: u32) 
         }
         content.build()
     };
-    let create = errors(
+    let mut create = common(
         OperationBuilder::new()
             .summary(Some(format!(
                 "Create a {}; the owner assigns id and versions",
@@ -215,137 +432,240 @@ fn collection_paths(paths: PathsBuilder, collection: &Collection, version: u32) 
                 RequestBodyBuilder::new()
                     .content(media("json"), input_content("json"))
                     .content(media("xml"), input_content("xml"))
+                    .required(Some(Required::True))
                     .build(),
             ))
-            .response("201", body("201", "created; Location names it")),
-    )
-    .response("413", plain("body too large"))
-    .response("415", plain("unsupported Content-Type"));
-    let read = errors(
-        OperationBuilder::new()
-            .summary(Some(format!(
-                "Read one {} (selected aspects)",
-                collection.item()
-            )))
-            .parameter(path_parameter("id"))
-            .parameter(
-                ParameterBuilder::new()
-                    .name("aspects")
-                    .parameter_in(ParameterIn::Query)
-                    .description(Some(
-                        "e.g. ~person~address.home; default: all the caller may read",
-                    ))
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
-            )
+            .response("201", body("created; Location names it", item_ref()))
+            .response("400", error("bad input (stable code in the body)"))
             .response(
-                "200",
-                body("200", "the resource; ETag is the greatest selected version"),
+                "409",
+                error("a unique value already taken, or the collection is restoring"),
             )
-            .response("304", plain("If-None-Match matched"))
-            .response("404", plain("missing or deleted")),
-    );
-    let delete = errors(
-        OperationBuilder::new()
-            .summary(Some(format!(
-                "Delete a {} (tombstone for the feed)",
-                collection.item()
-            )))
-            .parameter(path_parameter("id"))
-            .response("204", plain("deleted"))
-            .response("412", plain("If-Match did not match")),
-    );
-    let aspect_names: Vec<String> = collection
-        .aspect_names()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let aspect_parameter = || {
-        ParameterBuilder::new()
-            .name("aspect")
-            .parameter_in(ParameterIn::Path)
-            .required(Required::True)
-            .schema(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(aspect_names.clone())),
-            ))
-    };
-    let put = errors(
-        OperationBuilder::new()
-            .summary(Some("Replace one aspect (its element alone as the body)"))
-            .parameter(path_parameter("id"))
-            .parameter(aspect_parameter())
-            .response("200", body("200", "the aspect with its new version"))
-            .response("404", plain("no such resource"))
-            .response("412", plain("If-Match did not match")),
-    );
-    let delete_aspect = errors(
-        OperationBuilder::new()
-            .summary(Some("Delete one aspect (tombstone for the feed)"))
-            .parameter(path_parameter("id"))
-            .parameter(aspect_parameter())
-            .response("204", plain("deleted"))
-            .response("404", plain("no such resource or aspect")),
-    );
-    let query = |name: &str, description: &str| {
-        ParameterBuilder::new()
-            .name(name)
-            .parameter_in(ParameterIn::Query)
-            .description(Some(description))
-            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-    };
-    let mut feed = OperationBuilder::new();
-    for lookup in collection.lookups() {
-        feed = feed.parameter(query(
-            &lookup.field,
-            &format!(
-                "lookup: the {name} whose {} holds this value, paged by id (with after, limit); \
-                 answers the feed's envelope, Link rel=next while more",
-                lookup.field
+            .response("413", error("body too large"))
+            .response(
+                "415",
+                error("a Content-Type other than the version's XML or JSON in UTF-8"),
             ),
-        ));
-    }
-    if !collection.lookups().is_empty() {
-        feed = feed.parameter(query("after", "lookup: the last id of the previous page"));
-    }
-    let feed = errors(
-        feed
-            .summary(Some(format!(
-                "The delta feed of {name}: resources with a selected aspect newer than version, ascending, in chunks"
-            )))
-            .parameter(query("version", "the root version of the previous chunk (default 0)"))
-            .parameter(query("aspects", "e.g. ~person~address.home; default: the caller's grant"))
-            .parameter(query("limit", "resources per chunk, 1 to 1000 (default 100)"))
-            .parameter(query("wait", "long poll: seconds to wait for something newer, 0 to 60"))
-            .response(
-                "200",
-                plain("a chunk: root version (ask after it next) and more (ask again at once)"),
-            )
-            .response("409", plain("version-ahead: the caller has versions this store lost"))
-            .response("410", plain("resync-required: re-read from version 0")),
     );
-    let mut listing = PathItem::new(HttpMethod::Get, feed);
-    let mut one = PathItem::new(HttpMethod::Get, read);
-    if collection.role() == &Role::Owner {
-        listing.post = Some(create.build());
-        one.delete = Some(delete.build());
-        let mut aspect = PathItem::new(HttpMethod::Put, put);
-        aspect.delete = Some(delete_aspect.build());
-        let paths = command_paths(paths, collection, version);
-        return paths
-            .path(format!("/{name}"), listing)
-            .path(format!("/{name}/{{id}}"), one)
-            .path(format!("/{name}/{{id}}/{{aspect}}"), aspect);
+    if collection.is_open_to_sign_up() {
+        // Anyone may sign up, within the unit's rate (429); a token is optional.
+        create = create
+            .securities(Some([
+                SecurityRequirement::default(),
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+            ]))
+            .response(
+                "429",
+                error("too many sign-ups at this unit; Retry-After says when"),
+            );
     }
-    paths
+    listing.post = Some(create.build());
+    one.delete = Some(
+        common(
+            OperationBuilder::new()
+                .summary(Some(format!(
+                    "Delete a {} (tombstone for the feed)",
+                    collection.item()
+                )))
+                .parameter(id_parameter())
+                .response("204", plain("deleted"))
+                .response("404", error("missing or already deleted"))
+                .response("409", error("the collection is restoring"))
+                .response("412", error("If-Match did not match")),
+        )
+        .build(),
+    );
+    paths = paths
         .path(format!("/{name}"), listing)
-        .path(format!("/{name}/{{id}}"), one)
+        .path(format!("/{name}/{{id}}"), one);
+
+    // One path per aspect, each with its own body: a generated client gets a typed method.
+    for aspect in collection.aspects() {
+        let aspect_name = aspect.name.to_string();
+        let written = format!(
+            "{}_{}_input",
+            collection.item(),
+            aspect_name.replace('.', "_")
+        );
+        let mut json = ContentBuilder::new().schema(Some(Ref::from_schema_name(written.clone())));
+        if let Some(example) = aspect.example() {
+            json = json.example(Some(example));
+        }
+        let put = common(
+            OperationBuilder::new()
+                .summary(Some(format!(
+                    "Replace {aspect_name} (its element alone as the body)"
+                )))
+                .parameter(id_parameter())
+                .request_body(Some(
+                    RequestBodyBuilder::new()
+                        .content(media("json"), json.build())
+                        .content(
+                            media("xml"),
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name(written)))
+                                .build(),
+                        )
+                        .required(Some(Required::True))
+                        .build(),
+                ))
+                .response(
+                    "200",
+                    body(
+                        "the resource with this aspect alone, at its new version",
+                        item_ref(),
+                    ),
+                )
+                .response("400", error("bad input (stable code in the body)"))
+                .response("404", error("no such resource"))
+                .response(
+                    "409",
+                    error("a unique value already taken, or the collection is restoring"),
+                )
+                .response("412", error("If-Match did not match"))
+                .response("413", error("body too large"))
+                .response(
+                    "415",
+                    error("a Content-Type other than the version's XML or JSON in UTF-8"),
+                ),
+        );
+        let delete = common(
+            OperationBuilder::new()
+                .summary(Some(format!(
+                    "Delete {aspect_name} (tombstone for the feed)"
+                )))
+                .parameter(id_parameter())
+                .response("204", plain("deleted"))
+                .response("404", error("no such resource or aspect"))
+                .response("409", error("the collection is restoring"))
+                .response("412", error("If-Match did not match")),
+        );
+        let mut item = PathItem::new(HttpMethod::Put, put);
+        item.delete = Some(delete.build());
+        paths = paths.path(format!("/{name}/{{id}}/{aspect_name}"), item);
+    }
+    command_paths(paths, collection, version)
+}
+
+/// The unit's own operations: public ones (health, metrics, the documents) and the operator's.
+fn operations_paths(mut paths: PathsBuilder, sa: &str, version: u32) -> PathsBuilder {
+    let text = |description: &str| {
+        ResponseBuilder::new().description(description).content(
+            "text/plain; charset=utf-8",
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build(),
+        )
+    };
+    let public = |summary: &str, ok: ResponseBuilder| {
+        OperationBuilder::new()
+            .summary(Some(summary))
+            .securities(Some(Vec::<SecurityRequirement>::new()))
+            .response("200", ok)
+    };
+    paths = paths
+        .path(
+            "/health",
+            PathItem::new(
+                HttpMethod::Get,
+                public("PASS, with warning lines; HAProxy's check", text("PASS"))
+                    .response("503", text("FAIL and one reason a line")),
+            ),
+        )
+        .path(
+            "/heartbeat",
+            PathItem::new(
+                HttpMethod::Get,
+                public(
+                    "the unit's id and reader role (a backup watches its primary by it)",
+                    ResponseBuilder::new().description("the unit's id and role"),
+                ),
+            ),
+        )
+        .path(
+            "/metrics",
+            PathItem::new(
+                HttpMethod::Get,
+                public(
+                    "Prometheus metrics",
+                    text("the metrics in Prometheus' text format"),
+                ),
+            ),
+        )
+        .path(
+            "/openapi.json",
+            PathItem::new(
+                HttpMethod::Get,
+                public(
+                    "this document (interface v1; /v{N}/openapi.json for others)",
+                    ResponseBuilder::new().description("the document"),
+                ),
+            ),
+        );
+    let operator = |summary: &str, ok: &str| {
+        with_common_errors(
+            OperationBuilder::new()
+                .summary(Some(format!("(operator) {summary}")))
+                .response(ok, ResponseBuilder::new().description(summary)),
+            sa,
+            version,
+        )
+    };
+    let reads = [
+        (
+            "/admin/consumers",
+            "each consumer's last polled version and lag",
+        ),
+        (
+            "/admin/replication",
+            "per source: cursor, lag, role, polling or standing by",
+        ),
+        ("/admin/interfaces", "interface versions and their states"),
+        ("/admin/assumptions", "what the PostgreSQL checks found"),
+    ];
+    for (path, summary) in reads {
+        paths = paths.path(
+            path,
+            PathItem::new(HttpMethod::Get, operator(summary, "200")),
+        );
+    }
+    let mut restore = PathItem::new(
+        HttpMethod::Get,
+        operator(
+            "owned collections in restoring state, the start gate and the refill",
+            "200",
+        ),
+    );
+    restore.post = Some(
+        operator(
+            "enter restoring and refill from the peers; answers the refill's report",
+            "200",
+        )
+        .build(),
+    );
+    restore.delete = Some(
+        operator(
+            "leave restoring: continue past every version a consumer reported",
+            "200",
+        )
+        .build(),
+    );
+    let mut drain = PathItem::new(
+        HttpMethod::Put,
+        operator("take this unit out of rotation", "204"),
+    );
+    drain.delete = Some(operator("put this unit back into rotation", "204").build());
+    paths
+        .path("/admin/restore", restore)
+        .path("/admin/drain", drain)
 }
 
 /// `POST /{collection}/{id}/{command}` for each declared command, with its input's schema.
 fn command_paths(mut paths: PathsBuilder, collection: &Collection, version: u32) -> PathsBuilder {
+    let owner = collection.owner();
+    let error = |description: &str| error_response(owner, version, description);
     for command in collection.commands() {
-        let media = format!("application/vnd.{}.v{version}+json", collection.owner());
+        let media = format!("application/vnd.{owner}.v{version}+json");
         let operation = OperationBuilder::new()
             .summary(Some(format!(
                 "Command {} on one {}: one new version; If-Match applies",
@@ -373,18 +693,13 @@ fn command_paths(mut paths: PathsBuilder, collection: &Collection, version: u32)
                 "200",
                 ResponseBuilder::new().description("what the command changed"),
             )
-            .response(
-                "404",
-                ResponseBuilder::new().description("no such resource (or not yours)"),
-            )
-            .response(
-                "409",
-                ResponseBuilder::new().description("the resource's state does not allow it"),
-            )
-            .response(
-                "412",
-                ResponseBuilder::new().description("If-Match did not match"),
-            );
+            .response("400", error("bad input (stable code in the body)"))
+            .response("404", error("no such resource (or not yours)"))
+            .response("409", error("the resource's state does not allow it"))
+            .response("412", error("If-Match did not match"))
+            .response("413", error("body too large"))
+            .response("415", error("a Content-Type other than JSON in UTF-8"));
+        let operation = with_common_errors(operation, owner, version);
         paths = paths.path(
             format!("/{}/{{id}}/{}", collection.name(), command.name),
             PathItem::new(HttpMethod::Post, operation),

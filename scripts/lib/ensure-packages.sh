@@ -6,8 +6,8 @@
 #   ensure_haproxy             /usr/sbin/haproxy (deploy/haproxy/haproxy.cfg, failover tests)
 #   ensure_chromium            /usr/bin/chromium (the GUI's browser suite, tests/gui)
 #   ensure_node                node and npm (the browser suite's runner and its packages)
-#   ensure_kubernetes_validate DIR   kubernetes-validate (PyPI) in a virtual environment in DIR,
-#                              from Debian's python3-venv; prints the program's path
+#   ensure_python_tools DIR    kubernetes-validate and schemathesis (PyPI, pinned) in a virtual
+#                              environment in DIR, from Debian's python3-venv
 #
 # Needs root to install; as another user it only checks and explains what is missing.
 
@@ -110,24 +110,24 @@ ensure_node() {
     fi
 }
 
-# The PyPI release of kubernetes-validate the manifests' test uses; it carries the API schemas
-# of every Kubernetes release, so validating needs no network.
-KUBERNETES_VALIDATE_RELEASE=1.37.0
+# The test command's tools from PyPI, each pinned: kubernetes-validate (it carries the API
+# schemas of every Kubernetes release, so validating needs no network) and schemathesis.
+PYTHON_TOOLS=("kubernetes-validate==1.37.0" "schemathesis==4.32.5")
 
-ensure_kubernetes_validate() {
+# ensure_python_tools DIR : a virtual environment in DIR (from Debian's python3-venv) holding
+# PYTHON_TOOLS; installs them only when DIR does not hold exactly these releases yet.
+ensure_python_tools() {
     local venv=$1
-    local program=$venv/bin/kubernetes-validate
-    if [[ -x $program ]] && "$program" --version 2>/dev/null | grep -qx "$KUBERNETES_VALIDATE_RELEASE"; then
-        printf '%s\n' "$program"
+    local wanted="${PYTHON_TOOLS[*]}"
+    if [[ -f $venv/.tools && $(<"$venv/.tools") == "$wanted" ]]; then
         return 0
     fi
     if ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-        _ensure_apt_install python3-venv >&2 || return 1
+        _ensure_apt_install python3-venv || return 1
     fi
-    _ensure_log "pip install kubernetes-validate==$KUBERNETES_VALIDATE_RELEASE into $venv"
+    _ensure_log "pip install ${PYTHON_TOOLS[*]} into $venv"
     rm -rf -- "$venv"
-    /usr/bin/python3 -m venv "$venv" >&2 || return 1
-    "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "kubernetes-validate==$KUBERNETES_VALIDATE_RELEASE" >&2 || return 1
-    printf '%s\n' "$program"
+    /usr/bin/python3 -m venv "$venv" || return 1
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${PYTHON_TOOLS[@]}" || return 1
+    printf '%s' "$wanted" >"$venv/.tools"
 }

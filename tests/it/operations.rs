@@ -79,7 +79,8 @@ both_backends!(openapi_and_offline_docs, |backend| async move {
     for path in [
         "/customers",
         "/customers/{id}",
-        "/customers/{id}/{aspect}",
+        "/customers/{id}/person",
+        "/customers/{id}/address.home",
         "/health",
     ] {
         assert!(

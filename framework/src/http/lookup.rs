@@ -13,6 +13,10 @@ use super::resource::{answer, negotiate, param, selection, selection_has, set_he
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::business::MAX_FOUND;
+
+/// The longest value a lookup takes (`?customer=…`): longer than any field it could match,
+/// and a bound on what a caller makes the store compare.
+pub const MAX_LOOKUP_CHARS: usize = 256;
 use crate::codes;
 use crate::model::{Collection, LookupField, Ownership};
 use crate::repr::{self, ResourceView};
@@ -69,6 +73,19 @@ pub(super) async fn list(
         .iter()
         .filter_map(|lookup| param(&params, &lookup.field).map(|value| (lookup, value)))
         .collect();
+    if let Some((lookup, value)) = asked
+        .iter()
+        .find(|(_, value)| value.chars().count() > MAX_LOOKUP_CHARS)
+    {
+        return Err(ApiError::bad_request(
+            codes::BAD_QUERY,
+            format!(
+                "{} is {} characters long; a lookup value has at most {MAX_LOOKUP_CHARS}",
+                lookup.field,
+                value.chars().count()
+            ),
+        ));
+    }
     if asked.len() > 1 {
         return Err(ApiError::bad_request(
             codes::BAD_QUERY,

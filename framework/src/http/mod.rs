@@ -7,7 +7,7 @@ mod error;
 mod extract;
 mod feed;
 mod gui;
-mod lookup;
+pub(crate) mod lookup;
 mod ops;
 mod request_id;
 mod resource;
@@ -437,6 +437,7 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
             ApiError::internal("a handler panicked").into_response()
         }))
         .layer(middleware::from_fn_with_state(state.clone(), render_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), allow_header))
         .layer(middleware::from_fn_with_state(state, interface_headers))
         .layer(middleware::from_fn(prefix_redirects))
         .layer(middleware::map_request(extract::strip_version_prefix))
@@ -481,6 +482,51 @@ async fn prefix_redirects(request: axum::extract::Request, next: middleware::Nex
 
 async fn not_found() -> ApiError {
     ApiError::not_found(codes::NOT_FOUND, "no such path")
+}
+
+/// Every `405` names the methods the path takes (RFC 9110), as the OpenAPI document lists
+/// them: a copy takes reads only, an aspect `PUT` and `DELETE`, a command `POST`. The router
+/// alone would list every method of its shared `/{collection}/{id}/{aspect}` pattern.
+async fn allow_header(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let allowed = allowed_methods(&state.inner.sa, request.uri().path());
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allowed) = allowed
+    {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    }
+    response
+}
+
+/// The methods a resource path of `sa` takes; `None` for paths that are not a collection's
+/// (the router's own answer stands).
+fn allowed_methods(sa: &ServiceArea, path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let collection = sa.collection(segments.first()?)?;
+    let owner = collection.role() == &crate::model::Role::Owner;
+    match (segments.as_slice(), owner) {
+        ([_], true) => Some("GET,HEAD,POST"),
+        ([_, _], true) => Some("GET,HEAD,DELETE"),
+        ([_] | [_, _], false) => Some("GET,HEAD"),
+        // A copy's aspects are written at the owner only.
+        ([_, _, _], false) => Some(""),
+        ([_, _, last], true) => {
+            let is_aspect = collection
+                .aspect_names()
+                .iter()
+                .any(|name| name.to_string() == *last);
+            if is_aspect {
+                Some("PUT,DELETE")
+            } else if collection.command_names().any(|name| name == *last) {
+                Some("POST")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
 }
 
 async fn method_not_allowed() -> ApiError {

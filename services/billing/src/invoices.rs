@@ -23,7 +23,9 @@ pub(crate) fn collection() -> Collection {
 #[schema(example = json!({"order": "7", "customer": "1", "total": {"amount": "37.50", "currency": "EUR"}, "status": "open", "issued": "2026-11-29T12:00:00Z"}))]
 pub struct Invoice {
     /// The order's id at shop.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub order: String,
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub customer: String,
     pub total: Money,
     pub status: InvoiceStatus,

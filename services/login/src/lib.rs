@@ -32,6 +32,67 @@ pub fn service_area() -> ServiceArea {
                 .unique("account", "login"),
         )
         .gui(gui())
+        .documents("/sessions", sessions_documentation())
+}
+
+/// `POST /sessions` in login's OpenAPI document: public (it is how a token is obtained).
+fn sessions_documentation() -> utoipa::openapi::PathItem {
+    use hiscale::openapi::error_response;
+    use utoipa::PartialSchema;
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{ContentBuilder, Required, ResponseBuilder};
+
+    let error = |description: &str| error_response(NAME, 1, description);
+    let operation = OperationBuilder::new()
+        .summary(Some(
+            "Sign in: a session token for the customer; no bearer token needed",
+        ))
+        .securities(Some(Vec::<SecurityRequirement>::new()))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Credentials::schema()))
+                        .example(Some(
+                            json!({"login": "user00001", "password": "demo-00001"}),
+                        ))
+                        .build(),
+                )
+                .required(Some(Required::True))
+                .build(),
+        ))
+        .response(
+            "201",
+            ResponseBuilder::new()
+                .description("signed in: the token to send as Authorization: Bearer")
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Session::schema()))
+                        .build(),
+                ),
+        )
+        .response(
+            "400",
+            error("not {login, password} as JSON, or a value too long"),
+        )
+        .response("401", error("login or password is wrong"))
+        .response(
+            "415",
+            error("the credentials not as application/json in UTF-8"),
+        )
+        .response(
+            "429",
+            error("this login failed too often; Retry-After says when"),
+        )
+        .response(
+            "503",
+            error("busy: too many password checks at once; or database away"),
+        );
+    PathItem::new(HttpMethod::Post, operation)
 }
 
 /// Login's GUI plugin: signing in and out; the shell shows it first. Its only request is
@@ -129,11 +190,20 @@ fn json_body(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Credentials {
+    #[schema(max_length = 256)]
     login: String,
+    #[schema(max_length = 1024)]
     password: String,
+}
+
+/// A signed-in session: the token and the customer it belongs to.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Session {
+    token: String,
+    customer: String,
 }
 
 /// Checks the password against the copied Argon2id hash and answers with a session token.
@@ -149,7 +219,7 @@ async fn sign_in(
             "send {\"login\": …, \"password\": …} as JSON",
         )
     })?;
-    if credentials.login.len() > 256 || credentials.password.len() > 1024 {
+    if credentials.login.chars().count() > 256 || credentials.password.chars().count() > 1024 {
         return Err(ApiError::bad_request(
             codes::BAD_CREDENTIALS_BODY,
             "login or password too long",
@@ -217,7 +287,10 @@ async fn sign_in(
     let token = shared.issuer.issue(&id, &credentials.login);
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "token": token, "customer": id.as_str() })),
+        Json(Session {
+            token,
+            customer: id.as_str().to_owned(),
+        }),
     )
         .into_response())
 }

@@ -66,7 +66,9 @@ pub struct Account {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountInput {
+    #[schema(pattern = "^[A-Za-z0-9._@-]{3,64}$")]
     pub login: String,
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
 }
 
@@ -111,14 +113,30 @@ impl Aspect for Account {
 pub struct Person {
     /// `natural` or `legal` (written as an XML attribute).
     #[serde(rename = "type")]
+    #[schema(pattern = "^(natural|legal)$")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(MR|MS|MX|DR)$")]
     pub salutation: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub given_name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub family_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birthdate: Option<hiscale::types::Date>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 254,
+        pattern = "^[^@\\s\\x00-\\x1f]+@[^@\\s\\x00-\\x1f]+\\.[^@\\s\\x00-\\x1f]+$"
+    )]
     pub email: Option<String>,
 }
 
@@ -174,10 +192,22 @@ impl Aspect for Person {
 pub struct PersonV1 {
     /// `natural` or `legal` (written as an XML attribute).
     #[serde(rename = "type")]
+    #[schema(pattern = "^(natural|legal)$")]
     pub kind: String,
     #[serde(default)]
+    #[schema(pattern = "^(MR|MS|MX|DR)$")]
     pub salutation: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub firstname: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub lastname: String,
 }
 
@@ -235,8 +265,19 @@ fn upgrade_person(stored: Document) -> Document {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub street: String,
+    #[schema(pattern = "^[A-Za-z0-9 -]{3,10}$")]
     pub zip: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub city: String,
 }
 
@@ -269,10 +310,17 @@ impl Aspect for Address {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BankAccount {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub owner: String,
     /// ISO 13616, checksum validated; stored without spaces.
+    #[schema(pattern = "^[A-Za-z]{2}[0-9]{2}[A-Za-z0-9 ]{11,34}$")]
     pub iban: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Z0-9]{8}([A-Z0-9]{3})?$")]
     pub bic: Option<String>,
 }
 
@@ -310,6 +358,9 @@ impl Aspect for BankAccount {
     }
 }
 
+/// Text of at least one visible character and no control character, at most `max_chars`
+/// long. The aspects' schemas carry the same rule as a pattern (`[^\s\x00-\x1f\x7f-\x9f]`), so
+/// a generated client refuses what the unit would.
 fn require_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), Invalid> {
     let length = value.trim().chars().count();
     if length == 0 || value.chars().count() > max_chars || value.chars().any(char::is_control) {

@@ -28,7 +28,9 @@ pub(crate) fn collection() -> Collection {
 #[schema(example = json!({"customer": "1", "lines": [{"product": "2", "quantity": 3}]}))]
 pub struct OrderInput {
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub customer: Option<String>,
+    #[schema(min_items = 1, max_items = 50)]
     pub lines: Vec<LineInput>,
 }
 
@@ -37,7 +39,9 @@ pub struct OrderInput {
 #[serde(deny_unknown_fields)]
 pub struct LineInput {
     /// A product's id in the catalogue.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub product: String,
+    #[schema(minimum = 1, maximum = 99)]
     pub quantity: i64,
 }
 

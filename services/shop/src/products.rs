@@ -18,6 +18,11 @@ pub(crate) fn collection() -> Collection {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Umbrella", "price": {"amount": "12.50", "currency": "EUR"}}))]
 pub struct Product {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     pub price: Money,
 }
