@@ -412,3 +412,45 @@ async fn a_unit_refuses_settings_outside_their_range() {
         assert_refused(&config, registration::service_area(), expected).await;
     }
 }
+
+// Every 405 names the methods its path takes (RFC 9110), as the OpenAPI document lists them:
+// the router alone would list every method of the shared `/{collection}/{id}/{aspect}` route.
+both_backends!(
+    a_405_names_exactly_the_methods_the_path_takes,
+    |backend| async move {
+        let owner = tests::typed_sa::start(backend, tests::typed_sa::service_area()).await;
+        let copy = tests::typed_sa::start(backend, tests::typed_sa::copy_area()).await;
+        let cases = [
+            (&owner, "PATCH", "/things/1/label", "PUT,DELETE"),
+            (&owner, "POST", "/things/1/label", "PUT,DELETE"),
+            (&owner, "PUT", "/things/1", "GET,HEAD,DELETE"),
+            (&owner, "PUT", "/things", "GET,HEAD,POST"),
+            (&copy, "DELETE", "/things/1", "GET,HEAD"),
+            (&copy, "POST", "/things", "GET,HEAD"),
+            (&copy, "PUT", "/things/1/label", ""),
+        ];
+        for (app, method, path, allowed) in cases {
+            let reply = app
+                .send(
+                    request(method, path)
+                        .header("authorization", format!("Bearer {ADMIN}"))
+                        .header("content-type", "application/json")
+                        .header("accept", "application/json")
+                        .body(Body::from("{}"))
+                        .unwrap(),
+                )
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {}",
+                reply.body
+            );
+            assert_eq!(
+                reply.header("allow").as_deref(),
+                Some(allowed),
+                "{method} {path}"
+            );
+        }
+    }
+);

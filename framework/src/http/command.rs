@@ -34,6 +34,18 @@ pub(super) async fn run(
 ) -> Result<Response, ApiError> {
     let (collection_name, id, name) = path.map_err(bad_path)?.0;
     let collection = state.collection(&collection_name)?;
+    // An aspect's path takes PUT and DELETE; POST there is a method it does not take.
+    if collection
+        .aspect_names()
+        .iter()
+        .any(|aspect| aspect.to_string() == name)
+    {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            codes::METHOD_NOT_ALLOWED,
+            "an aspect is replaced with PUT and deleted with DELETE",
+        ));
+    }
     let command = collection.command_named(&name).ok_or_else(|| {
         ApiError::not_found(
             codes::UNKNOWN_COMMAND,
