@@ -154,3 +154,31 @@ pub(super) fn forwarded_prefix(headers: &HeaderMap) -> String {
     .map(|prefix| prefix.trim_end_matches('/').to_owned())
     .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::query_params;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any query string is read or refused with a code, never a panic; what is read holds
+        /// only the allowed names, each once.
+        #[test]
+        fn any_query_string_is_read_or_refused(
+            query in "((version|limit|wait|aspects|[a-z%]{1,6})(=[a-z0-9~.%+&=]{0,8})?&?){0,6}|.{0,40}"
+        ) {
+            let allowed = ["version", "limit", "wait", "aspects"];
+            if let Ok(pairs) = query_params(Some(&query), &allowed) {
+                for (index, (key, _)) in pairs.iter().enumerate() {
+                    prop_assert!(allowed.contains(&key.as_str()));
+                    prop_assert!(pairs[..index].iter().all(|(earlier, _)| earlier != key));
+                }
+            }
+        }
+    }
+}

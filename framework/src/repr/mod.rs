@@ -301,4 +301,6 @@ fn field_text(value: &Value) -> String {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod typed_tests;
