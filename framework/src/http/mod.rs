@@ -3,6 +3,7 @@
 
 mod blocking;
 mod command;
+mod drain;
 mod error;
 mod extract;
 mod feed;
@@ -456,6 +457,8 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
                 })
                 .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
+        // An answer made before the body was read reaches the client (`drain`).
+        .layer(middleware::from_fn(drain::drain_unread))
         // Outermost, so the span and every layer inside see the id.
         .layer(middleware::from_fn(request_id::carry))
 }
