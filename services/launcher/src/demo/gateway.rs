@@ -4,8 +4,9 @@
 //! `X-Forwarded-For`.
 //!
 //! It stays deliberately small: it streams bodies both ways, skips a unit that refuses the
-//! connection (the request was never sent, so trying the next one is safe) and answers `502`
-//! when no unit is left. Everything else a real load balancer does belongs to HAProxy.
+//! connection (the request was never sent, so trying the next one is safe), sends a read
+//! (`GET`, `HEAD`) to one more unit when the first failed mid-request, and answers `502` when
+//! no unit is left. Everything else a real load balancer does belongs to HAProxy.
 //!
 //! Beside the units it serves two things of the demo's own: the GUI shell at `/` and
 //! `/shell/…` ([`crate::shell`]; in a deployment a unit serves it, as HAProxy serves no files),
@@ -26,7 +27,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header::{CONTENT_TYPE, HeaderName};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hiscale::codes;
@@ -331,6 +332,10 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
         headers.append(HeaderName::from_static("x-forwarded-for"), client);
     }
     let body = SharedBody::new(body);
+    // A read may go to a second unit once after the first failed mid-request (a pooled
+    // connection to a unit that just died), as HAProxy's `retry-on` does; a write never.
+    let idempotent = matches!(parts.method, Method::GET | Method::HEAD);
+    let mut retried = false;
     for unit in area.attempt_order() {
         let Ok(uri) = Uri::try_from(format!("http://{unit}{target}")) else {
             return error(
@@ -347,6 +352,10 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
             Ok(response) => return relay(response),
             Err(failure) if failure.is_connect() && body.is_unsent() => {
                 tracing::debug!("unit {unit} of {sa} refused the connection: {failure}");
+            }
+            Err(failure) if idempotent && !retried => {
+                retried = true;
+                tracing::info!("unit {unit} of {sa} failed a read, trying another: {failure}");
             }
             Err(failure) => {
                 // The same code as HAProxy's answer for a unit that failed mid-request
@@ -562,6 +571,38 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&body)?;
         assert_eq!(body["error"]["code"], "no-unit-available");
         Ok(())
+    }
+
+    /// A unit that takes the request and dies without answering: a read goes to the next unit
+    /// once, a write is never sent twice.
+    #[tokio::test]
+    async fn a_read_goes_to_another_unit_when_one_fails_mid_request() -> anyhow::Result<()> {
+        let dying = dying_unit().await?;
+        let alive = echo_unit("alive").await?;
+        let app = router(vec![("registration".into(), vec![dying, alive])]);
+        let (status, body) = send(&app, Method::GET, "/registration/customers/1", "").await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let echo: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!(echo["unit"], "alive");
+        // The turn moved on: start at the dying unit again for the write.
+        let _ = send(&app, Method::GET, "/registration/customers/1", "").await?;
+        let (status, body) = send(&app, Method::POST, "/registration/customers", "x").await?;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        Ok(())
+    }
+
+    /// Accepts connections, reads a little and closes them without an answer.
+    async fn dying_unit() -> anyhow::Result<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(async move {
+            while let Ok((mut connection, _)) = listener.accept().await {
+                let mut buffer = [0_u8; 1024];
+                let _ = tokio::io::AsyncReadExt::read(&mut connection, &mut buffer).await;
+                drop(connection);
+            }
+        });
+        Ok(address)
     }
 
     #[tokio::test]
