@@ -127,6 +127,10 @@ pub const INVALID_FIELD: &str = "invalid-field";
 pub const BODY_TOO_LARGE: &str = "body-too-large";
 /// `400`: the body could not be read from the connection.
 pub const UNREADABLE_BODY: &str = "unreadable-body";
+/// `414`: the request target is longer than a unit takes.
+pub const URI_TOO_LONG: &str = "uri-too-long";
+/// `431`: too many request headers, or too many bytes of them.
+pub const HEADERS_TOO_LARGE: &str = "headers-too-large";
 /// `400`: the body is not well-formed XML (or not UTF-8, or has no single root).
 pub const MALFORMED_XML: &str = "malformed-xml";
 /// `400`: the body is not a JSON object.

@@ -278,3 +278,54 @@ async fn slow_idle_and_surplus_connections_are_closed() {
     let health = reqwest::get(format!("{}/health", unit.url)).await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// An oversized request head gets an answer in the protocol's format, with a code, from a real
+/// unit process (hyper in front): a long target is `414 uri-too-long`, many or large headers
+/// `431 headers-too-large`; hyper's own limits, which answer without a body, lie beyond.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_heads_are_refused_with_a_code() {
+    let database = fresh_database(Backend::Sqlite).await;
+    let unit = UnitProcess::start("registration-1", &database.url).await;
+    let client = reqwest::Client::new();
+    let long_target = format!("{}/customers?aspects=~{}", unit.url, "a".repeat(9 * 1024));
+    let mut many = reqwest::header::HeaderMap::new();
+    for index in 0..70 {
+        many.insert(
+            reqwest::header::HeaderName::try_from(format!("x-filler-{index}")).unwrap(),
+            reqwest::header::HeaderValue::from_static("1"),
+        );
+    }
+    let cases = [
+        (client.get(&long_target), 414, "uri-too-long"),
+        (
+            client.get(format!("{}/customers", unit.url)).headers(many),
+            431,
+            "headers-too-large",
+        ),
+        (
+            client
+                .get(format!("{}/customers", unit.url))
+                .header("x-filler", "b".repeat(40 * 1024)),
+            431,
+            "headers-too-large",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let response = request
+            .bearer_auth(ADMIN)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    // Within the bounds, the same unit answers as usual.
+    let ok = client
+        .get(format!("{}/health", unit.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+}

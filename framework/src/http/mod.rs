@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod feed;
 mod gui;
+mod head_bounds;
 pub(crate) mod lookup;
 mod ops;
 mod request_id;
@@ -437,6 +438,7 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal("a handler panicked").into_response()
         }))
+        .layer(middleware::from_fn(head_bounds::refuse_oversized))
         .layer(middleware::from_fn_with_state(state.clone(), render_errors))
         .layer(middleware::from_fn_with_state(state.clone(), allow_header))
         .layer(middleware::from_fn_with_state(state, interface_headers))
