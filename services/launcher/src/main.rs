@@ -43,6 +43,9 @@ enum Command {
     HaproxyConfig {
         #[arg(long, value_name = "FILE")]
         topology: PathBuf,
+        /// The datacenter whose gateway this configures (needed when the topology has several).
+        #[arg(long, value_name = "NAME")]
+        datacenter: Option<String>,
     },
     /// Serve the GUI shell on the topology's `[gateway] shell` address (HAProxy routes `/`
     /// and `/shell/…` there); the plugins come from the service areas' own units.
@@ -80,7 +83,10 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Some(Command::Serve(options)) => serve::run(&options).await,
             Some(Command::Check { topology }) => topology::check(&topology),
-            Some(Command::HaproxyConfig { topology }) => topology::haproxy_config(&topology),
+            Some(Command::HaproxyConfig {
+                topology,
+                datacenter,
+            }) => topology::haproxy_config(&topology, datacenter.as_deref()),
             Some(Command::Shell { topology }) => shell::serve(&topology).await,
             Some(Command::Demo(options)) => demo::run(options).await,
             Some(Command::Bench(options)) => bench::run(options).await,
