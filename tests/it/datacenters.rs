@@ -1,0 +1,365 @@
+//! Three emulated datacenters in a line (`tests::datacenters::Line`: network namespaces, link
+//! proxies with 20 ms one way per hop): a change made in dc1 reaches dc2's copy and then dc3's
+//! (relayed by dc2's copy), later with each hop; dc3 cut off for 60 s while dc1 writes
+//! converges to dc1 exactly once the link is back; and a datacenter's `GET /dc/health` fails
+//! naming the SA whose units are all stopped, and passes again when one returns. SQLite only;
+//! one landscape, the long waits run concurrently, to fit the test command's budget.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tests::datacenters::Line;
+use tests::load::{Rng, seed};
+use tests::{ADMIN, JSON, customer_json};
+
+/// Added by each link proxy, in each direction.
+const HOP_LATENCY: Duration = Duration::from_millis(20);
+/// Changes whose latency is measured.
+const CHANGES: usize = 20;
+/// How long dc3 is cut off while dc1 writes.
+const CUT: Duration = Duration::from_secs(60);
+/// The poller backs off up to 30 s while its source is unreachable; then it must catch up.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_line_of_three_datacenters_relays_heals_after_a_long_cut_and_reports_health() {
+    let began = Instant::now();
+    let seed = seed();
+    let line = Line::start(HOP_LATENCY).await;
+    println!("three datacenters up in {:.1?}", began.elapsed());
+    let client = client();
+    let dc1 = line.gateway(0);
+
+    // Everything flows: a first customer reaches the end of the line.
+    let id = create(&client, &dc1, seed, 0).await;
+    let first = version_at(&client, &dc1, "registration", &id).await;
+    seen(
+        &client,
+        &line.gateway(2),
+        &id,
+        first,
+        Duration::from_secs(90),
+    )
+    .await;
+
+    let (hop1, hop2) = measure_hops(&client, &line, &id, seed).await;
+    println!(
+        "change latency, median of {CHANGES}: dc1 -> dc2 {hop1:.1?}, dc1 -> dc2 -> dc3 {hop2:.1?} \
+         ({HOP_LATENCY:?} one way per hop)"
+    );
+    // Each hop's answer crosses a link (≥ 20 ms one way) and is applied before the next hop
+    // can ask for it: wide margins, the machine is noisy.
+    assert!(
+        hop1 >= HOP_LATENCY * 3 / 4,
+        "dc2 saw changes after {hop1:?}"
+    );
+    assert!(
+        hop2 >= hop1 + HOP_LATENCY / 2,
+        "dc3 ({hop2:?}) is not a hop behind dc2 ({hop1:?})"
+    );
+
+    tokio::join!(
+        cut_and_heal(&client, &line, seed),
+        health_follows_the_units(&client, &line)
+    );
+    println!("the datacenter tests took {:.1?}", began.elapsed());
+}
+
+/// Changes one customer's account at dc1 `CHANGES` times; the median time until dc2's copy
+/// and dc3's copy show each change.
+async fn measure_hops(
+    client: &reqwest::Client,
+    line: &Line,
+    id: &str,
+    seed: u64,
+) -> (Duration, Duration) {
+    let (dc1, dc2, dc3) = (line.gateway(0), line.gateway(1), line.gateway(2));
+    let mut hop1 = Vec::new();
+    let mut hop2 = Vec::new();
+    for change in 0..CHANGES {
+        let version = put_account(client, &dc1, id, &format!("hop{change}x{seed}")).await;
+        let written = Instant::now();
+        let within = Duration::from_secs(30);
+        let (at2, at3) = tokio::join!(
+            seen(client, &dc2, id, version, within),
+            seen(client, &dc3, id, version, within)
+        );
+        hop1.push(at2 - written);
+        hop2.push(at3 - written);
+    }
+    (median(hop1), median(hop2))
+}
+
+/// Cuts dc3's way into dc2 for `CUT` while dc1 writes (creates, account changes, deletions,
+/// seeded), then restores it: dc3 must end equal to dc1, its cursor never going back.
+async fn cut_and_heal(client: &reqwest::Client, line: &Line, seed: u64) {
+    let (dc1, dc2, dc3) = (line.gateway(0), line.gateway(1), line.gateway(2));
+    let dc3_reader = line.unit_url("login-dc3-1");
+    let cursor_before = cursor(client, &dc3_reader).await;
+    line.entries[1].cut();
+    let cut_at = Instant::now();
+    let mut rng = Rng::new(seed);
+    let mut ids: Vec<String> = Vec::new();
+    let mut writes = 0_u64;
+    let mut cursors = vec![cursor_before];
+    let mut next_look = Instant::now();
+    while cut_at.elapsed() < CUT {
+        let choice = rng.below(10);
+        if ids.is_empty() || choice < 2 {
+            ids.push(create(client, &dc1, seed, 1000 + writes).await);
+        } else if choice < 3 && ids.len() > 1 {
+            let id = ids.swap_remove(rng.below(ids.len() as u64) as usize);
+            delete(client, &dc1, &id).await;
+        } else {
+            let id = &ids[rng.below(ids.len() as u64) as usize];
+            put_account(client, &dc1, id, &format!("w{writes}x{seed}")).await;
+        }
+        writes += 1;
+        if Instant::now() >= next_look {
+            cursors.push(cursor(client, &dc3_reader).await);
+            next_look = Instant::now() + Duration::from_secs(2);
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let owner = state(client, &dc1, "registration").await;
+    let during_cut = cursor(client, &dc3_reader).await;
+    cursors.push(during_cut);
+    // The cut was real: dc3 got nothing of the writes (a chunk already on its way may land).
+    assert!(
+        during_cut < owner.0,
+        "dc3 reached {during_cut} of {} while cut off",
+        owner.0
+    );
+    line.entries[1].restore();
+    let restored = Instant::now();
+    println!("{writes} writes at dc1 during the {CUT:?} cut; dc3 stood at {during_cut}");
+    let deadline = restored + CONVERGE_WITHIN;
+    loop {
+        let copy = state(client, &dc3, "login").await;
+        cursors.push(cursor(client, &dc3_reader).await);
+        if copy.1 == owner.1 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let differences = tests::differences(&owner.1, &copy.1, 10);
+            panic!(
+                "dc3 did not converge to dc1 within {CONVERGE_WITHIN:?} of the link's return: \
+                 {differences:#?}\n{}",
+                line.log_tail("login-dc3-1")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "dc3 equal to dc1 ({} customers) {:.1?} after the link came back",
+        owner.1.len(),
+        restored.elapsed()
+    );
+    assert!(
+        cursors.windows(2).all(|pair| pair[0] <= pair[1]),
+        "dc3's cursor went back: {cursors:?}"
+    );
+    // dc2, never cut off, holds the same.
+    assert_eq!(state(client, &dc2, "login").await.1, owner.1);
+}
+
+/// Stops every login unit of dc1: dc1's `/dc/health` fails naming login (and only login);
+/// one unit back and it passes again. dc2's stays `PASS` meanwhile.
+async fn health_follows_the_units(client: &reqwest::Client, line: &Line) {
+    let (dc1, dc2) = (line.gateway(0), line.gateway(1));
+    assert_eq!(dc_health(client, &dc1).await, (200, "PASS\n".to_owned()));
+    line.stop("login-1");
+    line.stop("login-2");
+    let failing = wait_health(client, &dc1, 503).await;
+    assert_eq!(failing, "FAIL\nlogin has no passing unit\n");
+    assert_eq!(dc_health(client, &dc2).await.0, 200);
+    line.restart("login-2");
+    let passing = wait_health(client, &dc1, 200).await;
+    assert_eq!(passing, "PASS\n");
+}
+
+/// Asks `/dc/health` until it answers `status` (bounded); its body then.
+async fn wait_health(client: &reqwest::Client, gateway: &str, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (answered, body) = dc_health(client, gateway).await;
+        if answered == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{gateway}/dc/health still answers {answered} {body:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn dc_health(client: &reqwest::Client, gateway: &str) -> (u16, String) {
+    let reply = client
+        .get(format!("{gateway}/dc/health"))
+        .send()
+        .await
+        .expect("GET /dc/health");
+    let status = reply.status().as_u16();
+    (status, reply.text().await.unwrap_or_default())
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Creates a customer at dc1's registration; its id. Waits (bounded) while the owner's start
+/// gate holds writes until its readers in dc1 and dc2 have polled.
+async fn create(client: &reqwest::Client, dc1: &str, seed: u64, n: u64) -> String {
+    let body = customer_json(n).replace(&format!("user{n:06}"), &format!("u{n}x{seed}"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let reply = loop {
+        let reply = client
+            .post(format!("{dc1}/registration/customers"))
+            .bearer_auth(ADMIN)
+            .header("content-type", JSON)
+            .header("accept", JSON)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("POST /customers");
+        if reply.status().as_u16() != 503 || Instant::now() >= deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(reply.status().as_u16(), 201);
+    let created: serde_json::Value = reply.json().await.unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// Replaces a customer's account at dc1; the version of the change.
+async fn put_account(client: &reqwest::Client, dc1: &str, id: &str, login: &str) -> i64 {
+    let reply = client
+        .put(format!("{dc1}/registration/customers/{id}/account"))
+        .bearer_auth(ADMIN)
+        .header("content-type", JSON)
+        .header("accept", JSON)
+        .body(serde_json::json!({"login": login, "password": "secret-password"}).to_string())
+        .send()
+        .await
+        .expect("PUT account");
+    assert_eq!(reply.status().as_u16(), 200);
+    let written: serde_json::Value = reply.json().await.unwrap();
+    written["version"].as_i64().expect("the change's version")
+}
+
+async fn delete(client: &reqwest::Client, dc1: &str, id: &str) {
+    let reply = client
+        .delete(format!("{dc1}/registration/customers/{id}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("DELETE customer");
+    assert!(reply.status().is_success(), "{}", reply.status());
+}
+
+/// The version of customer `id`'s account at `sa` behind `gateway`; 0 when it is not there.
+async fn version_at(client: &reqwest::Client, gateway: &str, sa: &str, id: &str) -> i64 {
+    let Ok(reply) = client
+        .get(format!("{gateway}/{sa}/customers/{id}?aspects=~account"))
+        .bearer_auth(ADMIN)
+        .header("accept", JSON)
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    if !reply.status().is_success() {
+        return 0;
+    }
+    let value: serde_json::Value = reply.json().await.unwrap_or_default();
+    value["version"].as_i64().unwrap_or(0)
+}
+
+/// When login's copy behind `gateway` first shows customer `id` at `version` or later
+/// (looked at every 2 ms, at most `within`).
+async fn seen(
+    client: &reqwest::Client,
+    gateway: &str,
+    id: &str,
+    version: i64,
+    within: Duration,
+) -> Instant {
+    let deadline = Instant::now() + within;
+    loop {
+        if version_at(client, gateway, "login", id).await >= version {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{gateway} did not show version {version} of customer {id} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The cursor of the copy a unit keeps (its first source's).
+async fn cursor(client: &reqwest::Client, unit: &str) -> i64 {
+    let Ok(reply) = client
+        .get(format!("{unit}/admin/replication"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let value: serde_json::Value = reply.json().await.unwrap_or_default();
+    value["sources"][0]["cursor"].as_i64().unwrap_or(0)
+}
+
+/// Everything `sa` behind `gateway` serves of the customers' accounts, read from its feed from
+/// 0: the feed's last version, and every live item (version and account) by id.
+async fn state(
+    client: &reqwest::Client,
+    gateway: &str,
+    sa: &str,
+) -> (i64, BTreeMap<String, serde_json::Value>) {
+    let mut items = BTreeMap::new();
+    let mut version = 0;
+    for _ in 0..1000 {
+        let reply = client
+            .get(format!(
+                "{gateway}/{sa}/customers?version={version}&aspects=~account&limit=500"
+            ))
+            .bearer_auth(ADMIN)
+            .header("accept", JSON)
+            .send()
+            .await
+            .expect("the feed");
+        assert!(
+            reply.status().is_success(),
+            "{gateway}/{sa}: {}",
+            reply.status()
+        );
+        let chunk: serde_json::Value = reply.json().await.expect("a feed chunk");
+        for item in chunk["items"].as_array().into_iter().flatten() {
+            let id = item["id"].as_str().unwrap_or("").to_owned();
+            // A copy keeps no tombstone of a resource it never held (created and deleted
+            // while it was cut off): what must agree is what lives.
+            if item["deleted"] == serde_json::Value::Bool(true) {
+                items.remove(&id);
+            } else {
+                items.insert(id, item.clone());
+            }
+        }
+        version = chunk["version"].as_i64().unwrap_or(version);
+        if chunk["more"] != serde_json::Value::Bool(true) {
+            return (version, items);
+        }
+    }
+    panic!("{gateway}/{sa}'s feed did not end within 1000 chunks");
+}
+
+fn median(mut durations: Vec<Duration>) -> Duration {
+    durations.sort();
+    durations[durations.len() / 2]
+}
