@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::{CopyDeployment, Gateway, SaDeployment, Topology, TopologyError, check::Finding};
 
 /// The name of the one datacenter of a topology that names none.
-pub const IMPLICIT_DATACENTER: &str = "default";
+const IMPLICIT_DATACENTER: &str = "default";
 
 /// One `[[datacenter]]` as written: its name and its gateway.
 #[derive(Debug, Clone, Deserialize)]
