@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tests::datacenters::Line;
 use tests::load::{Rng, seed};
+use tests::process::run_hiscale;
 use tests::{ADMIN, JSON, customer_json};
 
 /// Added by each link proxy, in each direction.
@@ -231,12 +232,12 @@ async fn wait_health(client: &reqwest::Client, gateway: &str, status: u16) -> St
     }
 }
 
+/// The status and body of `GET /dc/health`; status 0 when nothing answered (yet).
 async fn dc_health(client: &reqwest::Client, gateway: &str) -> (u16, String) {
-    let reply = client
-        .get(format!("{gateway}/dc/health"))
-        .send()
-        .await
-        .expect("GET /dc/health");
+    let reply = match client.get(format!("{gateway}/dc/health")).send().await {
+        Ok(reply) => reply,
+        Err(error) => return (0, error.to_string()),
+    };
     let status = reply.status().as_u16();
     (status, reply.text().await.unwrap_or_default())
 }
@@ -399,4 +400,88 @@ async fn state(
 fn median(mut durations: Vec<Duration>) -> Duration {
     durations.sort();
     durations[durations.len() / 2]
+}
+
+/// One datacenter's HAProxy configuration, generated from the line's topology
+/// (`hiscale haproxy-config --datacenter dc2`), passes HAProxy's check and answers
+/// `GET /dc/health` from its own health checks: `FAIL` naming login while none of dc2's login
+/// units answers, `PASS` once one does. Without `--datacenter`, a topology of three refuses.
+#[tokio::test]
+async fn haproxy_answers_a_datacenters_health_from_its_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three loopback addresses stand for the datacenters: HAProxy needs no namespace.
+    let addresses = [2, 3, 4].map(|host| std::net::Ipv4Addr::new(127, 0, 231, host));
+    let urls = addresses.map(|address| format!("http://{address}:9000"));
+    let gateway_port = tests::process::free_port();
+    let (text, units) =
+        tests::datacenters::line_topology(&addresses, &urls, gateway_port, dir.path());
+    let topology = dir.path().join("topology.toml");
+    std::fs::write(&topology, text).unwrap();
+    let topology = topology.to_str().unwrap();
+
+    let refused = run_hiscale(&["haproxy-config", "--topology", topology]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("name one with --datacenter"), "{stderr}");
+
+    let generated = run_hiscale(&[
+        "haproxy-config",
+        "--topology",
+        topology,
+        "--datacenter",
+        "dc2",
+    ]);
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let config = dir.path().join("haproxy.cfg");
+    std::fs::write(&config, &generated.stdout).unwrap();
+    let binary = std::env::var("HISCALE_HAPROXY").unwrap_or_else(|_| "haproxy".into());
+    let checked = std::process::Command::new(&binary)
+        .args(["-c", "-f"])
+        .arg(&config)
+        .output()
+        .expect("haproxy (scripts/test installs it)");
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let _haproxy = Running(
+        std::process::Command::new(&binary)
+            .args(["-db", "-f"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = client();
+    let gateway = format!("http://{}:{gateway_port}", addresses[1]);
+    let failing = wait_health(&client, &gateway, 503).await;
+    assert_eq!(failing, "FAIL\nlogin has no passing unit\n");
+
+    // A stand-in for dc2's first login unit whose /health passes.
+    let unit = units
+        .iter()
+        .find(|unit| unit.name == "login-dc2-1")
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind(unit.listen).await.unwrap();
+    let app = axum::Router::new().route("/health", axum::routing::get(|| async { "PASS\n" }));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let passing = wait_health(&client, &gateway, 200).await;
+    assert_eq!(passing, "PASS\n");
+    server.abort();
+}
+
+/// A process killed when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -76,7 +76,8 @@ impl Line {
         }
         let dir = tempfile::tempdir().expect("a directory for the line");
         let addresses: Vec<Ipv4Addr> = network.sites().iter().map(|site| site.address).collect();
-        let (topology, units) = topology(&addresses, &entries, dir.path());
+        let urls: Vec<String> = entries.iter().map(LinkProxy::url).collect();
+        let (topology, units) = line_topology(&addresses, &urls, GATEWAY_PORT, dir.path());
         std::fs::write(dir.path().join("topology.toml"), topology).expect("topology file");
         std::fs::write(dir.path().join("secrets.toml"), secrets()).expect("secrets file");
         let line = Self {
@@ -278,16 +279,21 @@ fn secrets() -> String {
     text
 }
 
-/// The topology of the line on `addresses` (one per datacenter) with `entries` as the other
-/// datacenters' way in; and its units.
-fn topology(addresses: &[Ipv4Addr], entries: &[LinkProxy], dir: &Path) -> (String, Vec<UnitPlace>) {
+/// The topology of the line on `addresses` (one per datacenter, each gateway on
+/// `gateway_port`) with `urls` as the other datacenters' way into each, the databases in
+/// `dir`; and its units.
+pub fn line_topology(
+    addresses: &[Ipv4Addr],
+    urls: &[String],
+    gateway_port: u16,
+    dir: &Path,
+) -> (String, Vec<UnitPlace>) {
     let mut text = String::new();
-    for (index, (address, entry)) in addresses.iter().zip(entries).enumerate() {
+    for (index, (address, url)) in addresses.iter().zip(urls).enumerate() {
         text.push_str(&format!(
-            "[[datacenter]]\nname = \"dc{}\"\nlisten = \"{address}:{GATEWAY_PORT}\"\n\
-             url = \"{}\"\ncheck_interval_ms = 500\n\n",
-            index + 1,
-            entry.url()
+            "[[datacenter]]\nname = \"dc{}\"\nlisten = \"{address}:{gateway_port}\"\n\
+             url = \"{url}\"\ncheck_interval_ms = 500\n\n",
+            index + 1
         ));
     }
     let aspects = "~account";
