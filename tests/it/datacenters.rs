@@ -485,3 +485,128 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// The link proxy holds every byte back by its latency each way, and a cut closes open
+/// connections and refuses new ones until restored.
+#[tokio::test]
+async fn a_link_adds_its_latency_and_can_be_cut_and_restored() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0_u8; 64];
+                while let Ok(read) = stream.read(&mut buffer).await {
+                    if read == 0 || stream.write_all(&buffer[..read]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let latency = Duration::from_millis(50);
+    let link =
+        hiscale::emulation::LinkProxy::start("127.0.0.1:0".parse().unwrap(), target, latency)
+            .await
+            .unwrap();
+    let round_trip = async |stream: &mut tokio::net::TcpStream| {
+        let sent = Instant::now();
+        stream.write_all(b"ping").await?;
+        let mut answer = [0_u8; 4];
+        stream.read_exact(&mut answer).await?;
+        assert_eq!(&answer, b"ping");
+        Ok::<Duration, std::io::Error>(sent.elapsed())
+    };
+    let mut stream = tokio::net::TcpStream::connect(link.address())
+        .await
+        .unwrap();
+    let took = round_trip(&mut stream).await.unwrap();
+    assert!(took >= latency * 2, "a round trip took {took:?}");
+    assert!(took < Duration::from_secs(5), "a round trip took {took:?}");
+
+    link.cut();
+    assert!(link.is_cut());
+    let bounded = Duration::from_secs(5);
+    let open = tokio::time::timeout(bounded, round_trip(&mut stream)).await;
+    assert!(
+        matches!(open, Ok(Err(_))),
+        "an open connection outlived the cut: {open:?}"
+    );
+    let mut fresh = tokio::net::TcpStream::connect(link.address())
+        .await
+        .unwrap();
+    let refused = tokio::time::timeout(bounded, round_trip(&mut fresh)).await;
+    assert!(
+        matches!(refused, Ok(Err(_))),
+        "a new connection passed the cut: {refused:?}"
+    );
+
+    link.restore();
+    let mut again = tokio::net::TcpStream::connect(link.address())
+        .await
+        .unwrap();
+    let took = round_trip(&mut again).await.unwrap();
+    assert!(took >= latency * 2, "a round trip took {took:?}");
+}
+
+/// Namespaces and veths a dead run left behind (found by the prefix and a process id that no
+/// longer runs) are removed before new ones are made; the new ones go when dropped.
+#[test]
+fn leftovers_of_a_dead_run_are_removed_and_a_network_removes_its_own() {
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let namespace = format!("hsdc-{dead:x}-77");
+    let veth = format!("hsdc{dead:x}x77");
+    let ip = |args: &[&str]| {
+        let output = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    ip(&["netns", "add", &namespace]);
+    ip(&[
+        "link",
+        "add",
+        &veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("hsdc{dead:x}y77"),
+    ]);
+    let network = hiscale::emulation::Network::create(1).unwrap();
+    assert!(
+        !ip(&["netns", "list"]).contains(&namespace),
+        "the leftover namespace stayed"
+    );
+    assert!(
+        !ip(&["-o", "link", "show"]).contains(&veth),
+        "the leftover veth stayed"
+    );
+    let own = network.sites()[0].namespace.clone();
+    assert!(ip(&["netns", "list"]).contains(&own));
+    // A process inside sees its own address only.
+    let inside = network
+        .command(0, std::path::Path::new("ip"))
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .unwrap();
+    let inside = String::from_utf8_lossy(&inside.stdout);
+    assert!(
+        inside.contains(&format!("inet {}/24", network.sites()[0].address)),
+        "{inside}"
+    );
+    drop(network);
+    assert!(
+        !ip(&["netns", "list"]).contains(&own),
+        "the namespace outlived its network"
+    );
+}
