@@ -11,6 +11,8 @@ mod batch;
 pub mod business;
 pub mod codes;
 pub mod config;
+#[cfg(feature = "emulation")]
+pub mod emulation;
 pub mod facade;
 #[doc = include_str!("../../docs/guide.md")]
 pub mod guide {}

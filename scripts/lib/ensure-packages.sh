@@ -4,6 +4,7 @@
 #
 #   ensure_postgres_binaries   PostgreSQL server binaries (initdb, pg_ctl) and the postgres user
 #   ensure_haproxy             /usr/sbin/haproxy (deploy/haproxy/haproxy.cfg, failover tests)
+#   ensure_iproute2            ip (the emulated datacenters' network namespaces, as root)
 #   ensure_chromium            /usr/bin/chromium (the GUI's browser suite, tests/gui)
 #   ensure_node                node and npm (the browser suite's runner and its packages)
 #   ensure_python_tools DIR    kubernetes-validate and schemathesis (PyPI, pinned) in a virtual
@@ -92,6 +93,12 @@ ensure_postgres_binaries() {
 ensure_haproxy() {
     if ! command -v haproxy >/dev/null 2>&1 && [[ ! -x /usr/sbin/haproxy ]]; then
         _ensure_apt_install haproxy || return 1
+    fi
+}
+
+ensure_iproute2() {
+    if ! command -v ip >/dev/null 2>&1; then
+        _ensure_apt_install iproute2 || return 1
     fi
 }
 

@@ -748,6 +748,11 @@ async fn the_gateway_serves_the_gui_shell_and_an_operator_holds_a_service_area_s
     assert_eq!(list["held"]["billing"], false, "{list}");
     let others = gateway.send(manifest("billing")).await;
     assert_eq!(others.status, 200, "{}", others.body);
+    // The datacenter's health (one implicit datacenter here) names the held SA, and only it.
+    let dc_health = || gateway.client.get(format!("{}/dc/health", gateway.base));
+    let failing = gateway.send(dc_health()).await;
+    assert_eq!(failing.status, 503, "{}", failing.body);
+    assert_eq!(failing.body, "FAIL\nshop has no passing unit\n");
 
     // Released: the units start again at once and serve.
     let released = gateway
@@ -757,6 +762,13 @@ async fn the_gateway_serves_the_gui_shell_and_an_operator_holds_a_service_area_s
     wait_until("shop serves again", RESTART_TIMEOUT, || async {
         let reply = gateway.send(manifest("shop")).await;
         (reply.status == 200).then_some(()).ok_or(reply.status)
+    })
+    .await;
+    wait_until("the datacenter passes again", RESTART_TIMEOUT, || async {
+        let reply = gateway.send(dc_health()).await;
+        (reply.status == 200 && reply.body == "PASS\n")
+            .then_some(())
+            .ok_or(reply.body)
     })
     .await;
     let status = demo.stop(STOP_TIMEOUT).await;

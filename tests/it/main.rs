@@ -9,6 +9,7 @@ mod concurrency;
 mod copies;
 mod copy_access;
 mod crash;
+mod datacenters;
 mod demo;
 mod errors;
 mod failover;

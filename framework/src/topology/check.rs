@@ -57,7 +57,9 @@ impl Topology {
             warnings: Vec::new(),
         };
         checker.gateway();
+        checker.datacenters();
         checker.names_and_addresses();
+        checker.owners_in_one_datacenter();
         checker.tombstones_outlive_backups();
         for sa in &self.service_areas {
             checker.service_area(sa);
@@ -97,18 +99,109 @@ impl<'a> Checker<'a> {
         self.areas.iter().find(|area| area.name() == name)
     }
 
+    /// Either one `[gateway]` (one implicit datacenter) or `[[datacenter]]`s, each with a
+    /// health-check interval HAProxy accepts.
     fn gateway(&mut self) {
-        let interval = self.topology.gateway.check_interval_ms;
-        if !CHECK_INTERVAL_MS.contains(&interval) {
-            self.errors.push(Finding::new(
-                self.topology.name(),
-                None,
-                format!(
-                    "gateway.check_interval_ms {interval} is outside {}..={}",
+        match (&self.topology.gateway, self.topology.datacenters.is_empty()) {
+            (None, true) => self.file_error("names no [gateway] and no [[datacenter]]".to_owned()),
+            (Some(_), false) => self.file_error(
+                "names both [gateway] and [[datacenter]]: with datacenters, each \
+                 [[datacenter]] is its own gateway (move [gateway]'s settings there)"
+                    .to_owned(),
+            ),
+            _ => {}
+        }
+        for datacenter in self.topology.datacenters() {
+            let interval = datacenter.gateway.check_interval_ms;
+            if !CHECK_INTERVAL_MS.contains(&interval) {
+                let prefix = if self.topology.datacenters.is_empty() {
+                    "gateway".to_owned()
+                } else {
+                    format!("datacenter {}", datacenter.name)
+                };
+                self.file_error(format!(
+                    "{prefix}.check_interval_ms {interval} is outside {}..={}",
                     CHECK_INTERVAL_MS.start(),
                     CHECK_INTERVAL_MS.end()
+                ));
+            }
+        }
+    }
+
+    fn file_error(&mut self, message: String) {
+        self.errors
+            .push(Finding::new(self.topology.name(), None, message));
+    }
+
+    /// Datacenter names are unique, and every SA runs in one the file names (it must say which
+    /// when there are several).
+    fn datacenters(&mut self) {
+        let mut names = BTreeSet::new();
+        for datacenter in &self.topology.datacenters {
+            let name = &datacenter.get_ref().name;
+            if !names.insert(name.get_ref().clone()) {
+                self.error(name, format!("datacenter {name} is named twice"));
+            }
+        }
+        for sa in &self.topology.service_areas {
+            let sa = sa.get_ref();
+            match &sa.datacenter {
+                Some(datacenter) if self.topology.datacenters.is_empty() => self.error(
+                    datacenter,
+                    format!(
+                        "{} runs in datacenter {datacenter}, but the topology names no \
+                         [[datacenter]]",
+                        sa.name
+                    ),
                 ),
-            ));
+                Some(datacenter) if !names.contains(datacenter.get_ref()) => self.error(
+                    datacenter,
+                    format!(
+                        "{} runs in datacenter {datacenter}, which the topology does not name",
+                        sa.name
+                    ),
+                ),
+                None if self.topology.datacenters.len() > 1 => self.error(
+                    &sa.name,
+                    format!(
+                        "{} names no datacenter: add datacenter = \"…\" (the topology has {})",
+                        sa.name,
+                        self.topology.datacenters.len()
+                    ),
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// An SA that owns collections runs in one datacenter: versions and ids come from one
+    /// store. Several would be active/active owners, which are not built yet.
+    fn owners_in_one_datacenter(&mut self) {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for sa in &self.topology.service_areas {
+            let sa = sa.get_ref();
+            let name = sa.name.get_ref();
+            let owns = self
+                .declaration(name)
+                .is_some_and(|declared| !declared.owned().is_empty());
+            if !owns {
+                continue;
+            }
+            let datacenter = self.topology.datacenter_of(sa);
+            match seen.get(name) {
+                Some(first) if *first != datacenter => {
+                    let message = format!(
+                        "{name} owns collections and runs in datacenters {first} and \
+                         {datacenter}: active/active owners are not built yet (an owner runs \
+                         in one datacenter; the others keep copies)"
+                    );
+                    self.error(&sa.name, message);
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(name.clone(), datacenter);
+                }
+            }
         }
     }
 
@@ -143,13 +236,41 @@ impl<'a> Checker<'a> {
         let mut sa_names = BTreeSet::new();
         let mut unit_names = BTreeSet::new();
         let mut addresses: BTreeMap<SocketAddr, String> = BTreeMap::new();
-        addresses.insert(self.topology.gateway.listen, "the gateway".to_owned());
-        if let Some(stats) = self.topology.gateway.stats {
-            addresses.insert(stats, "the gateway's status page".to_owned());
+        let several = self.topology.datacenters.len() > 1;
+        for datacenter in self.topology.datacenters() {
+            let (gateway, stats) = if several {
+                (
+                    format!("the gateway of {}", datacenter.name),
+                    format!("the status page of {}", datacenter.name),
+                )
+            } else {
+                (
+                    "the gateway".to_owned(),
+                    "the gateway's status page".to_owned(),
+                )
+            };
+            if let Some(other) = addresses.insert(datacenter.gateway.listen, gateway.clone()) {
+                self.file_error(format!(
+                    "{gateway} listens on {}, as {other} does",
+                    datacenter.gateway.listen
+                ));
+            }
+            if let Some(address) = datacenter.gateway.stats {
+                addresses.insert(address, stats);
+            }
         }
         for sa in &self.topology.service_areas {
-            if !sa_names.insert(sa.get_ref().name.get_ref().clone()) {
-                let message = format!("service area {} is named twice", sa.get_ref().name);
+            let datacenter = self.topology.datacenter_of(sa.get_ref());
+            if !sa_names.insert((sa.get_ref().name.get_ref().clone(), datacenter.clone())) {
+                let message = if self.topology.datacenters.is_empty() {
+                    format!("service area {} is named twice", sa.get_ref().name)
+                } else {
+                    format!(
+                        "service area {} is named twice in datacenter {datacenter} (once per \
+                         datacenter at most)",
+                        sa.get_ref().name
+                    )
+                };
                 self.error(&sa.get_ref().name, message);
             }
             for unit in &sa.get_ref().units {
@@ -407,11 +528,33 @@ impl<'a> Checker<'a> {
             );
             return;
         }
-        let Some(from) = self.topology.service_area(&copy.from) else {
+        let from_datacenter = self.topology.source_datacenter(sa, copy);
+        let known = self
+            .topology
+            .datacenters()
+            .iter()
+            .any(|datacenter| datacenter.name == from_datacenter);
+        if !known {
             self.error(
                 spanned,
                 format!(
-                    "{name} copies {} from {:?}, which the topology does not name",
+                    "{name} copies {} from datacenter {from_datacenter:?}, which the topology \
+                     does not name",
+                    copy.collection
+                ),
+            );
+            return;
+        }
+        let Some(from) = self.topology.deployment(&copy.from, &from_datacenter) else {
+            let place = if self.topology.datacenters.is_empty() {
+                String::new()
+            } else {
+                format!(" in datacenter {from_datacenter}")
+            };
+            self.error(
+                spanned,
+                format!(
+                    "{name} copies {} from {:?}{place}, which the topology does not name",
                     copy.collection, copy.from
                 ),
             );
@@ -458,9 +601,10 @@ impl<'a> Checker<'a> {
             );
             return;
         }
-        self.granted(name, copy, &aspects, from, held, spanned);
+        let caller = self.topology.caller_name(sa, copy);
+        self.granted(&caller, copy, &aspects, from, held, spanned);
         self.refillable(sa, copy, &aspects, owner, held, spanned);
-        if let Some(cycle) = self.cycle(name, &copy.collection) {
+        if let Some(cycle) = self.cycle(sa, &copy.collection) {
             self.error(
                 spanned,
                 format!(
@@ -536,24 +680,32 @@ impl<'a> Checker<'a> {
     }
 
     /// Follows the sources of `collection` from `start`; the SAs on the way when they come
-    /// back to one already passed.
-    fn cycle(&self, start: &str, collection: &str) -> Option<Vec<String>> {
-        let mut path = vec![start.to_owned()];
+    /// back to one already passed (as `{sa}@{datacenter}` when the file names datacenters).
+    fn cycle(&self, start: &SaDeployment, collection: &str) -> Option<Vec<String>> {
+        let topology = self.topology;
+        let label = |name: &str, datacenter: &str| {
+            if topology.datacenters.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}@{datacenter}")
+            }
+        };
         let mut current = start;
-        for _ in 0..=self.topology.service_areas.len() {
-            let next = self
-                .topology
-                .service_area(current)?
+        let mut path = vec![label(start.name.get_ref(), &topology.datacenter_of(start))];
+        for _ in 0..=topology.service_areas.len() {
+            let next = current
                 .copies
                 .iter()
                 .map(Spanned::get_ref)
                 .find(|copy| copy.collection == collection)?;
-            let seen = path.contains(&next.from);
-            path.push(next.from.clone());
+            let datacenter = topology.source_datacenter(current, next);
+            let step = label(&next.from, &datacenter);
+            let seen = path.contains(&step);
+            path.push(step);
             if seen {
                 return Some(path);
             }
-            current = &next.from;
+            current = topology.deployment(&next.from, &datacenter)?;
         }
         Some(path)
     }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::Topology;
+use super::{Datacenter, SaDeployment, Topology};
 use crate::codes;
 use crate::config::FEED_MAX_WAIT_SECS;
 
@@ -33,19 +33,54 @@ impl Topology {
     /// The complete `haproxy.cfg` (HAProxy 2.6 or later): one frontend on the gateway's
     /// address routing `/{sa}/…` to that SA's units round robin, health checks on `/health`,
     /// retries of idempotent requests only, the protocol's error bodies.
+    ///
+    /// For a topology of one datacenter; [`Topology::haproxy_config_for`] names the datacenter
+    /// (empty when the file names none: the check refuses that).
     pub fn haproxy_config(&self) -> String {
-        self.haproxy_config_for(Addressing::Fixed)
+        self.datacenters()
+            .first()
+            .map(|datacenter| self.haproxy_config_for(datacenter))
+            .unwrap_or_default()
+    }
+
+    /// HAProxy's configuration of one datacenter's gateway: its SAs only, and its
+    /// `GET /dc/health`.
+    pub fn haproxy_config_for(&self, datacenter: &Datacenter) -> String {
+        self.haproxy_config_with(datacenter, Addressing::Fixed)
     }
 
     /// The configuration for `addressing`: [`Addressing::Kubernetes`] resolves the units' names
     /// through the cluster's DNS ([`Topology::kubernetes_manifests`]).
-    pub(super) fn haproxy_config_for(&self, addressing: Addressing) -> String {
+    pub(super) fn haproxy_config_with(
+        &self,
+        datacenter: &Datacenter,
+        addressing: Addressing,
+    ) -> String {
+        let generator = Generator {
+            topology: self,
+            datacenter,
+            service_areas: self.in_datacenter(&datacenter.name).collect(),
+            addressing,
+        };
+        generator.config()
+    }
+}
+
+/// One datacenter's configuration being written.
+struct Generator<'a> {
+    topology: &'a Topology,
+    datacenter: &'a Datacenter,
+    service_areas: Vec<&'a SaDeployment>,
+    addressing: Addressing,
+}
+
+impl Generator<'_> {
+    fn config(&self) -> String {
         let mut out = String::new();
         self.header(&mut out);
-        self.global_and_defaults(&mut out, addressing);
+        self.global_and_defaults(&mut out);
         self.frontend(&mut out);
         for sa in &self.service_areas {
-            let sa = sa.get_ref();
             let name = sa.name.get_ref();
             let _ = writeln!(out, "\nbackend {name}");
             out.push_str("    balance roundrobin\n");
@@ -80,17 +115,17 @@ impl Topology {
                 );
             }
         }
-        if let Some(shell) = self.gateway.shell {
+        if let Some(shell) = self.datacenter.gateway.shell {
             out.push_str("\nbackend gui_shell\n");
             out.push_str("    option httpchk GET /health\n");
             out.push_str("    http-check expect string PASS\n");
-            let address = match addressing {
+            let address = match self.addressing {
                 Addressing::Fixed => shell.to_string(),
                 Addressing::Kubernetes => format!("{SHELL_SERVICE}:{}", shell.port()),
             };
             let _ = writeln!(out, "    server shell {address} check");
         }
-        if let Some(stats) = self.gateway.stats {
+        if let Some(stats) = self.datacenter.gateway.stats {
             out.push_str(
                 "\n# HAProxy's own status page: which units are up, their check results and \
                  traffic.\n",
@@ -107,7 +142,7 @@ impl Topology {
             out,
             "# HAProxy in front of the HiScale service units, generated from {name} by\n\
              #\n\
-             #     hiscale haproxy-config --topology {name}\n\
+             #     hiscale haproxy-config --topology {name}{datacenter}\n\
              #\n\
              # Do not edit: change the topology and generate again (a test fails when the two \
              differ).\n\
@@ -115,11 +150,15 @@ impl Topology {
              with the\n\
              # /{{sa}} prefix stripped and passed on as X-Forwarded-Prefix.\n\
              #",
-            name = self.name(),
-            listen = self.gateway.listen,
+            name = self.topology.name(),
+            datacenter = if self.topology.datacenters.is_empty() {
+                String::new()
+            } else {
+                format!(" --datacenter {}", self.datacenter.name)
+            },
+            listen = self.datacenter.gateway.listen,
         );
         for sa in &self.service_areas {
-            let sa = sa.get_ref();
             let units: Vec<String> = sa
                 .service_units()
                 .map(|unit| format!("{} {}", unit.get_ref().name, unit.get_ref().listen))
@@ -141,7 +180,7 @@ impl Topology {
     }
 
     fn check_interval(&self) -> String {
-        let ms = self.gateway.check_interval_ms;
+        let ms = self.datacenter.gateway.check_interval_ms;
         if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
@@ -149,7 +188,7 @@ impl Topology {
         }
     }
 
-    fn global_and_defaults(&self, out: &mut String, addressing: Addressing) {
+    fn global_and_defaults(&self, out: &mut String) {
         let timeout = FEED_MAX_WAIT_SECS + LONG_POLL_MARGIN_SECS;
         let _ = write!(
             out,
@@ -193,7 +232,7 @@ defaults
             interval = self.check_interval(),
             no_unit = codes::NO_UNIT_AVAILABLE,
         );
-        if addressing == Addressing::Kubernetes {
+        if self.addressing == Addressing::Kubernetes {
             out.push_str(
                 "    # Units are found by name in the cluster's DNS, again whenever a pod moves; \
                  HAProxy\n    # starts even while a name does not resolve yet (its server stays \
@@ -213,19 +252,19 @@ frontend hiscale
     # /{{sa}}/... goes to that SA's units. Anything else names no service area: 404 in the
     # protocol's error format, JSON when the client asks for JSON, XML otherwise.
 ",
-            self.gateway.listen
+            self.datacenter.gateway.listen
         );
         let names: Vec<&str> = self
             .service_areas
             .iter()
-            .map(|sa| sa.get_ref().name.get_ref().as_str())
+            .map(|sa| sa.name.get_ref().as_str())
             .collect();
         for name in &names {
             let _ = writeln!(out, "    acl {name} path /{name}");
             let _ = writeln!(out, "    acl {name} path_beg /{name}/");
         }
         let mut none: String = names.iter().map(|name| format!("!{name} ")).collect();
-        if self.gateway.shell.is_some() {
+        if self.datacenter.gateway.shell.is_some() {
             out.push_str(
                 "    # The GUI shell's files, from the unit that serves them (`hiscale shell`).\n",
             );
@@ -233,6 +272,7 @@ frontend hiscale
             out.push_str("    acl gui_shell path_beg /shell/\n");
             none.push_str("!gui_shell ");
         }
+        self.datacenter_health(out);
         out.push_str("    acl wants_json req.hdr(accept) -m sub json\n");
         let unknown = codes::UNKNOWN_SERVICE_AREA;
         let _ = writeln!(
@@ -249,11 +289,34 @@ frontend hiscale
             none.trim_end()
         );
         out.push('\n');
-        if self.gateway.shell.is_some() {
+        if self.datacenter.gateway.shell.is_some() {
             out.push_str("    use_backend gui_shell if gui_shell\n");
         }
         for name in &names {
             let _ = writeln!(out, "    use_backend {name} if {name}");
         }
+    }
+
+    /// `GET /dc/health` for a global load balancer: `PASS` while every SA of this datacenter has
+    /// a unit whose check passes; otherwise `503` and `FAIL` with the first SA (in file order)
+    /// that has none (the demo's gateway names every such SA, one a line).
+    fn datacenter_health(&self, out: &mut String) {
+        out.push_str(
+            "    # GET /dc/health: PASS while every SA of this datacenter has a unit up, else FAIL \
+             naming\n    # the first SA without one (the first rule that matches answers).\n",
+        );
+        out.push_str("    acl dc_health path /dc/health\n");
+        for sa in &self.service_areas {
+            let name = sa.name.get_ref();
+            let _ = writeln!(
+                out,
+                "    http-request return status 503 content-type text/plain string \
+                 \"FAIL\\n{name} has no passing unit\\n\" if dc_health {{ nbsrv({name}) eq 0 }}"
+            );
+        }
+        out.push_str(
+            "    http-request return status 200 content-type text/plain string \"PASS\\n\" if \
+             dc_health\n",
+        );
     }
 }

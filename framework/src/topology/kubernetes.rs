@@ -73,6 +73,8 @@ impl Topology {
     pub fn kubernetes_objects(&self) -> Result<Vec<Value>, TopologyError> {
         self.check_kubernetes_names()?;
         let in_cluster = self.in_kubernetes()?;
+        let datacenter = in_cluster.datacenter(None)?;
+        let gateway = self.datacenter(None)?.gateway;
         let mut objects = vec![
             config_map(
                 TOPOLOGY_CONFIG_MAP,
@@ -82,7 +84,7 @@ impl Topology {
             config_map(
                 HAPROXY_CONFIG_MAP,
                 "haproxy.cfg",
-                &in_cluster.haproxy_config_for(Addressing::Kubernetes),
+                &in_cluster.haproxy_config_with(&datacenter, Addressing::Kubernetes),
             ),
         ];
         for sa in in_cluster.service_areas.iter().map(|sa| sa.get_ref()) {
@@ -92,13 +94,13 @@ impl Topology {
                 objects.push(unit_deployment(sa_name, unit));
             }
         }
-        objects.push(gateway_deployment(self.gateway.listen.port()));
+        objects.push(gateway_deployment(gateway.listen.port()));
         objects.push(service(
             GATEWAY_SERVICE,
             json!({"app.kubernetes.io/component": "gateway"}),
-            self.gateway.listen.port(),
+            gateway.listen.port(),
         ));
-        if let Some(shell) = self.gateway.shell {
+        if let Some(shell) = gateway.shell {
             objects.push(shell_deployment(shell.port()));
             objects.push(service(
                 SHELL_SERVICE,
@@ -116,6 +118,18 @@ impl Topology {
         let refuse = |message: String| TopologyError::Refused {
             findings: vec![super::Finding::new(self.name(), None, message)],
         };
+        // A cluster per datacenter needs each datacenter's gateway reachable under its Service
+        // name by its own units, which `[[datacenter]]` cannot say yet.
+        if !self.datacenters.is_empty() {
+            return Err(refuse(
+                "names [[datacenter]]s: Kubernetes manifests are generated for a topology of one \
+                 datacenter ([gateway]) only, so far"
+                    .to_owned(),
+            ));
+        }
+        let Some(own_gateway) = &self.gateway else {
+            return Err(refuse("has no [gateway] to rewrite".to_owned()));
+        };
         let mut document: toml_edit::DocumentMut = self
             .origin
             .text
@@ -125,19 +139,19 @@ impl Topology {
             .get_mut("gateway")
             .and_then(toml_edit::Item::as_table_like_mut)
             .ok_or_else(|| refuse("has no [gateway] table to rewrite".to_owned()))?;
-        let port = self.gateway.listen.port();
+        let port = own_gateway.listen.port();
         gateway.insert("listen", toml_edit::value(format!("0.0.0.0:{port}")));
         gateway.insert(
             "url",
             toml_edit::value(format!("http://{GATEWAY_SERVICE}:{port}")),
         );
-        if let Some(stats) = self.gateway.stats {
+        if let Some(stats) = own_gateway.stats {
             gateway.insert(
                 "stats",
                 toml_edit::value(format!("0.0.0.0:{}", stats.port())),
             );
         }
-        if let Some(shell) = self.gateway.shell {
+        if let Some(shell) = own_gateway.shell {
             gateway.insert(
                 "shell",
                 toml_edit::value(format!("0.0.0.0:{}", shell.port())),
@@ -469,8 +483,9 @@ units = [
             .unwrap()
             .in_kubernetes()
             .unwrap();
-        assert_eq!(in_cluster.gateway.listen.to_string(), "0.0.0.0:9080");
-        assert_eq!(in_cluster.gateway_url(), "http://hiscale-gateway:9080");
+        let datacenter = in_cluster.datacenter(None).unwrap();
+        assert_eq!(datacenter.gateway.listen.to_string(), "0.0.0.0:9080");
+        assert_eq!(datacenter.local_url, "http://hiscale-gateway:9080");
         let urls: Vec<String> = in_cluster.units().map(|(_, unit)| unit.url()).collect();
         assert_eq!(
             urls,

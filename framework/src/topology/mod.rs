@@ -14,6 +14,7 @@
 //! ([`Secrets`]) that only the units' account can read.
 
 mod check;
+mod datacenter;
 mod haproxy;
 mod kubernetes;
 mod yaml;
@@ -33,13 +34,20 @@ use crate::config::{
 use crate::model::ServiceArea;
 
 pub use check::Finding;
+pub use datacenter::{Datacenter, DatacenterDeployment};
 
 /// The whole deployment, as read from its file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
-    /// The gateway (HAProxy, or the demo's) every client and every reading unit goes through.
-    pub gateway: Gateway,
+    /// The gateway (HAProxy, or the demo's) every client and every reading unit goes through,
+    /// when the whole landscape is one datacenter (the file then names no `[[datacenter]]`).
+    #[serde(default)]
+    pub gateway: Option<Gateway>,
+    /// The datacenters, each with its own gateway, when there are several (or one named):
+    /// every SA then says which one it runs in.
+    #[serde(rename = "datacenter", default)]
+    pub datacenters: Vec<Spanned<DatacenterDeployment>>,
     /// Settings of the session tokens login issues.
     #[serde(default)]
     pub sessions: SessionSettings,
@@ -112,6 +120,11 @@ pub struct SessionSettings {
 pub struct SaDeployment {
     /// The SA's name, which the binary must know (`registration`, `login`, …).
     pub name: Spanned<String>,
+    /// The datacenter it runs in (a `[[datacenter]]`'s name); absent in a topology of one
+    /// datacenter. A reading SA may be deployed once per datacenter, each with its own store;
+    /// an owner in one datacenter only (active/active owners are not built).
+    #[serde(default)]
+    pub datacenter: Option<Spanned<String>>,
     /// The one store every unit of the SA shares: `postgres://…`, or `sqlite:///…` when every
     /// unit runs on one host.
     pub database: Spanned<String>,
@@ -190,6 +203,12 @@ pub struct CopyDeployment {
     pub collection: String,
     /// The SA polled: the owner, or another SA's copy of it.
     pub from: String,
+    /// The datacenter of `from` (a `[[datacenter]]`'s name); the copying SA's own when absent.
+    /// A source in another datacenter is polled through that datacenter's gateway, and the
+    /// reader calls it as `{sa}@{its datacenter}` so the readers of two datacenters never
+    /// share one consumer position.
+    #[serde(default)]
+    pub datacenter: Option<String>,
     /// The aspects copied, within the copy the SA declares and what `from` grants this SA;
     /// every aspect the SA's copy declares when absent (the usual case: the SA's code is the
     /// one declaration of a copy's shape).
@@ -332,7 +351,8 @@ impl Topology {
             + 1
     }
 
-    /// The deployment of SA `name`.
+    /// The (first) deployment of SA `name`: its only one but in a topology of several
+    /// datacenters ([`Topology::deployment`] names the datacenter).
     pub fn service_area(&self, name: &str) -> Option<&SaDeployment> {
         self.service_areas
             .iter()
@@ -348,14 +368,6 @@ impl Topology {
                 .iter()
                 .map(move |unit| (sa.get_ref(), unit.get_ref()))
         })
-    }
-
-    /// The base URL units reach the gateway by.
-    pub fn gateway_url(&self) -> String {
-        self.gateway
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.gateway.listen))
     }
 
     /// The complete configuration of unit `unit`, with its tokens and keys from `secrets`;
@@ -395,16 +407,27 @@ impl Topology {
             })
             .collect::<Result<Vec<_>, TopologyError>>()?;
         let batch = own.kind == UnitKind::Batch;
+        let own_datacenter = self.datacenter_of(sa);
         let sources = sa
             .copies
             .iter()
             .filter(|_| !batch)
             .map(|copy| {
                 let copy = copy.get_ref();
+                let source_datacenter = self.source_datacenter(sa, copy);
+                let gateway = self
+                    .url_between(&own_datacenter, &source_datacenter)
+                    .ok_or_else(|| {
+                        refuse(format!(
+                            "{sa_name} copies {} from datacenter {source_datacenter:?}, which \
+                             the topology does not name",
+                            copy.collection
+                        ))
+                    })?;
                 Ok(SourceConfig {
                     collection: copy.collection.clone(),
-                    url: format!("{}/{}", self.gateway_url(), copy.from),
-                    token: token_of(sa_name)?,
+                    url: format!("{gateway}/{}", copy.from),
+                    token: token_of(&self.caller_name(sa, copy))?,
                     aspects: copy.aspects_of(sa_name, areas),
                     interval_secs: copy.interval_secs,
                     wait_secs: copy.wait_secs,
@@ -437,8 +460,8 @@ impl Topology {
         } else {
             None
         };
-        let restore_from = self.restore_peers(sa_name, areas, secrets);
-        let consumers = self.consumers_of(sa_name, areas);
+        let restore_from = self.restore_peers(sa, areas, secrets);
+        let consumers = self.consumers_of(sa, areas);
         Ok(UnitConfig {
             restore_from,
             consumers,
@@ -470,23 +493,29 @@ impl Topology {
 }
 
 impl Topology {
-    /// The consumers of each collection SA `owner` owns: every SA whose copy of it polls
-    /// `owner` directly (a relayed copy polls another copy, which is the consumer here). Their
-    /// caller names are the SA names, as at the source. The start gate waits for them.
-    fn consumers_of(&self, owner: &str, areas: &[ServiceArea]) -> BTreeMap<String, Vec<String>> {
-        let owned: Vec<&str> = areas
-            .iter()
-            .find(|area| area.name() == owner)
-            .map(|area| area.owned().iter().map(|c| c.name()).collect())
-            .unwrap_or_default();
+    /// The consumers of each collection SA deployment `owner` owns: every SA deployment whose
+    /// copy of it polls `owner` directly (a relayed copy polls another copy, which is the
+    /// consumer here), by the caller name it polls with (`{sa}`, or `{sa}@{datacenter}` from
+    /// another datacenter). The start gate waits for them.
+    fn consumers_of(
+        &self,
+        owner: &SaDeployment,
+        areas: &[ServiceArea],
+    ) -> BTreeMap<String, Vec<String>> {
+        let owner_name = owner.name.get_ref();
+        let owner_datacenter = self.datacenter_of(owner);
+        let owned = owned_by(owner_name, areas);
         let mut consumers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for sa in self.service_areas.iter().map(Spanned::get_ref) {
-            let name = sa.name.get_ref();
             for copy in sa.copies.iter().map(Spanned::get_ref) {
-                if copy.from == owner && owned.contains(&copy.collection.as_str()) {
+                if &copy.from == owner_name
+                    && self.source_datacenter(sa, copy) == owner_datacenter
+                    && owned.contains(&copy.collection.as_str())
+                {
+                    let caller = self.caller_name(sa, copy);
                     let names = consumers.entry(copy.collection.clone()).or_default();
-                    if !names.contains(name) {
-                        names.push(name.clone());
+                    if !names.contains(&caller) {
+                        names.push(caller);
                     }
                 }
             }
@@ -494,38 +523,45 @@ impl Topology {
         consumers
     }
 
-    /// The copies of what SA `owner` owns, kept by other SAs (directly from it, or relayed),
-    /// which refill it after a rollback: read through the gateway with `owner`'s own token.
-    /// None when the secrets hold no token for `owner`.
+    /// The copies of what SA deployment `owner` owns, kept by other SA deployments (directly
+    /// from it, or relayed, in any datacenter), which refill it after a rollback: read through
+    /// the gateway of the copy's datacenter with `owner`'s own token. None when the secrets
+    /// hold no token for `owner`. A copy in another datacenter is named `{sa}@{datacenter}`.
     fn restore_peers(
         &self,
-        owner: &str,
+        owner: &SaDeployment,
         areas: &[ServiceArea],
         secrets: &Secrets,
     ) -> Vec<PeerConfig> {
-        let Some(token) = secrets.tokens.get(owner) else {
+        let owner_name = owner.name.get_ref();
+        let Some(token) = secrets.tokens.get(owner_name) else {
             return Vec::new();
         };
-        let owned: Vec<&str> = areas
-            .iter()
-            .find(|area| area.name() == owner)
-            .map(|area| area.owned().iter().map(|c| c.name()).collect())
-            .unwrap_or_default();
+        let owner_datacenter = self.datacenter_of(owner);
+        let owned = owned_by(owner_name, areas);
         let mut peers = Vec::new();
         for sa in self.service_areas.iter().map(Spanned::get_ref) {
             let name = sa.name.get_ref();
             let Some(declared) = areas.iter().find(|area| area.name() == name) else {
                 continue;
             };
+            let datacenter = self.datacenter_of(sa);
+            let Some(gateway) = self.url_between(&owner_datacenter, &datacenter) else {
+                continue;
+            };
             for copy in sa.copies.iter().map(Spanned::get_ref) {
                 let of_ours = declared
                     .collection(&copy.collection)
-                    .is_some_and(|c| c.owner() == owner && owned.contains(&c.name()));
+                    .is_some_and(|c| c.owner() == owner_name && owned.contains(&c.name()));
                 if of_ours {
                     peers.push(PeerConfig {
-                        sa: name.clone(),
+                        sa: if datacenter == owner_datacenter {
+                            name.clone()
+                        } else {
+                            format!("{name}@{datacenter}")
+                        },
                         collection: copy.collection.clone(),
-                        url: format!("{}/{name}", self.gateway_url()),
+                        url: format!("{gateway}/{name}"),
                         token: token.clone(),
                         aspects: copy.aspects_of(name, areas),
                     });
@@ -534,6 +570,15 @@ impl Topology {
         }
         peers
     }
+}
+
+/// The names of the collections SA `owner` (one of `areas`) owns.
+fn owned_by<'a>(owner: &str, areas: &'a [ServiceArea]) -> Vec<&'a str> {
+    areas
+        .iter()
+        .find(|area| area.name() == owner)
+        .map(|area| area.owned().iter().map(|c| c.name()).collect())
+        .unwrap_or_default()
 }
 
 impl Secrets {

@@ -509,3 +509,330 @@ fn tombstones_must_outlive_the_backups() {
         Some(line_of(&thirty_days, "name = \"registration\""))
     );
 }
+
+/// A line of three datacenters: registration owns the customers in dc1, login copies them in
+/// every datacenter, dc2's login from dc1's owner and dc3's login from dc2's copy (a relay).
+const LINE: &str = r#"
+[[datacenter]]
+name = "dc1"
+listen = "10.0.1.2:8080"
+url = "http://10.0.1.1:9001"
+[[datacenter]]
+name = "dc2"
+listen = "10.0.2.2:8080"
+url = "http://10.0.2.1:9001"
+[[datacenter]]
+name = "dc3"
+listen = "10.0.3.2:8080"
+
+[[sa]]
+name = "registration"
+datacenter = "dc1"
+database = "sqlite:///var/lib/hiscale/registration.db"
+[sa.grants]
+login = "~account"
+"login@dc2" = "~account"
+[[sa.units]]
+name = "registration-1"
+listen = "10.0.1.2:8081"
+zone = "a"
+[[sa.units]]
+name = "registration-2"
+listen = "10.0.1.2:8082"
+zone = "b"
+
+[[sa]]
+name = "login"
+datacenter = "dc1"
+database = "sqlite:///var/lib/hiscale/login.db"
+[sa.grants]
+registration = "~account"
+[[sa.copies]]
+collection = "customers"
+from = "registration"
+[[sa.units]]
+name = "login-1"
+listen = "10.0.1.2:8083"
+zone = "a"
+reader = "primary"
+[[sa.units]]
+name = "login-2"
+listen = "10.0.1.2:8084"
+zone = "b"
+reader = "backup"
+
+[[sa]]
+name = "login"
+datacenter = "dc2"
+database = "sqlite:///var/lib/hiscale/login.db"
+[sa.grants]
+registration = "~account"
+"login@dc3" = "~account"
+[[sa.copies]]
+collection = "customers"
+from = "registration"
+datacenter = "dc1"
+[[sa.units]]
+name = "login-dc2-1"
+listen = "10.0.2.2:8083"
+zone = "a"
+reader = "primary"
+[[sa.units]]
+name = "login-dc2-2"
+listen = "10.0.2.2:8084"
+zone = "b"
+reader = "backup"
+
+[[sa]]
+name = "login"
+datacenter = "dc3"
+database = "sqlite:///var/lib/hiscale/login.db"
+[sa.grants]
+registration = "~account"
+[[sa.copies]]
+collection = "customers"
+from = "login"
+datacenter = "dc2"
+[[sa.units]]
+name = "login-dc3-1"
+listen = "10.0.3.2:8083"
+zone = "a"
+reader = "primary"
+[[sa.units]]
+name = "login-dc3-2"
+listen = "10.0.3.2:8084"
+zone = "b"
+reader = "backup"
+"#;
+
+fn line_secrets() -> Secrets {
+    let mut secrets = secrets();
+    for name in ["login@dc2", "login@dc3"] {
+        secrets
+            .tokens
+            .insert(name.to_owned(), format!("{name}-token-0123456789"));
+    }
+    secrets
+}
+
+/// The messages of the errors of `LINE` with its part `from` replaced by `to`.
+fn line_errors_with(from: &str, to: &str) -> Vec<String> {
+    assert!(LINE.contains(from), "the line has no {from:?}");
+    let text = LINE.replacen(from, to, 1);
+    match Topology::parse(&text, "t.toml").unwrap().check(&areas()) {
+        Ok(warnings) => panic!("accepted, with warnings {warnings:?}"),
+        Err(TopologyError::Refused { findings }) => findings
+            .into_iter()
+            .map(|finding| finding.message)
+            .collect(),
+        Err(other) => panic!("not a refusal: {other}"),
+    }
+}
+
+/// Checks that some error of `LINE` changed from `from` to `to` contains `expected`.
+fn check_line_refusal(from: &str, to: &str, expected: &str) {
+    let errors = line_errors_with(from, to);
+    assert!(
+        errors.iter().any(|message| message.contains(expected)),
+        "{expected:?} not among {errors:?}"
+    );
+}
+
+#[test]
+fn a_line_of_datacenters_passes_without_warnings() {
+    let topology = Topology::parse(LINE, "t.toml").unwrap();
+    assert_eq!(topology.check(&areas()).unwrap(), Vec::<Finding>::new());
+    let names: Vec<String> = topology
+        .datacenters()
+        .into_iter()
+        .map(|dc| dc.name)
+        .collect();
+    assert_eq!(names, ["dc1", "dc2", "dc3"]);
+}
+
+#[test]
+fn readers_poll_the_gateway_of_their_sources_datacenter_under_their_datacenters_name() {
+    let topology = Topology::parse(LINE, "t.toml").unwrap();
+    let secrets = line_secrets();
+    let check = |unit: &str, url: &str, caller: &str| {
+        let config = topology.unit_config(unit, &secrets, &areas()).unwrap();
+        assert_eq!(config.sources[0].url, url, "{unit}");
+        assert_eq!(config.sources[0].token, secrets.tokens[caller], "{unit}");
+    };
+    // Within a datacenter: its own gateway's listen address, under the SA's own name.
+    check("login-1", "http://10.0.1.2:8080/registration", "login");
+    // Across datacenters: the source datacenter's url, as {sa}@{own datacenter}.
+    check(
+        "login-dc2-1",
+        "http://10.0.1.1:9001/registration",
+        "login@dc2",
+    );
+    // A relay: dc3 polls dc2's copy through dc2's url.
+    check("login-dc3-2", "http://10.0.2.1:9001/login", "login@dc3");
+    // The owner's start gate waits for both readers that poll it, by their caller names.
+    let owner = topology
+        .unit_config("registration-1", &secrets, &areas())
+        .unwrap();
+    assert_eq!(owner.consumers["customers"], ["login", "login@dc2"]);
+    // Every copy refills the owner, the far ones through their datacenter's url (dc3 names
+    // none: its listen address).
+    let peers: Vec<(String, String)> = owner
+        .restore_from
+        .iter()
+        .map(|peer| (peer.sa.clone(), peer.url.clone()))
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            ("login".into(), "http://10.0.1.2:8080/login".into()),
+            ("login@dc2".into(), "http://10.0.2.1:9001/login".into()),
+            ("login@dc3".into(), "http://10.0.3.2:8080/login".into()),
+        ]
+    );
+}
+
+#[test]
+fn a_ring_across_datacenters_is_refused_naming_it() {
+    check_line_refusal(
+        "from = \"registration\"\ndatacenter = \"dc1\"",
+        "from = \"login\"\ndatacenter = \"dc3\"",
+        "form a ring (login@dc2 -> login@dc3 -> login@dc2)",
+    );
+}
+
+#[test]
+fn a_source_in_an_unknown_datacenter_or_missing_there_is_refused() {
+    check_line_refusal(
+        "from = \"login\"\ndatacenter = \"dc2\"",
+        "from = \"login\"\ndatacenter = \"dc9\"",
+        "login copies customers from datacenter \"dc9\", which the topology does not name",
+    );
+    check_line_refusal(
+        "from = \"login\"\ndatacenter = \"dc2\"",
+        "from = \"registration\"\ndatacenter = \"dc2\"",
+        "login copies customers from \"registration\" in datacenter dc2, which the topology \
+         does not name",
+    );
+}
+
+#[test]
+fn a_source_that_does_not_hold_the_collection_is_refused() {
+    let text = LINE.replacen(
+        "from = \"login\"\ndatacenter = \"dc2\"",
+        "from = \"login\"\ndatacenter = \"dc2\"\n",
+        1,
+    );
+    // login of dc2 holds customers; an SA the binary declares without it does not.
+    let mut areas = areas();
+    areas[1] = ServiceArea::new("login").copies(
+        "registration",
+        Collection::new("customers", "customer").document("account", &[]),
+    );
+    areas.push(ServiceArea::new("audit").owns(Collection::new("events", "event")));
+    let text = text.replacen(
+        "from = \"login\"\ndatacenter = \"dc2\"",
+        "from = \"audit\"\ndatacenter = \"dc1\"",
+        1,
+    ) + "\n[[sa]]\nname = \"audit\"\ndatacenter = \"dc1\"\ndatabase = \"sqlite:///a.db\"\n\
+         [sa.grants]\n\"login@dc3\" = \"operator\"\n[[sa.units]]\nname = \"audit-1\"\n\
+         listen = \"10.0.1.2:8090\"\n[[sa.units]]\nname = \"audit-2\"\nlisten = \"10.0.1.2:8091\"\n";
+    let Err(TopologyError::Refused { findings }) =
+        Topology::parse(&text, "t.toml").unwrap().check(&areas)
+    else {
+        panic!("a source without the collection was accepted");
+    };
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.message == "audit holds no collection customers"),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn an_owner_in_two_datacenters_is_refused_as_not_built() {
+    let text = LINE.replacen(
+        "name = \"registration-2\"\nlisten = \"10.0.1.2:8082\"\nzone = \"b\"",
+        "name = \"registration-2\"\nlisten = \"10.0.1.2:8082\"\nzone = \"b\"\n\n[[sa]]\n\
+         name = \"registration\"\ndatacenter = \"dc2\"\n\
+         database = \"sqlite:///var/lib/hiscale/registration.db\"\n[[sa.units]]\n\
+         name = \"registration-dc2-1\"\nlisten = \"10.0.2.2:8081\"",
+        1,
+    );
+    let Err(TopologyError::Refused { findings }) =
+        Topology::parse(&text, "t.toml").unwrap().check(&areas())
+    else {
+        panic!("an owner in two datacenters was accepted");
+    };
+    assert!(
+        findings.iter().any(|f| f.message.contains(
+            "registration owns collections and runs in datacenters dc1 and dc2: active/active \
+             owners are not built yet"
+        )),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn names_and_datacenters_must_be_unique_and_known() {
+    check_line_refusal(
+        "name = \"login-dc3-2\"",
+        "name = \"login-dc2-2\"",
+        "unit login-dc2-2 is named twice",
+    );
+    check_line_refusal(
+        "datacenter = \"dc3\"\ndatabase",
+        "datacenter = \"dc2\"\ndatabase",
+        "service area login is named twice in datacenter dc2",
+    );
+    check_line_refusal(
+        "name = \"dc3\"",
+        "name = \"dc2\"",
+        "datacenter dc2 is named twice",
+    );
+    check_line_refusal(
+        "datacenter = \"dc3\"\ndatabase",
+        "datacenter = \"dc4\"\ndatabase",
+        "login runs in datacenter dc4, which the topology does not name",
+    );
+    check_line_refusal(
+        "datacenter = \"dc3\"\ndatabase",
+        "database",
+        "login names no datacenter",
+    );
+    check_line_refusal(
+        "[[datacenter]]\nname = \"dc1\"",
+        "[gateway]\nlisten = \"10.0.0.1:80\"\n[[datacenter]]\nname = \"dc1\"",
+        "names both [gateway] and [[datacenter]]",
+    );
+}
+
+#[test]
+fn a_reader_across_datacenters_needs_a_grant_under_its_datacenters_name() {
+    check_line_refusal(
+        "\"login@dc2\" = \"~account\"\n",
+        "",
+        "registration grants login@dc2 nothing",
+    );
+}
+
+#[test]
+fn haproxy_configures_one_datacenter_with_its_health() {
+    let topology = Topology::parse(LINE, "t.toml").unwrap();
+    let dc2 = topology.datacenter(Some("dc2")).unwrap();
+    let config = topology.haproxy_config_for(&dc2);
+    assert!(config.contains("    bind 10.0.2.2:8080\n"), "{config}");
+    assert!(config.contains("server login-dc2-1 10.0.2.2:8083 check"));
+    assert!(!config.contains("registration-1"), "{config}");
+    assert!(config.contains("--topology t.toml --datacenter dc2"));
+    assert!(config.contains(
+        "http-request return status 503 content-type text/plain string \
+         \"FAIL\\nlogin has no passing unit\\n\" if dc_health { nbsrv(login) eq 0 }"
+    ));
+    assert!(config.contains("string \"PASS\\n\" if dc_health\n"));
+    assert!(
+        topology.datacenter(None).is_err(),
+        "three datacenters, none named"
+    );
+    assert!(topology.datacenter(Some("dc9")).is_err());
+}

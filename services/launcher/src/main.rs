@@ -4,7 +4,9 @@
 //! matters lives in the framework and the service crates.
 
 mod bench;
+mod dc_demo;
 mod demo;
+mod entry;
 mod registry;
 mod restore;
 mod serve;
@@ -43,6 +45,18 @@ enum Command {
     HaproxyConfig {
         #[arg(long, value_name = "FILE")]
         topology: PathBuf,
+        /// The datacenter whose gateway this configures (needed when the topology has several).
+        #[arg(long, value_name = "NAME")]
+        datacenter: Option<String>,
+    },
+    /// Run a small gateway for one datacenter of a topology instead of HAProxy: `/{sa}/…` to
+    /// that SA's units there, and `GET /dc/health`.
+    Gateway {
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// The datacenter (needed when the topology has several).
+        #[arg(long, value_name = "NAME")]
+        datacenter: Option<String>,
     },
     /// Print the landscape's Kubernetes manifests for a topology: a Deployment per unit, a
     /// headless Service per SA, HAProxy as the gateway, the topology in a ConfigMap
@@ -60,6 +74,9 @@ enum Command {
     /// Run the minimal distribution on this machine: every SA with two units, each its own
     /// process, behind a small gateway (the default when no command is given).
     Demo(demo::DemoOptions),
+    /// Run three emulated datacenters on this machine (as root: network namespaces, links
+    /// with added latency): registration in dc1, login's copy in each, dc3's relayed by dc2.
+    DcDemo(dc_demo::DcDemoOptions),
     /// Measure single-resource reads and writes per second on SQLite and PostgreSQL, side by
     /// side, and print a table of medians and ratios.
     Bench(bench::BenchOptions),
@@ -87,10 +104,18 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Some(Command::Serve(options)) => serve::run(&options).await,
             Some(Command::Check { topology }) => topology::check(&topology),
-            Some(Command::HaproxyConfig { topology }) => topology::haproxy_config(&topology),
+            Some(Command::HaproxyConfig {
+                topology,
+                datacenter,
+            }) => topology::haproxy_config(&topology, datacenter.as_deref()),
+            Some(Command::Gateway {
+                topology,
+                datacenter,
+            }) => entry::serve(&topology, datacenter.as_deref()).await,
             Some(Command::Kubernetes { topology }) => topology::kubernetes(&topology),
             Some(Command::Shell { topology }) => shell::serve(&topology).await,
             Some(Command::Demo(options)) => demo::run(options).await,
+            Some(Command::DcDemo(options)) => dc_demo::run(options).await,
             Some(Command::Bench(options)) => bench::run(options).await,
             Some(Command::Restore(options)) => restore::run(&options).await,
             None => demo::run(demo::DemoOptions::default()).await,

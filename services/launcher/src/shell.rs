@@ -40,14 +40,14 @@ impl PluginList {
 pub async fn serve(topology: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
     let topology = crate::topology::load_checked(topology)?;
-    let address = topology.gateway.shell.context(
+    let datacenter = topology.datacenter(None)?;
+    let address = datacenter.gateway.shell.context(
         "the topology names no [gateway] shell address for the unit serving the GUI shell",
     )?;
     let plugins = PluginList::of(
         topology
-            .service_areas
-            .iter()
-            .map(|sa| sa.get_ref().name.get_ref().clone()),
+            .in_datacenter(&datacenter.name)
+            .map(|sa| sa.name.get_ref().clone()),
     );
     let app: Router = routes(plugins).route("/health", get(|| async { "PASS\n" }));
     let listener = tokio::net::TcpListener::bind(address)

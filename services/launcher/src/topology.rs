@@ -27,8 +27,12 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
         println!("warning: {warning}");
     }
     let units = topology.units().count();
+    let datacenters = match topology.datacenters.len() {
+        0 => String::new(),
+        count => format!("{count} datacenters, "),
+    };
     println!(
-        "{}: {} service areas, {units} units, {} warnings",
+        "{}: {datacenters}{} service areas, {units} units, {} warnings",
         path.display(),
         topology.service_areas.len(),
         warnings.len()
@@ -36,10 +40,12 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `hiscale haproxy-config --topology FILE`: the configuration on stdout.
-pub fn haproxy_config(path: &Path) -> anyhow::Result<()> {
+/// `hiscale haproxy-config --topology FILE [--datacenter NAME]`: the configuration of one
+/// datacenter's gateway (the only one when not named) on stdout.
+pub fn haproxy_config(path: &Path, datacenter: Option<&str>) -> anyhow::Result<()> {
     let topology = load_checked(path)?;
-    print!("{}", topology.haproxy_config());
+    let datacenter = topology.datacenter(datacenter)?;
+    print!("{}", topology.haproxy_config_for(&datacenter));
     Ok(())
 }
 

@@ -12,7 +12,8 @@
 //! `/shell/…` ([`crate::shell`]; in a deployment a unit serves it, as HAProxy serves no files),
 //! and the operator's holds at `/admin/held/{sa}` (`PUT` stops a service area's units and keeps
 //! them stopped, `DELETE` lets them start again, `GET /admin/held` lists the holds), with the
-//! operator's token. So no service area may be called `shell` or `admin`.
+//! operator's token. So no service area may be called `shell` or `admin`. And it answers
+//! `GET /dc/health` for its datacenter ([`dc_health`]), so no service area may be called `dc`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::dc_health;
 use super::supervisor::Holds;
 use crate::shell::{self, PluginList};
 
@@ -69,18 +71,22 @@ impl Gateway {
         })
     }
 
-    /// Serves on `listener`, routing each service area of `areas` to its units.
+    /// Serves on `listener`, routing each service area of `areas` to its units, answering
+    /// `GET /dc/health` for them, and serving `front` (the demo's shell and holds) when given.
     pub fn start(
         listener: TcpListener,
         areas: Vec<(String, Vec<SocketAddr>)>,
-        front: Front,
+        front: Option<Front>,
     ) -> anyhow::Result<Self> {
         let address = listener
             .local_addr()
             .context("cannot read the gateway's address")?;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            let app = front_routes(front)
+            let app = front
+                .map(front_routes)
+                .unwrap_or_default()
+                .merge(dc_health::routes(areas.clone()))
                 .merge(router(areas))
                 .into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app)

@@ -14,9 +14,10 @@
 
 mod catalogue;
 mod catch_up;
+mod dc_health;
 mod files;
 mod gates;
-mod gateway;
+pub mod gateway;
 mod plan;
 mod sample;
 mod session_keys;
@@ -189,11 +190,11 @@ async fn start(
     let gateway = Gateway::start(
         gateway_listener,
         areas,
-        gateway::Front {
+        Some(gateway::Front {
             plugins,
             admin_token: tokens.admin.clone(),
             holds: supervisor.holds(),
-        },
+        }),
     )?;
     let gateway_url = format!("http://{}", gateway.address());
     let owner_database = supervisor
@@ -247,7 +248,7 @@ fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM, whichever comes first.
-fn stop_requested() -> anyhow::Result<impl Future<Output = ()>> {
+pub fn stop_requested() -> anyhow::Result<impl Future<Output = ()>> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     Ok(async move {
         tokio::select! {

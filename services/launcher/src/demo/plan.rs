@@ -63,7 +63,12 @@ pub async fn plan_units(
         *sa.database.get_mut() = database_url(data_dir, postgres, sa.name.get_ref()).await?;
     }
     let wanted: Vec<SocketAddr> = topology.units().map(|(_, unit)| unit.listen).collect();
-    let offset = i32::from(shared.gateway.port()) - i32::from(topology.gateway.listen.port());
+    let committed_port = topology
+        .gateway
+        .as_ref()
+        .map(|gateway| gateway.listen.port())
+        .context("the demo's topology names no [gateway]")?;
+    let offset = i32::from(shared.gateway.port()) - i32::from(committed_port);
     let addresses = shifted_loopback_addresses(&wanted, offset)?;
     place(&mut topology, shared.gateway, &addresses);
     plan(&topology, shared)
@@ -71,8 +76,10 @@ pub async fn plan_units(
 
 /// Moves the gateway to `gateway` and the units to `addresses`, in the topology's order.
 fn place(topology: &mut Topology, gateway: SocketAddr, addresses: &[SocketAddr]) {
-    topology.gateway.listen = gateway;
-    topology.gateway.url = None;
+    if let Some(own) = topology.gateway.as_mut() {
+        own.listen = gateway;
+        own.url = None;
+    }
     let mut addresses = addresses.iter();
     for sa in &mut topology.service_areas {
         for unit in &mut sa.get_mut().units {
