@@ -7,7 +7,9 @@
 //! [`DRAIN_LIMIT_BYTES`] and within [`DRAIN_TIMEOUT`], before the answer goes out; a body
 //! beyond either bound closes the connection (`Connection: close`), as it would have. This holds
 //! for `Expect: 100-continue` too: a proxy may pass the header on and send the body anyway
-//! (reading the body lets hyper send `100 Continue` to a client that waits for it).
+//! (reading the body lets hyper send `100 Continue` to a client that waits for it). A client that
+//! sends nothing for [`DRAIN_IDLE`] is not waited for: a body the handler already gave up on
+//! (stalled past `body_read_timeout_secs`) closes its connection a moment after the answer.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -28,6 +30,8 @@ use hyper::body::{Frame, SizeHint};
 pub const DRAIN_LIMIT_BYTES: u64 = 32 * 1024 * 1024;
 /// How long draining may take at most: a client that sends slowly is not waited for.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long draining waits for the next part of the body.
+pub const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// The middleware: see the module's documentation.
 pub(super) async fn drain_unread(request: Request, next: Next) -> Response {
@@ -54,9 +58,11 @@ pub(super) async fn drain_unread(request: Request, next: Next) -> Response {
 async fn drain(mut body: Body) -> bool {
     let reading = async {
         let mut read: u64 = 0;
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else {
-                return false;
+        loop {
+            let frame = match tokio::time::timeout(DRAIN_IDLE, body.frame()).await {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None) => return true,
+                Ok(Some(Err(_))) | Err(_) => return false,
             };
             if let Some(data) = frame.data_ref() {
                 read = read.saturating_add(data.len() as u64);
@@ -65,7 +71,6 @@ async fn drain(mut body: Body) -> bool {
                 }
             }
         }
-        true
     };
     tokio::time::timeout(DRAIN_TIMEOUT, reading)
         .await
