@@ -125,6 +125,11 @@ pub(super) struct Steps {
     pub(super) query: Duration,
     /// `repr::render_feed` of that batch, called directly.
     pub(super) render: Duration,
+    /// `repr::render_feed_through_tree` of the same batch (the rendering before stored
+    /// documents were spliced in as their text), timed beside it, in alternating order.
+    pub(super) render_tree: Duration,
+    /// Per chunk, the render's time divided by the tree render's (sorted).
+    pub(super) render_ratios: Vec<f64>,
     /// The same chunk over HTTP (query, rendering and transfer again, plus the edge).
     pub(super) get: Duration,
     /// `repr::parse_feed` and `poller::chunk_items`.
@@ -845,21 +850,52 @@ async fn steps(owner: &Unit, scratch: &str, until: Version) -> anyhow::Result<St
                 .await?;
             steps.query += began.elapsed();
 
-            let began = Instant::now();
             let views: Vec<hiscale::repr::ResourceView<'_>> = batch
                 .items
                 .iter()
                 .map(hiscale::repr::ResourceView::changed)
                 .collect();
-            let rendered = hiscale::repr::render_feed(
-                hiscale::repr::Format::Json,
-                &owned,
-                batch.version,
-                batch.more,
-                &views,
+            let render = |through_tree: bool| {
+                let began = Instant::now();
+                let rendered = if through_tree {
+                    hiscale::repr::render_feed_through_tree(
+                        hiscale::repr::Format::Json,
+                        &owned,
+                        batch.version,
+                        batch.more,
+                        &views,
+                    )
+                } else {
+                    hiscale::repr::render_feed(
+                        hiscale::repr::Format::Json,
+                        &owned,
+                        batch.version,
+                        batch.more,
+                        &views,
+                    )
+                };
+                (began.elapsed(), rendered)
+            };
+            // Alternating which goes first, so caches and drift favour neither.
+            let ((spliced, new), (tree, old)) = if steps.chunks % 2 == 0 {
+                let new = render(false);
+                (new, render(true))
+            } else {
+                let old = render(true);
+                (render(false), old)
+            };
+            anyhow::ensure!(
+                new == old,
+                "the spliced chunk differs from the tree's after version {after}"
             );
-            steps.render += began.elapsed();
-            drop(rendered);
+            drop((new, old));
+            steps.render += spliced;
+            steps.render_tree += tree;
+            if !tree.is_zero() {
+                steps
+                    .render_ratios
+                    .push(spliced.as_secs_f64() / tree.as_secs_f64());
+            }
 
             let began = Instant::now();
             let response = owner
@@ -901,6 +937,7 @@ async fn steps(owner: &Unit, scratch: &str, until: Version) -> anyhow::Result<St
             );
             after = chunk.version;
             if !chunk.more && after >= until {
+                steps.render_ratios.sort_by(f64::total_cmp);
                 return anyhow::Ok(steps);
             }
         }

@@ -492,6 +492,19 @@ impl Report {
                 String::new(),
             ),
             line(
+                "    render JSON through trees (before), s / spliced÷tree per chunk, median".into(),
+                &|run| {
+                    let s = &run.steps;
+                    let median = s
+                        .render_ratios
+                        .get(s.render_ratios.len() / 2)
+                        .copied()
+                        .unwrap_or_default();
+                    format!("{:.2} / {median:.2}×", s.render_tree.as_secs_f64())
+                },
+                String::new(),
+            ),
+            line(
                 "    chunks / MiB of JSON".into(),
                 &|run| {
                     let s = &run.steps;
