@@ -32,6 +32,41 @@ pub struct StoredResource {
     pub purged_version: Version,
 }
 
+/// The state of one resource as [`Store::read_stamp`] identifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadStamp {
+    /// The whole resource is deleted.
+    pub deleted: bool,
+    /// Resource version and purged version, then `|name@version` per aspect by name.
+    text: String,
+}
+
+impl ReadStamp {
+    /// The stamp of a resource as [`Store::read`] returned it.
+    pub fn of(resource: &StoredResource) -> Self {
+        let mut stamp = Self {
+            deleted: resource.deleted,
+            text: format!("{}/{}", resource.version, resource.purged_version),
+        };
+        let mut aspects: Vec<&StoredAspect> = resource.aspects.iter().collect();
+        aspects.sort_by(|left, right| left.name.cmp(&right.name));
+        for aspect in aspects {
+            stamp.push(&aspect.name, aspect.version);
+        }
+        stamp
+    }
+
+    fn push(&mut self, name: &str, version: Version) {
+        use std::fmt::Write as _;
+        let _infallible = write!(self.text, "|{name}@{version}");
+    }
+
+    /// The stamp as text, for a cache key.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
 /// A resource in a feed chunk: only the selected aspects that changed in the chunk's range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangedResource {
@@ -95,6 +130,49 @@ impl Store {
             aspects,
             purged_version,
         }))
+    }
+
+    /// What identifies the state of one resource without its documents: its row, and each
+    /// aspect's name and version (tombstones included); `None` when it never existed.
+    ///
+    /// A document never changes without its version changing, versions are never reused, and
+    /// every way an aspect goes (purge, a copy dropping what its source deleted) removes its
+    /// pair, so two reads with equal stamps show the same resource: a cache of what was
+    /// rendered from [`Store::read`] can be keyed by [`ReadStamp::of`] and looked up by this.
+    pub async fn read_stamp(
+        &self,
+        collection: &str,
+        id: &ResourceId,
+    ) -> Result<Option<ReadStamp>, Error> {
+        let rows = sqlx::query(
+            "SELECT r.version, r.deleted, r.purged_version, a.aspect, a.version \
+             FROM hs_resource r LEFT JOIN hs_aspect a \
+               ON a.collection = r.collection AND a.resource_id = r.resource_id \
+             WHERE r.collection = $1 AND r.resource_id = $2",
+        )
+        .bind(collection)
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut stamp = ReadStamp {
+            deleted: first.try_get::<i64, _>(1)? != 0,
+            text: format!("{}/{}", version_at(first, 0)?, version_at(first, 2)?),
+        };
+        let mut aspects = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(name) = row.try_get::<Option<String>, _>(3)? {
+                aspects.push((name, version_at(row, 4)?));
+            }
+        }
+        // Sorted here, not by SQL: PostgreSQL's collation may order names differently.
+        aspects.sort();
+        for (name, version) in &aspects {
+            stamp.push(name, *version);
+        }
+        Ok(Some(stamp))
     }
 
     /// The changes of the `aspects` named after version `after` and up to `until` (a horizon),

@@ -12,6 +12,10 @@ use super::{ALLOC_WRITERS, Plan, READERS, WRITERS};
 #[derive(Debug, Default)]
 pub(super) struct HttpResults {
     pub(super) reads: Vec<Sample>,
+    /// The same GETs at a unit on the same database without the cache of rendered reads.
+    pub(super) reads_uncached: Vec<Sample>,
+    /// `GET /heartbeat` at the unit of `reads`.
+    pub(super) heartbeats: Vec<Sample>,
     pub(super) writes: Vec<Sample>,
 }
 
@@ -258,6 +262,44 @@ impl Report {
                 "  GET latency p50 / p99".into(),
                 latency_cell(sqlite_reads),
                 latency_cell(pg_reads),
+                String::new(),
+            ],
+            vec![
+                "  the same GETs without the read cache, req/s".into(),
+                rate_cell(summarise(&self.sqlite.reads_uncached)),
+                rate_cell(summarise(&self.postgres_http.reads_uncached)),
+                String::new(),
+            ],
+            vec![
+                "  GET with cache / without".into(),
+                ratio_cell(sqlite_reads, summarise(&self.sqlite.reads_uncached)),
+                ratio_cell(pg_reads, summarise(&self.postgres_http.reads_uncached)),
+                String::new(),
+            ],
+            vec![
+                "  GET /heartbeat req/s (same unit, same clients)".into(),
+                rate_cell(summarise(&self.sqlite.heartbeats)),
+                rate_cell(summarise(&self.postgres_http.heartbeats)),
+                String::new(),
+            ],
+            vec![
+                "  GET with cache / /heartbeat; without cache / /heartbeat".into(),
+                format!(
+                    "{}; {}",
+                    ratio_cell(sqlite_reads, summarise(&self.sqlite.heartbeats)),
+                    ratio_cell(
+                        summarise(&self.sqlite.reads_uncached),
+                        summarise(&self.sqlite.heartbeats)
+                    )
+                ),
+                format!(
+                    "{}; {}",
+                    ratio_cell(pg_reads, summarise(&self.postgres_http.heartbeats)),
+                    ratio_cell(
+                        summarise(&self.postgres_http.reads_uncached),
+                        summarise(&self.postgres_http.heartbeats)
+                    )
+                ),
                 String::new(),
             ],
             vec![
