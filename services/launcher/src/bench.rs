@@ -4,7 +4,10 @@
 //! * HTTP: the registration unit runs in this process on `127.0.0.1:0`, once per backend
 //!   (SQLite in a temporary file always, PostgreSQL in a fresh database when a server is
 //!   given), and is driven over real loopback HTTP/1.1 with keep-alive: `GET /customers/{id}`
-//!   with 16 clients, `PUT /customers/{id}/address.home` with 8 writers on distinct ids.
+//!   with 16 clients, `PUT /customers/{id}/address.home` with 8 writers on distinct ids. The
+//!   GETs run in each repetition beside the same GETs at a second unit on the same database
+//!   without the cache of rendered reads, and beside the unit's `/heartbeat`, in rotating
+//!   order.
 //! * SQLite durability: the same PUTs against a second SQLite unit whose store runs with
 //!   `synchronous = NORMAL`, measured in each repetition next to the SQLite (`FULL`) unit, in
 //!   alternating order, to show what one fsync per write transaction costs.
