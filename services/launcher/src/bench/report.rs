@@ -528,7 +528,7 @@ impl Report {
                     format!(
                         "{:.2} / {:.2}",
                         s.query.as_secs_f64(),
-                        s.render.as_secs_f64()
+                        s.json.stored.as_secs_f64()
                     )
                 },
                 String::new(),
@@ -536,13 +536,25 @@ impl Report {
             line(
                 "    render JSON through trees (before), s / spliced÷tree per chunk, median".into(),
                 &|run| {
-                    let s = &run.steps;
-                    let median = s
-                        .render_ratios
-                        .get(s.render_ratios.len() / 2)
-                        .copied()
-                        .unwrap_or_default();
-                    format!("{:.2} / {median:.2}×", s.render_tree.as_secs_f64())
+                    let json = &run.steps.json;
+                    format!(
+                        "{:.2} / {:.2}×",
+                        json.tree.as_secs_f64(),
+                        json.median_ratio()
+                    )
+                },
+                String::new(),
+            ),
+            line(
+                "    render XML walked / through trees (before), s / ÷ per chunk, median".into(),
+                &|run| {
+                    let xml = &run.steps.xml;
+                    format!(
+                        "{:.2} / {:.2} / {:.2}×",
+                        xml.stored.as_secs_f64(),
+                        xml.tree.as_secs_f64(),
+                        xml.median_ratio()
+                    )
                 },
                 String::new(),
             ),
