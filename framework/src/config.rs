@@ -75,6 +75,9 @@ pub struct FeedConfig {
     pub max_chunk_bytes: usize,
     /// Memory for cached full chunks (they are states the owner really had).
     pub cache_bytes: u64,
+    /// Memory for rendered single-resource reads (`GET /{collection}/{id}`), each found again
+    /// only by the exact versions of the resource's aspects (0: no such cache).
+    pub read_cache_bytes: u64,
     /// After a start, a consumer the topology names that has not polled within this many
     /// seconds is named in `/health` and the log (the start gate still holds writes).
     pub start_gate_warn_secs: u64,
@@ -102,6 +105,7 @@ impl Default for FeedConfig {
             purge_interval_secs: 300,
             max_chunk_bytes: 1024 * 1024,
             cache_bytes: 64 * 1024 * 1024,
+            read_cache_bytes: 32 * 1024 * 1024,
             start_gate_warn_secs: 30,
             start_gate_max_secs: 600,
             refill_on_rollback: true,
@@ -347,6 +351,11 @@ impl FeedConfig {
             1024..=64 * 1024 * 1024,
         )?;
         within("cache_bytes", self.cache_bytes, 0..=16 * 1024 * 1024 * 1024)?;
+        within(
+            "read_cache_bytes",
+            self.read_cache_bytes,
+            0..=16 * 1024 * 1024 * 1024,
+        )?;
         within(
             "start_gate_warn_secs",
             self.start_gate_warn_secs,

@@ -223,6 +223,18 @@ fn present_body(
     serde_json::to_string(&Value::Object(document)).ok()
 }
 
+/// Whether an upgrade or a facade of `version` covers the aspect `name`.
+fn changes_aspect(collection: &Collection, version: InterfaceVersion, name: &str) -> bool {
+    collection
+        .upgrades()
+        .iter()
+        .any(|upgrade| covers(&upgrade.aspect, name))
+        || collection
+            .facades()
+            .iter()
+            .any(|facade| facade.version == version && facade.covers(name))
+}
+
 fn present_aspects(
     collection: &Collection,
     version: InterfaceVersion,
@@ -232,6 +244,13 @@ fn present_aspects(
         .iter()
         .map(|aspect| StoredAspect {
             body: aspect.body.as_deref().map(|body| {
+                // A document no upgrade or facade changes was parsed and printed again here,
+                // which leaves canonical text as it is: only the rest still takes that trip.
+                if !changes_aspect(collection, version, &aspect.name)
+                    && crate::repr::is_canonical(body)
+                {
+                    return body.to_owned();
+                }
                 present_body(collection, version, &aspect.name, body)
                     .unwrap_or_else(|| body.to_owned())
             }),

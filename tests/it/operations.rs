@@ -181,6 +181,9 @@ async fn the_benchmark_runs_its_short_version() {
         "publisher fsync=on synchronous_commit=on",
         "figure 5: feed chunks/s",
         "figure 6: peak RSS",
+        "the same GETs without the read cache",
+        "GET /heartbeat req/s",
+        "render JSON through trees (before)",
     ] {
         assert!(printed.contains(expected), "no {expected:?} in:\n{printed}");
     }

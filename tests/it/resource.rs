@@ -439,3 +439,79 @@ both_backends!(
         assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{}", foreign.body);
     }
 );
+
+both_backends!(
+    cached_reads_follow_writes_through_another_unit,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let id = create_customer(&app, &customer_json(5), JSON).await;
+        let uri = format!("/customers/{id}");
+        // A second unit sharing the store: its writes never reach the first unit's memory.
+        let config = tests::unit_config(
+            "registration-second",
+            &app.database.url,
+            ([127, 0, 0, 1], 0).into(),
+        );
+        let second_state = hiscale::unit::state(&config, registration::service_area())
+            .await
+            .unwrap();
+        let second = hiscale::http::app(second_state);
+        let send_second = async |request: axum::http::Request<Body>| -> StatusCode {
+            use tower::ServiceExt;
+            second.clone().oneshot(request).await.unwrap().status()
+        };
+
+        // Read (and cached) twice, in both formats.
+        let first = app.send(get(&uri, JSON)).await;
+        assert_eq!(first.status, StatusCode::OK);
+        assert_eq!(app.send(get(&uri, JSON)).await.body, first.body);
+        let first_xml = app.send(get(&uri, XML)).await;
+        assert_eq!(app.send(get(&uri, XML)).await.body, first_xml.body);
+
+        // A write through the other unit shows at once, in every representation.
+        let body = r#"{"street":"Andere Gasse 2","zip":"53111","city":"Bonn"}"#;
+        let put_home = put(&format!("/customers/{id}/address.home"), JSON, body)
+            .body(Body::from(body))
+            .unwrap();
+        assert_eq!(send_second(put_home).await, StatusCode::OK);
+        let after = app.send(get(&uri, JSON)).await;
+        assert_eq!(
+            after.json()["addresses"]["home"]["street"],
+            "Andere Gasse 2"
+        );
+        assert!(after.json()["version"].as_i64() > first.json()["version"].as_i64());
+        assert_ne!(after.header("etag"), first.header("etag"));
+        assert!(
+            app.send(get(&uri, XML))
+                .await
+                .body
+                .contains("Andere Gasse 2")
+        );
+
+        // So does a deletion of an aspect, and of the whole resource.
+        let delete = |uri: String| {
+            request("DELETE", &uri)
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert_eq!(
+            send_second(delete(format!("/customers/{id}/bankaccount"))).await,
+            StatusCode::NO_CONTENT
+        );
+        let without = app.send(get(&uri, JSON)).await;
+        assert!(
+            without.json().get("bankaccount").is_none(),
+            "{}",
+            without.body
+        );
+        assert_eq!(
+            send_second(delete(uri.clone())).await,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            app.send(get(&uri, JSON)).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+);

@@ -11,6 +11,7 @@ mod gui;
 mod head_bounds;
 pub(crate) mod lookup;
 mod ops;
+mod read_cache;
 mod request_id;
 mod resource;
 mod restore;
@@ -86,6 +87,8 @@ struct Inner {
     changes: tokio::sync::watch::Sender<u64>,
     /// Full feed chunks, rendered: each is a state the owner really had.
     chunks: moka::future::Cache<String, bytes::Bytes>,
+    /// Single-resource reads, rendered, by the state they show.
+    reads: read_cache::ReadCache,
     /// When each consumer's position was last written, to spare the database a write per poll.
     consumers_written: Mutex<HashMap<(String, String), (i64, Instant)>>,
     replication: Replication,
@@ -172,6 +175,7 @@ impl AppState {
             })
             .time_to_live(std::time::Duration::from_secs(60))
             .build();
+        let reads = read_cache::ReadCache::new(extras.feed.read_cache_bytes);
         Self {
             inner: Arc::new(Inner {
                 sa: Arc::new(sa),
@@ -188,6 +192,7 @@ impl AppState {
                 session_grant: extras.session_grant,
                 changes: tokio::sync::watch::channel(0).0,
                 chunks,
+                reads,
                 consumers_written: Mutex::new(HashMap::new()),
                 replication: extras.replication,
                 restore_from: extras.restore_from,

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use super::extract::{UrlVersion, forwarded_prefix, header_text, query_params};
+use super::read_cache::{ReadCache, Rendered};
 use super::{ApiError, AppState};
 use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::auth::Caller;
@@ -21,7 +22,7 @@ use crate::facade;
 use crate::interface::Negotiated;
 use crate::model::{AspectDef, Collection, Ownership, Role};
 use crate::repr::{self, ParseLimits, ResourceView, WireAspect};
-use crate::store::{AspectEdit, Change, Committed, StoredResource, Target};
+use crate::store::{AspectEdit, Change, Committed, ReadStamp, StoredResource, Target};
 use crate::version::{ETag, ResourceId, TagCondition};
 
 type UrlVersionExt = Option<Extension<UrlVersion>>;
@@ -41,25 +42,61 @@ pub(super) async fn read(
     let params = query_params(query.as_deref(), &["aspects"])?;
     let selection = selection(&state, collection, &caller, param(&params, "aspects"))?;
     let id = ResourceId::parse(&id).ok_or_else(not_found)?;
-    let resource = state
+    // A caller that reaches every resource (not a session) reads through the cache of renders.
+    let cached = state.inner.reads.enabled() && caller.customer().is_none();
+    let key =
+        |stamp: &ReadStamp| ReadCache::key(collection.name(), &id, stamp, &selection, negotiated);
+    if cached {
+        let stamp = state
+            .store()
+            .read_stamp(collection.name(), &id)
+            .await?
+            .filter(|stamp| !stamp.deleted)
+            .ok_or_else(not_found)?;
+        if let Some(hit) = state.inner.reads.get(&key(&stamp)).await {
+            return read_answer(&state, collection, negotiated, &headers, hit);
+        }
+    }
+    let stored = state
         .store()
         .read(collection.name(), &id)
         .await?
         .filter(|resource| !resource.deleted && caller.reaches(collection, resource))
         .ok_or_else(not_found)?;
-    let resource = facade::present(collection, negotiated.version, &resource);
+    let resource = facade::present(collection, negotiated.version, &stored);
     let view = ResourceView::of(&resource, |name| selection_has(&selection, name));
-    let etag = ETag(view.version);
-    if let Some(condition) = header_text(&headers, header::IF_NONE_MATCH) {
+    let rendered = Rendered {
+        version: view.version,
+        body: Bytes::from(repr::render_resource(negotiated.format, collection, &view)),
+    };
+    if cached {
+        // Under the stamp of exactly what was rendered (a write since the stamp above was
+        // read makes this a newer state, under its own stamp).
+        let key = key(&ReadStamp::of(&stored));
+        state.inner.reads.insert(key, rendered.clone()).await;
+    }
+    read_answer(&state, collection, negotiated, &headers, rendered)
+}
+
+/// The answer to a read: `304` when `If-None-Match` names its version, else the body; with
+/// its `ETag` either way.
+fn read_answer(
+    state: &AppState,
+    collection: &Collection,
+    negotiated: Negotiated,
+    headers: &HeaderMap,
+    rendered: Rendered,
+) -> Result<Response, ApiError> {
+    let etag = ETag(rendered.version);
+    if let Some(condition) = header_text(headers, header::IF_NONE_MATCH) {
         let condition = TagCondition::parse(condition).ok_or_else(bad_condition)?;
-        if condition.matches(view.version) {
+        if condition.matches(rendered.version) {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             set_header(&mut response, header::ETAG, &etag.header_value());
             return Ok(response);
         }
     }
-    let body = repr::render_resource(negotiated.format, collection, &view);
-    let mut response = answer(&state, collection, negotiated, StatusCode::OK, body);
+    let mut response = answer(state, collection, negotiated, StatusCode::OK, rendered.body);
     set_header(&mut response, header::ETAG, &etag.header_value());
     Ok(response)
 }

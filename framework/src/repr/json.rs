@@ -1,8 +1,11 @@
 //! JSON in the shape PROTOCOL.md shows: aspects as objects, qualified ones grouped by
 //! qualifier under their container (`"addresses":{"home":{…}}`).
 
+use std::io::Write as _;
+
 use serde_json::{Map, Value, json};
 
+use super::raw::{self, Canonical};
 use super::strict_json::{DUPLICATE_PREFIX, StrictValue};
 use super::{
     BadBody, FeedAspect, FeedChunk, FeedItem, ParseLimits, ResourceView, WireAspect, WireResource,
@@ -11,6 +14,7 @@ use super::{
 use crate::aspect::AspectName;
 use crate::codes;
 use crate::model::Collection;
+use crate::store::StoredAspect;
 use crate::version::{ResourceId, Version};
 
 pub(super) fn parse_resource(
@@ -160,10 +164,36 @@ fn scalar_text(value: &Value) -> String {
 }
 
 pub(super) fn render_resource(collection: &Collection, view: &ResourceView<'_>) -> Vec<u8> {
-    serde_json::to_vec(&resource_value(collection, view)).unwrap_or_default()
+    let mut out = Vec::with_capacity(256);
+    write_resource(&mut out, collection, view);
+    out
 }
 
 pub(super) fn render_feed(
+    collection: &Collection,
+    version: Version,
+    more: bool,
+    items: &[ResourceView<'_>],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + items.len() * 256);
+    // As `{"version":…,"more":…,"items":[…]}` through a tree, member for member.
+    let _infallible = write!(
+        out,
+        "{{\"version\":{},\"more\":{more},\"items\":[",
+        version.get()
+    );
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_resource(&mut out, collection, item);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// [`render_feed`] through trees only (see `repr::render_feed_through_tree`).
+pub(super) fn render_feed_through_tree(
     collection: &Collection,
     version: Version,
     more: bool,
@@ -175,6 +205,112 @@ pub(super) fn render_feed(
         .collect();
     serde_json::to_vec(&json!({"version": version.get(), "more": more, "items": items}))
         .unwrap_or_default()
+}
+
+/// One resource: its stored documents spliced in as they are where that prints what the tree
+/// prints ([`raw::canonical`]), through the tree otherwise.
+fn write_resource(out: &mut Vec<u8>, collection: &Collection, view: &ResourceView<'_>) {
+    let start = out.len();
+    if !splice_resource(out, collection, view) {
+        out.truncate(start);
+        let _infallible = serde_json::to_writer(&mut *out, &resource_value(collection, view));
+    }
+}
+
+/// A member of the resource object in the order the tree holds it: an aspect, or a container
+/// of qualified aspects (placed where its first aspect is declared).
+struct Slot<'v> {
+    key: String,
+    grouped: bool,
+    /// (qualifier, or "" for an ungrouped aspect; the aspect; its fields)
+    aspects: Vec<(&'v str, &'v StoredAspect, Option<Canonical<'v>>)>,
+}
+
+/// Writes `view` as [`resource_value`] would print it; `false` (with partial output the
+/// caller drops) when a document is not canonical or a member name collides, where the tree's
+/// map would merge or replace members.
+fn splice_resource(out: &mut Vec<u8>, collection: &Collection, view: &ResourceView<'_>) -> bool {
+    let mut slots: Vec<Slot<'_>> = Vec::new();
+    for (definition, aspect) in view.declared_aspects(collection) {
+        let fields = match aspect.body.as_deref() {
+            None => None,
+            Some(body) => match raw::canonical(body) {
+                Some(document) => Some(document),
+                None => return false,
+            },
+        };
+        let (key, qualifier) = match (&definition.container, definition.name.qualifier()) {
+            (Some(container), Some(qualifier)) => (container.clone(), Some(qualifier)),
+            _ => (definition.name.to_string(), None),
+        };
+        if key == "id" || key == "version" || (view.deleted && key == "deleted") {
+            return false;
+        }
+        match slots.iter_mut().find(|slot| slot.key == key) {
+            Some(slot) => {
+                let Some(qualifier) = qualifier else {
+                    return false;
+                };
+                if !slot.grouped || slot.aspects.iter().any(|(seen, _, _)| *seen == qualifier) {
+                    return false;
+                }
+                slot.aspects.push((qualifier, aspect, fields));
+            }
+            None => slots.push(Slot {
+                key,
+                grouped: qualifier.is_some(),
+                aspects: vec![(qualifier.unwrap_or(""), aspect, fields)],
+            }),
+        }
+    }
+    out.extend_from_slice(b"{\"id\":");
+    let _infallible = serde_json::to_writer(&mut *out, view.id.as_str());
+    let _infallible = write!(out, ",\"version\":{}", view.version.get());
+    if view.deleted {
+        out.extend_from_slice(b",\"deleted\":true");
+    }
+    for slot in &slots {
+        out.push(b',');
+        let _infallible = serde_json::to_writer(&mut *out, slot.key.as_str());
+        out.push(b':');
+        if slot.grouped {
+            out.push(b'{');
+            for (index, (qualifier, aspect, fields)) in slot.aspects.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                let _infallible = serde_json::to_writer(&mut *out, qualifier);
+                out.push(b':');
+                write_aspect(out, aspect, *fields);
+            }
+            out.push(b'}');
+        } else if let Some((_, aspect, fields)) = slot.aspects.first() {
+            write_aspect(out, aspect, *fields);
+        }
+    }
+    out.push(b'}');
+    true
+}
+
+/// `{"version":…,"deleted":true?,…fields}` with the fields' text as stored.
+fn write_aspect(out: &mut Vec<u8>, aspect: &StoredAspect, fields: Option<Canonical<'_>>) {
+    let _infallible = write!(out, "{{\"version\":{}", aspect.version.get());
+    if aspect.deleted {
+        out.extend_from_slice(b",\"deleted\":true");
+    }
+    let members = fields.map_or("", Canonical::members_text);
+    if !members.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(members.as_bytes());
+    }
+    out.push(b'}');
+}
+
+/// The resource as a tree: what [`splice_resource`] must print byte for byte, and what renders
+/// any document it does not take.
+#[cfg(test)]
+pub(super) fn resource_value_for_tests(collection: &Collection, view: &ResourceView<'_>) -> Value {
+    resource_value(collection, view)
 }
 
 fn resource_value(collection: &Collection, view: &ResourceView<'_>) -> Value {

@@ -29,7 +29,7 @@ pub use copy::{ApplyMode, ChunkAspect, ChunkItem, CopyPosition};
 pub use feed::{Consumer, PurgeReport};
 pub use interfaces::{InterfaceConsumer, InterfaceRow};
 pub use lease::{Fence, LeaseState};
-pub use read::{ChangeBatch, ChangedResource, StoredAspect, StoredResource};
+pub use read::{ChangeBatch, ChangedResource, ReadStamp, StoredAspect, StoredResource};
 pub use restoring::Restoring;
 pub use units::UnitRecord;
 pub use write::{AspectEdit, Change, Committed, PendingWrite, Target};

@@ -4,7 +4,10 @@
 //! * HTTP: the registration unit runs in this process on `127.0.0.1:0`, once per backend
 //!   (SQLite in a temporary file always, PostgreSQL in a fresh database when a server is
 //!   given), and is driven over real loopback HTTP/1.1 with keep-alive: `GET /customers/{id}`
-//!   with 16 clients, `PUT /customers/{id}/address.home` with 8 writers on distinct ids.
+//!   with 16 clients, `PUT /customers/{id}/address.home` with 8 writers on distinct ids. The
+//!   GETs run in each repetition beside the same GETs at a second unit on the same database
+//!   without the cache of rendered reads, and beside the unit's `/heartbeat`, in rotating
+//!   order.
 //! * SQLite durability: the same PUTs against a second SQLite unit whose store runs with
 //!   `synchronous = NORMAL`, measured in each repetition next to the SQLite (`FULL`) unit, in
 //!   alternating order, to show what one fsync per write transaction costs.
@@ -437,8 +440,20 @@ async fn http_and_allocation(
     );
     normal.seed(plan.customers).await?;
 
-    let outcome = http_measurements(plan, &units, &normal, report).await;
-    for unit in units {
+    let mut uncached = Vec::new();
+    for (unit, url) in units
+        .iter()
+        .zip(std::iter::once(sqlite_url.as_str()).chain(postgres_url.as_deref()))
+    {
+        eprintln!(
+            "{}: starting a second registration unit without the read cache",
+            unit.backend.label()
+        );
+        uncached.push(Unit::start_uncached(unit, url).await?);
+    }
+
+    let outcome = http_measurements(plan, &units, &uncached, &normal, report).await;
+    for unit in units.into_iter().chain(uncached) {
         unit.stop().await;
     }
     normal.stop().await;
@@ -461,28 +476,46 @@ enum Writes {
 /// GET then PUT, each repeated, alternating backends within a repetition; the PUTs also run
 /// on `normal` (SQLite, `synchronous = NORMAL`) next to the SQLite unit, in turns first and
 /// second so that neither always runs after the other.
+/// The GETs also run on `uncached` (a unit on the same database without the read cache) and
+/// against `/heartbeat`, in rotating order within each repetition.
 async fn http_measurements(
     plan: Plan,
     units: &[Unit],
+    uncached: &[Unit],
     normal: &Unit,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    for unit in units {
+    for (unit, plain) in units.iter().zip(uncached) {
         eprintln!("{}: warm-up", unit.backend.label());
         unit.reads(READERS, plan.warm_up).await?;
+        plain.reads(READERS, plan.warm_up).await?;
         unit.writes(WRITERS, plan.warm_up).await?;
     }
     eprintln!("sqlite synchronous=NORMAL: warm-up");
     normal.writes(WRITERS, plan.warm_up).await?;
     for run in 1..=plan.repetitions {
-        for unit in units {
+        for (unit, plain) in units.iter().zip(uncached) {
+            let label = unit.backend.label();
             eprintln!(
-                "{}: GET run {run}/{}…",
-                unit.backend.label(),
+                "{label}: GET (cached, uncached, /heartbeat) run {run}/{}…",
                 plan.repetitions
             );
-            let sample = unit.reads(READERS, plan.duration).await?;
-            report.http_mut(unit.backend).reads.push(sample);
+            for turn in 0..3 {
+                match (turn + run) % 3 {
+                    0 => {
+                        let sample = unit.reads(READERS, plan.duration).await?;
+                        report.http_mut(unit.backend).reads.push(sample);
+                    }
+                    1 => {
+                        let sample = plain.reads(READERS, plan.duration).await?;
+                        report.http_mut(unit.backend).reads_uncached.push(sample);
+                    }
+                    _ => {
+                        let sample = unit.heartbeats(READERS, plan.duration).await?;
+                        report.http_mut(unit.backend).heartbeats.push(sample);
+                    }
+                }
+            }
         }
     }
     let mut order: Vec<(&Unit, Writes)> = units

@@ -133,6 +133,22 @@ impl Unit {
         Self::start_with(backend, database, "registration-bench", Vec::new()).await
     }
 
+    /// A second unit on `of`'s database without the cache of rendered reads, reading the same
+    /// customers: single-resource GETs as they were before the cache, measured beside it.
+    pub(super) async fn start_uncached(of: &Unit, database: &str) -> anyhow::Result<Self> {
+        let mut unit = Self::launch_with(
+            of.backend,
+            database,
+            "registration-uncached",
+            Vec::new(),
+            ConnectOptions::default(),
+            0,
+        )
+        .await?;
+        unit.ids = Arc::clone(&of.ids);
+        Ok(unit)
+    }
+
     /// A registration unit named `{name}-{backend}` that also accepts `callers`.
     pub(super) async fn start_with(
         backend: Backend,
@@ -162,7 +178,19 @@ impl Unit {
         callers: Vec<CallerConfig>,
         options: ConnectOptions,
     ) -> anyhow::Result<Self> {
-        let config = hiscale::UnitConfig {
+        let read_cache_bytes = hiscale::config::FeedConfig::default().read_cache_bytes;
+        Self::launch_with(backend, database, name, callers, options, read_cache_bytes).await
+    }
+
+    async fn launch_with(
+        backend: Backend,
+        database: &str,
+        name: &str,
+        callers: Vec<CallerConfig>,
+        options: ConnectOptions,
+        read_cache_bytes: u64,
+    ) -> anyhow::Result<Self> {
+        let mut config = hiscale::UnitConfig {
             callers: std::iter::once(operator()).chain(callers).collect(),
             ..hiscale::UnitConfig::new(
                 registration::NAME,
@@ -171,6 +199,7 @@ impl Unit {
                 database,
             )
         };
+        config.feed.read_cache_bytes = read_cache_bytes;
         let store = hiscale::Store::connect_with(database, options)
             .await
             .with_context(|| format!("opening the {} store", backend.label()))?;
@@ -279,6 +308,22 @@ impl Unit {
                     .bearer_auth(TOKEN)
                     .header(ACCEPT, MEDIA_TYPE);
                 Box::pin(expect_ok(request, "GET"))
+            },
+        );
+        drive(clients, duration, step).await
+    }
+
+    /// `GET /heartbeat`: the same unit's cheapest answer, the reference for its reads.
+    pub(super) async fn heartbeats(
+        &self,
+        clients: usize,
+        duration: Duration,
+    ) -> anyhow::Result<Sample> {
+        let url: Arc<str> = Arc::from(format!("{}/heartbeat", self.base));
+        let client = self.client.clone();
+        let step: Step = Arc::new(
+            move |_worker: usize, _random: u64| -> BoxFuture<anyhow::Result<()>> {
+                Box::pin(expect_ok(client.get(&*url), "GET /heartbeat"))
             },
         );
         drive(clients, duration, step).await

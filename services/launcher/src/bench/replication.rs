@@ -123,14 +123,37 @@ pub(super) struct Steps {
     pub(super) bytes: usize,
     /// `Store::read_changes_capped` on the owner's store, called directly.
     pub(super) query: Duration,
-    /// `repr::render_feed` of that batch, called directly.
-    pub(super) render: Duration,
+    /// Rendering that batch in JSON, called directly.
+    pub(super) json: RenderTimes,
+    /// The same in XML.
+    pub(super) xml: RenderTimes,
     /// The same chunk over HTTP (query, rendering and transfer again, plus the edge).
     pub(super) get: Duration,
     /// `repr::parse_feed` and `poller::chunk_items`.
     pub(super) parse: Duration,
     /// `Store::apply_chunk` into an empty scratch database.
     pub(super) apply: Duration,
+}
+
+/// One format's rendering of every chunk: `repr::render_feed` (stored documents as their
+/// text) beside `repr::render_feed_through_tree` (the rendering it replaced), each chunk
+/// rendered both ways in alternating order.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RenderTimes {
+    pub(super) stored: Duration,
+    pub(super) tree: Duration,
+    /// Per chunk, the first's time divided by the tree's (sorted at the end of the pass).
+    pub(super) ratios: Vec<f64>,
+}
+
+impl RenderTimes {
+    /// The median of the per-chunk ratios.
+    pub(super) fn median_ratio(&self) -> f64 {
+        self.ratios
+            .get(self.ratios.len() / 2)
+            .copied()
+            .unwrap_or_default()
+    }
 }
 
 /// The long-poll lag of one backend.
@@ -845,21 +868,52 @@ async fn steps(owner: &Unit, scratch: &str, until: Version) -> anyhow::Result<St
                 .await?;
             steps.query += began.elapsed();
 
-            let began = Instant::now();
             let views: Vec<hiscale::repr::ResourceView<'_>> = batch
                 .items
                 .iter()
                 .map(hiscale::repr::ResourceView::changed)
                 .collect();
-            let rendered = hiscale::repr::render_feed(
-                hiscale::repr::Format::Json,
-                &owned,
-                batch.version,
-                batch.more,
-                &views,
-            );
-            steps.render += began.elapsed();
-            drop(rendered);
+            let render = |format: hiscale::repr::Format, through_tree: bool| {
+                let began = Instant::now();
+                let rendered = if through_tree {
+                    hiscale::repr::render_feed_through_tree(
+                        format,
+                        &owned,
+                        batch.version,
+                        batch.more,
+                        &views,
+                    )
+                } else {
+                    hiscale::repr::render_feed(format, &owned, batch.version, batch.more, &views)
+                };
+                (began.elapsed(), rendered)
+            };
+            for format in [hiscale::repr::Format::Json, hiscale::repr::Format::Xml] {
+                // Alternating which goes first, so caches and drift favour neither.
+                let ((spliced, new), (tree, old)) = if steps.chunks % 2 == 0 {
+                    let new = render(format, false);
+                    (new, render(format, true))
+                } else {
+                    let old = render(format, true);
+                    (render(format, false), old)
+                };
+                anyhow::ensure!(
+                    new == old,
+                    "the spliced {format:?} chunk differs from the tree's after version {after}"
+                );
+                drop((new, old));
+                let timing = match format {
+                    hiscale::repr::Format::Json => &mut steps.json,
+                    hiscale::repr::Format::Xml => &mut steps.xml,
+                };
+                timing.stored += spliced;
+                timing.tree += tree;
+                if !tree.is_zero() {
+                    timing
+                        .ratios
+                        .push(spliced.as_secs_f64() / tree.as_secs_f64());
+                }
+            }
 
             let began = Instant::now();
             let response = owner
@@ -901,6 +955,8 @@ async fn steps(owner: &Unit, scratch: &str, until: Version) -> anyhow::Result<St
             );
             after = chunk.version;
             if !chunk.more && after >= until {
+                steps.json.ratios.sort_by(f64::total_cmp);
+                steps.xml.ratios.sort_by(f64::total_cmp);
                 return anyhow::Ok(steps);
             }
         }

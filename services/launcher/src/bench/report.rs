@@ -12,6 +12,10 @@ use super::{ALLOC_WRITERS, Plan, READERS, WRITERS};
 #[derive(Debug, Default)]
 pub(super) struct HttpResults {
     pub(super) reads: Vec<Sample>,
+    /// The same GETs at a unit on the same database without the cache of rendered reads.
+    pub(super) reads_uncached: Vec<Sample>,
+    /// `GET /heartbeat` at the unit of `reads`.
+    pub(super) heartbeats: Vec<Sample>,
     pub(super) writes: Vec<Sample>,
 }
 
@@ -261,6 +265,44 @@ impl Report {
                 String::new(),
             ],
             vec![
+                "  the same GETs without the read cache, req/s".into(),
+                rate_cell(summarise(&self.sqlite.reads_uncached)),
+                rate_cell(summarise(&self.postgres_http.reads_uncached)),
+                String::new(),
+            ],
+            vec![
+                "  GET with cache / without".into(),
+                ratio_cell(sqlite_reads, summarise(&self.sqlite.reads_uncached)),
+                ratio_cell(pg_reads, summarise(&self.postgres_http.reads_uncached)),
+                String::new(),
+            ],
+            vec![
+                "  GET /heartbeat req/s (same unit, same clients)".into(),
+                rate_cell(summarise(&self.sqlite.heartbeats)),
+                rate_cell(summarise(&self.postgres_http.heartbeats)),
+                String::new(),
+            ],
+            vec![
+                "  GET with cache / /heartbeat; without cache / /heartbeat".into(),
+                format!(
+                    "{}; {}",
+                    ratio_cell(sqlite_reads, summarise(&self.sqlite.heartbeats)),
+                    ratio_cell(
+                        summarise(&self.sqlite.reads_uncached),
+                        summarise(&self.sqlite.heartbeats)
+                    )
+                ),
+                format!(
+                    "{}; {}",
+                    ratio_cell(pg_reads, summarise(&self.postgres_http.heartbeats)),
+                    ratio_cell(
+                        summarise(&self.postgres_http.reads_uncached),
+                        summarise(&self.postgres_http.heartbeats)
+                    )
+                ),
+                String::new(),
+            ],
+            vec![
                 format!("PUT /customers/{{id}}/address.home writes/s ({WRITERS} writers)"),
                 rate_cell(sqlite_writes),
                 rate_cell(pg_writes),
@@ -486,7 +528,32 @@ impl Report {
                     format!(
                         "{:.2} / {:.2}",
                         s.query.as_secs_f64(),
-                        s.render.as_secs_f64()
+                        s.json.stored.as_secs_f64()
+                    )
+                },
+                String::new(),
+            ),
+            line(
+                "    render JSON through trees (before), s / spliced÷tree per chunk, median".into(),
+                &|run| {
+                    let json = &run.steps.json;
+                    format!(
+                        "{:.2} / {:.2}×",
+                        json.tree.as_secs_f64(),
+                        json.median_ratio()
+                    )
+                },
+                String::new(),
+            ),
+            line(
+                "    render XML walked / through trees (before), s / ÷ per chunk, median".into(),
+                &|run| {
+                    let xml = &run.steps.xml;
+                    format!(
+                        "{:.2} / {:.2} / {:.2}×",
+                        xml.stored.as_secs_f64(),
+                        xml.tree.as_secs_f64(),
+                        xml.median_ratio()
                     )
                 },
                 String::new(),
