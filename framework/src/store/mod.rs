@@ -228,7 +228,7 @@ impl Store {
             .connect_with(connect_options)
             .await?;
         match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Sqlite => migrate_sqlite(&pool).await?,
             Backend::Postgres => {
                 sqlx::migrate!("./migrations/postgres").run(&pool).await?;
                 let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?;
@@ -366,6 +366,30 @@ fn with_create_mode(url: &str) -> String {
         format!("{url}&mode=rwc")
     } else {
         format!("{url}?mode=rwc")
+    }
+}
+
+/// How often a unit runs SQLite's migrations before it gives up, and how long it waits between.
+const SQLITE_MIGRATION_TRIES: u32 = 50;
+const SQLITE_MIGRATION_PAUSE: Duration = Duration::from_millis(100);
+
+/// Runs the SQLite migrations, again if they fail. Two units starting at once on one new file
+/// both find it unmigrated, and SQLite has no lock for sqlx's migrator to take: the second
+/// one's `CREATE TABLE` fails once the first has committed it (`table … already exists`).
+/// Each migration is one transaction, so running them again finds the first unit's applied and
+/// goes on. A migration that truly fails fails every time, and the last error is returned.
+async fn migrate_sqlite(pool: &sqlx::AnyPool) -> Result<(), Error> {
+    let mut tries = 1;
+    loop {
+        match sqlx::migrate!("./migrations/sqlite").run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(error) if tries < SQLITE_MIGRATION_TRIES => {
+                tracing::info!(%error, "migrating the SQLite store failed; another unit may be migrating it, trying again");
+                tries += 1;
+                tokio::time::sleep(SQLITE_MIGRATION_PAUSE).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
 }
 
