@@ -391,72 +391,69 @@ fn probe(path: &str, period_secs: u32, failures: u32) -> Value {
     })
 }
 
-fn gateway_deployment(port: u16) -> Value {
-    let labels = labels("gateway");
+/// A Deployment of two interchangeable pods (no singletons) labelled as `component`.
+fn replicated_deployment(name: &str, component: &str, pod: Value) -> Value {
+    let labels = labels(component);
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": GATEWAY_SERVICE, "labels": labels.clone()},
+        "metadata": {"name": name, "labels": labels.clone()},
         "spec": {
-            // No singletons: two gateways, each routing to every unit.
             "replicas": 2,
             "selector": {"matchLabels": labels.clone()},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "terminationGracePeriodSeconds": FEED_MAX_WAIT_SECS + LONG_POLL_MARGIN_SECS,
-                    "securityContext": pod_security(),
-                    "containers": [{
-                        "name": "haproxy",
-                        "image": GATEWAY_IMAGE,
-                        "args": ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
-                        "ports": [{"name": "http", "containerPort": port}],
-                        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 2},
-                        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
-                        "securityContext": locked_down(),
-                        "volumeMounts": [{
-                            "name": "haproxy",
-                            "mountPath": "/usr/local/etc/haproxy",
-                            "readOnly": true,
-                        }],
-                    }],
-                    "volumes": [{"name": "haproxy", "configMap": {"name": HAPROXY_CONFIG_MAP}}],
-                },
-            },
+            "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     })
 }
 
+/// HAProxy, two of them, each routing to every unit.
+fn gateway_deployment(port: u16) -> Value {
+    replicated_deployment(
+        GATEWAY_SERVICE,
+        "gateway",
+        json!({
+            "terminationGracePeriodSeconds": FEED_MAX_WAIT_SECS + LONG_POLL_MARGIN_SECS,
+            "securityContext": pod_security(),
+            "containers": [{
+                "name": "haproxy",
+                "image": GATEWAY_IMAGE,
+                "args": ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+                "ports": [{"name": "http", "containerPort": port}],
+                "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 2},
+                "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
+                "securityContext": locked_down(),
+                "volumeMounts": [{
+                    "name": "haproxy",
+                    "mountPath": "/usr/local/etc/haproxy",
+                    "readOnly": true,
+                }],
+            }],
+            "volumes": [{"name": "haproxy", "configMap": {"name": HAPROXY_CONFIG_MAP}}],
+        }),
+    )
+}
+
 fn shell_deployment(port: u16) -> Value {
-    let labels = labels("gui-shell");
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": SHELL_SERVICE, "labels": labels.clone()},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": labels.clone()},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "securityContext": pod_security(),
-                    "containers": [{
-                        "name": "shell",
-                        "image": UNIT_IMAGE,
-                        "args": ["shell", "--topology", format!("{TOPOLOGY_DIR}/topology.toml")],
-                        "ports": [{"name": "http", "containerPort": port}],
-                        "readinessProbe": probe("/health", 2, 2),
-                        "livenessProbe": probe("/health", 5, 3),
-                        "securityContext": locked_down(),
-                        "volumeMounts": [
-                            {"name": "topology", "mountPath": TOPOLOGY_DIR, "readOnly": true},
-                        ],
-                    }],
-                    "volumes": [{"name": "topology", "configMap": {"name": TOPOLOGY_CONFIG_MAP}}],
-                },
-            },
-        },
-    })
+    replicated_deployment(
+        SHELL_SERVICE,
+        "gui-shell",
+        json!({
+            "securityContext": pod_security(),
+            "containers": [{
+                "name": "shell",
+                "image": UNIT_IMAGE,
+                "args": ["shell", "--topology", format!("{TOPOLOGY_DIR}/topology.toml")],
+                "ports": [{"name": "http", "containerPort": port}],
+                "readinessProbe": probe("/health", 2, 2),
+                "livenessProbe": probe("/health", 5, 3),
+                "securityContext": locked_down(),
+                "volumeMounts": [
+                    {"name": "topology", "mountPath": TOPOLOGY_DIR, "readOnly": true},
+                ],
+            }],
+            "volumes": [{"name": "topology", "configMap": {"name": TOPOLOGY_CONFIG_MAP}}],
+        }),
+    )
 }
 
 #[cfg(test)]
