@@ -170,12 +170,12 @@ async fn cut_and_heal(client: &reqwest::Client, line: &Line, seed: u64) {
 async fn health_follows_the_units(client: &reqwest::Client, line: &Line) {
     let (dc1, dc2) = (line.gateway(0), line.gateway(1));
     assert_eq!(dc_health(client, &dc1).await, (200, "PASS\n".to_owned()));
-    line.stop("login-1");
-    line.stop("login-2");
+    line.stop("login-dc1-1");
+    line.stop("login-dc1-2");
     let failing = wait_health(client, &dc1, 503).await;
     assert_eq!(failing, "FAIL\nlogin has no passing unit\n");
     assert_eq!(dc_health(client, &dc2).await.0, 200);
-    line.restart("login-2");
+    line.restart("login-dc1-2");
     let passing = wait_health(client, &dc1, 200).await;
     assert_eq!(passing, "PASS\n");
 }
@@ -413,8 +413,15 @@ async fn haproxy_answers_a_datacenters_health_from_its_checks() {
     let addresses = [2, 3, 4].map(|host| std::net::Ipv4Addr::new(127, 0, 231, host));
     let urls = addresses.map(|address| format!("http://{address}:9000"));
     let gateway_port = tests::process::free_port();
-    let (text, units) =
-        tests::datacenters::line_topology(&addresses, &urls, gateway_port, dir.path());
+    let (text, units) = hiscale::emulation::LineTopology {
+        addresses: &addresses,
+        urls: &urls,
+        gateway_port,
+        first_unit_port: 8100,
+        databases: dir.path(),
+        quick_failover: true,
+    }
+    .write();
     let topology = dir.path().join("topology.toml");
     std::fs::write(&topology, text).unwrap();
     let topology = topology.to_str().unwrap();

@@ -3,25 +3,20 @@
 //! into a datacenter from another passing a link proxy with added latency that the test can
 //! cut. Everything derives from one topology file, as a deployment does.
 //!
-//! ```text
-//!  dc1: registration (owner), login (copy)     <- proxy 1 <- dc2
-//!  dc2: login (copy of dc1's registration)     <- proxy 2 <- dc3
-//!  dc3: login (copy of dc2's login: a relay)
-//!
-//! login is the reader because it only copies (shop and billing own collections too, and an
-//! owner runs in one datacenter).
-//! ```
+//! The line is [`LineTopology`]'s, the one `hiscale dc-demo` runs: dc1 holds the owner
+//! (registration) and a copy (login), dc2's login copies dc1's owner, dc3's login relays dc2's
+//! copy.
 //!
 //! Dropping the [`Line`] kills every process and removes the namespaces, however the test ends.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hiscale::emulation::{LinkProxy, Network};
+use hiscale::emulation::{LineTopology, LineUnit, LinkProxy, Network};
 
 use crate::ADMIN;
 
@@ -29,16 +24,10 @@ use crate::ADMIN;
 const GATEWAY_PORT: u16 = 8080;
 /// The port of the link proxy into a datacenter, at the root namespace's side of its link.
 const ENTRY_PORT: u16 = 9000;
+/// The first unit's port, at its datacenter's address; the others count up.
+const FIRST_UNIT_PORT: u16 = 8100;
 /// How long a process may take to answer after it starts (2 noisy cores, a dozen processes).
 const START_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// One unit of the line: its name, datacenter (0-based) and address.
-#[derive(Debug, Clone)]
-pub struct UnitPlace {
-    pub name: String,
-    pub datacenter: usize,
-    pub listen: SocketAddr,
-}
 
 /// The running line; see the module's documentation.
 pub struct Line {
@@ -46,7 +35,7 @@ pub struct Line {
     processes: Mutex<BTreeMap<String, Child>>,
     /// The link proxy into each datacenter (index = datacenter).
     pub entries: Vec<LinkProxy>,
-    pub units: Vec<UnitPlace>,
+    pub units: Vec<LineUnit>,
     /// The namespaces; removed after the processes are gone.
     network: Network,
     dir: tempfile::TempDir,
@@ -77,9 +66,18 @@ impl Line {
         let dir = tempfile::tempdir().expect("a directory for the line");
         let addresses: Vec<Ipv4Addr> = network.sites().iter().map(|site| site.address).collect();
         let urls: Vec<String> = entries.iter().map(LinkProxy::url).collect();
-        let (topology, units) = line_topology(&addresses, &urls, GATEWAY_PORT, dir.path());
+        let line_topology = LineTopology {
+            addresses: &addresses,
+            urls: &urls,
+            gateway_port: GATEWAY_PORT,
+            first_unit_port: FIRST_UNIT_PORT,
+            databases: dir.path(),
+            quick_failover: true,
+        };
+        let (topology, units) = line_topology.write();
         std::fs::write(dir.path().join("topology.toml"), topology).expect("topology file");
-        std::fs::write(dir.path().join("secrets.toml"), secrets()).expect("secrets file");
+        let secrets = secrets(&line_topology.callers());
+        std::fs::write(dir.path().join("secrets.toml"), secrets).expect("secrets file");
         let line = Self {
             processes: Mutex::new(BTreeMap::new()),
             entries,
@@ -103,7 +101,7 @@ impl Line {
         // The first unit of each SA creates its store; the second starts on a store that is
         // there (two units migrating one new SQLite file at once would collide).
         for first in [true, false] {
-            let wave: Vec<UnitPlace> = line
+            let wave: Vec<LineUnit> = line
                 .units
                 .iter()
                 .filter(|unit| unit.name.ends_with("-1") == first)
@@ -142,7 +140,7 @@ impl Line {
         format!("http://{}", unit.listen)
     }
 
-    fn unit(&self, name: &str) -> &UnitPlace {
+    fn unit(&self, name: &str) -> &LineUnit {
         self.units
             .iter()
             .find(|unit| unit.name == name)
@@ -175,7 +173,7 @@ impl Line {
         self.dir.path().join(file)
     }
 
-    fn spawn_unit(&self, unit: &UnitPlace) {
+    fn spawn_unit(&self, unit: &LineUnit) {
         // Relative to the line's directory, where every process runs.
         let args = [
             "serve",
@@ -267,9 +265,9 @@ pub fn token(caller: &str) -> String {
     format!("line-token-of-{}", caller.replace('@', "-at-"))
 }
 
-fn secrets() -> String {
-    let mut text = String::from("[tokens]\n");
-    for caller in ["admin", "registration", "login", "login@dc2", "login@dc3"] {
+fn secrets(callers: &[String]) -> String {
+    let mut text = format!("[tokens]\n\"admin\" = \"{}\"\n", token("admin"));
+    for caller in callers {
         text.push_str(&format!("\"{caller}\" = \"{}\"\n", token(caller)));
     }
     let (signing, public) = hiscale::session::generate_key_pair().expect("a session key pair");
@@ -277,108 +275,4 @@ fn secrets() -> String {
         "[sessions]\nsigning_key = \"{signing}\"\npublic_key = \"{public}\"\n"
     ));
     text
-}
-
-/// The topology of the line on `addresses` (one per datacenter, each gateway on
-/// `gateway_port`) with `urls` as the other datacenters' way into each, the databases in
-/// `dir`; and its units.
-pub fn line_topology(
-    addresses: &[Ipv4Addr],
-    urls: &[String],
-    gateway_port: u16,
-    dir: &Path,
-) -> (String, Vec<UnitPlace>) {
-    let mut text = String::new();
-    for (index, (address, url)) in addresses.iter().zip(urls).enumerate() {
-        text.push_str(&format!(
-            "[[datacenter]]\nname = \"dc{}\"\nlisten = \"{address}:{gateway_port}\"\n\
-             url = \"{url}\"\ncheck_interval_ms = 500\n\n",
-            index + 1
-        ));
-    }
-    let aspects = "~account";
-    let mut units = Vec::new();
-    let mut sa = |text: &mut String,
-                  name: &str,
-                  datacenter: usize,
-                  grants: &[(&str, &str)],
-                  source: Option<(&str, usize)>| {
-        let dc = datacenter + 1;
-        text.push_str(&format!(
-            "[[sa]]\nname = \"{name}\"\ndatacenter = \"dc{dc}\"\n\
-             database = \"sqlite://{}/{name}-dc{dc}.db\"\nsigns_sessions = {}\n[sa.reader]\n\
-             heartbeat_interval_ms = 250\nmisses = 3\nlease_ms = 2000\n[sa.grants]\n",
-            dir.display(),
-            name == "login"
-        ));
-        for (caller, grant) in grants {
-            text.push_str(&format!("\"{caller}\" = \"{grant}\"\n"));
-        }
-        if let Some((from, from_dc)) = source {
-            text.push_str(&format!(
-                "[[sa.copies]]\ncollection = \"customers\"\nfrom = \"{from}\"\n\
-                 datacenter = \"dc{}\"\n",
-                from_dc + 1
-            ));
-        }
-        for (number, zone) in [(1, "a"), (2, "b")] {
-            let unit = if datacenter == 0 {
-                format!("{name}-{number}")
-            } else {
-                format!("{name}-dc{dc}-{number}")
-            };
-            let port = 8100 + units.len() as u16;
-            let listen = SocketAddr::from((addresses[datacenter], port));
-            text.push_str(&format!(
-                "[[sa.units]]\nname = \"{unit}\"\nlisten = \"{listen}\"\nzone = \"{zone}\"\n"
-            ));
-            if source.is_some() {
-                let role = if number == 1 { "primary" } else { "backup" };
-                text.push_str(&format!("reader = \"{role}\"\n"));
-            }
-            units.push(UnitPlace {
-                name: unit,
-                datacenter,
-                listen,
-            });
-        }
-        text.push('\n');
-    };
-    sa(
-        &mut text,
-        "registration",
-        0,
-        &[
-            ("admin", "operator"),
-            ("login", aspects),
-            ("login@dc2", aspects),
-        ],
-        None,
-    );
-    sa(
-        &mut text,
-        "login",
-        0,
-        &[("admin", "operator"), ("registration", aspects)],
-        Some(("registration", 0)),
-    );
-    sa(
-        &mut text,
-        "login",
-        1,
-        &[
-            ("admin", "operator"),
-            ("registration", aspects),
-            ("login@dc3", aspects),
-        ],
-        Some(("registration", 0)),
-    );
-    sa(
-        &mut text,
-        "login",
-        2,
-        &[("admin", "operator"), ("registration", aspects)],
-        Some(("login", 1)),
-    );
-    (text, units)
 }
