@@ -51,6 +51,48 @@ fn the_committed_manifests_pass_the_kubernetes_schemas() {
     );
 }
 
+/// A topology of three datacenters (the line `hiscale dc-demo` runs, with WAN urls) gets one
+/// set per datacenter, each passing the schemas with exactly that datacenter's units.
+#[test]
+fn each_datacenters_manifests_pass_the_kubernetes_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let addresses = [1, 2, 3].map(|site| std::net::Ipv4Addr::new(10, 231, site, 2));
+    let urls = [1, 2, 3].map(|site| format!("https://dc{site}.example.net"));
+    let (text, units) = hiscale::emulation::LineTopology {
+        addresses: &addresses,
+        urls: &urls,
+        gateway_port: 8080,
+        first_unit_port: 8101,
+        databases: Path::new("/var/lib/hiscale"),
+        quick_failover: false,
+    }
+    .write();
+    let topology = Topology::parse(&text, "line.toml").unwrap();
+    for (index, datacenter) in ["dc1", "dc2", "dc3"].into_iter().enumerate() {
+        let path = dir.path().join(format!("{datacenter}.yaml"));
+        std::fs::write(
+            &path,
+            topology.kubernetes_manifests(Some(datacenter)).unwrap(),
+        )
+        .unwrap();
+        let output = validate(&path);
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{datacenter}: {report}");
+        for unit in &units {
+            let line = format!("passed for resource deployment/{} ", unit.name);
+            assert_eq!(
+                report.contains(&line),
+                unit.datacenter == index,
+                "{datacenter}: {line:?} in:\n{report}"
+            );
+        }
+    }
+}
+
 /// The check above could pass by reading nothing: the same file with one wrong type fails it.
 #[test]
 fn a_manifest_with_a_wrong_type_fails_the_validation() {
@@ -70,7 +112,7 @@ fn a_manifest_with_a_wrong_type_fails_the_validation() {
 #[test]
 fn the_gateways_configuration_in_the_manifests_passes_haproxys_check() {
     let topology = Topology::load(&committed("deploy/topology.toml")).unwrap();
-    let objects = topology.kubernetes_objects().unwrap();
+    let objects = topology.kubernetes_objects(None).unwrap();
     let config = objects
         .iter()
         .find(|object| object["metadata"]["name"] == "hiscale-haproxy")

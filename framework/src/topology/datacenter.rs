@@ -28,6 +28,10 @@ pub struct DatacenterDeployment {
     /// `http://{listen}` when absent.
     #[serde(default)]
     pub url: Option<String>,
+    /// How this datacenter's own units reach its gateway; `http://{listen}` when absent. On
+    /// Kubernetes, the gateway's Service.
+    #[serde(default)]
+    pub local_url: Option<String>,
     /// HAProxy's status page of this datacenter.
     #[serde(default)]
     pub stats: Option<SocketAddr>,
@@ -77,7 +81,10 @@ impl Topology {
             .iter()
             .map(Spanned::get_ref)
             .map(|dc| {
-                let local_url = format!("http://{}", dc.listen);
+                let local_url = dc
+                    .local_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", dc.listen));
                 Datacenter {
                     name: dc.name.get_ref().clone(),
                     gateway: Gateway {
@@ -87,7 +94,10 @@ impl Topology {
                         shell: dc.shell,
                         check_interval_ms: dc.check_interval_ms,
                     },
-                    remote_url: dc.url.clone().unwrap_or_else(|| local_url.clone()),
+                    remote_url: dc
+                        .url
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{}", dc.listen)),
                     local_url,
                 }
             })

@@ -26,11 +26,19 @@
 //!   (`PGPASSWORD`), as systemd's units read `/etc/hiscale/{unit}.env`.
 //!
 //! The databases stay where the topology names them: PostgreSQL servers outside the cluster.
+//!
+//! A topology of several datacenters is one set of manifests per datacenter
+//! (`--datacenter NAME`), each for that datacenter's own cluster: its SAs, its gateway, and the
+//! whole topology in the ConfigMap, rewritten so that its units reach its gateway through the
+//! gateway's Service (`local_url`) and every other datacenter by the `url` that datacenter
+//! names (a load balancer or WAN address in front of its gateway).
 
 use serde_json::{Value, json};
 
 use super::haproxy::{Addressing, LONG_POLL_MARGIN_SECS, SHELL_SERVICE};
-use super::{Topology, TopologyError, UnitDeployment, yaml};
+use toml::Spanned;
+
+use super::{Gateway, Topology, TopologyError, UnitDeployment, yaml};
 use crate::config::{FEED_MAX_WAIT_SECS, UnitKind};
 
 /// The Kubernetes release the manifests are written and validated for.
@@ -50,31 +58,39 @@ const SECRETS_DIR: &str = "/etc/hiscale/secrets";
 const RUN_AS: u32 = 65534;
 
 impl Topology {
-    /// Every Kubernetes object of the landscape, as one multi-document YAML stream
-    /// (`kubectl apply -f`). Fails only when the topology's own text cannot be rewritten for
-    /// the cluster (it always can once it has parsed).
-    pub fn kubernetes_manifests(&self) -> Result<String, TopologyError> {
+    /// Every Kubernetes object of datacenter `datacenter` (the only one when `None`), as one
+    /// multi-document YAML stream (`kubectl apply -f`): a topology of several datacenters is
+    /// one set per datacenter, each applied to that datacenter's cluster.
+    pub fn kubernetes_manifests(&self, datacenter: Option<&str>) -> Result<String, TopologyError> {
+        let objects = self.kubernetes_objects(datacenter)?;
+        let option = match datacenter {
+            Some(name) => format!(" --datacenter {name}"),
+            None => String::new(),
+        };
         let mut out = format!(
             "# The HiScale landscape on Kubernetes {KUBERNETES_VERSION}, generated from {name} \
-             by\n#\n#     hiscale kubernetes --topology {name}\n#\n# Do not edit: change the \
-             topology and generate again (a test fails when the two differ).\n# Before `kubectl \
-             apply -f`, build and push the image {UNIT_IMAGE}, and create the\n# secrets: \
-             kubectl create secret generic {SECRETS} --from-file=secrets.toml=FILE\n",
+             by\n#\n#     hiscale kubernetes --topology {name}{option}\n#\n# Do not edit: change \
+             the topology and generate again (a test fails when the two differ).\n# Before \
+             `kubectl apply -f`, build and push the image {UNIT_IMAGE}, and create the\n# \
+             secrets: kubectl create secret generic {SECRETS} --from-file=secrets.toml=FILE\n",
             name = self.name()
         );
-        for object in self.kubernetes_objects()? {
+        for object in objects {
             out.push_str("---\n");
             out.push_str(&yaml::document(&object));
         }
         Ok(out)
     }
 
-    /// The objects [`Topology::kubernetes_manifests`] writes, in order.
-    pub fn kubernetes_objects(&self) -> Result<Vec<Value>, TopologyError> {
+    /// The objects [`Topology::kubernetes_manifests`] writes for `datacenter`, in order.
+    pub fn kubernetes_objects(
+        &self,
+        datacenter: Option<&str>,
+    ) -> Result<Vec<Value>, TopologyError> {
         self.check_kubernetes_names()?;
-        let in_cluster = self.in_kubernetes()?;
-        let datacenter = in_cluster.datacenter(None)?;
-        let gateway = self.datacenter(None)?.gateway;
+        let in_cluster = self.in_kubernetes(datacenter)?;
+        let datacenter = in_cluster.datacenter(datacenter)?;
+        let gateway = self.datacenter(Some(&datacenter.name))?.gateway;
         let mut objects = vec![
             config_map(
                 TOPOLOGY_CONFIG_MAP,
@@ -87,7 +103,7 @@ impl Topology {
                 &in_cluster.haproxy_config_with(&datacenter, Addressing::Kubernetes),
             ),
         ];
-        for sa in in_cluster.service_areas.iter().map(|sa| sa.get_ref()) {
+        for sa in in_cluster.in_datacenter(&datacenter.name) {
             let sa_name = sa.name.get_ref();
             objects.push(sa_service(sa_name));
             for unit in sa.units.iter().map(|unit| unit.get_ref()) {
@@ -111,55 +127,56 @@ impl Topology {
         Ok(objects)
     }
 
-    /// The topology as the units see it in the cluster: each listens on every address of its
-    /// pod and is reached as `{unit}.{sa}`; the gateway and the shell likewise; the units reach
-    /// the gateway through its Service. The rest of the file, comments included, is unchanged.
-    pub fn in_kubernetes(&self) -> Result<Topology, TopologyError> {
+    /// The topology as the units of `datacenter` (the only one when `None`) see it in their
+    /// cluster: each listens on every address of its pod and is reached as `{unit}.{sa}`; the
+    /// datacenter's gateway and shell likewise, and its units reach the gateway through its
+    /// Service. The other datacenters are reached by their `url`s, which every one of them
+    /// must then name. The rest of the file, comments included, is unchanged.
+    pub fn in_kubernetes(&self, datacenter: Option<&str>) -> Result<Topology, TopologyError> {
         let refuse = |message: String| TopologyError::Refused {
             findings: vec![super::Finding::new(self.name(), None, message)],
         };
-        // A cluster per datacenter needs each datacenter's gateway reachable under its Service
-        // name by its own units, which `[[datacenter]]` cannot say yet.
-        if !self.datacenters.is_empty() {
-            return Err(refuse(
-                "names [[datacenter]]s: Kubernetes manifests are generated for a topology of one \
-                 datacenter ([gateway]) only, so far"
-                    .to_owned(),
-            ));
-        }
-        let Some(own_gateway) = &self.gateway else {
-            return Err(refuse("has no [gateway] to rewrite".to_owned()));
-        };
+        let target = self.datacenter(datacenter)?;
         let mut document: toml_edit::DocumentMut = self
             .origin
             .text
             .parse()
             .map_err(|error| refuse(format!("cannot be rewritten for Kubernetes: {error}")))?;
-        let gateway = document
-            .get_mut("gateway")
-            .and_then(toml_edit::Item::as_table_like_mut)
-            .ok_or_else(|| refuse("has no [gateway] table to rewrite".to_owned()))?;
-        let port = own_gateway.listen.port();
-        gateway.insert("listen", toml_edit::value(format!("0.0.0.0:{port}")));
-        gateway.insert(
-            "url",
-            toml_edit::value(format!("http://{GATEWAY_SERVICE}:{port}")),
-        );
-        if let Some(stats) = own_gateway.stats {
-            gateway.insert(
-                "stats",
-                toml_edit::value(format!("0.0.0.0:{}", stats.port())),
-            );
-        }
-        if let Some(shell) = own_gateway.shell {
-            gateway.insert(
-                "shell",
-                toml_edit::value(format!("0.0.0.0:{}", shell.port())),
-            );
+        if self.datacenters.is_empty() {
+            let gateway = document
+                .get_mut("gateway")
+                .and_then(toml_edit::Item::as_table_like_mut)
+                .ok_or_else(|| refuse("has no [gateway] table to rewrite".to_owned()))?;
+            in_cluster_gateway(gateway, &target.gateway, "url");
+        } else {
+            let unreachable: Vec<&str> = self
+                .datacenters
+                .iter()
+                .map(Spanned::get_ref)
+                .filter(|dc| dc.url.is_none())
+                .map(|dc| dc.name.get_ref().as_str())
+                .collect();
+            if !unreachable.is_empty() {
+                return Err(refuse(format!(
+                    "datacenters {} name no url: on Kubernetes each datacenter is a cluster of \
+                     its own, which the others reach only by its url",
+                    unreachable.join(", ")
+                )));
+            }
+            let tables = tables_mut(document.get_mut("datacenter"));
+            for (table, dc) in tables.zip(&self.datacenters) {
+                if dc.get_ref().name.get_ref() == &target.name {
+                    in_cluster_gateway(table, &target.gateway, "local_url");
+                }
+            }
         }
         for (area, sa) in tables_mut(document.get_mut("sa")).zip(&self.service_areas) {
-            let sa_name = sa.get_ref().name.get_ref();
-            for (table, unit) in tables_mut(area.get_mut("units")).zip(&sa.get_ref().units) {
+            let sa = sa.get_ref();
+            if self.datacenter_of(sa) != target.name {
+                continue;
+            }
+            let sa_name = sa.name.get_ref();
+            for (table, unit) in tables_mut(area.get_mut("units")).zip(&sa.units) {
                 let unit = unit.get_ref();
                 let port = unit.listen.port();
                 table.insert("listen", toml_edit::value(format!("0.0.0.0:{port}")));
@@ -169,17 +186,29 @@ impl Topology {
                 );
             }
         }
-        let header = format!(
-            "# Generated for Kubernetes by `hiscale kubernetes` from {}: every unit listens on \
-             all of its\n# pod's addresses and is reached by its name in the SA's headless \
-             Service ({{unit}}.{{sa}}).\n",
-            self.name()
-        );
+        let header = if self.datacenters.is_empty() {
+            format!(
+                "# Generated for Kubernetes by `hiscale kubernetes` from {}: every unit listens on \
+                 all of its\n# pod's addresses and is reached by its name in the SA's headless \
+                 Service ({{unit}}.{{sa}}).\n",
+                self.name()
+            )
+        } else {
+            format!(
+                "# Generated for Kubernetes by `hiscale kubernetes` from {} for datacenter {}: \
+                 its units listen\n# on all of their pod's addresses and are reached by their \
+                 name in the SA's headless Service\n# ({{unit}}.{{sa}}); the other datacenters \
+                 by their url.\n",
+                self.name(),
+                target.name
+            )
+        };
         let in_cluster = Topology::parse(&(header + &document.to_string()), self.name())?;
         let unnamed: Vec<String> = in_cluster
-            .units()
-            .filter(|(_, unit)| unit.url.is_none())
-            .map(|(_, unit)| unit.name.clone())
+            .in_datacenter(&target.name)
+            .flat_map(|sa| sa.units.iter().map(Spanned::get_ref))
+            .filter(|unit| unit.url.is_none())
+            .map(|unit| unit.name.clone())
             .collect();
         if !unnamed.is_empty() {
             return Err(refuse(format!(
@@ -214,6 +243,30 @@ impl Topology {
                 ),
             )],
         })
+    }
+}
+
+/// Rewrites a gateway's table for the cluster: it listens on every address of its pod (as do
+/// its status page and the shell), and the datacenter's own units reach it through its
+/// Service, by `url_key` (`url` of `[gateway]`, `local_url` of a `[[datacenter]]`).
+fn in_cluster_gateway(table: &mut dyn toml_edit::TableLike, gateway: &Gateway, url_key: &str) {
+    let port = gateway.listen.port();
+    table.insert("listen", toml_edit::value(format!("0.0.0.0:{port}")));
+    table.insert(
+        url_key,
+        toml_edit::value(format!("http://{GATEWAY_SERVICE}:{port}")),
+    );
+    if let Some(stats) = gateway.stats {
+        table.insert(
+            "stats",
+            toml_edit::value(format!("0.0.0.0:{}", stats.port())),
+        );
+    }
+    if let Some(shell) = gateway.shell {
+        table.insert(
+            "shell",
+            toml_edit::value(format!("0.0.0.0:{}", shell.port())),
+        );
     }
 }
 
@@ -478,7 +531,7 @@ units = [
     fn inline_tables_are_rewritten_for_the_cluster() {
         let in_cluster = Topology::parse(INLINE, "inline.toml")
             .unwrap()
-            .in_kubernetes()
+            .in_kubernetes(None)
             .unwrap();
         let datacenter = in_cluster.datacenter(None).unwrap();
         assert_eq!(datacenter.gateway.listen.to_string(), "0.0.0.0:9080");
@@ -502,7 +555,7 @@ units = [
     fn every_unit_is_a_deployment_that_outlasts_the_longest_long_poll() {
         let objects = Topology::parse(INLINE, "inline.toml")
             .unwrap()
-            .kubernetes_objects()
+            .kubernetes_objects(None)
             .unwrap();
         let deployments: Vec<&Value> = objects
             .iter()
@@ -531,7 +584,7 @@ units = [
         let text = INLINE.replace("registration-2", "Registration_2");
         let error = Topology::parse(&text, "inline.toml")
             .unwrap()
-            .kubernetes_objects()
+            .kubernetes_objects(None)
             .unwrap_err();
         assert!(error.to_string().contains("Registration_2"), "{error}");
     }

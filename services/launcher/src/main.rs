@@ -61,9 +61,13 @@ enum Command {
     /// Print the landscape's Kubernetes manifests for a topology: a Deployment per unit, a
     /// headless Service per SA, HAProxy as the gateway, the topology in a ConfigMap
     /// (deploy/kubernetes/hiscale.yaml is this command's output for deploy/topology.toml).
+    /// A topology of several datacenters gets one set per datacenter, for its own cluster.
     Kubernetes {
         #[arg(long, value_name = "FILE")]
         topology: PathBuf,
+        /// The datacenter (needed when the topology has several).
+        #[arg(long, value_name = "NAME")]
+        datacenter: Option<String>,
     },
     /// Serve the GUI shell on the topology's `[gateway] shell` address (HAProxy routes `/`
     /// and `/shell/…` there); the plugins come from the service areas' own units.
@@ -112,7 +116,10 @@ fn main() -> std::process::ExitCode {
                 topology,
                 datacenter,
             }) => entry::serve(&topology, datacenter.as_deref()).await,
-            Some(Command::Kubernetes { topology }) => topology::kubernetes(&topology),
+            Some(Command::Kubernetes {
+                topology,
+                datacenter,
+            }) => topology::kubernetes(&topology, datacenter.as_deref()),
             Some(Command::Shell { topology }) => shell::serve(&topology).await,
             Some(Command::Demo(options)) => demo::run(options).await,
             Some(Command::DcDemo(options)) => dc_demo::run(options).await,

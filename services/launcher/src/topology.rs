@@ -49,13 +49,14 @@ pub fn haproxy_config(path: &Path, datacenter: Option<&str>) -> anyhow::Result<(
     Ok(())
 }
 
-/// `hiscale kubernetes --topology FILE`: the manifests on stdout.
-pub fn kubernetes(path: &Path) -> anyhow::Result<()> {
+/// `hiscale kubernetes --topology FILE [--datacenter NAME]`: one datacenter's manifests (the
+/// only one's when not named) on stdout.
+pub fn kubernetes(path: &Path, datacenter: Option<&str>) -> anyhow::Result<()> {
     let topology = load_checked(path)?;
-    let manifests = topology.kubernetes_manifests()?;
+    let manifests = topology.kubernetes_manifests(datacenter)?;
     // The topology as the units will read it in the cluster must hold as well.
     topology
-        .in_kubernetes()?
+        .in_kubernetes(datacenter)?
         .check(&service_areas())
         .context("the topology rewritten for Kubernetes does not hold")?;
     print!("{manifests}");
@@ -114,7 +115,7 @@ mod tests {
     #[test]
     fn the_committed_kubernetes_manifests_are_generated_from_the_committed_topology()
     -> anyhow::Result<()> {
-        let generated = committed().kubernetes_manifests()?;
+        let generated = committed().kubernetes_manifests(None)?;
         assert!(
             generated == KUBERNETES,
             "deploy/kubernetes/hiscale.yaml differs from the topology's; regenerate it with\n  \
@@ -128,7 +129,7 @@ mod tests {
     /// of the committed landscape derives its configuration from the rewritten file.
     #[test]
     fn the_topology_rewritten_for_kubernetes_holds_and_names_units_by_dns() -> anyhow::Result<()> {
-        let in_cluster = committed().in_kubernetes()?;
+        let in_cluster = committed().in_kubernetes(None)?;
         let warnings = in_cluster.check(&service_areas())?;
         assert!(warnings.is_empty(), "{warnings:?}");
         let secrets: Secrets = toml::from_str(SECRETS)?;
@@ -147,6 +148,96 @@ mod tests {
             haproxy.contains("server login-1 login-1.login:8083 check"),
             "{haproxy}"
         );
+        Ok(())
+    }
+
+    /// The text of the line of three datacenters `hiscale dc-demo` runs, with WAN urls, and
+    /// secrets for it.
+    fn line() -> (String, Secrets) {
+        let addresses = [1, 2, 3].map(|s| std::net::Ipv4Addr::new(10, 231, s, 2));
+        let urls = [1, 2, 3].map(|s| format!("https://dc{s}.example.net"));
+        let line = hiscale::emulation::LineTopology {
+            addresses: &addresses,
+            urls: &urls,
+            gateway_port: 8080,
+            first_unit_port: 8101,
+            databases: Path::new("/var/lib/hiscale"),
+            quick_failover: false,
+        };
+        let mut secrets = Secrets::default();
+        for caller in line.callers().into_iter().chain(["admin".to_owned()]) {
+            secrets
+                .tokens
+                .insert(caller.clone(), format!("token-of-{caller}"));
+        }
+        secrets.sessions.public_key = Some("00".repeat(32));
+        secrets.sessions.signing_key = Some("11".repeat(32));
+        (line.write().0, secrets)
+    }
+
+    /// On Kubernetes each datacenter is a cluster of its own: dc2's set holds dc2's units
+    /// only; they reach their own gateway through its Service and dc1's by its url, and dc2's
+    /// backup watches its primary by DNS name.
+    #[test]
+    fn each_datacenter_gets_manifests_of_its_own_units() -> anyhow::Result<()> {
+        let (text, secrets) = line();
+        let topology = Topology::parse(&text, "line.toml")?;
+        let Err(refused) = topology.kubernetes_manifests(None) else {
+            anyhow::bail!("a topology of three datacenters needs --datacenter");
+        };
+        let refused = refused.to_string();
+        assert!(refused.contains("name one with --datacenter"), "{refused}");
+
+        let in_cluster = topology.in_kubernetes(Some("dc2"))?;
+        let warnings = in_cluster.check(&service_areas())?;
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let backup = in_cluster.unit_config("login-dc2-2", &secrets, &service_areas())?;
+        assert_eq!(backup.listen.to_string(), "0.0.0.0:8106");
+        assert_eq!(
+            backup.reader.primary_url.as_deref(),
+            Some("http://login-dc2-1.login:8105")
+        );
+        assert_eq!(
+            backup.sources[0].url,
+            "https://dc1.example.net/registration"
+        );
+        // dc3 reads dc2's copy through dc2's url, which the rewrite leaves as it was.
+        let relay = in_cluster.unit_config("login-dc3-1", &secrets, &service_areas())?;
+        assert_eq!(relay.sources[0].url, "https://dc2.example.net/login");
+        assert_eq!(relay.listen.to_string(), "10.231.3.2:8107");
+
+        let manifests = topology.kubernetes_manifests(Some("dc2"))?;
+        assert!(manifests.contains("--datacenter dc2"), "{manifests}");
+        assert!(manifests.contains("name: \"login-dc2-1\"\n"), "{manifests}");
+        assert!(
+            !manifests.contains("name: \"login-dc1-1\"\n"),
+            "{manifests}"
+        );
+        assert!(
+            !manifests.contains("name: \"registration-dc1-1\"\n"),
+            "{manifests}"
+        );
+        assert!(
+            manifests.contains("server login-dc2-1 login-dc2-1.login:8105 check"),
+            "{manifests}"
+        );
+        let dc2 = in_cluster.datacenter(Some("dc2"))?;
+        assert_eq!(dc2.local_url, "http://hiscale-gateway:8080");
+        assert_eq!(dc2.remote_url, "https://dc2.example.net");
+        Ok(())
+    }
+
+    #[test]
+    fn a_datacenter_without_a_url_is_refused_for_kubernetes() -> anyhow::Result<()> {
+        let text = line()
+            .0
+            .replacen("url = \"https://dc3.example.net\"\n", "", 1);
+        let topology = Topology::parse(&text, "line.toml")?;
+        let Err(refused) = topology.kubernetes_manifests(Some("dc1")) else {
+            anyhow::bail!("dc3 cannot be reached from dc1's cluster without its url");
+        };
+        let refused = refused.to_string();
+        assert!(refused.contains("datacenters dc3 name no url"), "{refused}");
         Ok(())
     }
 }
