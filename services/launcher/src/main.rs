@@ -1,11 +1,16 @@
 //! The `hiscale` command: one binary for running a unit, the demo landscape and benchmarks.
 //!
 //! `main` only parses the command line, sets up logging and hands over; everything that
-//! matters lives in the framework and the service crates.
+//! matters lives in the framework and the service crates. The demo and the benchmark are the
+//! features `demo` and `bench` (on by default): a production build leaves them out.
 
+#[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "demo")]
 mod dc_demo;
+#[cfg(feature = "demo")]
 mod demo;
+#[cfg(feature = "demo")]
 mod entry;
 mod registry;
 mod restore;
@@ -49,6 +54,7 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         datacenter: Option<String>,
     },
+    #[cfg(feature = "demo")]
     /// Run a small gateway for one datacenter of a topology instead of HAProxy: `/{sa}/…` to
     /// that SA's units there, and `GET /dc/health`.
     Gateway {
@@ -75,12 +81,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         topology: PathBuf,
     },
+    #[cfg(feature = "demo")]
     /// Run the minimal distribution on this machine: every SA with two units, each its own
     /// process, behind a small gateway (the default when no command is given).
     Demo(demo::DemoOptions),
+    #[cfg(feature = "demo")]
     /// Run three emulated datacenters on this machine (as root: network namespaces, links
     /// with added latency): registration in dc1, login's copy in each, dc3's relayed by dc2.
     DcDemo(dc_demo::DcDemoOptions),
+    #[cfg(feature = "bench")]
     /// Measure single-resource reads and writes per second on SQLite and PostgreSQL, side by
     /// side, and print a table of medians and ratios.
     Bench(bench::BenchOptions),
@@ -112,6 +121,7 @@ fn main() -> std::process::ExitCode {
                 topology,
                 datacenter,
             }) => topology::haproxy_config(&topology, datacenter.as_deref()),
+            #[cfg(feature = "demo")]
             Some(Command::Gateway {
                 topology,
                 datacenter,
@@ -121,11 +131,20 @@ fn main() -> std::process::ExitCode {
                 datacenter,
             }) => topology::kubernetes(&topology, datacenter.as_deref()),
             Some(Command::Shell { topology }) => shell::serve(&topology).await,
+            #[cfg(feature = "demo")]
             Some(Command::Demo(options)) => demo::run(options).await,
+            #[cfg(feature = "demo")]
             Some(Command::DcDemo(options)) => dc_demo::run(options).await,
+            #[cfg(feature = "bench")]
             Some(Command::Bench(options)) => bench::run(options).await,
             Some(Command::Restore(options)) => restore::run(&options).await,
+            #[cfg(feature = "demo")]
             None => demo::run(demo::DemoOptions::default()).await,
+            #[cfg(not(feature = "demo"))]
+            None => Err(anyhow::anyhow!(
+                "no command given, and this build has no demo (it was built without the `demo` \
+                 feature): see hiscale --help"
+            )),
         }
     });
     match outcome {
