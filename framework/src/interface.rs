@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::repr::Format;
+use crate::version::{ETag, Version};
 
 /// An interface version number, `N` in `application/vnd.sa.vN+xml` and `/vN/`.
 pub type InterfaceVersion = u32;
@@ -98,6 +99,22 @@ pub struct Negotiated {
     pub version: InterfaceVersion,
     pub format: Format,
     pub state: InterfaceState,
+}
+
+impl Negotiated {
+    /// The entity tag of this representation of state `version` ([`ETag`]): JSON of
+    /// interface version 1 is the reference and carries the bare version.
+    pub fn etag(&self, version: Version) -> ETag {
+        let mut variant = Vec::new();
+        let interface = format!("v{}", self.version);
+        if self.version != 1 {
+            variant.push(interface.as_str());
+        }
+        if self.format == Format::Xml {
+            variant.push("xml");
+        }
+        ETag::of_variant(version, variant.join("-"))
+    }
 }
 
 /// Why negotiation failed; each is a stable error code.

@@ -388,7 +388,7 @@ fn collection_paths(
             .response(
                 "200",
                 body(
-                    "the resource; ETag is the greatest selected version",
+                    "the resource; its ETag names the greatest selected version and the representation (\"7\", \"7-xml\", \"7-v2\")",
                     item_ref(),
                 ),
             )

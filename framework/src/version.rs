@@ -68,13 +68,56 @@ impl fmt::Display for ResourceId {
     }
 }
 
-/// The strong entity tag `"{v}"` of a representation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ETag(pub Version);
+/// The strong entity tag of a representation: the resource's version, plus the name of the
+/// representation unless it is the protocol's reference one (JSON of interface version 1):
+/// `"7"`, `"7-xml"`, `"7-v2"`, `"7-v2-xml"`. The representations of one state differ in their
+/// bytes, so a cache must never take one for another (RFC 9110 8.8.3); a write's `If-Match` is
+/// about the state, so it accepts the tag of any representation of the current version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ETag {
+    pub version: Version,
+    /// Empty for the reference representation; else e.g. `xml`, `v2`, `v2-xml`.
+    pub variant: String,
+}
 
 impl ETag {
-    pub fn header_value(self) -> String {
-        format!("\"{}\"", self.0)
+    /// The tag of the reference representation, and of answers without one (a deletion).
+    pub fn of(version: Version) -> Self {
+        Self {
+            version,
+            variant: String::new(),
+        }
+    }
+
+    /// The tag of the representation called `variant` (see the type).
+    pub fn of_variant(version: Version, variant: impl Into<String>) -> Self {
+        Self {
+            version,
+            variant: variant.into(),
+        }
+    }
+
+    pub fn header_value(&self) -> String {
+        if self.variant.is_empty() {
+            format!("\"{}\"", self.version)
+        } else {
+            format!("\"{}-{}\"", self.version, self.variant)
+        }
+    }
+
+    /// Reads the inside of a tag (`7`, `7-xml`); `None` when it is not one of ours.
+    fn parse_opaque(inner: &str) -> Option<Self> {
+        let (number, variant) = inner.split_once('-').unwrap_or((inner, ""));
+        let named = inner.contains('-');
+        if named
+            && (variant.is_empty()
+                || !variant
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        {
+            return None;
+        }
+        Some(Self::of_variant(Version::parse(number)?, variant))
     }
 }
 
@@ -84,17 +127,17 @@ pub enum TagCondition {
     /// `*`: any current representation.
     Any,
     /// A list of tags, compared as the header requires (see the parsers).
-    Tags(Vec<Version>),
+    Tags(Vec<ETag>),
 }
 
 impl TagCondition {
     /// Matches exactly `version`: what business code pins a change to after reading.
     pub fn exactly(version: Version) -> Self {
-        Self::Tags(vec![version])
+        Self::Tags(vec![ETag::of(version)])
     }
 
-    /// Parses an `If-None-Match` value (weak comparison: `W/"7"` matches version 7, as RFC
-    /// 9110 says for it); `None` when it is not a list of entity tags.
+    /// Parses an `If-None-Match` value (weak comparison: `W/"7"` matches `"7"`, as RFC 9110
+    /// says for it); `None` when it is not a list of entity tags.
     pub fn parse(header: &str) -> Option<Self> {
         Self::parse_with(header, true)
     }
@@ -110,7 +153,7 @@ impl TagCondition {
         if header == "*" {
             return Some(Self::Any);
         }
-        let mut versions = Vec::new();
+        let mut tags = Vec::new();
         for part in header.split(',') {
             let part = part.trim();
             let (weak, tag) = match part.strip_prefix("W/") {
@@ -118,19 +161,29 @@ impl TagCondition {
                 None => (false, part),
             };
             let inner = tag.strip_prefix('"')?.strip_suffix('"')?;
-            // A tag that is not one of our numbers, or a weak one under strong comparison, can
-            // never match; keep it as "no match".
-            if let Some(version) = Version::parse(inner).filter(|_| weak_matches || !weak) {
-                versions.push(version);
+            // A tag that is not one of ours, or a weak one under strong comparison, can never
+            // match; keep it as "no match".
+            if let Some(tag) = ETag::parse_opaque(inner).filter(|_| weak_matches || !weak) {
+                tags.push(tag);
             }
         }
-        Some(Self::Tags(versions))
+        Some(Self::Tags(tags))
     }
 
+    /// Whether the condition names state `current`, in any representation (`If-Match`).
     pub fn matches(&self, current: Version) -> bool {
         match self {
             Self::Any => true,
-            Self::Tags(versions) => versions.contains(&current),
+            Self::Tags(tags) => tags.iter().any(|tag| tag.version == current),
+        }
+    }
+
+    /// Whether the condition names exactly the representation `current` (`If-None-Match`: a
+    /// client holding the XML of a state still needs its JSON).
+    pub fn matches_representation(&self, current: &ETag) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => tags.contains(current),
         }
     }
 }
@@ -171,6 +224,9 @@ mod tests {
         check("\"1\", \"7\"", 7, Some(true));
         check("*", 3, Some(true));
         check("\"abc\"", 3, Some(false));
+        check("\"7-xml\"", 7, Some(true));
+        check("\"7-\"", 7, Some(false));
+        check("\"7-X\"", 7, Some(false));
         check("7", 7, None);
         check("\"7", 7, None);
         let strong = |header: &str, current: i64| {
@@ -184,6 +240,33 @@ mod tests {
         );
         assert_eq!(strong("W/\"7\", \"7\"", 7), Some(true));
         assert_eq!(strong("W/7", 7), None);
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn each_representation_has_its_own_tag_and_if_none_match_names_one() {
+        let json = ETag::of(Version(7));
+        let xml = ETag::of_variant(Version(7), "xml");
+        assert_eq!(json.header_value(), "\"7\"");
+        assert_eq!(xml.header_value(), "\"7-xml\"");
+        assert_eq!(
+            ETag::of_variant(Version(7), "v2-xml").header_value(),
+            "\"7-v2-xml\""
+        );
+        let held = TagCondition::parse("W/\"7-xml\"").unwrap();
+        assert!(held.matches_representation(&xml));
+        assert!(!held.matches_representation(&json));
+        assert!(
+            TagCondition::parse("*")
+                .unwrap()
+                .matches_representation(&json)
+        );
+        // A write is about the state: the XML's tag names version 7 for If-Match.
+        assert!(
+            TagCondition::parse_strong("\"7-xml\"")
+                .unwrap()
+                .matches(Version(7))
+        );
     }
 
     #[test]

@@ -145,6 +145,7 @@ both_backends!(etag_304_and_growing_versions, |backend| async move {
         .send(
             request("GET", &uri)
                 .header("authorization", format!("Bearer {ADMIN}"))
+                .header("accept", JSON)
                 .header("if-none-match", &etag)
                 .body(Body::empty())
                 .unwrap(),
@@ -191,6 +192,72 @@ both_backends!(etag_304_and_growing_versions, |backend| async move {
     let third = app.send(get(&uri, JSON)).await;
     assert_eq!(third.header("etag"), second.header("etag"));
 });
+
+// JSON of interface version 1, its XML and v2's JSON are three representations of one state,
+// each with a tag of its own: a cache holding one never gets 304 for another. A write's
+// If-Match is about the state, so the XML's tag of the current version lets it through.
+both_backends!(
+    each_representation_of_a_state_has_its_own_etag,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let id = create_customer(&app, &customer_json(3), JSON).await;
+        let uri = format!("/customers/{id}");
+        let json = app.send(get(&uri, JSON)).await;
+        let version = json.json()["version"].as_i64().unwrap();
+        assert_eq!(json.header("etag"), Some(format!("\"{version}\"").as_str()));
+        assert_eq!(json.header("vary"), Some("Accept"));
+        let xml = app.send(get(&uri, XML)).await;
+        let xml_tag = format!("\"{version}-xml\"");
+        assert_eq!(xml.header("etag"), Some(xml_tag.as_str()));
+        let v2 = app
+            .send(get(&uri, "application/vnd.registration.v2+json"))
+            .await;
+        assert_eq!(v2.status, StatusCode::OK, "{}", v2.body);
+        assert_eq!(
+            v2.header("etag"),
+            Some(format!("\"{version}-v2\"").as_str())
+        );
+
+        let conditional = |accept: &str| {
+            request("GET", &uri)
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .header("accept", accept)
+                .header("if-none-match", &xml_tag)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let held = app.send(conditional(XML)).await;
+        assert_eq!(held.status, StatusCode::NOT_MODIFIED);
+        assert_eq!(held.header("vary"), Some("Accept"));
+        let other = app.send(conditional(JSON)).await;
+        assert_eq!(
+            other.status,
+            StatusCode::OK,
+            "the XML's tag is not the JSON's"
+        );
+        assert_eq!(other.body, json.body);
+
+        let body = r#"{"type":"natural","firstname":"Erika","lastname":"Xml"}"#;
+        let written = app
+            .send(
+                put(&format!("/customers/{id}/person"), JSON, body)
+                    .header("if-match", &xml_tag)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(written.status, StatusCode::OK, "{}", written.body);
+        let stale = app
+            .send(
+                put(&format!("/customers/{id}/person"), JSON, body)
+                    .header("if-match", &xml_tag)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    }
+);
 
 both_backends!(if_match_guards_writes, |backend| async move {
     let app = TestApp::start(backend).await;

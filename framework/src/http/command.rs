@@ -20,7 +20,7 @@ use crate::aspect::AspectName;
 use crate::auth::Caller;
 use crate::codes;
 use crate::repr::{self, ParseLimits};
-use crate::version::{ETag, ResourceId};
+use crate::version::ResourceId;
 
 /// `POST /{collection}/{id}/{command}` with the command's input (an empty body is `{}`).
 pub(super) async fn run(
@@ -103,6 +103,10 @@ pub(super) async fn run(
     let view = written_view(&caller, collection, written);
     let rendered = repr::render_resource(negotiated.format, collection, &view);
     let mut response = answer(&state, collection, negotiated, StatusCode::OK, rendered);
-    set_header(&mut response, header::ETAG, &ETag(version).header_value());
+    set_header(
+        &mut response,
+        header::ETAG,
+        &negotiated.etag(version).header_value(),
+    );
     Ok(response)
 }

@@ -87,12 +87,13 @@ fn read_answer(
     headers: &HeaderMap,
     rendered: Rendered,
 ) -> Result<Response, ApiError> {
-    let etag = ETag(rendered.version);
+    let etag = negotiated.etag(rendered.version);
     if let Some(condition) = header_text(headers, header::IF_NONE_MATCH) {
         let condition = TagCondition::parse(condition).ok_or_else(bad_condition)?;
-        if condition.matches(rendered.version) {
+        if condition.matches_representation(&etag) {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             set_header(&mut response, header::ETAG, &etag.header_value());
+            set_header(&mut response, header::VARY, "Accept");
             return Ok(response);
         }
     }
@@ -210,7 +211,11 @@ pub(super) async fn create(
         id
     );
     set_header(&mut response, header::LOCATION, &location);
-    set_header(&mut response, header::ETAG, &ETag(version).header_value());
+    set_header(
+        &mut response,
+        header::ETAG,
+        &negotiated.etag(version).header_value(),
+    );
     Ok(response)
 }
 
@@ -286,7 +291,11 @@ pub(super) async fn put_aspect(
     let view = written_view(&caller, collection, &written);
     let body = repr::render_resource(negotiated.format, collection, &view);
     let mut response = answer(&state, collection, negotiated, StatusCode::OK, body);
-    set_header(&mut response, header::ETAG, &ETag(version).header_value());
+    set_header(
+        &mut response,
+        header::ETAG,
+        &negotiated.etag(version).header_value(),
+    );
     Ok(response)
 }
 
@@ -535,7 +544,11 @@ async fn delete(
         .increment(1);
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some((_, version)) = committed.changes.first() {
-        set_header(&mut response, header::ETAG, &ETag(*version).header_value());
+        set_header(
+            &mut response,
+            header::ETAG,
+            &ETag::of(*version).header_value(),
+        );
     }
     Ok(response)
 }
