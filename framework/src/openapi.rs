@@ -351,7 +351,7 @@ fn collection_paths(
     }
     let feed = common(
         feed.summary(Some(format!(
-            "The delta feed of {name}: resources with a selected aspect newer than version, ascending, in chunks"
+            "The delta feed of {name}: resources with a selected aspect newer than version, in chunks; within a chunk each resource comes once, with its selected aspects changed after version, in ascending order of the greatest of their versions; a resource whose changes fall into two chunks comes again in the later one"
         )))
         .parameter(query(
             "version",

@@ -75,6 +75,82 @@ both_backends!(changes_come_in_chunks_with_more, |backend| async move {
     assert_eq!(empty["more"], false);
 });
 
+// The feed's grouping, as docs/protocol.md decides it: within a chunk a resource comes once,
+// with every selected aspect that changed, at the greatest of their versions and in that
+// order; when its aspects' versions fall into two chunks, it comes again in the later one with
+// the later aspects (so an initial sync never holds back a chunk to gather a resource).
+both_backends!(
+    a_resource_comes_once_per_chunk_at_its_greatest_version,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let first = create_customer(&app, &person_only(1), JSON).await;
+        let second = create_customer(&app, &person_only(2), JSON).await;
+        let third = create_customer(&app, &person_only(3), JSON).await;
+        // The first customer gains a home address: its person keeps the oldest version of all,
+        // its address gets the newest.
+        let body = r#"{"street":"Spätere Straße 4","zip":"53111","city":"Bonn"}"#;
+        let put = app
+            .send(
+                request("PUT", &format!("/customers/{first}/address.home"))
+                    .header("authorization", format!("Bearer {ADMIN}"))
+                    .header("content-type", JSON)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+        let ids_of = |chunk: &serde_json::Value| -> Vec<String> {
+            chunk["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|item| item["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let selected = "aspects=~person~address.home";
+
+        // One chunk: the first customer once, last, with both aspects.
+        let whole = app
+            .send(feed(&format!("/customers?version=0&{selected}"), SHOP))
+            .await
+            .json();
+        assert_eq!(
+            ids_of(&whole),
+            [second.clone(), third.clone(), first.clone()]
+        );
+        let last = &whole["items"][2];
+        assert_eq!(last["person"]["lastname"], "N1");
+        assert_eq!(last["addresses"]["home"]["street"], "Spätere Straße 4");
+
+        // Chunks of two resources: the first customer's person falls into the first chunk, its
+        // address into the second, so it comes in both, each time with what that chunk covers.
+        let early = app
+            .send(feed(
+                &format!("/customers?version=0&{selected}&limit=2"),
+                SHOP,
+            ))
+            .await
+            .json();
+        assert_eq!(ids_of(&early), [first.clone(), second.clone()]);
+        assert!(early["items"][0].get("addresses").is_none(), "{early}");
+        assert_eq!(early["more"], true);
+        let cursor = early["version"].as_i64().unwrap();
+        let late = app
+            .send(feed(
+                &format!("/customers?version={cursor}&{selected}&limit=2"),
+                SHOP,
+            ))
+            .await
+            .json();
+        assert_eq!(ids_of(&late), [third.clone(), first.clone()]);
+        assert!(late["items"][1].get("person").is_none(), "{late}");
+        assert_eq!(
+            late["items"][1]["addresses"]["home"]["street"],
+            "Spätere Straße 4"
+        );
+    }
+);
+
 both_backends!(
     unselected_changes_move_the_root_version,
     |backend| async move {
