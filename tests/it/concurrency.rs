@@ -229,12 +229,7 @@ async fn update(client: &reqwest::Client, url: &str, id: &str, step: usize) -> i
         .await
         .unwrap();
     assert_eq!(reply.status().as_u16(), 200);
-    let etag = reply.headers()["etag"]
-        .to_str()
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
-    etag.parse().unwrap()
+    tests::etag_version(reply.headers()["etag"].to_str().unwrap()).unwrap()
 }
 
 /// Two units starting at the same moment on one new SQLite file both come up: the one that

@@ -630,8 +630,7 @@ fn keys(value: &Value) -> Vec<String> {
 
 /// The version in an ETag such as `"13"`.
 fn etag_version(etag: Option<&str>) -> i64 {
-    // "7", or "7-xml" for another representation of state 7.
-    etag.and_then(|etag| etag.trim_matches('"').split('-').next()?.parse().ok())
+    etag.and_then(tests::etag_version)
         .unwrap_or_else(|| panic!("not a version ETag: {etag:?}"))
 }
 

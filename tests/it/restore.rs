@@ -469,7 +469,7 @@ async fn change(
         .headers()
         .get("etag")
         .and_then(|tag| tag.to_str().ok())
-        .and_then(|tag| tag.trim_matches('"').parse().ok());
+        .and_then(tests::etag_version);
     (reply.status().as_u16(), version)
 }
 

@@ -286,7 +286,7 @@ async fn send(client: &reqwest::Client, method: &str, url: &str, body: Option<Va
         .headers()
         .get("etag")
         .and_then(|tag| tag.to_str().ok())
-        .and_then(|tag| tag.trim_matches('"').parse().ok());
+        .and_then(tests::etag_version);
     let text = reply.text().await.expect("a body");
     Answer {
         status,

@@ -312,6 +312,17 @@ pub fn customer_json(n: u64) -> String {
     .to_string()
 }
 
+/// The version an `ETag` names: `"7"`, or `"7-xml"` for another representation of state 7
+/// (weak or not).
+pub fn etag_version(etag: &str) -> Option<i64> {
+    etag.trim_start_matches("W/")
+        .trim_matches('"')
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
 pub const XML: &str = "application/vnd.registration.v1+xml";
 pub const JSON: &str = "application/vnd.registration.v1+json";
 

@@ -344,9 +344,7 @@ impl Writer {
 
     /// Records a clear answer; returns the id of a created customer.
     fn settled(&mut self, write: &Write, reply: &Reply, attempts: u32) -> Option<String> {
-        let version = reply
-            .header("etag")
-            .and_then(|etag| etag.trim_start_matches("W/").trim_matches('"').parse().ok());
+        let version = reply.header("etag").and_then(crate::etag_version);
         match (write, reply.status) {
             (Write::Create { login, lastname }, StatusCode::CREATED) => {
                 let id = reply.json()["id"].as_str().unwrap_or_default().to_owned();
