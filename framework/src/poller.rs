@@ -65,6 +65,7 @@ pub fn spawn(
             role,
             active: active.clone(),
             lease: Duration::from_millis(reader.lease_ms.clamp(MIN_LEASE_MS, MAX_LEASE_MS)),
+            prefetched: std::sync::Mutex::new(None),
         };
         tasks.push(tokio::spawn(poller.run(shutdown.clone())));
     }
@@ -80,6 +81,74 @@ struct Poller {
     lease: Duration,
     /// The source's aspects in canonical form, as the copy records what it holds.
     aspects: String,
+    /// The next chunk, asked for while the current one is applied.
+    prefetched: std::sync::Mutex<Option<Prefetch>>,
+}
+
+/// A chunk asked for before the one before it was applied: while a copy applies a chunk, the
+/// source already renders the next and this unit parses it, instead of each side waiting for
+/// the other. The next poll takes it only when it asks from exactly the position it was asked
+/// from (a chunk that failed to apply, or a lost lease, leaves the cursor behind, and the
+/// prefetched chunk is dropped unused), so the copy still applies chunks one by one, in order,
+/// each in its own fenced transaction.
+struct Prefetch {
+    from: Version,
+    /// `None` once handed over; a prefetch dropped unused stops its request.
+    fetched: Option<tokio::task::JoinHandle<Result<Fetched, String>>>,
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        if let Some(fetched) = &self.fetched {
+            fetched.abort();
+        }
+    }
+}
+
+/// A source's answer, read in full; a chunk already parsed into what the store applies.
+enum Fetched {
+    Chunk {
+        items: Vec<ChunkItem>,
+        version: Version,
+        more: bool,
+    },
+    /// Anything but `200`: the status and (the start of) the body, for the caller to judge.
+    Refused {
+        status: reqwest::StatusCode,
+        body: bytes::Bytes,
+    },
+}
+
+/// Asks `url` for one chunk and parses it (run as a task of its own, so the next chunk can be
+/// on its way while the current one is applied).
+async fn fetch(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    accept: String,
+    collection: Collection,
+) -> Result<Fetched, String> {
+    let response = client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("accept", accept)
+        .send()
+        .await
+        .map_err(|error| format!("request failed: {error}"))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|error| format!("reading the chunk failed: {error}"))?;
+    if !status.is_success() {
+        return Ok(Fetched::Refused { status, body });
+    }
+    let chunk = repr::parse_feed(&body, &collection).map_err(|error| error.to_string())?;
+    Ok(Fetched::Chunk {
+        items: chunk_items(&collection, &chunk),
+        version: chunk.version,
+        more: chunk.more,
+    })
 }
 
 /// Shorter leases would expire between two renewals of a busy loop.
@@ -349,64 +418,37 @@ impl Poller {
             Some((generation, at)) => (at, ApplyMode::Resync { generation }),
             None => (position.cursor, ApplyMode::Follow),
         };
-        let url = format!(
-            "{}/{}?version={}&aspects={}&limit={}&wait={}",
-            self.source.url.trim_end_matches('/'),
-            self.collection.name(),
-            cursor,
-            self.source.aspects,
-            self.source.limit,
-            self.source.wait_secs
-        );
-        let request = client
-            .get(&url)
-            .bearer_auth(&self.source.token)
-            .header(
-                "accept",
-                format!(
-                    "application/vnd.{}.v{}+json",
-                    self.collection.owner(),
-                    self.source.interface_version
-                ),
-            )
-            .send();
-        let Some(response) = self.renewing_while(fence, request).await? else {
+        let request = match self.take_prefetched(cursor) {
+            Some(prefetched) => {
+                metrics::counter!("hiscale_replication_prefetched_chunks_total", "collection" => self.collection.name().to_owned())
+                    .increment(1);
+                self.status(|status| status.chunks_prefetched += 1);
+                prefetched
+            }
+            None => self.start_fetch(client, cursor),
+        };
+        let Some(joined) = self.renewing_while(fence, request).await? else {
             return Ok(Outcome::Deposed);
         };
-        let response = response.map_err(|error| format!("request failed: {error}"))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| format!("reading the chunk failed: {error}"))?;
-        if status.as_u16() == 410 {
-            // The feed's two `410`s mean different things: the code tells them apart.
-            return match error_code(&body).as_deref() {
-                Some(crate::codes::INTERFACE_RETIRED) => Ok(Outcome::InterfaceRetired(
-                    String::from_utf8_lossy(&body).chars().take(300).collect(),
-                )),
-                _ => self.begin_resync(fence).await,
-            };
+        let fetched = joined.map_err(|error| format!("the chunk's request failed: {error}"))??;
+        let (items, version, more) = match fetched {
+            Fetched::Chunk {
+                items,
+                version,
+                more,
+            } => (items, version, more),
+            Fetched::Refused { status, body } => return self.refused(fence, status, &body).await,
+        };
+        // The next chunk is on its way while this one is applied.
+        if more {
+            let next = self.start_fetch(client, version);
+            *self.prefetch_slot() = Some(Prefetch {
+                from: version,
+                fetched: Some(next),
+            });
         }
-        if status.as_u16() == 409 {
-            let text = String::from_utf8_lossy(&body);
-            if text.contains("version-ahead") {
-                return Ok(Outcome::SourceRolledBack(text.chars().take(300).collect()));
-            }
-        }
-        if !status.is_success() {
-            return Err(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&body)
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            ));
-        }
-        let chunk = repr::parse_feed(&body, &self.collection).map_err(|error| error.to_string())?;
-        let items = chunk_items(&self.collection, &chunk);
         match store
-            .apply_fenced_chunk(self.collection.name(), &items, chunk.version, fence, mode)
+            .apply_fenced_chunk(self.collection.name(), &items, version, fence, mode)
             .await
         {
             Ok(()) => {}
@@ -415,10 +457,10 @@ impl Poller {
         }
         let mut resyncing = matches!(mode, ApplyMode::Resync { .. });
         if let ApplyMode::Resync { generation } = mode
-            && !chunk.more
+            && !more
         {
             match store
-                .finish_resync(self.collection.name(), fence, generation, chunk.version)
+                .finish_resync(self.collection.name(), fence, generation, version)
                 .await
             {
                 Ok(dropped) => {
@@ -435,17 +477,87 @@ impl Poller {
         let applied_cursor = if resyncing {
             position.cursor.get()
         } else {
-            chunk.version.get().max(position.cursor.get())
+            version.get().max(position.cursor.get())
         };
         self.status(|status| {
             status.cursor = applied_cursor;
             status.chunks_applied += 1;
             status.items_applied += items.len() as u64;
         });
-        Ok(Outcome::Applied {
-            more: chunk.more,
-            resyncing,
-        })
+        Ok(Outcome::Applied { more, resyncing })
+    }
+
+    /// Asks the source for the chunk after `from`, as a task of its own.
+    fn start_fetch(
+        &self,
+        client: &reqwest::Client,
+        from: Version,
+    ) -> tokio::task::JoinHandle<Result<Fetched, String>> {
+        let url = format!(
+            "{}/{}?version={}&aspects={}&limit={}&wait={}",
+            self.source.url.trim_end_matches('/'),
+            self.collection.name(),
+            from,
+            self.source.aspects,
+            self.source.limit,
+            self.source.wait_secs
+        );
+        let accept = format!(
+            "application/vnd.{}.v{}+json",
+            self.collection.owner(),
+            self.source.interface_version
+        );
+        tokio::spawn(fetch(
+            client.clone(),
+            url,
+            self.source.token.clone(),
+            accept,
+            self.collection.clone(),
+        ))
+    }
+
+    /// The prefetched chunk when it was asked for from `from`; any other is dropped.
+    fn take_prefetched(
+        &self,
+        from: Version,
+    ) -> Option<tokio::task::JoinHandle<Result<Fetched, String>>> {
+        let mut prefetch = self.prefetch_slot().take()?;
+        if prefetch.from != from {
+            return None;
+        }
+        prefetch.fetched.take()
+    }
+
+    fn prefetch_slot(&self) -> std::sync::MutexGuard<'_, Option<Prefetch>> {
+        self.prefetched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What an answer other than `200` means: the feed's two `410`s told apart by their code,
+    /// a rolled-back source, or an error.
+    async fn refused(
+        &self,
+        fence: &Fence,
+        status: reqwest::StatusCode,
+        body: &[u8],
+    ) -> Result<Outcome, String> {
+        if status.as_u16() == 410 {
+            return match error_code(body).as_deref() {
+                Some(crate::codes::INTERFACE_RETIRED) => Ok(Outcome::InterfaceRetired(
+                    String::from_utf8_lossy(body).chars().take(300).collect(),
+                )),
+                _ => self.begin_resync(fence).await,
+            };
+        }
+        let text = String::from_utf8_lossy(body);
+        if status.as_u16() == 409 && text.contains("version-ahead") {
+            return Ok(Outcome::SourceRolledBack(text.chars().take(300).collect()));
+        }
+        Err(format!(
+            "{status}: {}",
+            text.chars().take(300).collect::<String>()
+        ))
     }
 
     /// Waits for `request` while renewing the lease about three times per lease, so a long

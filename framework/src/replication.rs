@@ -68,6 +68,8 @@ pub struct SourceStatus {
     pub state: SourceState,
     pub cursor: i64,
     pub chunks_applied: u64,
+    /// Chunks that were asked for while the one before was being applied (pipelining).
+    pub chunks_prefetched: u64,
     pub items_applied: u64,
     /// Seconds since the copy was last caught up with its source.
     pub lag_seconds: f64,

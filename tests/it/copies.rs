@@ -189,6 +189,42 @@ fn customer(n: usize, with_account: bool) -> serde_json::Value {
 const WRITERS: usize = 8;
 const CHANGES_PER_WRITER: usize = 500;
 
+// A copy that starts behind asks for each next chunk while it applies the one before
+// (pipelining): the initial sync of 60 customers in chunks of 5 takes 11 of its 12 chunks from
+// a request already under way, and the copy ends exactly as the owner.
+both_backends!(
+    an_initial_sync_asks_for_the_next_chunk_while_applying,
+    |backend: Backend| async move {
+        let owner_db = fresh_database(backend).await;
+        let owner = UnitProcess::start("registration-1", &owner_db.url).await;
+        let client = reqwest::Client::new();
+        for n in 0..60 {
+            post(&client, &owner.url, customer(n, false)).await;
+        }
+        let owner_store = Store::connect(&owner_db.url).await.unwrap();
+        let current = owner_store.current_version("customers").await.unwrap();
+        let reader = Reader::start(
+            backend,
+            "shop",
+            &owner.url,
+            SHOP,
+            "~person~address.home",
+            vec!["person", "address.home"],
+            5,
+        )
+        .await;
+        reader
+            .wait_for(current.get(), Duration::from_secs(60))
+            .await;
+        let status = tests::replication::replication(reader.url()).await;
+        let source = &status["sources"][0];
+        assert_eq!(source["chunks_applied"], 12, "{status}");
+        assert_eq!(source["chunks_prefetched"], 11, "{status}");
+        let owner_state = owner_v1_state(&owner_store, current, &ALL).await;
+        assert_copy_equals(&owner_state, &reader, &reader.state().await);
+    }
+);
+
 both_backends!(no_change_is_skipped, |backend: Backend| async move {
     let owner_db = fresh_database(backend).await;
     let owners = [
