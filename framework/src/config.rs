@@ -145,10 +145,18 @@ pub struct SourceConfig {
     /// holds that version's representations and serves only that version.
     #[serde(default = "default_interface_version")]
     pub interface_version: u32,
+    /// Asks for the next chunk while the current one is applied (the default). Off only to
+    /// measure what it gains (`hiscale bench`).
+    #[serde(default = "default_pipeline")]
+    pub pipeline: bool,
 }
 
 fn default_interface_version() -> u32 {
     1
+}
+
+fn default_pipeline() -> bool {
+    true
 }
 
 fn default_interval() -> u64 {

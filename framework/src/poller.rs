@@ -440,7 +440,7 @@ impl Poller {
             Fetched::Refused { status, body } => return self.refused(fence, status, &body).await,
         };
         // The next chunk is on its way while this one is applied.
-        if more {
+        if more && self.source.pipeline {
             let next = self.start_fetch(client, version);
             *self.prefetch_slot() = Some(Prefetch {
                 from: version,

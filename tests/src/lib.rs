@@ -261,6 +261,7 @@ pub fn reader_config(
             wait_secs: 2,
             limit: 7,
             interface_version: 1,
+            pipeline: true,
         }],
         ..UnitConfig::new(
             sa,

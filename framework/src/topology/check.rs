@@ -520,6 +520,7 @@ impl<'a> Checker<'a> {
             wait_secs: copy.wait_secs,
             limit: copy.limit,
             interface_version: copy.interface_version,
+            pipeline: true,
         };
         if let Err(reason) = check_source(&source, declared) {
             self.error(

@@ -433,6 +433,7 @@ impl Topology {
                     wait_secs: copy.wait_secs,
                     limit: copy.limit,
                     interface_version: copy.interface_version,
+                    pipeline: true,
                 })
             })
             .collect::<Result<Vec<_>, TopologyError>>()?;

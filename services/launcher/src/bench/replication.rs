@@ -70,8 +70,9 @@ impl ReplicationPlan {
 #[derive(Debug, Clone)]
 pub(super) struct Databases {
     pub(super) owner: String,
-    /// One fresh copy database per repetition of the initial sync; the last copy then serves
-    /// the lag measurement.
+    /// Two fresh copy databases per repetition of the initial sync: one synced with the
+    /// poller's pipelining turned off, then one with it on (so the two alternate, side by
+    /// side); the last copy then serves the lag measurement.
     pub(super) copies: Vec<String>,
     /// Where the step-by-step pass applies its chunks.
     pub(super) scratch: String,
@@ -86,6 +87,9 @@ pub(super) struct SyncResult {
     pub(super) sync: Duration,
     /// Each repetition's sync, each into a fresh copy, in run order.
     pub(super) syncs: Vec<Duration>,
+    /// The same without pipelining (the poller asks for a chunk only after applying the one
+    /// before), alternating with `syncs`.
+    pub(super) unpipelined: Vec<Duration>,
     pub(super) chunks: u64,
     pub(super) items: u64,
     /// Live resources counted in the copy's database afterwards.
@@ -109,6 +113,27 @@ impl SyncResult {
             .collect();
         rates.sort_by(f64::total_cmp);
         rates
+    }
+
+    /// Median customers per second without pipelining.
+    pub(super) fn unpipelined_per_second(&self) -> f64 {
+        let mut sorted = self.unpipelined.clone();
+        sorted.sort_unstable();
+        sorted
+            .get(sorted.len() / 2)
+            .map_or(0.0, |sync| self.customers as f64 / sync.as_secs_f64())
+    }
+
+    /// The median of the per-pair ratios, pipelined ÷ not: each pair ran back to back.
+    pub(super) fn pipelining_ratio(&self) -> f64 {
+        let mut ratios: Vec<f64> = self
+            .syncs
+            .iter()
+            .zip(&self.unpipelined)
+            .map(|(on, off)| off.as_secs_f64() / on.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
     }
 
     pub(super) fn fill_per_second(&self) -> f64 {
@@ -262,13 +287,21 @@ async fn with_owner(
 
     let runs = databases.copies.len();
     let mut syncs = Vec::with_capacity(runs);
+    let mut unpipelined = Vec::with_capacity(runs);
     for (run, database) in databases.copies.iter().enumerate() {
+        // Off, on, off, on…: the last (pipelined, as units run) goes on to the lag.
+        let pipeline = run % 2 == 1;
         eprintln!(
-            "{label}: replication: starting a fresh copy (billing) and timing its initial sync, \
-             run {}/{runs}",
+            "{label}: replication: starting a fresh copy (billing) and timing its initial sync \
+             {}, run {}/{runs}",
+            if pipeline {
+                "(pipelined)"
+            } else {
+                "(without pipelining)"
+            },
             run + 1
         );
-        let copy = CopyUnit::start(backend, database, owner.base()).await?;
+        let copy = CopyUnit::start(backend, database, owner.base(), pipeline).await?;
         let synced = sync(label, &copy, target).await;
         let synced = match synced {
             Ok(took) => took,
@@ -278,13 +311,25 @@ async fn with_owner(
             }
         };
         eprintln!("{label}: copy synced in {:.2} s", synced.as_secs_f64());
-        syncs.push(synced);
+        if pipeline {
+            syncs.push(synced);
+        } else {
+            unpipelined.push(synced);
+        }
         if run + 1 < runs {
             copy.stop(label).await;
             continue;
         }
         let outcome = with_copy(
-            backend, plan, databases, owner, &copy, &ids, target, fill_time, syncs,
+            backend,
+            plan,
+            databases,
+            owner,
+            &copy,
+            &ids,
+            target,
+            fill_time,
+            (syncs, unpipelined),
         )
         .await;
         copy.stop(label).await;
@@ -316,7 +361,7 @@ async fn with_copy(
     ids: &[String],
     target: Version,
     fill_time: Duration,
-    syncs: Vec<Duration>,
+    (syncs, unpipelined): (Vec<Duration>, Vec<Duration>),
 ) -> anyhow::Result<ReplicationRun> {
     let label = backend.label();
     let mut sorted = syncs.clone();
@@ -344,6 +389,7 @@ async fn with_copy(
         fill: fill_time,
         sync: sync_time,
         syncs,
+        unpipelined,
         chunks: status.chunks_applied,
         items: status.items_applied,
         copied,
@@ -504,7 +550,12 @@ impl Drop for CopyUnit {
 
 impl CopyUnit {
     /// Builds the copy's state (migrations run here, before the clock starts), then serves.
-    async fn start(backend: Backend, database: &str, owner: &str) -> anyhow::Result<Self> {
+    async fn start(
+        backend: Backend,
+        database: &str,
+        owner: &str,
+        pipeline: bool,
+    ) -> anyhow::Result<Self> {
         let listen = free_port().context("finding a free loopback port for the copy")?;
         let config = hiscale::UnitConfig {
             callers: vec![operator()],
@@ -517,6 +568,7 @@ impl CopyUnit {
                 wait_secs: WAIT_SECS,
                 limit: LIMIT,
                 interface_version: 1,
+                pipeline,
             }],
             ..hiscale::UnitConfig::new(
                 billing::NAME,

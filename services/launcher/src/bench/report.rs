@@ -493,6 +493,16 @@ impl Report {
                 ratio(&|run| run.sync.records_per_second()),
             ),
             line(
+                "  the same without pipelining (median), records/s".into(),
+                &|run| format!("{:.0}", run.sync.unpipelined_per_second()),
+                ratio(&|run| run.sync.unpipelined_per_second()),
+            ),
+            line(
+                "  pipelined ÷ not (median of back-to-back pairs)".into(),
+                &|run| format!("{:.2}×", run.sync.pipelining_ratio()),
+                String::new(),
+            ),
+            line(
                 "  sync time / chunks applied / records applied".into(),
                 &|run| {
                     let s = &run.sync;
