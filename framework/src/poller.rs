@@ -116,7 +116,11 @@ impl Poller {
             status.aspects = self.source.aspects.clone();
             status.role = Some(self.role);
         });
-        let client = match reqwest::Client::builder()
+        // Trusts the CAs the unit was configured with (checked at start), for an https source.
+        let client = match self
+            .state
+            .trust()
+            .client_builder()
             .timeout(Duration::from_secs(self.source.wait_secs + 30))
             .build()
         {
@@ -584,7 +588,7 @@ async fn watch_primary(
         return;
     };
     let interval = Duration::from_millis(reader.heartbeat_interval_ms.max(50));
-    let client = reqwest::Client::new();
+    let client = crate::tls::client();
     let heartbeat = format!("{}/heartbeat", primary.trim_end_matches('/'));
     let mut misses = 0u32;
     let mut zone_checked = false;

@@ -153,7 +153,7 @@ async fn a_killed_or_drained_unit_costs_no_read_behind_haproxy() {
         )
         .await
     };
-    let client = reqwest::Client::builder()
+    let client = hiscale::tls::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
