@@ -153,7 +153,10 @@ mod tests {
         let error = Trust::load(std::slice::from_ref(&path)).unwrap_err();
         assert_eq!(
             error.to_string(),
-            format!("ca_certificates: {} holds no PEM certificate", path.display())
+            format!(
+                "ca_certificates: {} holds no PEM certificate",
+                path.display()
+            )
         );
     }
 
@@ -168,9 +171,10 @@ mod tests {
         .expect("write");
         let error = Trust::load(std::slice::from_ref(&path)).unwrap_err();
         assert!(
-            error
-                .to_string()
-                .starts_with(&format!("ca_certificates: {} is not usable", path.display())),
+            error.to_string().starts_with(&format!(
+                "ca_certificates: {} is not usable",
+                path.display()
+            )),
             "{error}"
         );
     }

@@ -127,6 +127,19 @@ impl Topology {
                     .to_owned(),
             ));
         }
+        // In a cluster TLS ends at the Ingress or load balancer in front of HAProxy's Service,
+        // which holds the certificate; HAProxy's pods have no file to point at.
+        if self
+            .gateway
+            .as_ref()
+            .is_some_and(|gateway| gateway.tls_certificate.is_some())
+        {
+            return Err(refuse(
+                "names gateway.tls_certificate: in Kubernetes TLS ends at the Ingress or load \
+                 balancer in front of the gateway; remove it"
+                    .to_owned(),
+            ));
+        }
         let Some(own_gateway) = &self.gateway else {
             return Err(refuse("has no [gateway] to rewrite".to_owned()));
         };
