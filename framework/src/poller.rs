@@ -377,7 +377,9 @@ impl Poller {
         let Some(response) = self.renewing_while(fence, request).await? else {
             return Ok(Outcome::Deposed);
         };
-        let response = response.map_err(|error| format!("request failed: {error}"))?;
+        // With its causes: a TLS failure says why only there (e.g. an unknown issuer).
+        let response = response
+            .map_err(|error| format!("request failed: {}", crate::tls::error_chain(&error)))?;
         let status = response.status();
         let body = response
             .bytes()
