@@ -46,7 +46,7 @@ impl TestPki {
             std::fs::write(&path, text).expect("write a PEM file");
             path
         };
-        let pki = Self {
+        Self {
             ca: write("ca.pem", &ca.pem()),
             server_certificate: write("server.crt", &certificate.pem()),
             server_key: write("server.key", &key.serialize_pem()),
@@ -56,8 +56,7 @@ impl TestPki {
             ),
             other_ca: write("other-ca.pem", &other.pem()),
             dir,
-        };
-        pki
+        }
     }
 
     /// The directory holding the files.
