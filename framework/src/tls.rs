@@ -14,7 +14,13 @@
 //! only units and operators reach; trusting it alone keeps a certificate some public CA issued
 //! for the same name from being accepted.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use rustls::{ClientConfig, RootCertStore};
 
 /// Why a unit's trust anchors cannot be used: it refuses to start.
 #[derive(Debug, thiserror::Error)]
@@ -30,18 +36,54 @@ pub enum TlsError {
     Unusable { path: String, reason: String },
 }
 
+/// ring, the crypto provider of every TLS connection of the process.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// Installs ring as the process's rustls crypto provider, unless one is installed already.
 pub fn install_crypto_provider() {
     // Err only when some provider is installed already, which is as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = provider().as_ref().clone().install_default();
 }
 
-/// `crate::tls::client_builder()`, after [`install_crypto_provider`]: the one way to start an
-/// HTTP client in this workspace.
+/// reqwest's builder, after [`install_crypto_provider`], with no TLS configuration chosen.
 #[allow(clippy::disallowed_methods)]
-pub fn client_builder() -> reqwest::ClientBuilder {
+fn plain_builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
+}
+
+/// The one way to start an HTTP client in this workspace: reqwest's builder, trusting the
+/// host's roots for HTTPS.
+///
+/// The host's roots are read once per process: reading them (every file of `/etc/ssl/certs`)
+/// took about 70 ms per client in a debug build, and the tests build clients in loops.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    static HOST_ROOTS: OnceLock<Option<ClientConfig>> = OnceLock::new();
+    let config = HOST_ROOTS.get_or_init(|| match host_roots() {
+        Ok(config) => Some(config),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the host's root certificates; HTTPS to public CAs fails");
+            None
+        }
+    });
+    match config {
+        Some(config) => plain_builder().tls_backend_preconfigured(config.clone()),
+        None => plain_builder(),
+    }
+}
+
+/// A TLS configuration that trusts the host's roots (`rustls-platform-verifier`: on Linux the
+/// system's certificate files, read now; no network).
+fn host_roots() -> Result<ClientConfig, rustls::Error> {
+    let provider = provider();
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())?;
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
 }
 
 /// A client with reqwest's defaults, as `reqwest::Client::new()` would build it.
@@ -54,7 +96,8 @@ pub fn client() -> reqwest::Client {
 /// The certificate authorities a unit trusts for HTTPS, loaded and checked at start.
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
-    certificates: Vec<reqwest::Certificate>,
+    /// Trusting only the named CAs; `None`: the host's roots.
+    private: Option<ClientConfig>,
 }
 
 impl Trust {
@@ -62,57 +105,62 @@ impl Trust {
     /// roots. Fails, naming the file, when one cannot be read or holds no usable certificate,
     /// so a wrong path stops the unit at start instead of every poll failing later.
     pub fn load(files: &[PathBuf]) -> Result<Self, TlsError> {
-        let mut certificates = Vec::new();
-        for file in files {
-            let loaded = load_file(file)?;
-            // reqwest checks the DER only when it builds a client: build one now.
-            let alone = Self {
-                certificates: loaded.clone(),
-            };
-            alone
-                .client_builder()
-                .build()
-                .map_err(|error| TlsError::Unusable {
-                    path: file.display().to_string(),
-                    reason: error_chain(&error),
-                })?;
-            certificates.extend(loaded);
-            tracing::info!(file = %file.display(), "trusting the CA certificates of this file for HTTPS");
+        if files.is_empty() {
+            return Ok(Self::default());
         }
-        Ok(Self { certificates })
+        let mut roots = RootCertStore::empty();
+        for file in files {
+            let name = file.display().to_string();
+            let unusable = |reason: String| TlsError::Unusable {
+                path: name.clone(),
+                reason,
+            };
+            let pem = std::fs::read(file).map_err(|source| TlsError::Read {
+                path: name.clone(),
+                source,
+            })?;
+            let certificates = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| unusable(error.to_string()))?;
+            if certificates.is_empty() {
+                return Err(TlsError::NoCertificate { path: name });
+            }
+            for certificate in certificates {
+                roots
+                    .add(certificate)
+                    .map_err(|error| unusable(error.to_string()))?;
+            }
+            tracing::info!(file = %name, "trusting the CA certificates of this file for HTTPS");
+        }
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| TlsError::Unusable {
+                path: files
+                    .iter()
+                    .map(|file| file.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason: error.to_string(),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            private: Some(config),
+        })
     }
 
     /// Whether a CA file was named (else the host's roots are trusted).
     pub fn is_private(&self) -> bool {
-        !self.certificates.is_empty()
+        self.private.is_some()
     }
 
     /// A client builder that trusts these CAs only, or the host's roots when there are none.
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        let builder = client_builder();
-        if self.certificates.is_empty() {
-            builder
-        } else {
-            builder.tls_certs_only(self.certificates.iter().cloned())
+        match &self.private {
+            Some(config) => plain_builder().tls_backend_preconfigured(config.clone()),
+            None => client_builder(),
         }
     }
-}
-
-fn load_file(path: &Path) -> Result<Vec<reqwest::Certificate>, TlsError> {
-    let name = path.display().to_string();
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: name.clone(),
-        source,
-    })?;
-    let certificates =
-        reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| TlsError::Unusable {
-            path: name.clone(),
-            reason: error_chain(&error),
-        })?;
-    if certificates.is_empty() {
-        return Err(TlsError::NoCertificate { path: name });
-    }
-    Ok(certificates)
 }
 
 /// An error with its sources, `a: b: c` (reqwest's own message names only the outermost).
@@ -133,6 +181,21 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn clients_share_the_hosts_roots_read_once() {
+        let _ = super::client();
+        let started = std::time::Instant::now();
+        for _ in 0..20 {
+            let _ = super::client();
+        }
+        let each = started.elapsed() / 20;
+        // Reading the roots took about 70 ms in a debug build; a client alone takes far less.
+        assert!(
+            each < std::time::Duration::from_millis(20),
+            "{each:?} per client"
+        );
+    }
+
     use super::*;
 
     #[test]
