@@ -60,6 +60,12 @@ pub struct UnitConfig {
     /// not rolled back (a mark in the store would be rolled back with it). Empty: no gate.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub consumers: std::collections::BTreeMap<String, Vec<String>>,
+    /// PEM files of the certificate authorities this unit trusts when it calls an HTTPS URL (a
+    /// source, a restore peer: gateways that terminate TLS). Only these when any is named;
+    /// the host's roots otherwise ([`crate::tls::Trust`]). A file that cannot be read or holds
+    /// no certificate stops the unit at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_certificates: Vec<std::path::PathBuf>,
 }
 
 /// The owner's side of the delta feed.
@@ -458,6 +464,7 @@ impl UnitConfig {
             peers: Vec::new(),
             restore_from: Vec::new(),
             consumers: std::collections::BTreeMap::new(),
+            ca_certificates: Vec::new(),
         }
     }
 

@@ -30,6 +30,7 @@ pub mod session;
 pub mod shape;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod topology;
 pub mod types;
 pub mod unit;

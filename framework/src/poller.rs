@@ -134,7 +134,8 @@ async fn fetch(
         .header("accept", accept)
         .send()
         .await
-        .map_err(|error| format!("request failed: {error}"))?;
+        // With its causes: a TLS failure says why only there (e.g. an unknown issuer).
+        .map_err(|error| format!("request failed: {}", crate::tls::error_chain(&error)))?;
     let status = response.status();
     let body = response
         .bytes()
@@ -185,7 +186,11 @@ impl Poller {
             status.aspects = self.source.aspects.clone();
             status.role = Some(self.role);
         });
-        let client = match reqwest::Client::builder()
+        // Trusts the CAs the unit was configured with (checked at start), for an https source.
+        let client = match self
+            .state
+            .trust()
+            .client_builder()
             .timeout(Duration::from_secs(self.source.wait_secs + 30))
             .build()
         {
@@ -696,7 +701,7 @@ async fn watch_primary(
         return;
     };
     let interval = Duration::from_millis(reader.heartbeat_interval_ms.max(50));
-    let client = reqwest::Client::new();
+    let client = crate::tls::client();
     let heartbeat = format!("{}/heartbeat", primary.trim_end_matches('/'));
     let mut misses = 0u32;
     let mut zone_checked = false;

@@ -192,6 +192,8 @@ pub struct Peers<'a> {
     pub all: &'a [PeerConfig],
     /// Only this SA's copies (`hiscale restore --from`): a peer that was down the first time.
     pub only: Option<&'a str>,
+    /// The CAs trusted when a peer is reached over HTTPS.
+    pub trust: &'a crate::tls::Trust,
 }
 
 /// Refills every owned collection of `sa` in `restoring` from `peers`, and leaves `restoring`
@@ -217,7 +219,9 @@ async fn refill_all(
     peers: Peers<'_>,
     progress: &Progress,
 ) -> Result<Vec<RefillReport>, store::Error> {
-    let client = reqwest::Client::builder()
+    let client = peers
+        .trust
+        .client_builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(CHUNK_TIMEOUT)
         .build()

@@ -43,6 +43,8 @@ pub enum UnitError {
     },
     #[error("server: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Builds a unit's state from its configuration (opens and migrates the store).
@@ -74,6 +76,7 @@ async fn build_state(
     }
     check_sources(config, &sa)?;
     config.check().map_err(UnitError::Config)?;
+    let trust = crate::tls::Trust::load(&config.ca_certificates)?;
     let callers = Callers::from_config(&config.callers)?;
     let sessions = config
         .sessions
@@ -144,6 +147,7 @@ async fn build_state(
             session_grant,
             replication: Replication::default(),
             restore_from: config.restore_from.clone(),
+            trust,
             copy_versions,
             gate,
         },

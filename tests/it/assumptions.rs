@@ -24,7 +24,7 @@ async fn health(client: &reqwest::Client, url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forgotten_transaction_and_a_cached_sequence_are_reported() {
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let database = fresh_database(Backend::Postgres).await;
     let mut config = unit_config(
         "registration-1",

@@ -34,7 +34,7 @@ async fn concurrent_wrong_passwords_keep_a_login_unit_small() {
     let config = login_reader_config(&database.url, &format!("http://127.0.0.1:{}", free_port()));
     let unit = UnitProcess::start_config(config).await;
     let before = peak_kib(unit.pid());
-    let client = reqwest::Client::builder()
+    let client = hiscale::tls::client_builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
@@ -119,7 +119,7 @@ async fn a_login_that_keeps_failing_is_refused_for_a_while() {
     let database = fresh_database(Backend::Sqlite).await;
     let config = login_reader_config(&database.url, &format!("http://127.0.0.1:{}", free_port()));
     let unit = UnitProcess::start_config(config).await;
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let sign_in = |login: &'static str| {
         client
             .post(format!("{}/sessions", unit.url))
@@ -150,7 +150,7 @@ async fn a_login_takes_credentials_only_as_json() {
     let database = fresh_database(Backend::Sqlite).await;
     let config = login_reader_config(&database.url, &format!("http://127.0.0.1:{}", free_port()));
     let unit = UnitProcess::start_config(config).await;
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let body = r#"{"login":"someone","password":"wrong-password"}"#;
     for content_type in [
         Some("application/x-www-form-urlencoded"),
@@ -286,7 +286,7 @@ async fn slow_idle_and_surplus_connections_are_closed() {
 async fn oversized_request_heads_are_refused_with_a_code() {
     let database = fresh_database(Backend::Sqlite).await;
     let unit = UnitProcess::start("registration-1", &database.url).await;
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let long_target = format!("{}/customers?aspects=~{}", unit.url, "a".repeat(9 * 1024));
     let mut many = reqwest::header::HeaderMap::new();
     for index in 0..70 {

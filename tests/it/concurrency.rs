@@ -34,7 +34,7 @@ both_backends!(
             UnitProcess::start("registration-2", &database.url).await,
         ];
         let store = Store::connect(&database.url).await.unwrap();
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
 
         // One resource that only the held-open transaction touches.
         let held_id = create(&client, &units[0].url, 0).await;
@@ -243,7 +243,7 @@ async fn two_units_starting_at_once_on_a_new_sqlite_file_both_come_up() {
             tests::process::UnitProcess::start("registration-1", &database.url),
             tests::process::UnitProcess::start("registration-2", &database.url),
         );
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         for unit in [&first, &second] {
             let health = client
                 .get(format!("{}/health", unit.url))

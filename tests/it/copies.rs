@@ -197,7 +197,7 @@ both_backends!(
     |backend: Backend| async move {
         let owner_db = fresh_database(backend).await;
         let owner = UnitProcess::start("registration-1", &owner_db.url).await;
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         for n in 0..60 {
             post(&client, &owner.url, customer(n, false)).await;
         }
@@ -232,7 +232,7 @@ both_backends!(no_change_is_skipped, |backend: Backend| async move {
         UnitProcess::start("registration-2", &owner_db.url).await,
     ];
     let owner_store = Store::connect(&owner_db.url).await.unwrap();
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let held_id = post(&client, &owners[0].url, customer(0, false)).await;
     let source = owners[0].url.clone();
     let readers = [
@@ -393,7 +393,7 @@ both_backends!(
         config.feed.tombstone_max_age_secs = 0;
         let owner = UnitProcess::start_config(config).await;
         let owner_store = Store::connect(&owner_db.url).await.unwrap();
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         let mut ids = Vec::new();
         for n in 0..6 {
             ids.push(post(&client, &owner.url, customer(n, false)).await);
@@ -479,7 +479,7 @@ both_backends!(
         let owner_db = fresh_database(backend).await;
         let owner = UnitProcess::start("registration-1", &owner_db.url).await;
         let owner_store = Store::connect(&owner_db.url).await.unwrap();
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         post(&client, &owner.url, customer(0, false)).await;
         let mut billing = Reader::start(
             backend,

@@ -17,7 +17,7 @@ both_backends!(
     |backend: Backend| async move {
         let owner_db = fresh_database(backend).await;
         let owner = UnitProcess::start("registration-1", &owner_db.url).await;
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         let oliver = post_customer(&client, &owner.url, EXAMPLE_CUSTOMER_XML.to_owned(), XML).await;
         let erika = post_customer(&client, &owner.url, customer_json(7), JSON).await;
 

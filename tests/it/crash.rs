@@ -51,7 +51,7 @@ async fn versions_the_feed_showed_are_never_handed_out_again() {
     // after taking a new cursor, and the owner's note of that position (a commit) would flush
     // the WAL before the crash.
     let (owner, copy, _copy_db) = landscape(&cluster, |source| source.wait_secs = 0).await;
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
 
     // A customer without a bank account: deleting that aspect draws a version, then rolls back.
     let subject = post_customer(

@@ -243,7 +243,7 @@ async fn dc_health(client: &reqwest::Client, gateway: &str) -> (u16, String) {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    hiscale::tls::client_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()

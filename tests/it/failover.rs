@@ -20,7 +20,7 @@ both_backends!(
         let owner_db = fresh_database(backend).await;
         let owner = UnitProcess::start("registration-1", &owner_db.url).await;
         let owner_store = Store::connect(&owner_db.url).await.unwrap();
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         let create = async |n: u64| {
             post_customer(&client, &owner.url, customer_json(n), JSON).await;
             owner_store
@@ -125,7 +125,7 @@ both_backends!(
         let owner_db = fresh_database(backend).await;
         let owner = UnitProcess::start("registration-1", &owner_db.url).await;
         let owner_store = Store::connect(&owner_db.url).await.unwrap();
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         let ids = [
             post_customer(&client, &owner.url, customer_json(1), JSON).await,
             post_customer(&client, &owner.url, customer_json(2), JSON).await,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
+use tests::haproxy::start_haproxy;
 use tests::process::{UnitProcess, free_port, run_hiscale};
 use tests::replication::{post_customer, wait_for};
 use tests::{ADMIN, JSON, fresh_database};
@@ -52,39 +53,6 @@ async fn health(client: &reqwest::Client, unit: &UnitProcess) -> String {
         .text()
         .await
         .unwrap()
-}
-
-/// HAProxy in the foreground, stopped when dropped.
-struct Haproxy {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_haproxy(config: &str) -> Haproxy {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("haproxy.cfg");
-    std::fs::write(&path, config).unwrap();
-    let binary = std::env::var("HISCALE_HAPROXY").unwrap_or_else(|_| "haproxy".into());
-    let child = std::process::Command::new(&binary)
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|error| {
-            panic!(
-                "cannot start {binary} ({error}): scripts/test installs HAProxy; HAProxy tests \
-                 are never skipped"
-            )
-        });
-    Haproxy { child, _dir: dir }
 }
 
 /// Counts of one kind of request under load.
@@ -153,7 +121,7 @@ async fn a_killed_or_drained_unit_costs_no_read_behind_haproxy() {
         )
         .await
     };
-    let client = reqwest::Client::builder()
+    let client = hiscale::tls::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();

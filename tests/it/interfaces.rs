@@ -496,7 +496,7 @@ async fn copies_poll_their_own_version_and_stop_when_it_retires() {
     let backend = Backend::Postgres;
     let owner_db = fresh_database(backend).await;
     let owner = UnitProcess::start("registration-1", &owner_db.url).await;
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let mut ids = Vec::new();
     for n in 0..5 {
         ids.push(post_customer(&client, &owner.url, v2_customer(100 + n), V2_JSON).await);
@@ -670,7 +670,7 @@ async fn retiring_v1_under_load_through_haproxy_costs_v2_nothing() {
     ]);
     assert!(config.status.success());
     let haproxy = start_haproxy(&String::from_utf8(config.stdout).unwrap());
-    let client = reqwest::Client::builder()
+    let client = hiscale::tls::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();

@@ -27,6 +27,7 @@ mod restore;
 mod resync;
 mod soak;
 mod tidy;
+mod tls;
 mod topology;
 mod typed;
 mod write_answers;

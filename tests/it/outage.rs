@@ -31,7 +31,7 @@ async fn a_stopped_database_answers_503_and_loses_nothing() {
         started.elapsed().as_secs_f64()
     );
     // Operators and HAProxy see the outage in `/health`, and the unit keeps running.
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let health = async || {
         client
             .get(format!("{}/health", owner.url))

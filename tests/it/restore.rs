@@ -115,7 +115,7 @@ enum Continue {
 }
 
 async fn rolled_back(backend: Backend, how: Continue) {
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let owner_db = fresh_database(backend).await;
     let owner_config = unit_config(
         "registration-1",
@@ -442,7 +442,7 @@ async fn create_customers(owner: &str, numbers: std::ops::Range<u64>) -> Vec<i64
         for &n in batch {
             let owner = owner.to_owned();
             tasks.spawn(async move {
-                let client = reqwest::Client::new();
+                let client = hiscale::tls::client();
                 post_customer(&client, &owner, customer_json(n), JSON).await
             });
         }
@@ -482,7 +482,7 @@ async fn change_a_lot(owner: &str, live: Vec<i64>, seed: u64) -> usize {
         let owner = owner.to_owned();
         let live = live.clone();
         writers.spawn(async move {
-            let client = reqwest::Client::new();
+            let client = hiscale::tls::client();
             let mut rng = tests::load::Rng::new(seed.wrapping_mul(31).wrapping_add(writer));
             let mut done = 0;
             let mut created = 0u64;
@@ -547,7 +547,7 @@ fn peer(sa: &str, config: &hiscale::UnitConfig, aspects: &str) -> hiscale::confi
 async fn delta_restore(backend: Backend, seed: u64) {
     let started = std::time::Instant::now();
     let label = format!("{backend:?}");
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let owner_db = fresh_database(backend).await;
     let mut owner_config = unit_config(
         "registration-1",

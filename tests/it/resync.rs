@@ -25,7 +25,7 @@ both_backends!(
         owner_config.feed.tombstone_max_age_secs = 0;
         let owner = UnitProcess::start_config(owner_config).await;
         let owner_store = Store::connect(&owner_db.url).await.unwrap();
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         let mut ids = Vec::new();
         for n in 0..CUSTOMERS {
             let body = serde_json::json!({
@@ -172,7 +172,7 @@ both_backends!(
         let owner_db = fresh_database(backend).await;
         let owner = UnitProcess::start("registration-1", &owner_db.url).await;
         let owner_store = Store::connect(&owner_db.url).await.unwrap();
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         let mut ids = Vec::new();
         for n in 0..20 {
             let body = serde_json::json!({

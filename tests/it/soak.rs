@@ -503,7 +503,7 @@ impl Landscape {
 
 /// An HTTP client whose requests cannot hang the soak.
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    hiscale::tls::client_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("an HTTP client")

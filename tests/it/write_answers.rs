@@ -31,7 +31,7 @@ both_backends!(
             UnitProcess::start("registration-1", &database.url).await,
             UnitProcess::start("registration-2", &database.url).await,
         ];
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         let deadline = Instant::now() + TEST_BUDGET;
         let shared = create(&client, &units[0].url, "Shared").await;
         let (mut put_put, mut put_delete_aspect, mut put_delete_resource) = (0, 0, 0);

@@ -218,7 +218,7 @@ impl Line {
     }
 
     async fn wait_answering(&self, url: String, name: String) {
-        let client = reqwest::Client::builder()
+        let client = hiscale::tls::client_builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap();

@@ -225,7 +225,7 @@ impl Drop for Demo {
 
 /// An HTTP client that never goes through a proxy and never waits long.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    hiscale::tls::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()

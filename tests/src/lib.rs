@@ -8,11 +8,13 @@
 
 pub mod datacenters;
 pub mod demo;
+pub mod haproxy;
 pub mod load;
 pub mod pg_cluster;
 pub mod process;
 pub mod relay;
 pub mod replication;
+pub mod tls;
 pub mod typed_sa;
 
 use std::sync::atomic::{AtomicU64, Ordering};

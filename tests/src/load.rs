@@ -189,7 +189,7 @@ impl WriteLoad {
     pub fn start_on(urls: &[&str], writers: usize, seed: u64, tag: &str, deletes: bool) -> Self {
         assert!(!urls.is_empty(), "a write load needs a unit to write to");
         let stop = Arc::new(AtomicBool::new(false));
-        let client = reqwest::Client::builder()
+        let client = hiscale::tls::client_builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
             .expect("an HTTP client");
@@ -523,7 +523,7 @@ pub async fn missing_at_owner(url: &str, report: &LoadReport, limit: usize) -> V
     {
         last.insert((ack.id.as_str(), ack.aspect), ack);
     }
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let get = async |id: &str| {
         client
             .get(format!("{url}/customers/{id}"))
@@ -574,7 +574,7 @@ pub async fn missing_at_owner(url: &str, report: &LoadReport, limit: usize) -> V
 /// Every live customer's account login at the unit at `url` (owner or copy), read through its
 /// feed with the operator's token: `{id → login}`.
 pub async fn account_logins(url: &str) -> BTreeMap<String, String> {
-    let client = reqwest::Client::new();
+    let client = hiscale::tls::client();
     let mut logins = BTreeMap::new();
     let mut version = 0;
     for _ in 0..10_000 {
@@ -672,7 +672,7 @@ pub async fn check_after_load(report: &LoadReport, owner_url: &str, copy_url: &s
 
 /// Waits until the unit at `url` answers `/health` with success (after its database came back).
 pub async fn wait_healthy(url: &str, within: Duration) {
-    let client = reqwest::Client::builder()
+    let client = hiscale::tls::client_builder()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("an HTTP client");

@@ -47,6 +47,27 @@ impl PgCluster {
     /// Like [`PgCluster::start`], with extra `postgresql.conf` settings (`("name", "value")`,
     /// the value written as given, e.g. `("wal_writer_delay", "'10s'")`).
     pub fn start_with(settings: &[(&str, &str)]) -> Self {
+        Self::start_in(settings, &[])
+    }
+
+    /// A cluster that offers TLS (`ssl = on`) with `certificate` and its `key` (PEM files,
+    /// copied into the cluster's directory, the key readable by the server's user only, as
+    /// PostgreSQL demands). Connections without TLS are still accepted: the client's `sslmode`
+    /// decides.
+    pub fn start_with_ssl(certificate: &Path, key: &Path) -> Self {
+        Self::start_in(
+            &[
+                ("ssl", "on"),
+                ("ssl_cert_file", "'{dir}/server.crt'"),
+                ("ssl_key_file", "'{dir}/server.key'"),
+            ],
+            &[("server.crt", certificate), ("server.key", key)],
+        )
+    }
+
+    /// Starts a cluster with `settings` (`{dir}` in a value stands for the cluster's
+    /// directory) and `files` copied into that directory first (`(name, source)`).
+    fn start_in(settings: &[(&str, &str)], files: &[(&str, &Path)]) -> Self {
         let bin = bin_dir();
         let as_postgres = running_as_root();
         let dir = tempfile::Builder::new()
@@ -60,6 +81,24 @@ impl PgCluster {
                 Duration::from_secs(10),
             )
             .expect_success("chown the cluster directory to postgres");
+        }
+        for (name, source) in files {
+            let target = dir.path().join(name);
+            std::fs::copy(source, &target).unwrap_or_else(|error| {
+                panic!("copy {} into the cluster: {error}", source.display())
+            });
+            std::fs::set_permissions(
+                &target,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+            )
+            .expect("make a cluster file private");
+            if as_postgres {
+                run(
+                    Command::new("chown").arg("postgres:").arg(&target),
+                    Duration::from_secs(10),
+                )
+                .expect_success("chown a cluster file to postgres");
+            }
         }
         let mut cluster = Self {
             dir,
@@ -95,6 +134,7 @@ impl PgCluster {
             cluster.dir.path().display()
         );
         for (name, value) in settings {
+            let value = value.replace("{dir}", &cluster.dir.path().display().to_string());
             block.push_str(&format!("{name} = {value}\n"));
         }
         conf.write_all(block.as_bytes())

@@ -82,7 +82,7 @@ impl UnitProcess {
     }
 
     async fn wait_healthy(&self) {
-        let client = reqwest::Client::new();
+        let client = hiscale::tls::client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(reply) = client.get(format!("{}/health", self.url)).send().await

@@ -6,7 +6,7 @@ use crate::ADMIN;
 
 /// `GET /admin/replication` of a unit, with the operator's token.
 pub async fn replication(url: &str) -> serde_json::Value {
-    reqwest::Client::new()
+    hiscale::tls::client()
         .get(format!("{url}/admin/replication"))
         .bearer_auth(ADMIN)
         .send()

@@ -94,6 +94,8 @@ struct Inner {
     replication: Replication,
     /// The peers whose copies refill this owner after a rollback.
     restore_from: Vec<PeerConfig>,
+    /// The CAs trusted for HTTPS calls to sources and peers.
+    trust: crate::tls::Trust,
     /// Holds writes after the start until the consumers have reported.
     gate: Arc<crate::gate::StartGate>,
     /// The refill running now (or last), for `GET /admin/restore`.
@@ -112,6 +114,8 @@ pub struct Extras {
     pub session_grant: Option<AspectSelector>,
     pub replication: Replication,
     pub restore_from: Vec<PeerConfig>,
+    /// The CAs trusted for HTTPS calls to sources and peers (the host's roots by default).
+    pub trust: crate::tls::Trust,
     /// The interface version each copied collection's source is polled with, by owner SA: a
     /// copy serves only that version (it holds nothing else). v1 when absent.
     pub copy_versions: BTreeMap<String, InterfaceVersion>,
@@ -196,6 +200,7 @@ impl AppState {
                 consumers_written: Mutex::new(HashMap::new()),
                 replication: extras.replication,
                 restore_from: extras.restore_from,
+                trust: extras.trust,
                 gate: extras.gate,
                 refill: crate::restore::Progress::default(),
                 assumptions: Arc::default(),
@@ -257,6 +262,11 @@ impl AppState {
     /// The peers whose copies refill this owner after a rollback.
     pub fn restore_from(&self) -> &[PeerConfig] {
         &self.inner.restore_from
+    }
+
+    /// The CAs this unit trusts for HTTPS calls to its sources and restore peers.
+    pub fn trust(&self) -> &crate::tls::Trust {
+        &self.inner.trust
     }
 
     /// Progress of the refill running now (or the last one).

@@ -77,6 +77,7 @@ async fn refill(state: &AppState) -> Result<Vec<crate::restore::RefillReport>, R
         crate::restore::Peers {
             all: state.restore_from(),
             only: None,
+            trust: state.trust(),
         },
         state.refill_progress(),
     )

@@ -114,17 +114,51 @@ impl<'a> Checker<'a> {
         for datacenter in self.topology.datacenters() {
             let interval = datacenter.gateway.check_interval_ms;
             if !CHECK_INTERVAL_MS.contains(&interval) {
-                let prefix = if self.topology.datacenters.is_empty() {
-                    "gateway".to_owned()
-                } else {
-                    format!("datacenter {}", datacenter.name)
-                };
+                let prefix = prefix_of(self.topology, &datacenter.name);
                 self.file_error(format!(
                     "{prefix}.check_interval_ms {interval} is outside {}..={}",
                     CHECK_INTERVAL_MS.start(),
                     CHECK_INTERVAL_MS.end()
                 ));
             }
+            self.tls(
+                &prefix_of(self.topology, &datacenter.name),
+                &datacenter.gateway,
+            );
+        }
+    }
+
+    /// A gateway's certificate files are absolute paths (HAProxy and the units each run in a
+    /// working directory of their own, so a relative path would name different files), and a
+    /// gateway that terminates TLS is not reached by a plain `http://` URL.
+    fn tls(&mut self, prefix: &str, gateway: &super::Gateway) {
+        for (key, file) in [
+            ("tls_certificate", &gateway.tls_certificate),
+            ("ca_certificate", &gateway.ca_certificate),
+        ] {
+            if let Some(file) = file
+                && !std::path::Path::new(file.get_ref()).is_absolute()
+            {
+                self.error(
+                    file,
+                    format!(
+                        "{prefix}.{key} {:?} is not an absolute path: write the file's full \
+                         path on its host",
+                        file.get_ref()
+                    ),
+                );
+            }
+        }
+        if let (Some(certificate), Some(url)) = (&gateway.tls_certificate, &gateway.url)
+            && !url.starts_with("https://")
+        {
+            self.error(
+                certificate,
+                format!(
+                    "{prefix}.url {url:?} is not https://, but the gateway terminates TLS \
+                     ({prefix}.tls_certificate): units could not reach it"
+                ),
+            );
         }
     }
 
@@ -736,6 +770,16 @@ fn beyond_grant(grant: &str, wanted: &str, held: &Collection) -> Vec<String> {
 
 /// `http://host:port` and nothing more: HAProxy's server line and a backup's heartbeat are
 /// derived from it.
+/// How findings name a datacenter's gateway settings: `gateway` in a topology of one
+/// `[gateway]`, `datacenter NAME` with `[[datacenter]]`s.
+fn prefix_of(topology: &Topology, datacenter: &str) -> String {
+    if topology.datacenters.is_empty() {
+        "gateway".to_owned()
+    } else {
+        format!("datacenter {datacenter}")
+    }
+}
+
 fn is_base_url(url: &str) -> bool {
     let Some(authority) = url.strip_prefix("http://") else {
         return false;

@@ -22,14 +22,14 @@ pub struct DatacenterDeployment {
     /// `{sa}@{name}`.
     pub name: Spanned<String>,
     /// Where this datacenter's gateway listens; units of this datacenter poll it at
-    /// `http://{listen}`.
+    /// `http://{listen}` (`https://` with a `tls_certificate`).
     pub listen: SocketAddr,
     /// How the *other* datacenters reach this gateway (a WAN address, a link proxy);
-    /// `http://{listen}` when absent.
+    /// the local URL (`http(s)://{listen}`) when absent.
     #[serde(default)]
     pub url: Option<String>,
-    /// How this datacenter's own units reach its gateway; `http://{listen}` when absent. On
-    /// Kubernetes, the gateway's Service.
+    /// How this datacenter's own units reach its gateway; `http(s)://{listen}` when absent.
+    /// On Kubernetes, the gateway's Service.
     #[serde(default)]
     pub local_url: Option<String>,
     /// HAProxy's status page of this datacenter.
@@ -41,6 +41,12 @@ pub struct DatacenterDeployment {
     /// Milliseconds between HAProxy's health checks of each unit.
     #[serde(default = "super::default_check_interval_ms")]
     pub check_interval_ms: u64,
+    /// HAProxy's certificate of this datacenter's gateway (see [`Gateway::tls_certificate`]).
+    #[serde(default)]
+    pub tls_certificate: Option<Spanned<String>>,
+    /// The CA that issued it, as units find it (see [`Gateway::ca_certificate`]).
+    #[serde(default)]
+    pub ca_certificate: Option<Spanned<String>>,
 }
 
 /// One datacenter, resolved: its name, its gateway, and the URLs by which its own units and
@@ -64,10 +70,7 @@ impl Topology {
                 .gateway
                 .iter()
                 .map(|gateway| {
-                    let url = gateway
-                        .url
-                        .clone()
-                        .unwrap_or_else(|| format!("http://{}", gateway.listen));
+                    let url = gateway.url.clone().unwrap_or_else(|| gateway.default_url());
                     Datacenter {
                         name: IMPLICIT_DATACENTER.to_owned(),
                         gateway: gateway.clone(),
@@ -81,23 +84,23 @@ impl Topology {
             .iter()
             .map(Spanned::get_ref)
             .map(|dc| {
+                let gateway = Gateway {
+                    listen: dc.listen,
+                    url: dc.url.clone(),
+                    stats: dc.stats,
+                    shell: dc.shell,
+                    check_interval_ms: dc.check_interval_ms,
+                    tls_certificate: dc.tls_certificate.clone(),
+                    ca_certificate: dc.ca_certificate.clone(),
+                };
                 let local_url = dc
                     .local_url
                     .clone()
-                    .unwrap_or_else(|| format!("http://{}", dc.listen));
+                    .unwrap_or_else(|| gateway.default_url());
                 Datacenter {
                     name: dc.name.get_ref().clone(),
-                    gateway: Gateway {
-                        listen: dc.listen,
-                        url: dc.url.clone(),
-                        stats: dc.stats,
-                        shell: dc.shell,
-                        check_interval_ms: dc.check_interval_ms,
-                    },
-                    remote_url: dc
-                        .url
-                        .clone()
-                        .unwrap_or_else(|| format!("http://{}", dc.listen)),
+                    remote_url: dc.url.clone().unwrap_or_else(|| gateway.default_url()),
+                    gateway,
                     local_url,
                 }
             })

@@ -146,7 +146,7 @@ impl Generator<'_> {
              #\n\
              # Do not edit: change the topology and generate again (a test fails when the two \
              differ).\n\
-             # One frontend on {listen} routes /{{sa}}/... to that SA's units, round robin, \
+             # One frontend on {listen}{tls} routes /{{sa}}/... to that SA's units, round robin, \
              with the\n\
              # /{{sa}} prefix stripped and passed on as X-Forwarded-Prefix.\n\
              #",
@@ -157,6 +157,11 @@ impl Generator<'_> {
                 format!(" --datacenter {}", self.datacenter.name)
             },
             listen = self.datacenter.gateway.listen,
+            tls = if self.datacenter.gateway.tls_certificate.is_some() {
+                " (HTTPS)"
+            } else {
+                ""
+            },
         );
         for sa in &self.service_areas {
             let units: Vec<String> = sa
@@ -243,16 +248,13 @@ defaults
     }
 
     fn frontend(&self, out: &mut String) {
-        let _ = write!(
-            out,
+        out.push_str("\nfrontend hiscale\n");
+        self.bind(out);
+        out.push_str(
             "
-frontend hiscale
-    bind {}
-
-    # /{{sa}}/... goes to that SA's units. Anything else names no service area: 404 in the
+    # /{sa}/... goes to that SA's units. Anything else names no service area: 404 in the
     # protocol's error format, JSON when the client asks for JSON, XML otherwise.
 ",
-            self.datacenter.gateway.listen
         );
         let names: Vec<&str> = self
             .service_areas
@@ -294,6 +296,27 @@ frontend hiscale
         }
         for name in &names {
             let _ = writeln!(out, "    use_backend {name} if {name}");
+        }
+    }
+
+    /// The frontend's `bind`: plain HTTP, or HTTPS with the gateway's certificate. With TLS
+    /// there is no plain listener and no redirect to HTTPS: clients of this API are programs
+    /// holding bearer tokens, and one that sent its token in the clear has lost it already, so
+    /// a redirect would only hide the mistake (and turn a `POST` into a `GET` on the way).
+    fn bind(&self, out: &mut String) {
+        let listen = self.datacenter.gateway.listen;
+        match &self.datacenter.gateway.tls_certificate {
+            None => {
+                let _ = writeln!(out, "    bind {listen}");
+            }
+            Some(certificate) => {
+                out.push_str(
+                    "    # HTTPS only, TLS ends here: the certificate chain and its key in one PEM \
+                     file. No plain\n    # listener and no redirect: a client that sent its \
+                     token in the clear has lost it already.\n",
+                );
+                let _ = writeln!(out, "    bind {listen} ssl crt {}", certificate.get_ref());
+            }
         }
     }
 

@@ -137,6 +137,15 @@ impl Topology {
             findings: vec![super::Finding::new(self.name(), None, message)],
         };
         let target = self.datacenter(datacenter)?;
+        // In a cluster TLS ends at the Ingress or load balancer in front of HAProxy's Service,
+        // which holds the certificate; HAProxy's pods have no file to point at.
+        if target.gateway.tls_certificate.is_some() {
+            return Err(refuse(format!(
+                "names a tls_certificate for the gateway of {}: in Kubernetes TLS ends at the \
+                 Ingress or load balancer in front of the gateway; remove it",
+                target.name
+            )));
+        }
         let mut document: toml_edit::DocumentMut = self
             .origin
             .text

@@ -90,6 +90,33 @@ pub struct Gateway {
     /// Milliseconds between HAProxy's health checks of each unit.
     #[serde(default = "default_check_interval_ms")]
     pub check_interval_ms: u64,
+    /// HAProxy's certificate: one PEM file with the certificate chain and its private key
+    /// (HAProxy's `crt`), by its absolute path on the gateway's host. The gateway then speaks
+    /// HTTPS only (no plain listener, no redirect: a client that sent its token in the clear has
+    /// already lost it), and units reach it at `https://{listen}` unless `url` says otherwise.
+    #[serde(default)]
+    pub tls_certificate: Option<Spanned<String>>,
+    /// The PEM file of the CA that issued the gateway's certificate, by its absolute path on the
+    /// units' hosts: units that call this gateway trust it (and no other CA: see
+    /// [`crate::tls::Trust`]). Absent: the hosts' own roots.
+    #[serde(default)]
+    pub ca_certificate: Option<Spanned<String>>,
+}
+
+impl Gateway {
+    /// `https` when the gateway terminates TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// How this datacenter's own units reach the gateway when `url` does not say.
+    pub fn default_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.listen)
+    }
 }
 
 fn default_check_interval_ms() -> u64 {
@@ -482,6 +509,7 @@ impl Topology {
                     .as_ref()
                     .map(|grant| grant.get_ref().clone()),
             },
+            ca_certificates: self.ca_certificates(),
             peers: sa
                 .units
                 .iter()
@@ -573,6 +601,23 @@ impl Topology {
     }
 }
 
+impl Topology {
+    /// The CA files of every gateway that names one, once each, in file order: what a unit
+    /// trusts when it calls a gateway over HTTPS (its own, or another datacenter's).
+    fn ca_certificates(&self) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<std::path::PathBuf> = Vec::new();
+        for datacenter in self.datacenters() {
+            if let Some(file) = &datacenter.gateway.ca_certificate {
+                let file = std::path::PathBuf::from(file.get_ref());
+                if !files.contains(&file) {
+                    files.push(file);
+                }
+            }
+        }
+        files
+    }
+}
+
 /// The names of the collections SA `owner` (one of `areas`) owns.
 fn owned_by<'a>(owner: &str, areas: &'a [ServiceArea]) -> Vec<&'a str> {
     areas
@@ -604,3 +649,5 @@ fn read(path: &Path) -> Result<(String, String), TopologyError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -13,7 +13,7 @@ fn customers() -> Collection {
 }
 
 /// An owner and two SAs that copy from it, as a team's binary would declare them.
-fn areas() -> Vec<ServiceArea> {
+pub(super) fn areas() -> Vec<ServiceArea> {
     vec![
         ServiceArea::new("registration").owns(customers()),
         ServiceArea::new("login").copies(
@@ -29,7 +29,7 @@ fn areas() -> Vec<ServiceArea> {
     ]
 }
 
-const GOOD: &str = r#"
+pub(super) const GOOD: &str = r#"
 [gateway]
 listen = "127.0.0.1:8080"
 stats = "127.0.0.1:8404"
@@ -94,7 +94,7 @@ zone = "b"
 reader = "backup"
 "#;
 
-fn secrets() -> Secrets {
+pub(super) fn secrets() -> Secrets {
     let mut secrets = Secrets::default();
     for name in ["admin", "login", "shop", "registration"] {
         secrets
@@ -107,7 +107,7 @@ fn secrets() -> Secrets {
 }
 
 /// The findings of `text` with `GOOD`'s part `from` replaced by `to`.
-fn errors_with(from: &str, to: &str) -> Vec<Finding> {
+pub(super) fn errors_with(from: &str, to: &str) -> Vec<Finding> {
     assert!(GOOD.contains(from), "the test's topology has no {from:?}");
     let text = GOOD.replacen(from, to, 1);
     match Topology::parse(&text, "t.toml").unwrap().check(&areas()) {
@@ -512,7 +512,7 @@ fn tombstones_must_outlive_the_backups() {
 
 /// A line of three datacenters: registration owns the customers in dc1, login copies them in
 /// every datacenter, dc2's login from dc1's owner and dc3's login from dc2's copy (a relay).
-const LINE: &str = r#"
+pub(super) const LINE: &str = r#"
 [[datacenter]]
 name = "dc1"
 listen = "10.0.1.2:8080"
@@ -605,7 +605,7 @@ zone = "b"
 reader = "backup"
 "#;
 
-fn line_secrets() -> Secrets {
+pub(super) fn line_secrets() -> Secrets {
     let mut secrets = secrets();
     for name in ["login@dc2", "login@dc3"] {
         secrets
@@ -616,7 +616,7 @@ fn line_secrets() -> Secrets {
 }
 
 /// The messages of the errors of `LINE` with its part `from` replaced by `to`.
-fn line_errors_with(from: &str, to: &str) -> Vec<String> {
+pub(super) fn line_errors_with(from: &str, to: &str) -> Vec<String> {
     assert!(LINE.contains(from), "the line has no {from:?}");
     let text = LINE.replacen(from, to, 1);
     match Topology::parse(&text, "t.toml").unwrap().check(&areas()) {

@@ -174,7 +174,7 @@ async fn start_units(
     units: &[LineUnit],
     processes: &mut Processes,
 ) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+    let client = hiscale::tls::client_builder()
         .timeout(Duration::from_secs(5))
         .build()?;
     for first in [true, false] {

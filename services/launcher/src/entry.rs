@@ -21,6 +21,13 @@ pub async fn serve(path: &Path, datacenter: Option<&str>) -> anyhow::Result<()> 
             (sa.name.get_ref().clone(), units.collect())
         })
         .collect();
+    if datacenter.gateway.tls_certificate.is_some() {
+        anyhow::bail!(
+            "the gateway of datacenter {} terminates TLS (tls_certificate), which only HAProxy \
+             does: run HAProxy with `hiscale haproxy-config`",
+            datacenter.name
+        );
+    }
     let listener = Gateway::listen(datacenter.gateway.listen).await?;
     let gateway = Gateway::start(listener, areas, None)?;
     tracing::info!(

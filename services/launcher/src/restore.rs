@@ -58,6 +58,7 @@ pub async fn run(options: &RestoreOptions) -> anyhow::Result<()> {
             known.join(", ")
         );
     }
+    let trust = hiscale::tls::Trust::load(&config.ca_certificates)?;
     let store = hiscale::store::Store::connect(&config.database)
         .await
         .with_context(|| format!("cannot open {}'s database", config.sa))?;
@@ -70,6 +71,7 @@ pub async fn run(options: &RestoreOptions) -> anyhow::Result<()> {
         Peers {
             all: &config.restore_from,
             only: options.from.as_deref(),
+            trust: &trust,
         },
         &progress,
     )

@@ -216,7 +216,7 @@ impl Unit {
                 eprintln!("bench: unit server stopped: {error}");
             }
         });
-        let client = reqwest::Client::builder()
+        let client = hiscale::tls::client_builder()
             .no_proxy()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)

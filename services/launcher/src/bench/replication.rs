@@ -588,7 +588,7 @@ impl CopyUnit {
             })
             .await
         });
-        let client = reqwest::Client::builder()
+        let client = hiscale::tls::client_builder()
             .no_proxy()
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(WATCH_WAIT_SECS + 30))

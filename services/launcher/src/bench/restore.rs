@@ -205,6 +205,7 @@ async fn refill_once(
             Peers {
                 all: std::slice::from_ref(peer),
                 only: None,
+                trust: &hiscale::tls::Trust::default(),
             },
             &Progress::default(),
         ),

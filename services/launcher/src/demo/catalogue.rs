@@ -19,7 +19,7 @@ pub const PRODUCTS: &[(&str, &str)] = &[
 
 /// Creates [`PRODUCTS`] when shop holds no product yet.
 pub async fn ensure(gateway: &str, admin_token: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+    let client = hiscale::tls::client_builder()
         .no_proxy()
         .build()
         .context("cannot build the HTTP client for the catalogue")?;

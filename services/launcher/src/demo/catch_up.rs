@@ -36,7 +36,7 @@ pub struct Options {
 pub async fn wait(options: Options) {
     let started = Instant::now();
     let deadline = started + options.timeout;
-    let client = match reqwest::Client::builder()
+    let client = match hiscale::tls::client_builder()
         .no_proxy()
         .timeout(REQUEST_TIMEOUT)
         .build()

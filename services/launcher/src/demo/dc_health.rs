@@ -25,7 +25,7 @@ struct Areas {
 
 /// The `/dc/health` route over `areas`.
 pub fn routes(areas: Vec<(String, Vec<SocketAddr>)>) -> Router {
-    let client = reqwest::Client::builder()
+    let client = hiscale::tls::client_builder()
         .timeout(UNIT_TIMEOUT)
         .build()
         .unwrap_or_default();

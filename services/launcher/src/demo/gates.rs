@@ -12,7 +12,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Waits until no unit at `addresses` holds writes, at most `timeout`; logs the units still
 /// holding (and for whom) when it gives up, and goes on: the sample then reports the `503`.
 pub async fn wait_open(addresses: &[SocketAddr], admin_token: &str, timeout: Duration) {
-    let client = reqwest::Client::builder()
+    let client = hiscale::tls::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .build()

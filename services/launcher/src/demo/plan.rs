@@ -79,6 +79,9 @@ fn place(topology: &mut Topology, gateway: SocketAddr, addresses: &[SocketAddr])
     if let Some(own) = topology.gateway.as_mut() {
         own.listen = gateway;
         own.url = None;
+        // The demo's gateway speaks plain HTTP on loopback (HAProxy terminates TLS).
+        own.tls_certificate = None;
+        own.ca_certificate = None;
     }
     let mut addresses = addresses.iter();
     for sa in &mut topology.service_areas {

@@ -66,7 +66,7 @@ const IN_FLIGHT: usize = 8;
 /// Posts customers 1 to `count` with [`IN_FLIGHT`] requests at a time; the first failure stops
 /// the load and is returned.
 async fn load(options: Options) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+    let client = hiscale::tls::client_builder()
         .no_proxy()
         .build()
         .context("cannot build the HTTP client for the sample")?;

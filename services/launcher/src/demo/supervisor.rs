@@ -147,7 +147,7 @@ impl Supervisor {
                 exits: AtomicU32::new(0),
             }));
         }
-        let health_client = reqwest::Client::builder()
+        let health_client = hiscale::tls::client_builder()
             .no_proxy()
             .timeout(HEALTH_REQUEST_TIMEOUT)
             .build()

@@ -1,0 +1,37 @@
+//! Real HAProxy in the foreground, as the tests start it (`HISCALE_HAPROXY`, else `haproxy` on
+//! the path; `scripts/test` installs it): never skipped when missing.
+
+/// HAProxy in the foreground, stopped when dropped.
+#[derive(Debug)]
+pub struct Haproxy {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts HAProxy on `config` (written to a file of its own), logs discarded.
+pub fn start_haproxy(config: &str) -> Haproxy {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, config).unwrap();
+    let binary = std::env::var("HISCALE_HAPROXY").unwrap_or_else(|_| "haproxy".into());
+    let child = std::process::Command::new(&binary)
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot start {binary} ({error}): scripts/test installs HAProxy; HAProxy tests \
+                 are never skipped"
+            )
+        });
+    Haproxy { child, _dir: dir }
+}
