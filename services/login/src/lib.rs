@@ -373,3 +373,92 @@ async fn sign_in(
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hiscale::config::PublicKeyConfig;
+
+    fn config(
+        key_id: Option<&str>,
+        signing: Option<&str>,
+        keys: Vec<PublicKeyConfig>,
+    ) -> UnitConfig {
+        let mut config = UnitConfig::new(NAME, "login-1", ([127, 0, 0, 1], 1).into(), "sqlite://x");
+        config.sessions.signing_key_id = key_id.map(str::to_owned);
+        config.sessions.signing_key = signing.map(str::to_owned);
+        config.sessions.public_keys = keys;
+        config
+    }
+
+    fn refusal(config: &UnitConfig) -> String {
+        match unit_routes(config) {
+            Ok(_) => String::from("accepted"),
+            Err(error) => error,
+        }
+    }
+
+    #[test]
+    fn the_signing_key_needs_its_id_and_its_public_key_listed() {
+        let (secret, public) = hiscale::session::generate_key_pair().expect("randomness");
+        let (_, other) = hiscale::session::generate_key_pair().expect("randomness");
+        let listed = PublicKeyConfig::new("k2", &public);
+        assert!(unit_routes(&config(Some("k2"), Some(&secret), vec![listed.clone()])).is_ok());
+        // During a rotation login may list the old key too.
+        let old = PublicKeyConfig::new("k1", &other);
+        assert!(
+            unit_routes(&config(
+                Some("k2"),
+                Some(&secret),
+                vec![old.clone(), listed.clone()]
+            ))
+            .is_ok()
+        );
+        let cases = [
+            (
+                config(None, Some(&secret), vec![listed.clone()]),
+                "sessions.signing_key_id",
+            ),
+            (
+                config(Some("k2"), None, vec![listed.clone()]),
+                "sessions.signing_key",
+            ),
+            (
+                config(Some("k2"), Some(&secret), vec![old.clone()]),
+                "holds no key \"k2\"",
+            ),
+            (
+                config(Some("k1"), Some(&secret), vec![old.clone(), listed.clone()]),
+                "holds no key \"k1\"",
+            ),
+            (
+                config(
+                    Some("k2"),
+                    Some(&secret),
+                    vec![listed.clone(), listed.clone()],
+                ),
+                "key id \"k2\" is listed twice",
+            ),
+            (
+                config(Some("k2"), Some("beef"), vec![listed.clone()]),
+                "64 hex digits",
+            ),
+            (
+                config(Some("k 2"), Some(&secret), vec![listed.clone()]),
+                "must be 1 to 32 letters",
+            ),
+            (
+                config(
+                    Some("k2"),
+                    Some(&secret),
+                    vec![PublicKeyConfig::new("k3", "not hex")],
+                ),
+                "key \"k3\" must be 64 hex digits",
+            ),
+        ];
+        for (config, expected) in cases {
+            let refused = refusal(&config);
+            assert!(refused.contains(expected), "{refused:?} lacks {expected:?}");
+        }
+    }
+}
