@@ -110,11 +110,11 @@ async fn build_state(
     }
     // The copy of the revocations alone does not make an SA a reader: its units stay owners
     // (they share the reader lease, so one of them polls at a time).
-    let copies_data = sa
+    let copies_only_revocations = sa
         .copied()
         .iter()
         .all(|copy| copy.name() == crate::revocation::COLLECTION);
-    let role = match (config.kind, copies_data, config.reader.role) {
+    let role = match (config.kind, copies_only_revocations, config.reader.role) {
         (UnitKind::Batch, _, _) => UnitRole::Batch,
         (UnitKind::Service, true, _) => UnitRole::Owner,
         (UnitKind::Service, false, ReaderRole::Primary) => UnitRole::Primary,
