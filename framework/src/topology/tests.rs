@@ -397,6 +397,22 @@ fn missing_secrets_and_units_are_refused() {
         error.to_string().contains("no token for \"shop\""),
         "{error}"
     );
+    // Login signs, so it needs the id its tokens name the signing key by.
+    let mut without_id = self::secrets();
+    without_id.sessions.signing_key_id = None;
+    let error = topology
+        .unit_config("login-1", &without_id, &areas())
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("no sessions.signing_key_id"),
+        "{error}"
+    );
+    assert!(
+        topology
+            .unit_config("registration-1", &without_id, &areas())
+            .is_ok(),
+        "only the signer needs it"
+    );
     let error = topology
         .unit_config("nobody", &secrets, &areas())
         .unwrap_err();
