@@ -19,6 +19,8 @@ const RETURN_KEY = 'hiscale.return';
 const MANIFEST_TIMEOUT_MS = 5000;
 /** A plugin's request that takes longer than this is given up (the unit answers long before). */
 const REQUEST_TIMEOUT_MS = 15000;
+/** How long signing out waits for login before forgetting the session anyway. */
+const SIGN_OUT_TIMEOUT_MS = 5000;
 
 const main = document.getElementById('main');
 const notice = document.getElementById('notice');
@@ -35,10 +37,12 @@ let expiryTimer = null;
 // Session: the token login issued, kept in this browser profile (localStorage, so a deep link
 // opened in a new tab works), ended on logout or expiry.
 
-/** The session's claims (`v1.<base64url JSON>.<signature>`); only `exp` is read here. */
+/** The session's claims (`v2.<key id>.<base64url JSON>.<signature>`: the part before the
+ * signature); only `exp`, `sub` and `login` are read here. */
 function claimsOf(token) {
   try {
-    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const parts = token.split('.');
+    const payload = parts[parts.length - 2].replace(/-/g, '+').replace(/_/g, '/');
     return JSON.parse(atob(payload));
   } catch {
     return null;
@@ -81,6 +85,27 @@ function endSession(message) {
   updateHeader();
   renderNav();
   go(`#/${config.login}`);
+}
+
+/**
+ * Signs out: ends the session at login (`DELETE /{login}/sessions/current`), so every SA
+ * refuses the token once the revocation has reached it, then forgets it here. Forgets it even
+ * when login cannot be reached (the token then lives until its `exp`).
+ */
+async function signOut() {
+  const session = currentSession();
+  if (session) {
+    try {
+      await fetch(`/${config.login}/sessions/current`, {
+        method: 'DELETE',
+        headers: { Authorization: `Bearer ${session.token}`, Accept: 'application/json' },
+        signal: AbortSignal.timeout(SIGN_OUT_TIMEOUT_MS),
+      });
+    } catch (error) {
+      console.warn('signing out at login failed; the session is forgotten here only:', error);
+    }
+  }
+  endSession(T.loggedOut);
 }
 
 function scheduleExpiry(session) {
@@ -201,7 +226,7 @@ function apiFor(sa) {
     navigate: (target, view = '', params = undefined) => go(hashOf(target, view, params)),
     showError: (message) => showNotice(String(message)),
     signedIn,
-    logout: () => endSession(T.loggedOut),
+    logout: () => signOut(),
   };
 }
 
@@ -405,7 +430,7 @@ async function boot() {
   document.getElementById('skip-link').textContent = T.skip;
   document.getElementById('nav').setAttribute('aria-label', T.nav);
   document.getElementById('logout').textContent = T.logout;
-  document.getElementById('logout').addEventListener('click', () => endSession(T.loggedOut));
+  document.getElementById('logout').addEventListener('click', () => signOut());
   window.addEventListener('error', onPluginFailure);
   window.addEventListener('unhandledrejection', onPluginFailure);
   window.addEventListener('hashchange', () => {

@@ -36,6 +36,9 @@ pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported-media-type";
 pub const UNAUTHENTICATED: &str = "unauthenticated";
 /// `401`: the bearer token is neither a configured caller's nor a valid session.
 pub const INVALID_TOKEN: &str = "invalid-token";
+/// `401`: a valid session token whose session was ended (a logout, or a change of the
+/// customer's credentials) and whose revocation has reached this unit's copy.
+pub const SESSION_REVOKED: &str = "session-revoked";
 /// `403`: the selected aspects lie outside the caller's grant.
 pub const ASPECT_NOT_GRANTED: &str = "aspect-not-granted";
 /// `403`: the caller may read no aspect of the collection here (a session where the SA grants

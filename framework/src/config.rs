@@ -244,8 +244,12 @@ pub enum ReaderRole {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
-    /// Hex of the 32-byte public key; sessions are refused without it.
-    pub public_key: Option<String>,
+    /// The public keys sessions are verified with, by key id; sessions are refused without
+    /// any. Several during a rotation: tokens name the key that signed them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<PublicKeyConfig>,
+    /// The id of the signing key (login only); its public key must be among `public_keys`.
+    pub signing_key_id: Option<String>,
     /// Hex of the 32-byte signing key (login only).
     pub signing_key: Option<String>,
     /// Lifetime of an issued session token.
@@ -253,6 +257,29 @@ pub struct SessionConfig {
     /// What a user's session may read of its own resource here, e.g. `~person~address`
     /// (nothing when absent: sessions are denied by default).
     pub grant: Option<String>,
+    /// The SA whose revocations this unit copies (the one that signs sessions); the source
+    /// itself is the entry for collection `revocations` in `sources`. The topology fills both
+    /// in for every SA that does not sign sessions.
+    pub revocations_from: Option<String>,
+}
+
+/// One public key of session tokens and the id tokens name it by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeyConfig {
+    /// 1 to 32 letters, digits, `-` or `_`, e.g. `2026-11`.
+    pub id: String,
+    /// Hex of the 32-byte Ed25519 public key.
+    pub key: String,
+}
+
+impl PublicKeyConfig {
+    pub fn new(id: &str, key: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            key: key.to_owned(),
+        }
+    }
 }
 
 /// Bounds on what one request may ask of a unit; every one of them is enforced with a `4xx`.

@@ -26,6 +26,7 @@ pub mod poller;
 pub mod replication;
 pub mod repr;
 pub mod restore;
+pub mod revocation;
 pub mod session;
 pub mod shape;
 pub mod store;

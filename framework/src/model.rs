@@ -32,6 +32,9 @@ pub struct ServiceArea {
     gui: Option<crate::gui::Gui>,
     /// The SA's own routes (login's `POST /sessions`) as its OpenAPI document lists them.
     documented: Vec<(String, utoipa::openapi::PathItem)>,
+    /// The collection and aspect whose change ends a customer's sessions (login: its copy of
+    /// `customers`, `account`).
+    credentials: Option<(String, String)>,
 }
 
 /// Whether a unit writes a collection or keeps a read-only copy of another SA's.
@@ -65,7 +68,32 @@ impl ServiceArea {
             versions: vec![1],
             gui: None,
             documented: Vec::new(),
+            credentials: None,
         }
+    }
+
+    /// Declares the credentials sessions are signed in against: a change of `aspect` of a
+    /// resource of `collection` (a new password, a new login, a deletion) revokes every session
+    /// of that customer signed in before it, at every SA (see [`crate::revocation`]). Only the
+    /// SA that signs sessions acts on it; tokens carry the aspect's version as `cv`.
+    pub fn ends_sessions_when_changed(mut self, collection: &str, aspect: &str) -> Self {
+        assert!(
+            self.collection(collection).is_some_and(|declared| declared
+                .aspect_names()
+                .iter()
+                .any(|name| name.to_string() == aspect)),
+            "{} ends sessions on changes of {collection}'s {aspect}, which it does not declare",
+            self.name
+        );
+        self.credentials = Some((collection.to_owned(), aspect.to_owned()));
+        self
+    }
+
+    /// The collection and aspect declared by [`ServiceArea::ends_sessions_when_changed`].
+    pub fn session_credentials(&self) -> Option<(&str, &str)> {
+        self.credentials
+            .as_ref()
+            .map(|(collection, aspect)| (collection.as_str(), aspect.as_str()))
     }
 
     /// Documents a route the SA adds beside the framework's (`unit_routes`, such as login's

@@ -122,14 +122,20 @@ pub fn error_response(owner: &str, version: u32, description: &str) -> Response 
     response.build()
 }
 
-/// Adds the error answers every operation may give whatever it does: no or an unknown token,
-/// outside the grant, an interface version or format it does not serve or that is retired, and
-/// a unit that cannot serve now (drained, its database away).
+/// Adds the error answers every operation may give whatever it does: no, an unknown or a
+/// revoked token, outside the grant, an interface version or format it does not serve or that
+/// is retired, and a unit that cannot serve now (drained, its database away).
 fn with_common_errors(operation: OperationBuilder, owner: &str, version: u32) -> OperationBuilder {
     operation
         .response(
             "401",
-            error_response(owner, version, "no or an unknown bearer token"),
+            error_response(
+                owner,
+                version,
+                "no bearer token (unauthenticated); an unknown one, or a session that is \
+                 expired or signed with a key not held here (invalid-token); a session that \
+                 was ended by signing out or a new password (session-revoked)",
+            ),
         )
         .response(
             "403",

@@ -12,7 +12,7 @@ use crate::config::{
 };
 use crate::http::{AppState, Extras, Replication, Routes, UnitIdentity, UnitRole, app_with};
 use crate::model::ServiceArea;
-use crate::session::{BadKey, SessionVerifier};
+use crate::session::{KeyError, SessionVerifier};
 use crate::store::{self, Store};
 
 /// Grants in the configuration are short; this bounds a typo's damage.
@@ -25,8 +25,8 @@ pub enum UnitError {
     WrongServiceArea { configured: String, actual: String },
     #[error(transparent)]
     Callers(#[from] CallerConfigError),
-    #[error("sessions.public_key: {0}")]
-    SessionKey(#[from] BadKey),
+    #[error("sessions.public_keys: {0}")]
+    SessionKey(#[from] KeyError),
     #[error("sessions.grant: {0}")]
     SessionGrant(#[from] SelectorError),
     #[error("sources: {collection}: {reason}")]
@@ -74,16 +74,22 @@ async fn build_state(
             actual: sa.name().to_owned(),
         });
     }
+    // The revocations of sessions: owned where sessions are signed, copied everywhere else
+    // the configuration names their source (the topology does for every SA).
+    let sa = crate::revocation::declare(
+        sa,
+        config.sessions.signing_key.is_some(),
+        config.sessions.revocations_from.as_deref(),
+    );
     check_sources(config, &sa)?;
     config.check().map_err(UnitError::Config)?;
     let trust = crate::tls::Trust::load(&config.ca_certificates)?;
     let callers = Callers::from_config(&config.callers)?;
-    let sessions = config
-        .sessions
-        .public_key
-        .as_deref()
-        .map(SessionVerifier::from_hex)
-        .transpose()?;
+    let sessions = if config.sessions.public_keys.is_empty() {
+        None
+    } else {
+        Some(SessionVerifier::from_keys(&config.sessions.public_keys)?)
+    };
     let session_grant = config
         .sessions
         .grant
@@ -105,7 +111,13 @@ async fn build_state(
     if let Some(warning) = alone_in_store(&store, &config.peers).await? {
         tracing::warn!(unit = %config.unit, "{warning}");
     }
-    let role = match (config.kind, sa.copied().is_empty(), config.reader.role) {
+    // The copy of the revocations alone does not make an SA a reader: its units stay owners
+    // (they share the reader lease, so one of them polls at a time).
+    let copies_only_revocations = sa
+        .copied()
+        .iter()
+        .all(|copy| copy.name() == crate::revocation::COLLECTION);
+    let role = match (config.kind, copies_only_revocations, config.reader.role) {
         (UnitKind::Batch, _, _) => UnitRole::Batch,
         (UnitKind::Service, true, _) => UnitRole::Owner,
         (UnitKind::Service, false, ReaderRole::Primary) => UnitRole::Primary,
@@ -145,6 +157,7 @@ async fn build_state(
             feed: config.feed.clone(),
             sessions,
             session_grant,
+            session_ttl_secs: config.sessions.ttl_secs,
             replication: Replication::default(),
             restore_from: config.restore_from.clone(),
             trust,
@@ -283,6 +296,12 @@ pub async fn serve_app(
         state.feed_config().clone(),
         stopped.clone(),
     )));
+    if config.kind == UnitKind::Service {
+        tasks.push(tokio::spawn(crate::revocation::run(
+            state.clone(),
+            stopped.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(purge_periodically(state.clone(), stopped)));
     let store = state.store().clone();
     let router = app_with(state.clone(), own_routes);

@@ -138,10 +138,19 @@ test('a customer signs up, shops, is invoiced, cancels, sees the invoice voided 
   });
 
   await t.test('logging out ends the session; a deep link then asks to sign in first', async () => {
+    const token = await page.evaluate(() => JSON.parse(localStorage.getItem('hiscale.session')).token);
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.waitForURL(/#\/login$/);
     await page.getByText('You have been logged out.').waitFor();
     assert.equal(await page.evaluate(() => localStorage.getItem('hiscale.session')), null);
+    // The shell signed out at login: the token is refused everywhere within seconds.
+    let answer = '';
+    for (const deadline = Date.now() + 10000; Date.now() < deadline; await new Promise((done) => setTimeout(done, 200))) {
+      const response = await fetch(`${demo.url}/shop/products`, { headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
+      answer = `${response.status} ${await response.text()}`;
+      if (answer.startsWith('401') && answer.includes('session-revoked')) break;
+    }
+    assert.match(answer, /^401 .*session-revoked/, 'the token still works after logging out');
     await page.goto(`${demo.url}/#/billing`);
     await page.waitForURL(/#\/login$/);
     await page.getByText('Please sign in first.').waitFor();

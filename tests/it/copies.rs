@@ -47,8 +47,12 @@ impl Reader {
         config.sources[0].limit = limit;
         if sa == "login" {
             let (secret, public) = hiscale::session::generate_key_pair().unwrap();
+            config.sessions.signing_key_id = Some(tests::TEST_KEY_ID.into());
             config.sessions.signing_key = Some(secret);
-            config.sessions.public_key = Some(public);
+            config.sessions.public_keys = vec![hiscale::config::PublicKeyConfig::new(
+                tests::TEST_KEY_ID,
+                &public,
+            )];
         }
         let unit = Some(UnitProcess::start_config(config.clone()).await);
         Self {

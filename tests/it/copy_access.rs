@@ -30,12 +30,17 @@ both_backends!(
             LOGIN,
             login::COPIED_ASPECTS,
         );
+        let keys = vec![hiscale::config::PublicKeyConfig::new(
+            tests::TEST_KEY_ID,
+            &public,
+        )];
+        login_config.sessions.signing_key_id = Some(tests::TEST_KEY_ID.into());
         login_config.sessions.signing_key = Some(secret.clone());
-        login_config.sessions.public_key = Some(public.clone());
+        login_config.sessions.public_keys = keys.clone();
         let shop_db = fresh_database(backend).await;
         let mut shop_config =
             reader_config("shop", &shop_db.url, &owner.url, SHOP, shop::COPIED_ASPECTS);
-        shop_config.sessions.public_key = Some(public.clone());
+        shop_config.sessions.public_keys = keys;
         shop_config.sessions.grant = Some(shop::COPIED_ASPECTS.into());
         let login_unit = UnitProcess::start_config(login_config).await;
         let shop_unit = UnitProcess::start_config(shop_config).await;
@@ -208,15 +213,19 @@ both_backends!(
         );
         // Tampered with: another customer's id in the payload, the old signature.
         let parts: Vec<&str> = token.split('.').collect();
-        let claims: Claims = serde_json::from_slice(&base64_decode(parts[1])).unwrap();
-        let forged = SessionIssuer::from_hex(&hiscale::session::generate_key_pair().unwrap().0, 60)
-            .unwrap()
-            .issue_claims(&Claims {
-                sub: erika.clone(),
-                ..claims.clone()
-            });
-        let forged_payload = forged.split('.').nth(1).unwrap();
-        let tampered = format!("v1.{forged_payload}.{}", parts[2]);
+        let claims: Claims = serde_json::from_slice(&base64_decode(parts[2])).unwrap();
+        let forged = SessionIssuer::new(
+            tests::TEST_KEY_ID,
+            &hiscale::session::generate_key_pair().unwrap().0,
+            60,
+        )
+        .unwrap()
+        .issue_claims(&Claims {
+            sub: erika.clone(),
+            ..claims.clone()
+        });
+        let forged_payload = forged.split('.').nth(2).unwrap();
+        let tampered = format!("v2.{}.{forged_payload}.{}", parts[1], parts[3]);
         let (status, _, body) = get(format!("{shop}/customers/{erika}"), Some(tampered)).await;
         assert_eq!(
             (status, body.contains("invalid-token")),
@@ -231,7 +240,7 @@ both_backends!(
             401
         );
         // Expired, though properly signed.
-        let issuer = SessionIssuer::from_hex(&secret, 60).unwrap();
+        let issuer = SessionIssuer::new(tests::TEST_KEY_ID, &secret, 60).unwrap();
         let expired = issuer.issue_claims(&Claims {
             exp: claims.iat - 1,
             ..claims

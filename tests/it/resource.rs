@@ -440,13 +440,16 @@ both_backends!(
     |backend| async move {
         let (secret, public) = hiscale::session::generate_key_pair().unwrap();
         let app = TestApp::start_with(backend, |config| {
-            config.sessions.public_key = Some(public);
+            config.sessions.public_keys = vec![hiscale::config::PublicKeyConfig::new(
+                tests::TEST_KEY_ID,
+                &public,
+            )];
             config.sessions.grant = Some("~person~address~bankaccount".into());
         })
         .await;
         let mine = create_customer(&app, EXAMPLE_CUSTOMER_XML, XML).await;
         let other = create_customer(&app, &customer_json(8), JSON).await;
-        let issuer = hiscale::session::SessionIssuer::from_hex(&secret, 60).unwrap();
+        let issuer = hiscale::session::SessionIssuer::new(tests::TEST_KEY_ID, &secret, 60).unwrap();
         let token = issuer.issue(&hiscale::ResourceId::parse(&mine).unwrap(), "owronka");
         let read = |uri: String| {
             request("GET", &uri)

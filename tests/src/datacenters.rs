@@ -272,7 +272,8 @@ fn secrets(callers: &[String]) -> String {
     }
     let (signing, public) = hiscale::session::generate_key_pair().expect("a session key pair");
     text.push_str(&format!(
-        "[sessions]\nsigning_key = \"{signing}\"\npublic_key = \"{public}\"\n"
+        "[sessions]\nsigning_key_id = \"k1\"\nsigning_key = \"{signing}\"\n\
+         public_keys = [{{ id = \"k1\", key = \"{public}\" }}]\n"
     ));
     text
 }

@@ -279,10 +279,14 @@ pub fn reader_config(
 pub fn login_reader_config(database: &str, source_url: &str) -> UnitConfig {
     let mut config = reader_config("login", database, source_url, LOGIN, login::COPIED_ASPECTS);
     let (secret, public) = hiscale::session::generate_key_pair().expect("a session key pair");
+    config.sessions.signing_key_id = Some(TEST_KEY_ID.into());
     config.sessions.signing_key = Some(secret);
-    config.sessions.public_key = Some(public);
+    config.sessions.public_keys = vec![hiscale::config::PublicKeyConfig::new(TEST_KEY_ID, &public)];
     config
 }
+
+/// The key id of the session keys tests generate.
+pub const TEST_KEY_ID: &str = "k1";
 
 /// A request builder with the common headers.
 pub fn request(method: &str, uri: &str) -> axum::http::request::Builder {

@@ -80,14 +80,7 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(caller.clone());
         }
         // Not a configured caller: perhaps a user's session token from login.
-        let verifier = state.inner.sessions.as_ref().ok_or_else(invalid)?;
-        let claims = verifier.verify(token).map_err(|error| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                codes::INVALID_TOKEN,
-                format!("session refused: {error}"),
-            )
-        })?;
+        let claims = state.verify_session(token)?;
         let customer = ResourceId::parse(&claims.sub).ok_or_else(invalid)?;
         Ok(Caller {
             name: format!("user:{}", claims.login),

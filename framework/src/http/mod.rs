@@ -83,6 +83,10 @@ struct Inner {
     sessions: Option<SessionVerifier>,
     /// What sessions may read of their own resource here (all when `None`).
     session_grant: Option<AspectSelector>,
+    /// The sessions ended before their `exp`, as this unit's store holds them.
+    revocations: Arc<crate::revocation::Revocations>,
+    /// How long session tokens live (a credentials revocation is kept that long).
+    session_ttl_secs: i64,
     /// Bumped after every write of this unit, so long polls wake at once.
     changes: tokio::sync::watch::Sender<u64>,
     /// Full feed chunks, rendered: each is a state the owner really had.
@@ -112,6 +116,8 @@ pub struct Extras {
     pub feed: FeedConfig,
     pub sessions: Option<SessionVerifier>,
     pub session_grant: Option<AspectSelector>,
+    /// Lifetime of session tokens ([`crate::session::DEFAULT_TTL_SECS`] when absent).
+    pub session_ttl_secs: Option<u64>,
     pub replication: Replication,
     pub restore_from: Vec<PeerConfig>,
     /// The CAs trusted for HTTPS calls to sources and peers (the host's roots by default).
@@ -194,6 +200,13 @@ impl AppState {
                 metrics: crate::telemetry::prometheus(),
                 sessions: extras.sessions,
                 session_grant: extras.session_grant,
+                revocations: Arc::default(),
+                session_ttl_secs: i64::try_from(
+                    extras
+                        .session_ttl_secs
+                        .unwrap_or(crate::session::DEFAULT_TTL_SECS),
+                )
+                .unwrap_or(i64::MAX),
                 changes: tokio::sync::watch::channel(0).0,
                 chunks,
                 reads,
@@ -236,6 +249,43 @@ impl AppState {
 
     pub fn replication(&self) -> &Replication {
         &self.inner.replication
+    }
+
+    /// The sessions ended before their `exp`, as this unit knows them.
+    pub fn revocations(&self) -> &Arc<crate::revocation::Revocations> {
+        &self.inner.revocations
+    }
+
+    /// How long session tokens live, in seconds.
+    pub fn session_ttl_secs(&self) -> i64 {
+        self.inner.session_ttl_secs
+    }
+
+    /// The claims of a bearer session token this unit accepts: signed by a configured key,
+    /// unexpired (`401 invalid-token` otherwise) and not revoked (`401 session-revoked`).
+    pub fn verify_session(&self, token: &str) -> Result<crate::session::Claims, ApiError> {
+        let verifier = self.inner.sessions.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::INVALID_TOKEN,
+                "the bearer token is not known here",
+            )
+        })?;
+        let claims = verifier.verify(token).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::INVALID_TOKEN,
+                format!("session refused: {error}"),
+            )
+        })?;
+        if self.inner.revocations.is_revoked(&claims) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::SESSION_REVOKED,
+                "this session has ended (signed out, or the credentials changed); sign in again",
+            ));
+        }
+        Ok(claims)
     }
 
     /// Tells waiting long polls that this unit just wrote.
@@ -685,7 +735,9 @@ fn caller_label(state: &AppState, headers: &axum::http::HeaderMap) -> String {
     match token {
         Some(token) => match state.inner.callers.find(token) {
             Some(caller) => caller.name.clone(),
-            None if state.inner.sessions.is_some() && token.starts_with("v1.") => {
+            None if state.inner.sessions.is_some()
+                && token.starts_with(crate::session::TOKEN_PREFIX) =>
+            {
                 "session".to_owned()
             }
             None => "unknown".to_owned(),

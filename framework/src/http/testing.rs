@@ -100,6 +100,9 @@ pub enum TestUnitError {
     Keys(String),
 }
 
+/// The key id of a test unit's session key.
+const TEST_KEY_ID: &str = "test";
+
 impl TestUnit {
     /// Starts a unit of `sa` on a fresh store; sessions may read every aspect.
     pub async fn start(sa: ServiceArea, backend: &TestBackend) -> Result<Self, TestUnitError> {
@@ -116,7 +119,7 @@ impl TestUnit {
         let (database, dir) = fresh_database(sa.name(), backend).await?;
         let (secret, public) =
             generate_key_pair().map_err(|error| TestUnitError::Keys(error.to_string()))?;
-        let sessions = SessionIssuer::from_hex(&secret, 3600)
+        let sessions = SessionIssuer::new(TEST_KEY_ID, &secret, 3600)
             .map_err(|error| TestUnitError::Keys(error.to_string()))?;
         let mut config = UnitConfig::new(
             sa.name(),
@@ -129,7 +132,8 @@ impl TestUnit {
             token: OPERATOR_TOKEN.into(),
             grant: "operator".into(),
         }];
-        config.sessions.public_key = Some(public);
+        config.sessions.public_keys =
+            vec![crate::config::PublicKeyConfig::new(TEST_KEY_ID, &public)];
         adjust(&mut config);
         let state = crate::unit::state(&config, sa).await?;
         Ok(Self {

@@ -220,7 +220,7 @@ proptest! {
 
     /// No text is a valid session token unless it was issued; none makes the verifier panic.
     #[test]
-    fn no_text_passes_for_a_session_token(text in "(v1\\.)?[A-Za-z0-9_.-]{0,120}|.{0,40}") {
+    fn no_text_passes_for_a_session_token(text in "(v2\\.k1\\.)?[A-Za-z0-9_.-]{0,120}|(v2\\.)?[A-Za-z0-9_-]{0,33}\\.[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{0,90}|.{0,40}") {
         prop_assert!(verifier().verify(&text).is_err());
     }
 
@@ -243,11 +243,11 @@ fn keys() -> &'static (String, String) {
 }
 
 fn issuer() -> SessionIssuer {
-    SessionIssuer::from_hex(&keys().0, 600).unwrap()
+    SessionIssuer::new("k1", &keys().0, 600).unwrap()
 }
 
 fn verifier() -> SessionVerifier {
-    SessionVerifier::from_hex(&keys().1).unwrap()
+    SessionVerifier::from_hex("k1", &keys().1).unwrap()
 }
 
 #[test]

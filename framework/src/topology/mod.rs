@@ -28,8 +28,8 @@ use toml::Spanned;
 
 use crate::aspect::Selection;
 use crate::config::{
-    CallerConfig, FeedConfig, Limits, PeerConfig, ReaderConfig, ReaderRole, SessionConfig,
-    SourceConfig, UnitConfig, UnitKind,
+    CallerConfig, FeedConfig, Limits, PeerConfig, PublicKeyConfig, ReaderConfig, ReaderRole,
+    SessionConfig, SourceConfig, UnitConfig, UnitKind,
 };
 use crate::model::ServiceArea;
 
@@ -315,12 +315,17 @@ pub struct Secrets {
     pub sessions: SessionKeys,
 }
 
-/// Hex of the Ed25519 session keys.
+/// The Ed25519 session keys, in hex: the public keys by id (every unit), and the current
+/// signing key with its id (the units of the SA that signs sessions).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionKeys {
+    /// Every key a token may be signed with: during a rotation the old and the new one.
     #[serde(default)]
-    pub public_key: Option<String>,
+    pub public_keys: Vec<PublicKeyConfig>,
+    /// The id of the key login signs with now; it must be among `public_keys`.
+    #[serde(default)]
+    pub signing_key_id: Option<String>,
     /// Only units of an SA with `signs_sessions` need it.
     #[serde(default)]
     pub signing_key: Option<String>,
@@ -422,20 +427,38 @@ impl Topology {
                 ))
             })
         };
-        let callers = sa
+        let own_datacenter = self.datacenter_of(sa);
+        let signer = self.session_signer(&own_datacenter);
+        let mut grants: BTreeMap<String, String> = sa
             .grants
+            .iter()
+            .map(|(name, grant)| (name.clone(), grant.get_ref().clone()))
+            .collect();
+        if sa.signs_sessions {
+            // Every other SA of the datacenter copies the revocations of sessions from here.
+            for reader in self.service_areas.iter().map(Spanned::get_ref) {
+                let reader_name = reader.name.get_ref();
+                if reader_name == sa_name || self.datacenter_of(reader) != own_datacenter {
+                    continue;
+                }
+                let grant = grants.entry(reader_name.clone()).or_default();
+                if grant != "operator" && !grant.contains(crate::revocation::SELECTOR) {
+                    grant.push_str(crate::revocation::SELECTOR);
+                }
+            }
+        }
+        let callers = grants
             .iter()
             .map(|(name, grant)| {
                 Ok(CallerConfig {
                     name: name.clone(),
                     token: token_of(name)?,
-                    grant: grant.get_ref().clone(),
+                    grant: grant.clone(),
                 })
             })
             .collect::<Result<Vec<_>, TopologyError>>()?;
         let batch = own.kind == UnitKind::Batch;
-        let own_datacenter = self.datacenter_of(sa);
-        let sources = sa
+        let mut sources = sa
             .copies
             .iter()
             .filter(|_| !batch)
@@ -464,6 +487,25 @@ impl Topology {
                 })
             })
             .collect::<Result<Vec<_>, TopologyError>>()?;
+        // The revocations of sessions, from the signer of this datacenter, like any copy.
+        let revocations_from = signer
+            .filter(|signer| !batch && !sa.signs_sessions && signer.as_str() != sa_name.as_str());
+        if let Some(signer) = &revocations_from {
+            let gateway = self
+                .url_between(&own_datacenter, &own_datacenter)
+                .ok_or_else(|| refuse(format!("{sa_name} has no gateway to reach {signer}")))?;
+            sources.push(SourceConfig {
+                collection: crate::revocation::COLLECTION.to_owned(),
+                url: format!("{gateway}/{signer}"),
+                token: token_of(sa_name)?,
+                aspects: crate::revocation::SELECTOR.to_owned(),
+                interval_secs: 1,
+                wait_secs: 20,
+                limit: 1000,
+                interface_version: 1,
+                pipeline: true,
+            });
+        }
         let primary_url = sa
             .units
             .iter()
@@ -479,14 +521,30 @@ impl Topology {
             misses: sa.reader.misses,
             lease_ms: sa.reader.lease_ms,
         };
-        let signing_key = if sa.signs_sessions {
-            Some(secrets.sessions.signing_key.clone().ok_or_else(|| {
+        let (signing_key, signing_key_id) = if sa.signs_sessions {
+            let missing = |what: &str| {
                 refuse(format!(
-                    "{sa_name} signs sessions, but the secrets hold no sessions.signing_key"
+                    "{sa_name} signs sessions, but the secrets hold no sessions.{what}"
                 ))
-            })?)
+            };
+            (
+                Some(
+                    secrets
+                        .sessions
+                        .signing_key
+                        .clone()
+                        .ok_or_else(|| missing("signing_key"))?,
+                ),
+                Some(
+                    secrets
+                        .sessions
+                        .signing_key_id
+                        .clone()
+                        .ok_or_else(|| missing("signing_key_id"))?,
+                ),
+            )
         } else {
-            None
+            (None, None)
         };
         let restore_from = self.restore_peers(sa, areas, secrets);
         let consumers = self.consumers_of(sa, areas);
@@ -501,8 +559,10 @@ impl Topology {
             sources,
             reader,
             sessions: SessionConfig {
-                public_key: secrets.sessions.public_key.clone(),
+                public_keys: secrets.sessions.public_keys.clone(),
+                signing_key_id,
                 signing_key,
+                revocations_from,
                 ttl_secs: self.sessions.ttl_secs,
                 grant: sa
                     .session_grant
@@ -615,6 +675,15 @@ impl Topology {
             }
         }
         files
+    }
+
+    /// The SA that signs sessions in `datacenter` (the first, should there be several).
+    fn session_signer(&self, datacenter: &str) -> Option<String> {
+        self.service_areas
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|sa| sa.signs_sessions && self.datacenter_of(sa) == datacenter)
+            .map(|sa| sa.name.get_ref().clone())
     }
 }
 

@@ -101,7 +101,11 @@ pub(super) fn secrets() -> Secrets {
             .tokens
             .insert(name.to_owned(), format!("{name}-token-0123456789"));
     }
-    secrets.sessions.public_key = Some("public".into());
+    secrets.sessions.public_keys = vec![
+        PublicKeyConfig::new("old", "public-old"),
+        PublicKeyConfig::new("new", "public-new"),
+    ];
+    secrets.sessions.signing_key_id = Some("new".into());
     secrets.sessions.signing_key = Some("signing".into());
     secrets
 }
@@ -305,8 +309,23 @@ fn a_backup_unit_watches_its_primary_and_polls_through_the_gateway() {
     assert_eq!(source.token, "login-token-0123456789");
     assert_eq!(source.aspects, "~account");
     assert_eq!(config.sessions.signing_key.as_deref(), Some("signing"));
-    let names: Vec<_> = config.callers.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["admin", "registration"]);
+    assert_eq!(config.sessions.signing_key_id.as_deref(), Some("new"));
+    assert_eq!(config.sessions.public_keys.len(), 2);
+    assert_eq!(config.sessions.revocations_from, None, "login owns them");
+    // Every other SA reads login's revocations of sessions, besides what it granted before.
+    let grants: Vec<_> = config
+        .callers
+        .iter()
+        .map(|c| (c.name.as_str(), c.grant.as_str()))
+        .collect();
+    assert_eq!(
+        grants,
+        [
+            ("admin", "operator"),
+            ("registration", "~account~revocation"),
+            ("shop", "~revocation")
+        ]
+    );
 }
 
 #[test]
@@ -316,8 +335,27 @@ fn an_owner_unit_gets_its_callers_and_no_signing_key() {
         .unit_config("registration-1", &secrets(), &areas())
         .unwrap();
     assert_eq!(config.reader.role, ReaderRole::Primary);
-    assert!(config.sources.is_empty());
+    // Its one source: login's revocations of sessions, which every SA but login copies.
+    assert_eq!(config.sources.len(), 1);
+    let revocations = &config.sources[0];
+    assert_eq!(
+        (
+            revocations.collection.as_str(),
+            revocations.url.as_str(),
+            revocations.token.as_str(),
+            revocations.aspects.as_str()
+        ),
+        (
+            "revocations",
+            "http://127.0.0.1:8080/login",
+            "registration-token-0123456789",
+            "~revocation"
+        )
+    );
+    assert_eq!(config.sessions.revocations_from.as_deref(), Some("login"));
+    assert_eq!(config.sessions.public_keys.len(), 2);
     assert_eq!(config.sessions.signing_key, None);
+    assert_eq!(config.sessions.signing_key_id, None);
     let grants: Vec<_> = config
         .callers
         .iter()
@@ -358,6 +396,22 @@ fn missing_secrets_and_units_are_refused() {
     assert!(
         error.to_string().contains("no token for \"shop\""),
         "{error}"
+    );
+    // Login signs, so it needs the id its tokens name the signing key by.
+    let mut without_id = self::secrets();
+    without_id.sessions.signing_key_id = None;
+    let error = topology
+        .unit_config("login-1", &without_id, &areas())
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("no sessions.signing_key_id"),
+        "{error}"
+    );
+    assert!(
+        topology
+            .unit_config("registration-1", &without_id, &areas())
+            .is_ok(),
+        "only the signer needs it"
     );
     let error = topology
         .unit_config("nobody", &secrets, &areas())

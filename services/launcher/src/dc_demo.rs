@@ -281,7 +281,8 @@ fn secrets(admin: &str, callers: &[String]) -> anyhow::Result<String> {
     let (signing, public) = hiscale::session::generate_key_pair()
         .map_err(|error| anyhow::anyhow!("cannot make session keys: {error}"))?;
     text.push_str(&format!(
-        "[sessions]\nsigning_key = \"{signing}\"\npublic_key = \"{public}\"\n"
+        "[sessions]\nsigning_key_id = \"k1\"\nsigning_key = \"{signing}\"\n\
+         public_keys = [{{ id = \"k1\", key = \"{public}\" }}]\n"
     ));
     Ok(text)
 }

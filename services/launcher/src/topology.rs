@@ -170,8 +170,10 @@ mod tests {
                 .tokens
                 .insert(caller.clone(), format!("token-of-{caller}"));
         }
-        secrets.sessions.public_key = Some("00".repeat(32));
-        secrets.sessions.signing_key = Some("11".repeat(32));
+        let (signing, public) = hiscale::session::generate_key_pair().expect("a session key pair");
+        secrets.sessions.public_keys = vec![hiscale::config::PublicKeyConfig::new("k1", &public)];
+        secrets.sessions.signing_key_id = Some("k1".to_owned());
+        secrets.sessions.signing_key = Some(signing);
         (line.write().0, secrets)
     }
 

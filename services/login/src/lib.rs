@@ -11,9 +11,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{delete, post};
 use hiscale::http::{ApiError, AppState};
-use hiscale::session::SessionIssuer;
+use hiscale::session::{SessionIssuer, SessionVerifier};
 use hiscale::{Collection, ServiceArea, UnitConfig};
 use serde::Deserialize;
 use serde_json::json;
@@ -31,8 +31,38 @@ pub fn service_area() -> ServiceArea {
                 .document("account", &[])
                 .unique("account", "login"),
         )
+        // A new password (or login), or the customer deleted, ends the earlier sessions.
+        .ends_sessions_when_changed("customers", "account")
         .gui(gui())
         .documents("/sessions", sessions_documentation())
+        .documents("/sessions/current", logout_documentation())
+}
+
+/// `DELETE /sessions/current` in login's OpenAPI document: the session's own bearer token.
+fn logout_documentation() -> utoipa::openapi::PathItem {
+    use hiscale::openapi::error_response;
+    use utoipa::openapi::ResponseBuilder;
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+
+    let error = |description: &str| error_response(NAME, 1, description);
+    let operation = OperationBuilder::new()
+        .summary(Some(
+            "Sign out: ends the session of the bearer token at every SA (within about a second)",
+        ))
+        .response(
+            "204",
+            ResponseBuilder::new()
+                .description("signed out: the session is revoked (also when it had ended already)"),
+        )
+        .response(
+            "401",
+            error("no bearer token (unauthenticated), or not a valid session (invalid-token)"),
+        )
+        .response(
+            "503",
+            error("the revocation could not be stored: database away, or writes held"),
+        );
+    PathItem::new(HttpMethod::Delete, operation)
 }
 
 /// `POST /sessions` in login's OpenAPI document: public (it is how a token is obtained).
@@ -105,19 +135,34 @@ pub fn gui() -> hiscale::gui::Gui {
 }
 
 /// How long session tokens live unless the configuration says otherwise.
-pub const DEFAULT_SESSION_SECS: u64 = 8 * 3600;
+pub const DEFAULT_SESSION_SECS: u64 = hiscale::session::DEFAULT_TTL_SECS;
 
 /// Login's routes for a unit configured with `config`: it signs sessions, so it needs
-/// `sessions.signing_key` (from the topology's secrets).
+/// `sessions.signing_key` and `sessions.signing_key_id` (from the topology's secrets), and
+/// the signing key's public key among `sessions.public_keys` under the same id (login
+/// verifies the tokens it signs out, and every SA must be able to verify what it issues).
 pub fn unit_routes(config: &UnitConfig) -> Result<Router<AppState>, String> {
     let key = config
         .sessions
         .signing_key
         .as_deref()
         .ok_or("login needs sessions.signing_key to issue session tokens")?;
+    let key_id = config
+        .sessions
+        .signing_key_id
+        .as_deref()
+        .ok_or("login needs sessions.signing_key_id, the id its tokens name the key by")?;
     let ttl = config.sessions.ttl_secs.unwrap_or(DEFAULT_SESSION_SECS);
-    let issuer = SessionIssuer::from_hex(key, ttl)
+    let issuer = SessionIssuer::new(key_id, key, ttl)
         .map_err(|error| format!("sessions.signing_key: {error}"))?;
+    let verifier = SessionVerifier::from_keys(&config.sessions.public_keys)
+        .map_err(|error| format!("sessions.public_keys: {error}"))?;
+    if !verifier.holds(&issuer) {
+        return Err(format!(
+            "sessions.public_keys holds no key {key_id:?} matching sessions.signing_key: add \
+             the signing key's public key under that id (at every SA first, when rotating)"
+        ));
+    }
     Ok(routes(issuer))
 }
 
@@ -145,20 +190,55 @@ pub fn routes(issuer: SessionIssuer) -> Router<AppState> {
             .time_to_live(ATTEMPT_WINDOW)
             .build(),
     });
-    Router::new().route(
-        "/sessions",
-        post(
-            move |state: State<AppState>,
-                  headers: axum::http::HeaderMap,
-                  body: axum::body::Bytes| {
-                let shared = shared.clone();
-                async move {
-                    json_body(&headers)?;
-                    sign_in(state, shared, body).await
-                }
-            },
-        ),
-    )
+    Router::new()
+        .route(
+            "/sessions",
+            post(
+                move |state: State<AppState>,
+                      headers: axum::http::HeaderMap,
+                      body: axum::body::Bytes| {
+                    let shared = shared.clone();
+                    async move {
+                        json_body(&headers)?;
+                        sign_in(state, shared, body).await
+                    }
+                },
+            ),
+        )
+        .route("/sessions/current", delete(sign_out))
+}
+
+/// `DELETE /sessions/current`: ends the bearer token's session. The revocation is stored in
+/// login's `revocations`, which every other SA copies; each refuses the session
+/// (`401 session-revoked`) once its copy has it.
+async fn sign_out(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            hiscale::codes::UNAUTHENTICATED,
+            "send Authorization: Bearer <session token>",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    let claims = match state.verify_session(token) {
+        Ok(claims) => claims,
+        // Ended already (signed out before, or by a new password): over, as asked. So a
+        // retried DELETE answers like the first, and writes no second entry.
+        Err(error) if error.code == hiscale::codes::SESSION_REVOKED => {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        Err(error) => return Err(error),
+    };
+    hiscale::revocation::revoke_session(&state, &claims).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Refuses a body announced as anything but JSON in UTF-8 (`415`), before any work: read as
@@ -243,7 +323,7 @@ async fn sign_in(
     let holder = store
         .find_unique("customers", "login", &credentials.login)
         .await?;
-    let stored_hash = match &holder {
+    let account = match &holder {
         Some(id) => store
             .read("customers", id)
             .await?
@@ -253,16 +333,19 @@ async fn sign_in(
                     .aspects
                     .into_iter()
                     .find(|aspect| aspect.name == "account" && !aspect.deleted)
-            })
-            .and_then(|aspect| aspect.body)
-            .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
-            .and_then(|body| {
-                body.get("pwdhash")
-                    .and_then(|hash| hash.as_str())
-                    .map(str::to_owned)
             }),
         None => None,
     };
+    // The credentials' version goes into the token: a later change of them ends the session.
+    let credentials_version = account.as_ref().map(|aspect| aspect.version.get());
+    let stored_hash = account
+        .and_then(|aspect| aspect.body)
+        .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|body| {
+            body.get("pwdhash")
+                .and_then(|hash| hash.as_str())
+                .map(str::to_owned)
+        });
     let password = credentials.password;
     // A few at a time per unit (each Argon2 check holds ~19 MiB); beyond, `503 busy`.
     let verified = hiscale::http::run_blocking(move || match stored_hash {
@@ -284,7 +367,9 @@ async fn sign_in(
         ));
     };
     shared.failures.invalidate(&key).await;
-    let token = shared.issuer.issue(&id, &credentials.login);
+    let (token, _) = shared
+        .issuer
+        .issue_session(&id, &credentials.login, credentials_version);
     Ok((
         StatusCode::CREATED,
         Json(Session {
@@ -293,4 +378,93 @@ async fn sign_in(
         }),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hiscale::config::PublicKeyConfig;
+
+    fn config(
+        key_id: Option<&str>,
+        signing: Option<&str>,
+        keys: Vec<PublicKeyConfig>,
+    ) -> UnitConfig {
+        let mut config = UnitConfig::new(NAME, "login-1", ([127, 0, 0, 1], 1).into(), "sqlite://x");
+        config.sessions.signing_key_id = key_id.map(str::to_owned);
+        config.sessions.signing_key = signing.map(str::to_owned);
+        config.sessions.public_keys = keys;
+        config
+    }
+
+    fn refusal(config: &UnitConfig) -> String {
+        match unit_routes(config) {
+            Ok(_) => String::from("accepted"),
+            Err(error) => error,
+        }
+    }
+
+    #[test]
+    fn the_signing_key_needs_its_id_and_its_public_key_listed() {
+        let (secret, public) = hiscale::session::generate_key_pair().expect("randomness");
+        let (_, other) = hiscale::session::generate_key_pair().expect("randomness");
+        let listed = PublicKeyConfig::new("k2", &public);
+        assert!(unit_routes(&config(Some("k2"), Some(&secret), vec![listed.clone()])).is_ok());
+        // During a rotation login may list the old key too.
+        let old = PublicKeyConfig::new("k1", &other);
+        assert!(
+            unit_routes(&config(
+                Some("k2"),
+                Some(&secret),
+                vec![old.clone(), listed.clone()]
+            ))
+            .is_ok()
+        );
+        let cases = [
+            (
+                config(None, Some(&secret), vec![listed.clone()]),
+                "sessions.signing_key_id",
+            ),
+            (
+                config(Some("k2"), None, vec![listed.clone()]),
+                "sessions.signing_key",
+            ),
+            (
+                config(Some("k2"), Some(&secret), vec![old.clone()]),
+                "holds no key \"k2\"",
+            ),
+            (
+                config(Some("k1"), Some(&secret), vec![old.clone(), listed.clone()]),
+                "holds no key \"k1\"",
+            ),
+            (
+                config(
+                    Some("k2"),
+                    Some(&secret),
+                    vec![listed.clone(), listed.clone()],
+                ),
+                "key id \"k2\" is listed twice",
+            ),
+            (
+                config(Some("k2"), Some("beef"), vec![listed.clone()]),
+                "64 hex digits",
+            ),
+            (
+                config(Some("k 2"), Some(&secret), vec![listed.clone()]),
+                "must be 1 to 32 letters",
+            ),
+            (
+                config(
+                    Some("k2"),
+                    Some(&secret),
+                    vec![PublicKeyConfig::new("k3", "not hex")],
+                ),
+                "key \"k3\" must be 64 hex digits",
+            ),
+        ];
+        for (config, expected) in cases {
+            let refused = refusal(&config);
+            assert!(refused.contains(expected), "{refused:?} lacks {expected:?}");
+        }
+    }
 }

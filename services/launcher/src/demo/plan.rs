@@ -119,7 +119,11 @@ fn secrets(shared: &Shared<'_>) -> Secrets {
     for (caller, token) in shared.tokens.by_caller() {
         secrets.tokens.insert(caller.to_owned(), token.to_owned());
     }
-    secrets.sessions.public_key = Some(shared.keys.public_key.clone());
+    secrets.sessions.public_keys = vec![hiscale::config::PublicKeyConfig::new(
+        &shared.keys.key_id,
+        &shared.keys.public_key,
+    )];
+    secrets.sessions.signing_key_id = Some(shared.keys.key_id.clone());
     secrets.sessions.signing_key = Some(shared.keys.signing_key.clone());
     secrets
 }
@@ -194,6 +198,7 @@ mod tests {
 
     fn keys() -> SessionKeys {
         SessionKeys {
+            key_id: "k1".into(),
             signing_key: "secret".into(),
             public_key: "public".into(),
         }
@@ -261,9 +266,11 @@ mod tests {
             assert_eq!(config.database, format!("sqlite:///data/{}.db", config.sa));
             // The owner grants the operator and every reading SA its aspects; a copy grants the
             // operator and the owner (which reads it back after a rollback); shop and billing
-            // also grant each other (billing copies shop's orders; shop reads them back).
+            // also grant each other (billing copies shop's orders; shop reads them back); login,
+            // which signs sessions, grants every other SA its revocations.
             let expected = match config.sa.as_str() {
                 OWNER => 4,
+                login::NAME => 4,
                 "shop" | "billing" => 3,
                 _ => 2,
             };
@@ -277,12 +284,37 @@ mod tests {
         for plan in demo_plan()? {
             let sessions = &plan.config.sessions;
             assert_eq!(
-                sessions.public_key.as_deref(),
-                Some("public"),
+                sessions.public_keys,
+                [hiscale::config::PublicKeyConfig::new("k1", "public")],
                 "{}",
                 plan.config.unit
             );
-            let expected = (plan.config.sa == login::NAME).then_some("secret");
+            let signs = plan.config.sa == login::NAME;
+            assert_eq!(
+                sessions.signing_key_id.as_deref(),
+                signs.then_some("k1"),
+                "{}",
+                plan.config.unit
+            );
+            // Every SA but login copies login's revocations (batch units poll nothing).
+            let copies_revocations = plan
+                .config
+                .sources
+                .iter()
+                .any(|source| source.collection == hiscale::revocation::COLLECTION);
+            assert_eq!(
+                copies_revocations,
+                !signs && plan.role != Role::Batch,
+                "{}",
+                plan.config.unit
+            );
+            assert_eq!(
+                sessions.revocations_from.as_deref(),
+                (!signs && plan.role != Role::Batch).then_some(login::NAME),
+                "{}",
+                plan.config.unit
+            );
+            let expected = signs.then_some("secret");
             assert_eq!(
                 sessions.signing_key.as_deref(),
                 expected,
@@ -305,7 +337,12 @@ mod tests {
             for number in [1, 2] {
                 let name = format!("{sa}-{number}");
                 let sources = &unit(&plans, &name)?.config.sources;
-                let expected = if sa == "billing" { 2 } else { 1 };
+                // Billing also copies orders; every SA but login copies login's revocations.
+                let expected = match sa {
+                    "billing" => 3,
+                    "shop" => 2,
+                    _ => 1,
+                };
                 assert_eq!(sources.len(), expected, "{name}");
                 let source = &sources[0];
                 assert_eq!(source.collection, "customers");
@@ -318,8 +355,27 @@ mod tests {
                 );
             }
         }
-        for name in ["registration-1", "registration-2", "billing-batch-1"] {
-            assert!(unit(&plans, name)?.config.sources.is_empty(), "{name}");
+        assert!(unit(&plans, "billing-batch-1")?.config.sources.is_empty());
+        for name in ["registration-1", "registration-2", "shop-1", "billing-2"] {
+            let sources = &unit(&plans, name)?.config.sources;
+            let revocations = sources.last().map(|source| {
+                (
+                    source.collection.as_str(),
+                    source.url.as_str(),
+                    source.aspects.as_str(),
+                    source.wait_secs,
+                )
+            });
+            assert_eq!(
+                revocations,
+                Some((
+                    "revocations",
+                    "http://127.0.0.1:8080/login",
+                    "~revocation",
+                    20
+                )),
+                "{name}"
+            );
         }
         // Billing also copies shop's orders, through the gateway like any source.
         let orders = &unit(&plans, "billing-1")?.config.sources[1];
@@ -355,9 +411,14 @@ mod tests {
         let text = toml::to_string(&backup.config)?;
         let read: UnitConfig = toml::from_str(&text)?;
         assert_eq!(read.listen, backup.config.listen);
-        assert_eq!(read.sources.len(), 1);
+        // The customers, and login's revocations of sessions.
+        assert_eq!(read.sources.len(), 2);
         assert_eq!(read.reader.primary_url, backup.config.reader.primary_url);
-        assert_eq!(read.sessions.public_key.as_deref(), Some("public"));
+        assert_eq!(
+            read.sessions.public_keys,
+            backup.config.sessions.public_keys
+        );
+        assert_eq!(read.sessions.revocations_from.as_deref(), Some(login::NAME));
         Ok(())
     }
 

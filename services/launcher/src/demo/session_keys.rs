@@ -13,13 +13,23 @@ use super::files;
 /// The file's name inside the data directory.
 pub const FILE_NAME: &str = "session-keys.json";
 
-/// Login signs with `signing_key`; every unit verifies with `public_key` (both 64 hex digits).
-/// This is exactly the JSON object in the file.
+/// Login signs with `signing_key`; every unit verifies with `public_key` (both 64 hex digits),
+/// which tokens name by `key_id`. This is exactly the JSON object in the file (files written
+/// before key ids existed have none: theirs is [`FIRST_KEY_ID`]).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionKeys {
+    #[serde(default = "first_key_id")]
+    pub key_id: String,
     pub signing_key: String,
     pub public_key: String,
+}
+
+/// The id of the demo's first key.
+pub const FIRST_KEY_ID: &str = "demo-1";
+
+fn first_key_id() -> String {
+    FIRST_KEY_ID.to_owned()
 }
 
 impl SessionKeys {
@@ -38,14 +48,15 @@ impl SessionKeys {
             anyhow::anyhow!("cannot get random bytes for session keys: {error}")
         })?;
         Ok(Self {
+            key_id: first_key_id(),
             signing_key,
             public_key,
         })
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        let issuer = SessionIssuer::from_hex(&self.signing_key, 1)
-            .context("signing_key is not a session key")?;
+        let issuer = SessionIssuer::new(&self.key_id, &self.signing_key, 1)
+            .context("key_id or signing_key is not a session key")?;
         if !issuer
             .public_key_hex()
             .eq_ignore_ascii_case(self.public_key.trim())
@@ -86,6 +97,7 @@ mod tests {
         let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
         assert_eq!(written["signing_key"], created.signing_key.as_str());
         assert_eq!(written["public_key"], created.public_key.as_str());
+        assert_eq!(written["key_id"], FIRST_KEY_ID);
 
         assert_eq!(SessionKeys::load_or_create(&path)?, created);
         assert!(!format!("{created:?}").contains(&created.signing_key));
@@ -106,6 +118,20 @@ mod tests {
         std::fs::write(&path, &mixed)?;
         assert!(SessionKeys::load_or_create(&path).is_err());
         assert_eq!(std::fs::read_to_string(&path)?, mixed);
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_from_before_key_ids_gets_the_first_id() -> anyhow::Result<()> {
+        let scratch = ScratchDir::new()?;
+        let keys = SessionKeys::generate()?;
+        let path = scratch.path().join(FILE_NAME);
+        let old = serde_json::json!({
+            "signing_key": keys.signing_key,
+            "public_key": keys.public_key,
+        });
+        std::fs::write(&path, old.to_string())?;
+        assert_eq!(SessionKeys::load_or_create(&path)?.key_id, FIRST_KEY_ID);
         Ok(())
     }
 }
