@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use tests::haproxy::start_haproxy;
+use tests::haproxy::{start_haproxy, wait_passing};
 use tests::process::{UnitProcess, free_port, run_hiscale};
-use tests::replication::{post_customer, wait_for};
+use tests::replication::post_customer;
 use tests::{ADMIN, JSON, fresh_database};
 
 /// A topology of registration's two units on `database` behind a gateway on `gateway`, with
@@ -149,18 +149,7 @@ async fn a_killed_or_drained_unit_costs_no_read_behind_haproxy() {
     ]);
     let _haproxy = start_haproxy(&config);
     let front = format!("http://127.0.0.1:{listen}/registration");
-    wait_for(
-        "HAProxy to pass requests",
-        Duration::from_secs(30),
-        async || {
-            client
-                .get(format!("{front}/health"))
-                .send()
-                .await
-                .is_ok_and(|reply| reply.status().is_success())
-        },
-    )
-    .await;
+    wait_passing(&client, &front).await;
     let mut ids = Vec::new();
     for n in 0..8 {
         let body = serde_json::json!({"person": {"type": "natural", "firstname": "Ha", "lastname": format!("Proxy{n}")}});

@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use hiscale::store::{AspectEdit, Change, Target};
 use serde_json::{Value, json};
+use tests::haproxy::{start_haproxy, wait_passing};
 use tests::process::{UnitProcess, free_port};
 use tests::replication::{post_customer, replication, wait_for, wait_until_copied};
 use tests::{
@@ -675,18 +676,7 @@ async fn retiring_v1_under_load_through_haproxy_costs_v2_nothing() {
         .build()
         .unwrap();
     let front = format!("http://127.0.0.1:{listen}/registration");
-    wait_for(
-        "HAProxy to pass requests",
-        Duration::from_secs(30),
-        async || {
-            client
-                .get(format!("{front}/health"))
-                .send()
-                .await
-                .is_ok_and(|reply| reply.status().is_success())
-        },
-    )
-    .await;
+    wait_passing(&client, &front).await;
     let mut ids = Vec::new();
     // One customer per load task, which only that task writes (so writers never meet on a
     // resource: a v1 write through the facade is pinned to what it read), read by all.
@@ -838,32 +828,4 @@ async fn retiring_v1_under_load_through_haproxy_costs_v2_nothing() {
     assert_eq!(v1.other.load(Ordering::Relaxed), 0, "v1: {}", v1.line());
     drop(haproxy);
     drop(units);
-}
-
-/// HAProxy in the foreground, stopped when dropped.
-struct Haproxy {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_haproxy(config: &str) -> Haproxy {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("haproxy.cfg");
-    std::fs::write(&path, config).unwrap();
-    let binary = std::env::var("HISCALE_HAPROXY").unwrap_or_else(|_| "haproxy".into());
-    let child = std::process::Command::new(&binary)
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot start {binary} ({error})"));
-    Haproxy { child, _dir: dir }
 }

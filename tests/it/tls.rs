@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tests::haproxy::start_haproxy;
+use tests::haproxy::{start_haproxy, wait_passing};
 use tests::pg_cluster::PgCluster;
 use tests::process::{UnitProcess, free_port, hiscale_binary, run_hiscale};
 use tests::replication::{post_customer, replication, wait_for};
@@ -51,7 +51,8 @@ fn secrets() -> String {
     format!(
         "[tokens]\nadmin = \"{ADMIN}\"\nlogin = \"{LOGIN}\"\n\
          registration = \"registration-token-0123456789\"\n\
-         [sessions]\npublic_key = \"{public}\"\nsigning_key = \"{signing}\"\n"
+         [sessions]\nsigning_key_id = \"k1\"\nsigning_key = \"{signing}\"\n\
+         public_keys = [{{ id = \"k1\", key = \"{public}\" }}]\n"
     )
 }
 
@@ -125,18 +126,7 @@ async fn a_copy_polls_its_source_over_https_through_haproxy_and_one_without_the_
     let _haproxy = start_haproxy(&config);
     let front = format!("https://127.0.0.1:{gateway}/registration");
     let client = client_trusting(&pki.ca);
-    wait_for(
-        "HAProxy to pass requests over HTTPS",
-        Duration::from_secs(30),
-        async || {
-            client
-                .get(format!("{front}/health"))
-                .send()
-                .await
-                .is_ok_and(|reply| reply.status().is_success())
-        },
-    )
-    .await;
+    wait_passing(&client, &front).await;
     // Plain HTTP on the TLS port gets no answer a client could mistake for the API's.
     let plain = hiscale::tls::client()
         .get(format!("http://127.0.0.1:{gateway}/registration/health"))

@@ -35,3 +35,20 @@ pub fn start_haproxy(config: &str) -> Haproxy {
         });
     Haproxy { child, _dir: dir }
 }
+
+/// Waits (30 s at most) until HAProxy passes `GET {front}/health` to a unit that answers it
+/// with success: the gateway is up and has found a healthy unit of the SA at `front`.
+pub async fn wait_passing(client: &reqwest::Client, front: &str) {
+    crate::replication::wait_for(
+        &format!("HAProxy to pass requests to {front}"),
+        std::time::Duration::from_secs(30),
+        async || {
+            client
+                .get(format!("{front}/health"))
+                .send()
+                .await
+                .is_ok_and(|reply| reply.status().is_success())
+        },
+    )
+    .await;
+}
