@@ -105,15 +105,13 @@ impl Negotiated {
     /// The entity tag of this representation of state `version` ([`ETag`]): JSON of
     /// interface version 1 is the reference and carries the bare version.
     pub fn etag(&self, version: Version) -> ETag {
-        let mut variant = Vec::new();
-        let interface = format!("v{}", self.version);
-        if self.version != 1 {
-            variant.push(interface.as_str());
-        }
-        if self.format == Format::Xml {
-            variant.push("xml");
-        }
-        ETag::of_variant(version, variant.join("-"))
+        let variant = match (self.version, self.format) {
+            (1, Format::Json) => String::new(),
+            (1, Format::Xml) => "xml".to_owned(),
+            (interface, Format::Json) => format!("v{interface}"),
+            (interface, Format::Xml) => format!("v{interface}-xml"),
+        };
+        ETag::of_variant(version, variant)
     }
 }
 
