@@ -444,8 +444,12 @@ impl Poller {
             } => (items, version, more),
             Fetched::Refused { status, body } => return self.refused(fence, status, &body).await,
         };
-        // The next chunk is on its way while this one is applied.
-        if more && self.source.pipeline {
+        // The next chunk is on its way while this one is applied. Not during a re-read: the
+        // source lets a re-reading consumer pass its purged tombstones only onward from where
+        // it last asked, and a prefetched ask moves that mark past the chunk a unit dying now
+        // never applied; the unit taking over would resume behind it, get `410` and start the
+        // whole re-read again.
+        if more && self.source.pipeline && matches!(mode, ApplyMode::Follow) {
             let next = self.start_fetch(client, version);
             *self.prefetch_slot() = Some(Prefetch {
                 from: version,
