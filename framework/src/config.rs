@@ -297,6 +297,11 @@ pub struct Limits {
     pub header_read_timeout_secs: u64,
     /// Seconds a request body may stall (no byte arriving); then the request is refused.
     pub body_read_timeout_secs: u64,
+    /// Networks of the proxies in front of the unit (HAProxy, the demo gateway), whose
+    /// `X-Forwarded-For` names the client ([`crate::http::ClientAddress`]). Anyone else could
+    /// write any address there, so from other peers the header is ignored. Loopback by default:
+    /// HAProxy or the demo's gateway on the unit's own machine.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Limits {
@@ -309,6 +314,10 @@ impl Default for Limits {
             // closes a connection they are about to reuse.
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 10,
+            trusted_proxies: vec![
+                ipnet::IpNet::new_assert(std::net::Ipv4Addr::new(127, 0, 0, 0).into(), 8),
+                ipnet::IpNet::new_assert(std::net::Ipv6Addr::LOCALHOST.into(), 128),
+            ],
         }
     }
 }
@@ -369,7 +378,8 @@ impl Limits {
             "body_read_timeout_secs",
             self.body_read_timeout_secs,
             1..=3_600,
-        )
+        )?;
+        within("trusted_proxies", self.trusted_proxies.len(), 0..=1_024)
     }
 }
 

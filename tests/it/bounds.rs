@@ -143,6 +143,49 @@ async fn a_login_that_keeps_failing_is_refused_for_a_while() {
     assert_eq!(sign_in("someone-else").await.unwrap().status(), 401);
 }
 
+/// A client address that keeps failing, over any number of logins, is refused without a
+/// password check after `login::MAX_FAILED_PER_ADDRESS` tries. Behind a trusted proxy (the
+/// test's loopback connection is one by default) the address is `X-Forwarded-For`'s last
+/// entry, not an entry the client wrote itself; another address is not affected.
+#[tokio::test]
+async fn a_client_address_that_keeps_failing_is_refused_for_a_while() {
+    let database = fresh_database(Backend::Sqlite).await;
+    let config = login_reader_config(&database.url, &format!("http://127.0.0.1:{}", free_port()));
+    let unit = UnitProcess::start_config(config).await;
+    let client = hiscale::tls::client();
+    let sign_in = |login: String, forwarded: &'static str| {
+        client
+            .post(format!("{}/sessions", unit.url))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", forwarded)
+            .body(format!(
+                r#"{{"login":"{login}","password":"wrong-password"}}"#
+            ))
+            .send()
+    };
+    // Each login fails once: only the address can reach its limit. A few at a time, as many
+    // as a unit hashes at once.
+    let attempts: Vec<_> = (0..login::MAX_FAILED_PER_ADDRESS).collect();
+    for batch in attempts.chunks(4) {
+        let replies = futures_util::future::join_all(batch.iter().map(|n| {
+            // The client forges a first entry; the proxy appended the real one.
+            sign_in(format!("guess-{n}"), "10.66.66.66, 203.0.113.7")
+        }))
+        .await;
+        for reply in replies {
+            assert_eq!(reply.unwrap().status(), 401);
+        }
+    }
+    let refused = sign_in("yet-another".into(), "203.0.113.7").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.text().await.unwrap().contains("too-many-attempts"));
+    // The forged entry was never counted, and other clients go on as before.
+    for other in ["10.66.66.66", "203.0.113.8"] {
+        let reply = sign_in("yet-another".into(), other).await.unwrap();
+        assert_eq!(reply.status(), 401, "{other}");
+    }
+}
+
 /// Credentials come as JSON in UTF-8 or not at all: a form, a missing type or another charset
 /// is `415` before any password work (and counts as no attempt).
 #[tokio::test]

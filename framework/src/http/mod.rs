@@ -2,6 +2,7 @@
 //! Only this module (and its children) names axum types.
 
 mod blocking;
+mod client_address;
 mod command;
 mod drain;
 mod error;
@@ -40,6 +41,7 @@ pub use extract::UrlVersion;
 
 pub use crate::replication::Replication;
 pub use blocking::run_blocking;
+pub use client_address::ClientAddress;
 pub use signup::SIGN_UPS_PER_MINUTE;
 
 use crate::aspect::AspectSelector;

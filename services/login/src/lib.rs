@@ -3,6 +3,7 @@
 
 pub mod codes;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
-use hiscale::http::{ApiError, AppState};
+use hiscale::http::{ApiError, AppState, ClientAddress};
 use hiscale::session::{SessionIssuer, SessionVerifier};
 use hiscale::{Collection, ServiceArea, UnitConfig};
 use serde::Deserialize;
@@ -170,37 +171,81 @@ pub fn unit_routes(config: &UnitConfig) -> Result<Router<AppState>, String> {
 /// password check. Per unit (an attacker spreading over two units gets twice as many), which is
 /// enough to make guessing hopeless while a customer who mistypes a few times never notices.
 pub const MAX_FAILED_ATTEMPTS: u32 = 10;
+/// Failed sign-ins one client address may have within [`ATTEMPT_WINDOW`], over all logins,
+/// before its attempts are refused without a password check: guessing one password for many
+/// logins is slowed as much as many passwords for one. Per unit, like the per-login limit;
+/// generous, because many customers may share an address (an office, a carrier's NAT). The
+/// address is the proxy's `X-Forwarded-For` only when the proxy is trusted
+/// (`limits.trusted_proxies`, loopback by default).
+pub const MAX_FAILED_PER_ADDRESS: u32 = 100;
 /// How long failed attempts are remembered, counted from the latest.
 pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Logins whose failures a unit remembers at once (the least recent are forgotten first).
-const REMEMBERED_LOGINS: u64 = 100_000;
+/// Logins, and client addresses, whose failures a unit remembers at once (the least recent
+/// are forgotten first).
+const REMEMBERED: u64 = 100_000;
 
-/// What one login unit shares between requests: the issuer and the failed attempts.
+/// What one login unit shares between requests: the issuer and the failed attempts, per login
+/// and per client address.
 struct SignIn {
     issuer: SessionIssuer,
     failures: moka::future::Cache<String, u32>,
+    failures_by_address: moka::future::Cache<IpAddr, u32>,
+}
+
+impl SignIn {
+    /// Whether this login, or this client, failed too often lately.
+    async fn refuses(&self, login: &str, client: Option<IpAddr>) -> bool {
+        let by_login = self.failures.get(login).await.unwrap_or(0) >= MAX_FAILED_ATTEMPTS;
+        let by_address = match client {
+            Some(address) => {
+                self.failures_by_address.get(&address).await.unwrap_or(0) >= MAX_FAILED_PER_ADDRESS
+            }
+            None => false,
+        };
+        by_login || by_address
+    }
+
+    async fn record_failure(&self, login: String, client: Option<IpAddr>) {
+        let failed = self.failures.get(&login).await.unwrap_or(0);
+        self.failures.insert(login, failed.saturating_add(1)).await;
+        if let Some(address) = client {
+            let failed = self.failures_by_address.get(&address).await.unwrap_or(0);
+            self.failures_by_address
+                .insert(address, failed.saturating_add(1))
+                .await;
+        }
+    }
+}
+
+fn failure_cache<K>() -> moka::future::Cache<K, u32>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+{
+    moka::future::Cache::builder()
+        .max_capacity(REMEMBERED)
+        .time_to_live(ATTEMPT_WINDOW)
+        .build()
 }
 
 /// Login's own route: `POST /sessions` with `{"login": …, "password": …}`.
 pub fn routes(issuer: SessionIssuer) -> Router<AppState> {
     let shared = Arc::new(SignIn {
         issuer,
-        failures: moka::future::Cache::builder()
-            .max_capacity(REMEMBERED_LOGINS)
-            .time_to_live(ATTEMPT_WINDOW)
-            .build(),
+        failures: failure_cache(),
+        failures_by_address: failure_cache(),
     });
     Router::new()
         .route(
             "/sessions",
             post(
                 move |state: State<AppState>,
+                      ClientAddress(client): ClientAddress,
                       headers: axum::http::HeaderMap,
                       body: axum::body::Bytes| {
                     let shared = shared.clone();
                     async move {
                         json_body(&headers)?;
-                        sign_in(state, shared, body).await
+                        sign_in(state, shared, client, body).await
                     }
                 },
             ),
@@ -291,6 +336,7 @@ struct Session {
 async fn sign_in(
     State(state): State<AppState>,
     shared: Arc<SignIn>,
+    client: Option<IpAddr>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let credentials: Credentials = serde_json::from_slice(&body).map_err(|_| {
@@ -306,11 +352,11 @@ async fn sign_in(
         ));
     }
     let key = credentials.login.to_lowercase();
-    if shared.failures.get(&key).await.unwrap_or(0) >= MAX_FAILED_ATTEMPTS {
+    if shared.refuses(&key, client).await {
         let mut refused = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             codes::TOO_MANY_ATTEMPTS,
-            "this login failed too often; try again later",
+            "this login, or this client, failed too often; try again later",
         )
         .into_response();
         refused.headers_mut().insert(
@@ -358,8 +404,7 @@ async fn sign_in(
     })
     .await?;
     let Some(id) = holder.filter(|_| verified) else {
-        let failed = shared.failures.get(&key).await.unwrap_or(0);
-        shared.failures.insert(key, failed.saturating_add(1)).await;
+        shared.record_failure(key, client).await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             codes::BAD_CREDENTIALS,
