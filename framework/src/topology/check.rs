@@ -289,8 +289,20 @@ impl<'a> Checker<'a> {
                     datacenter.gateway.listen
                 ));
             }
-            if let Some(address) = datacenter.gateway.stats {
-                addresses.insert(address, stats);
+            if let Some(address) = datacenter.gateway.stats
+                && let Some(other) = addresses.insert(address, stats.clone())
+            {
+                self.file_error(format!("{stats} listens on {address}, as {other} does"));
+            }
+            if let Some(address) = datacenter.gateway.shell {
+                let shell = if several {
+                    format!("the GUI shell of {}", datacenter.name)
+                } else {
+                    "the GUI shell".to_owned()
+                };
+                if let Some(other) = addresses.insert(address, shell.clone()) {
+                    self.file_error(format!("{shell} listens on {address}, as {other} does"));
+                }
             }
         }
         for sa in &self.topology.service_areas {

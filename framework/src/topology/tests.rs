@@ -268,6 +268,15 @@ fn sqlite_shared_across_hosts_and_reused_addresses_are_refused() {
         "{}",
         findings[0]
     );
+    // The GUI shell's unit is an address like any other.
+    let findings = errors_with("[gateway]\n", "[gateway]\nshell = \"127.0.0.1:8085\"\n");
+    assert!(
+        findings[0]
+            .message
+            .contains("listens on 127.0.0.1:8085, as the GUI shell does"),
+        "{}",
+        findings[0]
+    );
 }
 
 #[test]
