@@ -150,11 +150,29 @@ fn main() -> std::process::ExitCode {
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("hiscale: {error}");
+            let message = causes(&error);
+            tracing::error!("{message}");
+            eprintln!("hiscale: {message}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: most of our error types already write their
+/// source into their own message (`store: database error: …`), so anyhow's `{:#}` would repeat
+/// each cause as many times as it is wrapped.
+fn causes(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 /// glibc's malloc raises its mmap threshold after the first large block is freed; from then on
@@ -190,4 +208,21 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::causes;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("store: {0}")]
+        struct Wrapping(#[source] std::io::Error);
+        let root = std::io::Error::other("disk full");
+        let error = anyhow::Error::new(Wrapping(root)).context("starting unit shop-1");
+        assert_eq!(causes(&error), "starting unit shop-1: store: disk full");
+        let plain = anyhow::anyhow!("no such unit").context("serve");
+        assert_eq!(causes(&plain), "serve: no such unit");
+    }
 }
