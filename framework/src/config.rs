@@ -189,6 +189,11 @@ pub struct PeerConfig {
     pub token: String,
     /// The aspects the peer holds (within what it grants this SA).
     pub aspects: String,
+    /// The interface version the peer's copy polls, and so holds and serves. A refill from an
+    /// older version than the owner's newest merges it field by field: what only newer
+    /// versions know is kept from the restored backup (and reported).
+    #[serde(default = "default_interface_version")]
+    pub interface_version: u32,
 }
 
 /// Which unit of a reading SA polls: the primary, or a backup watching it by heartbeat.

@@ -35,6 +35,8 @@ const MAX_CHUNKS: usize = 10_000;
 /// Versions remembered as seen, to name those no peer showed; beyond, that list is cut short
 /// (and says so) rather than holding unbounded memory.
 const MAX_SEEN_VERSIONS: usize = 4_000_000;
+/// Distinct kept fields named in one peer's report at most (an SA's aspects have a few each).
+const MAX_KEPT_FIELDS: usize = 256;
 /// Ranges of unseen versions reported at most.
 const MAX_UNSEEN_RANGES: usize = 1000;
 
@@ -53,6 +55,12 @@ pub struct PeerReport {
     pub records_per_sec: f64,
     /// Why it could not be read (the owner then stays in `restoring`).
     pub error: Option<String>,
+    /// The interface version its copy holds.
+    pub interface_version: u32,
+    /// Fields (`aspect.field`) its version does not carry, kept from what the owner held
+    /// (the backup, or a peer read before) where a document of that older version was merged:
+    /// changes to them after the backup are not restored.
+    pub kept_from_backup: Vec<String>,
 }
 
 /// Versions of one aspect that no reachable peer accounted for: changes in `from..=to` may
@@ -251,11 +259,14 @@ async fn refill_collection(
     progress: &Progress,
 ) -> Result<RefillReport, store::Error> {
     let from = Version::new(restoring.restored_to).unwrap_or(Version::ZERO);
-    let of_collection: Vec<&PeerConfig> = peers
+    let mut of_collection: Vec<&PeerConfig> = peers
         .all
         .iter()
         .filter(|peer| peer.collection == collection.name())
         .collect();
+    // Copies of the newest interface version first: they hold every field. An older
+    // version's document of the same aspect version is then skipped rather than merged.
+    of_collection.sort_by_key(|peer| std::cmp::Reverse(peer.interface_version));
     let not_refillable = if !collection.refilled_by_restore() {
         Some(format!(
             "{} declares it is not refilled by a restore",
@@ -281,8 +292,13 @@ async fn refill_collection(
             .filter(|peer| peers.only.is_none_or(|only| only == peer.sa))
         {
             let selection = peer_selection(collection, peer);
+            let merge = Merge {
+                version: peer.interface_version,
+                restored_to: from,
+                after_other_peers: !reports.is_empty(),
+            };
             let report =
-                read_peer(store, client, collection, peer, from, &mut seen, progress).await?;
+                read_peer(store, client, collection, peer, merge, &mut seen, progress).await?;
             tracing::info!(collection = collection.name(), peer = %peer.sa, resources = report.resources,
                 aspects = report.aspects_applied, records_per_sec = report.records_per_sec as u64,
                 error = ?report.error, "refilled from a peer");
@@ -413,10 +429,11 @@ async fn read_peer(
     client: &reqwest::Client,
     collection: &Collection,
     peer: &PeerConfig,
-    from: Version,
+    merge: Merge,
     seen: &mut Seen,
     progress: &Progress,
 ) -> Result<PeerReport, store::Error> {
+    let from = merge.restored_to;
     let started = Instant::now();
     let mut report = PeerReport {
         sa: peer.sa.clone(),
@@ -427,7 +444,10 @@ async fn read_peer(
         seconds: 0.0,
         records_per_sec: 0.0,
         error: None,
+        interface_version: peer.interface_version,
+        kept_from_backup: Vec::new(),
     };
+    let mut kept = BTreeSet::new();
     progress.update(collection.name(), &report, false);
     let mut position = from;
     // The next chunk is fetched while the current one is applied.
@@ -468,7 +488,7 @@ async fn read_peer(
             )));
         }
         let mut items = poller::chunk_items(collection, &chunk);
-        canonical_bodies(collection, &mut items);
+        canonical_bodies(store, collection, merge, &mut items, &mut kept).await?;
         store.refill_chunk(collection.name(), &items).await?;
         for item in &items {
             seen.add(item.version.get());
@@ -500,6 +520,7 @@ async fn read_peer(
     }
     report.seconds = started.elapsed().as_secs_f64();
     report.records_per_sec = report.aspects_applied as f64 / report.seconds.max(1e-6);
+    report.kept_from_backup = kept.into_iter().collect();
     progress.update(collection.name(), &report, true);
     Ok(report)
 }
@@ -521,7 +542,10 @@ async fn fetch(
     let response = client
         .get(&url)
         .bearer_auth(&peer.token)
-        .header("accept", format!("application/vnd.{owner}.v1+json"))
+        .header(
+            "accept",
+            format!("application/vnd.{owner}.v{}+json", peer.interface_version),
+        )
         .send()
         .await
         .map_err(|error| format!("{url}: {error}"))?;
@@ -565,18 +589,93 @@ pub async fn enter_all(
     Ok(())
 }
 
-/// A peer's copy holds documents in the interface version it polls (v1 for most): the owner
-/// stores its canonical form, so each refilled document goes through the collection's declared
-/// upgrade (the one reads apply to old stored documents). Fields a v1 copy never held (v2's
-/// additions) are not refilled; the report's `not_held` covers whole aspects only.
-fn canonical_bodies(collection: &crate::model::Collection, items: &mut [crate::store::ChunkItem]) {
+/// How a peer's documents become the owner's: the interface version they are in, and which
+/// resources the owner may already hold (and so need reading to merge into).
+#[derive(Debug, Clone, Copy)]
+struct Merge {
+    version: u32,
+    restored_to: Version,
+    /// Peers read before this one may have refilled resources created after the backup.
+    after_other_peers: bool,
+}
+
+/// A peer's copy holds documents in the interface version it polls: the owner stores its
+/// canonical form. A document of the newest version is canonical (upgraded, like a read, when
+/// stored in an older form). One of an older version whose aspect has a facade there is merged
+/// field by field, as a write through that version would be (`from_old` with the owner's
+/// current document): what only newer versions know is kept from what the owner holds — the
+/// backup — and named in `kept` as `aspect.field`, instead of being erased.
+///
+/// The owner's documents are read only for resources it may hold: created up to the backup's
+/// version, or refilled by an earlier peer.
+async fn canonical_bodies(
+    store: &Store,
+    collection: &crate::model::Collection,
+    merge: Merge,
+    items: &mut [crate::store::ChunkItem],
+    kept: &mut BTreeSet<String>,
+) -> Result<(), store::Error> {
     for item in items {
+        let held_before = merge.after_other_peers
+            || item
+                .id
+                .as_str()
+                .parse::<i64>()
+                .is_ok_and(|id| id <= merge.restored_to.get());
+        let mut current: Option<Option<crate::store::StoredResource>> = None;
         for aspect in &mut item.aspects {
             let Some(body) = &aspect.body else { continue };
-            if let Ok(serde_json::Value::Object(document)) = serde_json::from_str(body) {
-                let upgraded = crate::facade::canonical(collection, &aspect.name, document);
-                aspect.body = Some(serde_json::Value::Object(upgraded).to_string());
-            }
+            let Ok(serde_json::Value::Object(document)) = serde_json::from_str(body) else {
+                continue;
+            };
+            let name = crate::aspect::AspectName::parse(&aspect.name).ok();
+            let facade = name
+                .as_ref()
+                .and_then(|name| crate::facade::facade_for(collection, name, merge.version));
+            let canonical = match facade {
+                None => crate::facade::canonical(collection, &aspect.name, document),
+                Some(facade) => {
+                    if current.is_none() {
+                        current = Some(if held_before {
+                            store.read(collection.name(), &item.id).await?
+                        } else {
+                            None
+                        });
+                    }
+                    let stored = current
+                        .as_ref()
+                        .and_then(Option::as_ref)
+                        .and_then(|resource| {
+                            resource
+                                .aspects
+                                .iter()
+                                .find(|stored| stored.name == aspect.name)
+                        });
+                    if stored.is_some_and(|stored| stored.version >= aspect.version) {
+                        // Not newer than what the owner holds: the refill leaves it.
+                        continue;
+                    }
+                    let held = stored
+                        .filter(|stored| !stored.deleted)
+                        .and_then(|stored| stored.body.as_deref())
+                        .and_then(|body| match serde_json::from_str(body) {
+                            Ok(serde_json::Value::Object(document)) => {
+                                Some(crate::facade::canonical(collection, &aspect.name, document))
+                            }
+                            _ => None,
+                        });
+                    let alone = (facade.from_old)(document.clone(), None);
+                    let merged = (facade.from_old)(document, held.as_ref());
+                    for field in merged.keys().filter(|field| !alone.contains_key(*field)) {
+                        if kept.len() < MAX_KEPT_FIELDS {
+                            kept.insert(format!("{}.{field}", aspect.name));
+                        }
+                    }
+                    merged
+                }
+            };
+            aspect.body = Some(serde_json::Value::Object(canonical).to_string());
         }
     }
+    Ok(())
 }

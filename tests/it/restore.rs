@@ -12,8 +12,8 @@ use std::time::Duration;
 use tests::process::{UnitProcess, free_port};
 use tests::replication::{cursor, poller_state, post_customer, wait_for, wait_until_copied};
 use tests::{
-    ADMIN, BILLING, Backend, JSON, both_backends, customer_json, fresh_database, postgres_server,
-    reader_config, unit_config,
+    ADMIN, BILLING, Backend, JSON, SHOP, both_backends, customer_json, fresh_database,
+    postgres_server, reader_config, unit_config,
 };
 
 async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
@@ -189,6 +189,7 @@ async fn rolled_back(backend: Backend, how: Continue) {
         url: copy.url.clone(),
         token: ADMIN.into(),
         aspects: billing::COPIED_ASPECTS.into(),
+        interface_version: 1,
     }];
     let _restored = UnitProcess::start_config(restored_config).await;
 
@@ -541,6 +542,11 @@ fn peer(sa: &str, config: &hiscale::UnitConfig, aspects: &str) -> hiscale::confi
         url: format!("http://{}", config.listen),
         token: ADMIN.into(),
         aspects: aspects.into(),
+        interface_version: config
+            .sources
+            .iter()
+            .find(|source| source.collection == "customers")
+            .map_or(1, |source| source.interface_version),
     }
 }
 
@@ -877,3 +883,168 @@ both_backends!(
         assert_eq!(store.restoring().await.unwrap()[0].reported_by, "shop");
     }
 );
+
+both_backends!(
+    a_refill_merges_an_older_versions_copy_field_by_field,
+    |backend: Backend| async move { older_version_copy(backend).await }
+);
+
+/// Registration's v2 `person` as JSON, for customer `n`.
+fn v2_customer(n: u64, birthdate: &str) -> String {
+    serde_json::json!({
+        "account": {"login": format!("merge{n:04}"), "password": "secret-password"},
+        "person": {"type": "natural", "salutation": "MS", "given_name": "Erika",
+                   "family_name": format!("Muster{n}"), "birthdate": birthdate,
+                   "email": format!("erika{n}@example.org")},
+        "addresses": {"bill": {"street": "Rheinweg 86", "zip": "53129", "city": "Bonn"}}
+    })
+    .to_string()
+}
+
+/// A refill from a copy of interface v1 (shop's `person`) and one of v2 (billing's): the v2
+/// copy is read in v2 (it serves nothing else) and first; a newer v1 document is merged into
+/// what the owner holds, so `birthdate` and `email`, which v1 does not carry, are kept rather
+/// than erased, and the report names them.
+async fn older_version_copy(backend: Backend) {
+    const V2_JSON: &str = "application/vnd.registration.v2+json";
+    let client = hiscale::tls::client();
+    let owner_db = fresh_database(backend).await;
+    let owner_config = unit_config(
+        "registration-1",
+        &owner_db.url,
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    let first_life = UnitProcess::start_config(owner_config.clone()).await;
+    let owner_url = first_life.url.clone();
+    let shop_db = fresh_database(Backend::Sqlite).await;
+    let shop_config = reader_config("shop", &shop_db.url, &owner_url, SHOP, "~person");
+    let shop = UnitProcess::start_config(shop_config.clone()).await;
+    let billing_db = fresh_database(Backend::Sqlite).await;
+    let mut billing_config = reader_config(
+        "billing",
+        &billing_db.url,
+        &owner_url,
+        BILLING,
+        billing::COPIED_ASPECTS,
+    );
+    billing_config.sources[0].interface_version = 2;
+    let billing = UnitProcess::start_config(billing_config.clone()).await;
+
+    let a = post_customer(&client, &owner_url, v2_customer(1, "1980-01-02"), V2_JSON).await;
+    let b = post_customer(&client, &owner_url, v2_customer(2, "1970-05-06"), V2_JSON).await;
+    let backup_dir = tempfile::tempdir().unwrap();
+    let backup_file = backup_dir.path().join("backup");
+    backup(backend, &owner_db.url, &backup_file).await;
+
+    // After the backup: B's birthdate changes (v2) while both copies follow.
+    let put = |id: &str, body: serde_json::Value, media: &'static str| {
+        client
+            .put(format!("{owner_url}/customers/{id}/person"))
+            .bearer_auth(ADMIN)
+            .header("content-type", media)
+            .header("accept", media)
+            .body(body.to_string())
+            .send()
+    };
+    let changed = put(
+        &b,
+        serde_json::json!({"type": "natural", "salutation": "MS", "given_name": "Erika",
+                           "family_name": "Muster2", "birthdate": "1999-09-09",
+                           "email": "erika2@example.org"}),
+        V2_JSON,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        changed.status().as_u16(),
+        200,
+        "{}",
+        changed.text().await.unwrap()
+    );
+    let version = owner_version(&client, &owner_url).await;
+    wait_until_copied(&billing.url, version, Duration::from_secs(30)).await;
+    // Billing stops; a v1 client renames A, which only shop's copy sees.
+    drop(billing);
+    let renamed = put(
+        &a,
+        serde_json::json!({"type": "natural", "salutation": "MS", "firstname": "Erika",
+                           "lastname": "Later"}),
+        JSON,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        renamed.status().as_u16(),
+        200,
+        "{}",
+        renamed.text().await.unwrap()
+    );
+    let held = owner_version(&client, &owner_url).await;
+    wait_until_copied(&shop.url, held, Duration::from_secs(30)).await;
+
+    // The owner comes back from the backup; billing returns with what it held.
+    drop(first_life);
+    restore(backend, &owner_db.url, &backup_file).await;
+    let _billing = UnitProcess::start_config(billing_config.clone()).await;
+    let mut restored_config = owner_config.clone();
+    restored_config.feed.refill_on_rollback = false;
+    restored_config.restore_from = vec![
+        peer("shop", &shop_config, "~person"),
+        peer("billing", &billing_config, billing::COPIED_ASPECTS),
+    ];
+    let _restored = UnitProcess::start_config(restored_config).await;
+    wait_for(
+        "the copy to notice the rollback",
+        Duration::from_secs(30),
+        async || poller_state(&shop.url).await == "owner-rolled-back",
+    )
+    .await;
+    let refilled = client
+        .post(format!("{owner_url}/admin/restore"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refilled.status().as_u16(), 200);
+    let report: serde_json::Value = refilled.json().await.unwrap();
+    let peers = &report["refilled"][0]["peers"];
+    assert_eq!(peers[0]["sa"], "billing", "the v2 copy first: {report}");
+    assert_eq!(peers[0]["interface_version"], 2, "{report}");
+    assert!(peers[0]["error"].is_null(), "{report}");
+    assert_eq!(
+        peers[0]["kept_from_backup"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    assert_eq!(peers[1]["sa"], "shop", "{report}");
+    assert_eq!(
+        peers[1]["kept_from_backup"],
+        serde_json::json!(["person.birthdate", "person.email"]),
+        "{report}"
+    );
+    assert_eq!(report["restoring"], serde_json::json!([]), "{report}");
+
+    let person = |id: String| {
+        let client = client.clone();
+        let url = format!("{owner_url}/customers/{id}");
+        async move {
+            let reply = client
+                .get(url)
+                .bearer_auth(ADMIN)
+                .header("accept", V2_JSON)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status().as_u16(), 200);
+            reply.json::<serde_json::Value>().await.unwrap()["person"].clone()
+        }
+    };
+    // A: renamed through shop's v1 copy, birthdate and email kept from the backup.
+    let a_person = person(a.clone()).await;
+    assert_eq!(a_person["family_name"], "Later", "{a_person}");
+    assert_eq!(a_person["birthdate"], "1980-01-02", "{a_person}");
+    assert_eq!(a_person["email"], "erika1@example.org", "{a_person}");
+    // B: the new birthdate, from billing's v2 copy.
+    let b_person = person(b.clone()).await;
+    assert_eq!(b_person["birthdate"], "1999-09-09", "{b_person}");
+}

@@ -653,6 +653,7 @@ impl Topology {
                         url: format!("{gateway}/{name}"),
                         token: token.clone(),
                         aspects: copy.aspects_of(name, areas),
+                        interface_version: copy.interface_version,
                     });
                 }
             }

@@ -160,6 +160,19 @@ fn print_reports(reports: &[RefillReport]) {
                 );
             }
         }
+        for peer in report
+            .peers
+            .iter()
+            .filter(|p| !p.kept_from_backup.is_empty())
+        {
+            println!(
+                "  {}'s copy is of interface v{}, which lacks {}: kept as the backup had them \
+                 (their changes after the backup are not restored)",
+                peer.sa,
+                peer.interface_version,
+                peer.kept_from_backup.join(", ")
+            );
+        }
         if !report.not_held.is_empty() {
             println!(
                 "  held by no peer (changes after the backup lost): {}",

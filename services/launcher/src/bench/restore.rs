@@ -92,6 +92,7 @@ pub(super) async fn run(
         url: format!("http://{listen}"),
         token: TOKEN.into(),
         aspects: billing::COPIED_ASPECTS.into(),
+        interface_version: 1,
     };
     let mut samples = Vec::new();
     let mut outcome = Ok(());
