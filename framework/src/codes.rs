@@ -27,6 +27,9 @@ pub const UNKNOWN_INTERFACE_VERSION: &str = "unknown-interface-version";
 pub const INTERFACE_VERSION_CONFLICT: &str = "interface-version-conflict";
 /// `410`: the interface version was switched off at run time.
 pub const INTERFACE_RETIRED: &str = "interface-retired";
+/// `503`: a write through an interface version newer than the form documents are stored in
+/// while a unit of the previous release still runs (a rolling upgrade).
+pub const INTERFACE_UPGRADING: &str = "interface-upgrading";
 /// `415`: the request body's `Content-Type` is not one the unit reads.
 pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported-media-type";
 

@@ -49,6 +49,12 @@ pub struct UnitConfig {
     /// refills the owner from them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restore_from: Vec<PeerConfig>,
+    /// Serve interface versions up to this one only, as a unit of the previous release does:
+    /// a staged rollout's first step, and the stand-in for the old binary in rolling-upgrade
+    /// tests. Documents are stored in the form of the oldest newest version among the units
+    /// running ([`crate::store::Store::stored_form`]). All the SA declares when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_interface: Option<u32>,
     /// The other units of this SA, as the topology names them. A unit that finds none of them
     /// recorded in its store says so in `/health` and the log: its peers may be writing to
     /// another database, handing out the same versions and ids.
@@ -505,6 +511,7 @@ impl UnitConfig {
             sessions: SessionConfig::default(),
             peers: Vec::new(),
             restore_from: Vec::new(),
+            newest_interface: None,
             consumers: std::collections::BTreeMap::new(),
             ca_certificates: Vec::new(),
         }

@@ -142,6 +142,14 @@ impl ServiceArea {
         self
     }
 
+    /// The SA without the interface versions above `newest` (v1 always stays): what a unit of
+    /// the previous release serves ([`crate::UnitConfig::newest_interface`]).
+    #[must_use]
+    pub fn interfaces_up_to(mut self, newest: InterfaceVersion) -> Self {
+        self.versions.retain(|version| *version <= newest.max(1));
+        self
+    }
+
     /// The interface versions this SA speaks, oldest first.
     pub fn interface_versions(&self) -> &[InterfaceVersion] {
         &self.versions

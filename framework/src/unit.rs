@@ -81,6 +81,10 @@ async fn build_state(
         config.sessions.signing_key.is_some(),
         config.sessions.revocations_from.as_deref(),
     );
+    let sa = match config.newest_interface {
+        Some(newest) => sa.interfaces_up_to(newest),
+        None => sa,
+    };
     check_sources(config, &sa)?;
     config.check().map_err(UnitError::Config)?;
     let trust = crate::tls::Trust::load(&config.ca_certificates)?;
@@ -98,7 +102,12 @@ async fn build_state(
         .transpose()?;
     let store = open.await?;
     store
-        .record_unit(&config.unit, sa.name(), &config.listen.to_string())
+        .record_unit(
+            &config.unit,
+            sa.name(),
+            &config.listen.to_string(),
+            sa.interface_versions().last().copied().unwrap_or(1),
+        )
         .await?;
     for collection in sa.owned() {
         store.register_collection(collection.name()).await?;
@@ -168,6 +177,7 @@ async fn build_state(
     // Version states are data in the SA's database: read them before serving anything, then
     // follow them.
     state.refresh_interfaces().await?;
+    state.refresh_stored_form(false).await?;
     state.watch_interfaces();
     Ok(state)
 }

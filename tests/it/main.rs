@@ -25,6 +25,7 @@ mod outage;
 mod resource;
 mod restore;
 mod resync;
+mod rolling_upgrade;
 mod sessions;
 mod soak;
 mod tidy;

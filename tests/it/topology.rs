@@ -84,7 +84,7 @@ async fn the_shell_unit_serves_the_gui_on_the_topologys_address() {
     .unwrap();
     let port = tests::process::free_port();
     let text = committed.replacen(
-        "shell = \"127.0.0.1:8090\"",
+        "shell = \"127.0.0.1:8091\"",
         &format!("shell = \"127.0.0.1:{port}\""),
         1,
     );

@@ -18,6 +18,7 @@ mod resource;
 mod restore;
 mod server;
 mod signup;
+mod stored_form;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -79,6 +80,8 @@ struct Inner {
     interfaces: BTreeMap<String, Interfaces>,
     unit: UnitIdentity,
     draining: AtomicBool,
+    /// The interface version whose form documents are written in (`stored_form.rs`).
+    stored_form: std::sync::atomic::AtomicU32,
     /// Whether a peer has been seen in the store (or there are none to see).
     peer_seen: AtomicBool,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -188,6 +191,8 @@ impl AppState {
             .time_to_live(std::time::Duration::from_secs(60))
             .build();
         let reads = read_cache::ReadCache::new(extras.feed.read_cache_bytes);
+        // The canonical form until the units recorded in the store say otherwise.
+        let newest_interface = sa.interface_versions().last().copied().unwrap_or(1);
         Self {
             inner: Arc::new(Inner {
                 sa: Arc::new(sa),
@@ -199,6 +204,7 @@ impl AppState {
                 peer_seen: AtomicBool::new(unit.peers.is_empty()),
                 unit,
                 draining: AtomicBool::new(false),
+                stored_form: std::sync::atomic::AtomicU32::new(newest_interface),
                 metrics: crate::telemetry::prometheus(),
                 sessions: extras.sessions,
                 session_grant: extras.session_grant,
@@ -369,11 +375,20 @@ impl AppState {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let mut failing = false;
+            let mut renewed = std::time::Instant::now();
             loop {
                 tokio::time::sleep(INTERFACE_REFRESH).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let state = AppState { inner };
-                match state.refresh_interfaces().await {
+                let renew = renewed.elapsed() >= stored_form::SEEN_EVERY;
+                if renew {
+                    renewed = std::time::Instant::now();
+                }
+                let refreshed = match state.refresh_interfaces().await {
+                    Ok(()) => state.refresh_stored_form(renew).await,
+                    Err(error) => Err(error),
+                };
+                match refreshed {
                     Ok(()) => failing = false,
                     Err(error) => {
                         // Keep serving with the states last read; say so once per outage.

@@ -197,6 +197,9 @@ pub(super) async fn list_interfaces(
     Ok(Json(json!({
         "unit": state.unit_name(),
         "default": format!("v{default}"),
+        // Documents are written in this version's form (older while a unit of the previous
+        // release runs: a rolling upgrade).
+        "stored_as": format!("v{}", state.stored_form()),
         "interfaces": versions,
     })))
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::extract::{UrlVersion, forwarded_prefix, header_text, query_params};
 use super::read_cache::{ReadCache, Rendered};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, stored_form};
 use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::auth::Caller;
 use crate::business::{Draft, MAX_ATTEMPTS, Refusal};
@@ -127,6 +127,7 @@ pub(super) async fn create(
         header_text(&headers, header::CONTENT_TYPE),
         url_version.as_ref().map(|v| v.0.0),
     )?;
+    state.require_stored_form(body_version)?;
     let body = body.map_err(body_rejection)?;
     let resource = repr::parse_resource(
         format,
@@ -242,6 +243,7 @@ pub(super) async fn put_aspect(
         header_text(&headers, header::CONTENT_TYPE),
         url_version.as_ref().map(|v| v.0.0),
     )?;
+    state.require_stored_form(body_version)?;
     let body = body.map_err(body_rejection)?;
     let shown = facade::view(collection, body_version);
     let shown_definition = shown.find(&definition.name).unwrap_or(definition);
@@ -827,6 +829,8 @@ async fn commit_change(
     precondition: Option<TagCondition>,
     edits: Vec<AspectEdit>,
 ) -> Result<Committed, ApiError> {
+    let mut edits = edits;
+    stored_form::in_stored_form(collection, state.stored_form(), &mut edits);
     let committed = state
         .store()
         .commit(

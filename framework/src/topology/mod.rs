@@ -202,6 +202,10 @@ pub struct UnitDeployment {
     /// SA's jobs, gets no traffic).
     #[serde(default)]
     pub kind: UnitKind,
+    /// Serve interface versions up to this one only (a unit left on the previous release's
+    /// versions during a staged rollout); all the SA declares when absent.
+    #[serde(default)]
+    pub newest_interface: Option<u32>,
 }
 
 impl UnitDeployment {
@@ -570,6 +574,7 @@ impl Topology {
                     .map(|grant| grant.get_ref().clone()),
             },
             ca_certificates: self.ca_certificates(),
+            newest_interface: own.newest_interface,
             peers: sa
                 .units
                 .iter()

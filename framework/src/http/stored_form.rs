@@ -1,0 +1,107 @@
+//! Rolling upgrades: units of the previous release and of the new one share the SA's database
+//! while the new one is rolled out, so documents are written in a form every running unit
+//! reads. Each unit records the newest interface version it serves and renews a "still
+//! running" mark every few seconds (`hs_unit`); documents are stored in the form of the oldest
+//! newest version among the units seen lately ([`Store::stored_form`]) — an older version's
+//! facade (`to_old`) turns a canonical document into it. Writes through a version above that
+//! form are refused (`503 interface-upgrading`): what only the newer version knows could not
+//! be stored. Once the last unit of the previous release is gone, the newest form is written;
+//! older documents are upgraded when read ([`crate::Collection::upgrade`]), never migrated in
+//! one blocking step.
+//!
+//! [`Store::stored_form`]: crate::store::Store::stored_form
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{ApiError, AppState};
+use crate::codes;
+use crate::interface::InterfaceVersion;
+use crate::model::Collection;
+use crate::store::AspectEdit;
+
+/// How often a unit renews its "still running" mark.
+pub(super) const SEEN_EVERY: Duration = Duration::from_secs(2);
+/// A unit not seen for this long is gone: its version no longer holds the stored form back.
+/// Well above `SEEN_EVERY`, so a slow write of the mark does not flip the form under a unit
+/// that still runs.
+pub(super) const SEEN_WINDOW_SECS: u64 = 15;
+
+impl AppState {
+    /// The interface version whose form documents are written in now.
+    pub fn stored_form(&self) -> InterfaceVersion {
+        self.inner.stored_form.load(Ordering::Relaxed)
+    }
+
+    /// This unit's newest interface version (the canonical form).
+    fn newest_interface(&self) -> InterfaceVersion {
+        self.inner
+            .sa
+            .interface_versions()
+            .last()
+            .copied()
+            .unwrap_or(1)
+    }
+
+    /// Renews this unit's mark (when `renew`) and re-reads the stored form.
+    pub(crate) async fn refresh_stored_form(&self, renew: bool) -> Result<(), crate::store::Error> {
+        let store = self.store();
+        if renew {
+            store.unit_seen(&self.inner.unit.unit).await?;
+        }
+        let newest = self.newest_interface();
+        let form = store
+            .stored_form(self.inner.sa.name(), SEEN_WINDOW_SECS)
+            .await?
+            .map_or(newest, |oldest| oldest.clamp(1, newest));
+        let before = self.inner.stored_form.swap(form, Ordering::Relaxed);
+        if before != form {
+            tracing::info!(
+                from = before,
+                to = form,
+                "documents are now stored in the form of interface v{form}"
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses a write through `version` while documents are stored in an older form.
+    pub(super) fn require_stored_form(&self, version: InterfaceVersion) -> Result<(), ApiError> {
+        let form = self.stored_form();
+        if version <= form {
+            return Ok(());
+        }
+        Err(ApiError::unavailable(
+            codes::INTERFACE_UPGRADING,
+            format!(
+                "a unit serving interface versions up to v{form} still runs (a rolling upgrade): \
+                 documents are stored as v{form}, which cannot hold what v{version} adds; write \
+                 through v{form}, or again once every unit serves v{version}"
+            ),
+        ))
+    }
+}
+
+/// The edits' documents in the form of interface `form`: through that version's facade where
+/// it shows an aspect differently (`to_old`), unchanged otherwise.
+pub(super) fn in_stored_form(
+    collection: &Collection,
+    form: InterfaceVersion,
+    edits: &mut [AspectEdit],
+) {
+    for edit in edits {
+        let Some(body) = &edit.body else { continue };
+        let Some(facade) = collection
+            .facades()
+            .iter()
+            .find(|facade| facade.version == form && facade.covers(&edit.aspect))
+        else {
+            continue;
+        };
+        if let Ok(Value::Object(document)) = serde_json::from_str::<Value>(body) {
+            edit.body = Some(Value::Object((facade.to_old)(&document)).to_string());
+        }
+    }
+}
