@@ -352,7 +352,13 @@ fn collection_paths(
         feed = feed.parameter(query(
             "after",
             "lookup: the last id of the previous page",
-            whole_number(0, i64::MAX),
+            // Ids are opaque strings on the wire (ours are decimal): what `ResourceId` takes.
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!(
+                    "^[A-Za-z0-9_-]{{1,{}}}$",
+                    crate::version::ResourceId::MAX_LEN
+                ))),
         ));
     }
     let feed = common(

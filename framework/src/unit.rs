@@ -324,6 +324,10 @@ pub async fn serve_app(
     for task in tasks {
         task.abort();
     }
+    // A unit of the previous release that stops no longer holds the stored form back.
+    if let Err(error) = store.unit_stopped(&config.unit).await {
+        tracing::warn!(%error, "cannot record that this unit stopped");
+    }
     store.close().await;
     tracing::info!(unit = %config.unit, "unit stopped");
     served

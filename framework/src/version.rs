@@ -39,7 +39,7 @@ pub struct ResourceId(String);
 
 impl ResourceId {
     /// The longest id we accept from a path; ours are at most 19 digits.
-    const MAX_LEN: usize = 64;
+    pub const MAX_LEN: usize = 64;
 
     /// Accepts ids made of ASCII letters, digits, `-` and `_`.
     pub fn parse(text: &str) -> Option<Self> {

@@ -176,4 +176,41 @@ async fn rolling_upgrade(backend: Backend) {
     assert_eq!(renamed.status().as_u16(), 200);
     let person = stored_person(&store, &early).await;
     assert_eq!(person["family_name"], "Later", "now in v2's form: {person}");
+
+    // An old unit that comes back holds the form back again; one that stops cleanly (SIGTERM)
+    // lets go at once, well inside the window a killed one needs.
+    let mut again_config = unit_config(
+        "registration-3",
+        &database.url,
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    again_config.newest_interface = Some(1);
+    let again = UnitProcess::start_config(again_config).await;
+    wait_for(
+        "the new unit to store v1's form again",
+        Duration::from_secs(20),
+        async || stored_as(&client, &new.url).await == "v1",
+    )
+    .await;
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &again.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let stopping = std::time::Instant::now();
+    wait_for(
+        "the new unit to store v2's form after the old one stopped",
+        Duration::from_secs(30),
+        async || stored_as(&client, &new.url).await == "v2",
+    )
+    .await;
+    let took = stopping.elapsed();
+    println!(
+        "the form switched {:.1} s after SIGTERM",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(12),
+        "a clean stop should not wait out the 15 s window: {took:?}"
+    );
 }

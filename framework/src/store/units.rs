@@ -64,6 +64,17 @@ impl Store {
         Ok(())
     }
 
+    /// Says that `unit` stopped: it no longer holds the stored form back, so a rolling upgrade
+    /// goes on at once rather than after the window.
+    pub async fn unit_stopped(&self, unit: &str) -> Result<(), Error> {
+        let _turn = self.write_turn().await;
+        sqlx::query("UPDATE hs_unit SET seen_at = NULL WHERE unit = $1")
+            .bind(unit)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The interface version whose form documents are stored in: the oldest newest version
     /// among the units of `sa` seen within `window_secs`, so that a unit of the previous
     /// release sharing the database reads every document (`None`: no unit seen, which a

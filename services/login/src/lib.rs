@@ -205,16 +205,28 @@ impl SignIn {
         by_login || by_address
     }
 
+    /// Counts a failure against the login and the client. Concurrent failures of one key
+    /// are counted one after the other (a read, then an insert, would lose some), and each
+    /// restarts the key's window.
     async fn record_failure(&self, login: String, client: Option<IpAddr>) {
-        let failed = self.failures.get(&login).await.unwrap_or(0);
-        self.failures.insert(login, failed.saturating_add(1)).await;
+        count_one(&self.failures, login).await;
         if let Some(address) = client {
-            let failed = self.failures_by_address.get(&address).await.unwrap_or(0);
-            self.failures_by_address
-                .insert(address, failed.saturating_add(1))
-                .await;
+            count_one(&self.failures_by_address, address).await;
         }
     }
+}
+
+async fn count_one<K>(cache: &moka::future::Cache<K, u32>, key: K)
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+{
+    cache
+        .entry(key)
+        .and_upsert_with(|counted| {
+            let failed = counted.map_or(0, |entry| entry.into_value());
+            std::future::ready(failed.saturating_add(1))
+        })
+        .await;
 }
 
 fn failure_cache<K>() -> moka::future::Cache<K, u32>

@@ -227,11 +227,13 @@ impl fmt::Display for Report {
                     )?;
                 }
             }
-            None => writeln!(
+            // The HTTP measurements' server; replication describes its own clusters below.
+            None if plan.http => writeln!(
                 f,
                 "postgres: not measured (give --postgres URL or HISCALE_TEST_POSTGRES, e.g. \
                  `scripts/with-postgres cargo run --release -- bench`)"
             )?,
+            None => {}
         }
         if plan.http {
             self.http_tables(f)?;
