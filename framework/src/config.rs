@@ -52,7 +52,7 @@ pub struct UnitConfig {
     /// Serve interface versions up to this one only, as a unit of the previous release does:
     /// a staged rollout's first step, and the stand-in for the old binary in rolling-upgrade
     /// tests. Documents are stored in the form of the oldest newest version among the units
-    /// running ([`crate::store::Store::stored_form`]). All the SA declares when absent.
+    /// running (see `http/stored_form.rs`). All the SA declares when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest_interface: Option<u32>,
     /// The other units of this SA, as the topology names them. A unit that finds none of them

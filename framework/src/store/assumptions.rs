@@ -43,7 +43,7 @@ impl Store {
     /// Checks the PostgreSQL assumptions of the feed (nothing on SQLite): primary not standby,
     /// version sequences with `CACHE 1`, durability settings, and transactions holding an id
     /// for longer than `held_back_after` (they hold back every feed on the server).
-    pub async fn check_assumptions(
+    pub(crate) async fn check_assumptions(
         &self,
         held_back_after: Duration,
     ) -> Result<Vec<Finding>, Error> {

@@ -31,7 +31,7 @@ impl Store {
     /// Records that `consumer` asked for the changes after `version` through interface
     /// version `interface`; `resync` marks a full re-read from version 0 that is still under
     /// way. The interface version is what an operator retiring a version is warned about.
-    pub async fn record_consumer(
+    pub(crate) async fn record_consumer(
         &self,
         collection: &str,
         consumer: &str,
@@ -59,7 +59,7 @@ impl Store {
 
     /// Whether `consumer` is re-reading from version 0 and has come as far as `version` on the
     /// way (so it may pass versions below the purged tombstones).
-    pub async fn consumer_resyncing(
+    pub(crate) async fn consumer_resyncing(
         &self,
         collection: &str,
         consumer: &str,
@@ -107,7 +107,7 @@ impl Store {
 
     /// Removes tombstones that every consumer seen within `max_age_secs` has passed, and all
     /// tombstones older than that. Only tombstones below the feed horizon are touched.
-    pub async fn purge_tombstones(
+    pub(crate) async fn purge_tombstones(
         &self,
         collection: &str,
         max_age_secs: i64,

@@ -55,7 +55,7 @@ impl Store {
     /// Stores a version's state (and, when `make_default`, makes it the default of bare media
     /// types, taking the mark from any other version) in one transaction. A version that
     /// becomes deprecated keeps the date it first was, so `Deprecation` does not move.
-    pub async fn set_interface(
+    pub(crate) async fn set_interface(
         &self,
         version: u32,
         state: &str,
@@ -104,7 +104,7 @@ impl Store {
 
     /// The consumers of owned collections and the interface version each polls with (v1 for
     /// positions recorded before versions were tracked).
-    pub async fn interface_consumers(&self) -> Result<Vec<InterfaceConsumer>, Error> {
+    pub(crate) async fn interface_consumers(&self) -> Result<Vec<InterfaceConsumer>, Error> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT collection, consumer, COALESCE(interface_version, 1), polled_at \
              FROM hs_consumer ORDER BY collection, consumer",

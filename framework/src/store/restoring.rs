@@ -26,7 +26,7 @@ pub struct Restoring {
 impl Store {
     /// Enters (or stays in) `restoring` for `collection` at an operator's word (`by`): the
     /// store may not have lost anything, so no version is compared. Keeps the greatest report.
-    pub async fn enter_restoring(
+    pub(crate) async fn enter_restoring(
         &self,
         collection: &str,
         by: &str,
@@ -164,17 +164,17 @@ impl Store {
 impl Store {
     /// Holds the writes of `collection` in this unit (the start gate): they answer like
     /// `restoring` until [`Store::release_writes`].
-    pub fn hold_writes(&self, collection: &str) {
+    pub(crate) fn hold_writes(&self, collection: &str) {
         self.held_set().insert(collection.to_owned());
     }
 
     /// Ends [`Store::hold_writes`] for `collection`.
-    pub fn release_writes(&self, collection: &str) {
+    pub(crate) fn release_writes(&self, collection: &str) {
         self.held_set().remove(collection);
     }
 
     /// Whether this unit holds the writes of `collection`.
-    pub fn writes_held(&self, collection: &str) -> bool {
+    pub(crate) fn writes_held(&self, collection: &str) -> bool {
         self.held_set().contains(collection)
     }
 
@@ -187,7 +187,7 @@ impl Store {
 
     /// The consumers of `collection` whose position was recorded at or after `since` (unix
     /// seconds): they have told this store, after it started, which version they hold.
-    pub async fn consumers_heard_since(
+    pub(crate) async fn consumers_heard_since(
         &self,
         collection: &str,
         since: i64,
@@ -203,7 +203,7 @@ impl Store {
     }
 
     /// The latest start (unix seconds) of any unit recorded in this store.
-    pub async fn latest_unit_start(&self) -> Result<i64, Error> {
+    pub(crate) async fn latest_unit_start(&self) -> Result<i64, Error> {
         let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(started_at) FROM hs_unit")
             .fetch_one(&self.pool)
             .await?;

@@ -17,7 +17,7 @@ impl Store {
     /// Records `unit` of `sa` as using this database and serving interface versions up to
     /// `newest_interface`, unless another SA's units already use it: then
     /// [`Error::ForeignStore`] and nothing is written.
-    pub async fn record_unit(
+    pub(crate) async fn record_unit(
         &self,
         unit: &str,
         sa: &str,
@@ -54,7 +54,7 @@ impl Store {
     }
 
     /// Says that `unit` still runs (renewed every few seconds, see [`Store::stored_form`]).
-    pub async fn unit_seen(&self, unit: &str) -> Result<(), Error> {
+    pub(crate) async fn unit_seen(&self, unit: &str) -> Result<(), Error> {
         let _turn = self.write_turn().await;
         sqlx::query("UPDATE hs_unit SET seen_at = $1 WHERE unit = $2")
             .bind(unix_now())
@@ -66,7 +66,7 @@ impl Store {
 
     /// Says that `unit` stopped: it no longer holds the stored form back, so a rolling upgrade
     /// goes on at once rather than after the window.
-    pub async fn unit_stopped(&self, unit: &str) -> Result<(), Error> {
+    pub(crate) async fn unit_stopped(&self, unit: &str) -> Result<(), Error> {
         let _turn = self.write_turn().await;
         sqlx::query("UPDATE hs_unit SET seen_at = NULL WHERE unit = $1")
             .bind(unit)
@@ -79,7 +79,7 @@ impl Store {
     /// among the units of `sa` seen within `window_secs`, so that a unit of the previous
     /// release sharing the database reads every document (`None`: no unit seen, which a
     /// running unit never is).
-    pub async fn stored_form(&self, sa: &str, window_secs: u64) -> Result<Option<u32>, Error> {
+    pub(crate) async fn stored_form(&self, sa: &str, window_secs: u64) -> Result<Option<u32>, Error> {
         let since = unix_now().saturating_sub(i64::try_from(window_secs).unwrap_or(i64::MAX));
         let oldest: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(newest_interface) FROM hs_unit \
