@@ -86,7 +86,11 @@ impl Store {
     }
 
     /// Records the aspects a copy is filled with, the first time it polls.
-    pub(crate) async fn record_copy_aspects(&self, collection: &str, aspects: &str) -> Result<(), Error> {
+    pub(crate) async fn record_copy_aspects(
+        &self,
+        collection: &str,
+        aspects: &str,
+    ) -> Result<(), Error> {
         let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO hs_cursor (collection, version, updated_at, aspects) VALUES ($1, 0, $2, $3) \
@@ -220,7 +224,11 @@ impl Store {
 
     /// Refills a rolled-back owner with a chunk of a peer's copy: per aspect the higher version
     /// wins, tombstones included, unique values (logins) move with their documents.
-    pub(crate) async fn refill_chunk(&self, collection: &str, items: &[ChunkItem]) -> Result<(), Error> {
+    pub(crate) async fn refill_chunk(
+        &self,
+        collection: &str,
+        items: &[ChunkItem],
+    ) -> Result<(), Error> {
         self.apply(collection, items, Version::ZERO, None, ApplyMode::Refill)
             .await
     }

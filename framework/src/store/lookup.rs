@@ -9,7 +9,11 @@ use crate::version::ResourceId;
 impl Store {
     /// Creates the index behind a lookup (idempotent; at start-up). Collection, aspect and
     /// field names are lower-case words checked by `model`, so they are safe in the statement.
-    pub(crate) async fn ensure_lookup(&self, collection: &str, lookup: &LookupField) -> Result<(), Error> {
+    pub(crate) async fn ensure_lookup(
+        &self,
+        collection: &str,
+        lookup: &LookupField,
+    ) -> Result<(), Error> {
         let index = format!(
             "hs_lookup_{collection}_{}_{}",
             lookup.aspect.to_string().replace('.', "_"),

@@ -79,7 +79,11 @@ impl Store {
     /// among the units of `sa` seen within `window_secs`, so that a unit of the previous
     /// release sharing the database reads every document (`None`: no unit seen, which a
     /// running unit never is).
-    pub(crate) async fn stored_form(&self, sa: &str, window_secs: u64) -> Result<Option<u32>, Error> {
+    pub(crate) async fn stored_form(
+        &self,
+        sa: &str,
+        window_secs: u64,
+    ) -> Result<Option<u32>, Error> {
         let since = unix_now().saturating_sub(i64::try_from(window_secs).unwrap_or(i64::MAX));
         let oldest: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(newest_interface) FROM hs_unit \
