@@ -150,6 +150,11 @@ impl ServiceArea {
         self
     }
 
+    /// The newest interface version this SA speaks: its canonical form.
+    pub fn newest_interface_version(&self) -> InterfaceVersion {
+        self.versions.last().copied().unwrap_or(1)
+    }
+
     /// The interface versions this SA speaks, oldest first.
     pub fn interface_versions(&self) -> &[InterfaceVersion] {
         &self.versions

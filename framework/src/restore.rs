@@ -664,14 +664,20 @@ async fn canonical_bodies(
                             }
                             _ => None,
                         });
-                    let alone = (facade.from_old)(document.clone(), None);
-                    let merged = (facade.from_old)(document, held.as_ref());
-                    for field in merged.keys().filter(|field| !alone.contains_key(*field)) {
-                        if kept.len() < MAX_KEPT_FIELDS {
-                            kept.insert(format!("{}.{field}", aspect.name));
+                    match held {
+                        // Nothing held to keep: the old document alone is the new one.
+                        None => (facade.from_old)(document, None),
+                        Some(held) => {
+                            let alone = (facade.from_old)(document.clone(), None);
+                            let merged = (facade.from_old)(document, Some(&held));
+                            for field in merged.keys().filter(|field| !alone.contains_key(*field)) {
+                                if kept.len() < MAX_KEPT_FIELDS {
+                                    kept.insert(format!("{}.{field}", aspect.name));
+                                }
+                            }
+                            merged
                         }
                     }
-                    merged
                 }
             };
             aspect.body = Some(serde_json::Value::Object(canonical).to_string());

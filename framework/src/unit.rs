@@ -106,7 +106,7 @@ async fn build_state(
             &config.unit,
             sa.name(),
             &config.listen.to_string(),
-            sa.interface_versions().last().copied().unwrap_or(1),
+            sa.newest_interface_version(),
         )
         .await?;
     for collection in sa.owned() {

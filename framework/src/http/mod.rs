@@ -192,7 +192,7 @@ impl AppState {
             .build();
         let reads = read_cache::ReadCache::new(extras.feed.read_cache_bytes);
         // The canonical form until the units recorded in the store say otherwise.
-        let newest_interface = sa.interface_versions().last().copied().unwrap_or(1);
+        let newest_interface = sa.newest_interface_version();
         Self {
             inner: Arc::new(Inner {
                 sa: Arc::new(sa),

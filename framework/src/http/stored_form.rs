@@ -35,23 +35,13 @@ impl AppState {
         self.inner.stored_form.load(Ordering::Relaxed)
     }
 
-    /// This unit's newest interface version (the canonical form).
-    fn newest_interface(&self) -> InterfaceVersion {
-        self.inner
-            .sa
-            .interface_versions()
-            .last()
-            .copied()
-            .unwrap_or(1)
-    }
-
     /// Renews this unit's mark (when `renew`) and re-reads the stored form.
     pub(crate) async fn refresh_stored_form(&self, renew: bool) -> Result<(), crate::store::Error> {
         let store = self.store();
         if renew {
             store.unit_seen(&self.inner.unit.unit).await?;
         }
-        let newest = self.newest_interface();
+        let newest = self.inner.sa.newest_interface_version();
         let form = store
             .stored_form(self.inner.sa.name(), SEEN_WINDOW_SECS)
             .await?
