@@ -99,6 +99,14 @@ pub const BAD_WAIT: &str = "bad-wait";
 pub const RESYNC_REQUIRED: &str = "resync-required";
 /// `409`: the asked version is ahead of the owner's, which has lost changes.
 pub const VERSION_AHEAD: &str = "version-ahead";
+/// `400`: `origin=` names no owner datacenter of the collection.
+pub const UNKNOWN_ORIGIN: &str = "unknown-origin";
+/// `400`: a copy of a collection owned in several datacenters serves one origin's changes
+/// at a time; `origin=` must name one.
+pub const ORIGIN_REQUIRED: &str = "origin-required";
+/// `421`: the resource (or the feed of an origin) is at another owner datacenter, named in
+/// the message: its home, where its writes go.
+pub const WRONG_DATACENTER: &str = "wrong-datacenter";
 /// Never answered: a poller refuses a chunk from its source that is not a feed chunk (its
 /// replication status and log say so).
 pub const MALFORMED_FEED: &str = "malformed-feed";

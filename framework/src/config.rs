@@ -55,6 +55,15 @@ pub struct UnitConfig {
     /// running (see `http/stored_form.rs`). All the SA declares when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest_interface: Option<u32>,
+    /// The datacenters this SA owns its collections in (active/active), in the topology's
+    /// order, and this unit's among them: it draws versions from that datacenter's
+    /// interleaved counter and writes only resources whose home it is (see
+    /// [`crate::origin`]). Empty: one owner datacenter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owner_datacenters: Vec<String>,
+    /// This unit's datacenter, when the topology names datacenters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
     /// The other units of this SA, as the topology names them. A unit that finds none of them
     /// recorded in its store says so in `/health` and the log: its peers may be writing to
     /// another database, handing out the same versions and ids.
@@ -161,6 +170,10 @@ pub struct SourceConfig {
     /// measure what it gains (`hiscale bench`).
     #[serde(default = "default_pipeline")]
     pub pipeline: bool,
+    /// Whose changes this source serves, of a collection owned in several datacenters (one
+    /// source per origin, each with its own cursor); the single origin otherwise.
+    #[serde(default)]
+    pub origin: crate::origin::Origin,
 }
 
 fn default_interface_version() -> u32 {
@@ -200,6 +213,10 @@ pub struct PeerConfig {
     /// versions know is kept from the restored backup (and reported).
     #[serde(default = "default_interface_version")]
     pub interface_version: u32,
+    /// Of a collection owned in several datacenters: the owner's own origin, whose changes
+    /// the refill asks the peer for (`origin=`); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origin: String,
 }
 
 /// Which unit of a reading SA polls: the primary, or a backup watching it by heartbeat.
@@ -512,6 +529,8 @@ impl UnitConfig {
             peers: Vec::new(),
             restore_from: Vec::new(),
             newest_interface: None,
+            owner_datacenters: Vec::new(),
+            datacenter: None,
             consumers: std::collections::BTreeMap::new(),
             ca_certificates: Vec::new(),
         }

@@ -22,6 +22,7 @@ pub mod http;
 pub mod interface;
 pub mod model;
 pub mod openapi;
+pub mod origin;
 pub mod poller;
 pub mod replication;
 pub mod repr;
@@ -41,6 +42,7 @@ pub use aspect::{Aspect, AspectName, AspectSelector, Invalid, Selection, UniqueK
 pub use business::{Changed, Context, Draft, Refusal};
 pub use config::UnitConfig;
 pub use model::{Collection, Ownership, ServiceArea};
+pub use origin::Origin;
 pub use store::Store;
 pub use version::{ResourceId, Version};
 

@@ -180,12 +180,15 @@ enum Outcome {
 impl Poller {
     async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let name = self.collection.name().to_owned();
-        self.state.replication().update(&name, |status| {
-            status.collection = name.clone();
-            status.url = self.source.url.clone();
-            status.aspects = self.source.aspects.clone();
-            status.role = Some(self.role);
-        });
+        self.state
+            .replication()
+            .update(&self.status_key(), |status| {
+                status.collection = name.clone();
+                status.origin = self.source.origin.name.clone();
+                status.url = self.source.url.clone();
+                status.aspects = self.source.aspects.clone();
+                status.role = Some(self.role);
+            });
         // Trusts the CAs the unit was configured with (checked at start), for an https source.
         let client = match self
             .state
@@ -203,7 +206,7 @@ impl Poller {
         let stored_cursor = self
             .state
             .store()
-            .cursor(&name)
+            .cursor_of(&name, &self.source.origin)
             .await
             .map_or(0, Version::get);
         self.status(|status| status.cursor = stored_cursor);
@@ -377,7 +380,7 @@ impl Poller {
     fn own_status(&self, look: impl FnOnce(&SourceStatus) -> bool) -> bool {
         self.state
             .replication()
-            .read(self.collection.name(), look)
+            .read(&self.status_key(), look)
             .unwrap_or(false)
     }
 
@@ -403,7 +406,7 @@ impl Poller {
     async fn poll_once(&self, client: &reqwest::Client, fence: &Fence) -> Result<Outcome, String> {
         let store = self.state.store();
         let position = store
-            .copy_position(self.collection.name())
+            .copy_position(self.collection.name(), &self.source.origin)
             .await
             .map_err(|e| e.to_string())?;
         // Other aspects than the copy holds: re-read from 0, filling what was added and
@@ -415,7 +418,7 @@ impl Poller {
                 return self.begin_resync(fence).await;
             }
             None => store
-                .record_copy_aspects(self.collection.name(), &self.aspects)
+                .record_copy_aspects(self.collection.name(), &self.source.origin, &self.aspects)
                 .await
                 .map_err(|error| format!("recording the copy's aspects failed: {error}"))?,
         }
@@ -457,7 +460,14 @@ impl Poller {
             });
         }
         match store
-            .apply_fenced_chunk(self.collection.name(), &items, version, fence, mode)
+            .apply_fenced_chunk(
+                self.collection.name(),
+                &self.source.origin,
+                &items,
+                version,
+                fence,
+                mode,
+            )
             .await
         {
             Ok(()) => {}
@@ -469,7 +479,13 @@ impl Poller {
             && !more
         {
             match store
-                .finish_resync(self.collection.name(), fence, generation, version)
+                .finish_resync(
+                    self.collection.name(),
+                    &self.source.origin,
+                    fence,
+                    generation,
+                    version,
+                )
                 .await
             {
                 Ok(dropped) => {
@@ -502,7 +518,7 @@ impl Poller {
         client: &reqwest::Client,
         from: Version,
     ) -> tokio::task::JoinHandle<Result<Fetched, String>> {
-        let url = format!(
+        let mut url = format!(
             "{}/{}?version={}&aspects={}&limit={}&wait={}",
             self.source.url.trim_end_matches('/'),
             self.collection.name(),
@@ -511,6 +527,10 @@ impl Poller {
             self.source.limit,
             self.source.wait_secs
         );
+        if !self.source.origin.is_single() {
+            // Datacenter names are checked words of the topology.
+            url.push_str(&format!("&origin={}", self.source.origin.name));
+        }
         let accept = format!(
             "application/vnd.{}.v{}+json",
             self.collection.owner(),
@@ -609,7 +629,12 @@ impl Poller {
         match self
             .state
             .store()
-            .start_resync(self.collection.name(), fence, &self.aspects)
+            .start_resync(
+                self.collection.name(),
+                &self.source.origin,
+                fence,
+                &self.aspects,
+            )
             .await
         {
             Ok(_) => Ok(Outcome::ResyncStarted),
@@ -619,9 +644,16 @@ impl Poller {
     }
 
     fn status(&self, change: impl FnOnce(&mut SourceStatus)) {
-        self.state
-            .replication()
-            .update(self.collection.name(), change);
+        self.state.replication().update(&self.status_key(), change);
+    }
+
+    /// Where this source's status is kept: by collection, and origin when there are several.
+    fn status_key(&self) -> String {
+        if self.source.origin.is_single() {
+            self.collection.name().to_owned()
+        } else {
+            format!("{}@{}", self.collection.name(), self.source.origin.name)
+        }
     }
 }
 

@@ -61,6 +61,10 @@ pub enum ReaderState {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceStatus {
     pub collection: String,
+    /// The owner datacenter whose changes this source serves, of a collection owned in
+    /// several; empty otherwise.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub origin: String,
     pub url: String,
     pub aspects: String,
     /// `primary` or `backup`.

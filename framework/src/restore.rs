@@ -533,12 +533,15 @@ async fn fetch(
     peer: PeerConfig,
     position: Version,
 ) -> Result<bytes::Bytes, String> {
-    let url = format!(
+    let mut url = format!(
         "{}/{collection}?version={}&limit={CHUNK_LIMIT}&aspects={}",
         peer.url.trim_end_matches('/'),
         position.get(),
         peer.aspects
     );
+    if !peer.origin.is_empty() {
+        url.push_str(&format!("&origin={}", peer.origin));
+    }
     let response = client
         .get(&url)
         .bearer_auth(&peer.token)

@@ -112,6 +112,11 @@ async fn build_state(
     for collection in sa.owned() {
         store.register_collection(collection.name()).await?;
     }
+    let own_datacenter = config.datacenter.as_deref().unwrap_or_default();
+    let owned: Vec<&str> = sa.owned().iter().map(|c| c.name()).collect();
+    store
+        .use_origin(&config.owner_datacenters, own_datacenter, &owned)
+        .await?;
     for collection in sa.collections() {
         for lookup in collection.lookups() {
             store.ensure_lookup(collection.name(), lookup).await?;
@@ -140,7 +145,6 @@ async fn build_state(
             Some((owner, source.interface_version))
         })
         .collect();
-    let owned: Vec<&str> = sa.owned().iter().map(|c| c.name()).collect();
     let gate = std::sync::Arc::new(crate::gate::StartGate::new(
         &store,
         &owned,
@@ -171,6 +175,7 @@ async fn build_state(
             restore_from: config.restore_from.clone(),
             trust,
             copy_versions,
+            copy_origins: copy_origins(&config.sources),
             gate,
         },
     );
@@ -204,7 +209,7 @@ pub async fn alone_in_store(
 }
 
 /// Refuses sources a poller could only fail on forever: a collection this SA does not copy (or
-/// names twice), aspects its copy does not declare, `limit` or `wait` beyond the feed's bounds.
+/// names twice, for one origin), aspects its copy does not declare, `limit` or `wait` beyond the feed's bounds.
 fn check_sources(config: &UnitConfig, sa: &ServiceArea) -> Result<(), UnitError> {
     let mut seen = Vec::new();
     for source in &config.sources {
@@ -212,10 +217,13 @@ fn check_sources(config: &UnitConfig, sa: &ServiceArea) -> Result<(), UnitError>
             collection: source.collection.clone(),
             reason,
         };
-        if seen.contains(&source.collection.as_str()) {
+        // One source per collection, or per origin of a collection owned in several
+        // datacenters.
+        let key = (source.collection.as_str(), source.origin.name.as_str());
+        if seen.contains(&key) {
             return Err(refuse("named by two sources".to_owned()));
         }
-        seen.push(source.collection.as_str());
+        seen.push(key);
         check_source(source, sa).map_err(refuse)?;
     }
     Ok(())
@@ -356,4 +364,27 @@ async fn purge_periodically(state: AppState, mut stop: tokio::sync::watch::Recei
             }
         }
     }
+}
+
+/// Per copied collection owned in several datacenters, those datacenters in counter order, as
+/// the sources (one per origin) name them.
+fn copy_origins(
+    sources: &[crate::config::SourceConfig],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut origins: std::collections::BTreeMap<String, Vec<&crate::origin::Origin>> =
+        std::collections::BTreeMap::new();
+    for source in sources.iter().filter(|source| !source.origin.is_single()) {
+        origins
+            .entry(source.collection.clone())
+            .or_default()
+            .push(&source.origin);
+    }
+    origins
+        .into_iter()
+        .map(|(collection, mut list)| {
+            list.sort_by_key(|origin| origin.index);
+            let names = list.iter().map(|origin| origin.name.clone()).collect();
+            (collection, names)
+        })
+        .collect()
 }

@@ -14,6 +14,10 @@ use tests::load::{Rng, seed};
 use tests::process::run_hiscale;
 use tests::{ADMIN, JSON, customer_json};
 
+/// How long the two owner datacenters write, concurrently, in the active/active test; their
+/// link is cut for the middle half of it.
+const OWNERS_WRITE: Duration = Duration::from_secs(60);
+
 /// Added by each link proxy, in each direction.
 const HOP_LATENCY: Duration = Duration::from_millis(20);
 /// Changes whose latency is measured.
@@ -65,6 +69,185 @@ async fn a_line_of_three_datacenters_relays_heals_after_a_long_cut_and_reports_h
         a_lost_zone_hands_reading_to_the_other(&client, &line, seed)
     );
     println!("the datacenter tests took {:.1?}", began.elapsed());
+}
+
+/// Registration owns the customers in dc1 and in dc2 (active/active): both write their own
+/// customers for 60 s, seeded, while the ways into dc1 and dc2 are cut for the middle 30 s
+/// (the two owners cannot reach each other, nor dc3 its relay in dc2). No id is issued twice
+/// (dc1's counter draws odd versions, dc2's even); a write sent to the wrong datacenter is
+/// refused there (`421`, naming the home) and lands nowhere; afterwards the copies in all three
+/// datacenters (dc3's relayed) hold the union, equal to each home's state. SQLite; its own
+/// line of three, run beside the other datacenter test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_owner_datacenters_write_through_a_cut_and_every_copy_holds_the_union() {
+    let began = Instant::now();
+    let seed = seed();
+    let line = Line::start_with_owners(HOP_LATENCY, 2).await;
+    println!(
+        "three datacenters, two owners, up in {:.1?}",
+        began.elapsed()
+    );
+    let client = client();
+    let (dc1, dc2) = (line.gateway(0), line.gateway(1));
+
+    let home_dc1 = create(&client, &dc1, seed, 10_000).await;
+    let before = version_at(&client, &dc1, "registration", &home_dc1).await;
+    wrong_datacenter_refuses(&client, &dc2, &home_dc1, "dc1").await;
+    assert_eq!(
+        version_at(&client, &dc1, "registration", &home_dc1).await,
+        before,
+        "a write refused at dc2 changed the customer at its home"
+    );
+
+    let cut = async {
+        tokio::time::sleep(OWNERS_WRITE / 4).await;
+        line.entries[0].cut();
+        line.entries[1].cut();
+        tokio::time::sleep(OWNERS_WRITE / 2).await;
+        // The cut was real: dc1's copy of dc2's origin stood behind dc2 (which kept writing).
+        let owner = state(&client, &dc2, "registration").await.0;
+        let copy = state_of(&client, &dc1, "login", Some("dc2")).await.0;
+        line.entries[0].restore();
+        line.entries[1].restore();
+        assert!(
+            copy < owner,
+            "dc1 reached {copy} of dc2's {owner} while cut off"
+        );
+        println!("at the end of the cut dc1's copy of dc2's origin stood at {copy} of {owner}");
+    };
+    let (created_dc1, created_dc2, ()) = tokio::join!(
+        write_for(&client, &dc1, seed, 20_000, OWNERS_WRITE),
+        write_for(&client, &dc2, seed, 30_000, OWNERS_WRITE),
+        cut
+    );
+    let restored = Instant::now();
+    println!(
+        "{} customers created at dc1 and {} at dc2 in {OWNERS_WRITE:?}, cut apart for half of it",
+        created_dc1.len(),
+        created_dc2.len()
+    );
+    let number = |id: &String| id.parse::<i64>().expect("a numeric id");
+    assert!(
+        created_dc1.iter().map(number).all(|id| id % 2 == 1),
+        "{created_dc1:?}"
+    );
+    assert!(
+        created_dc2.iter().map(number).all(|id| id % 2 == 0),
+        "{created_dc2:?}"
+    );
+    let mut every: Vec<i64> = created_dc1.iter().chain(&created_dc2).map(number).collect();
+    let issued = every.len();
+    every.sort_unstable();
+    every.dedup();
+    assert_eq!(every.len(), issued, "an id was issued twice");
+
+    let at_dc1 = state(&client, &dc1, "registration").await.1;
+    let at_dc2 = state(&client, &dc2, "registration").await.1;
+    assert!(
+        at_dc1.keys().all(|id| !at_dc2.contains_key(id)),
+        "a customer lives at both homes"
+    );
+    let union: BTreeMap<String, serde_json::Value> = at_dc1.into_iter().chain(at_dc2).collect();
+    let deadline = restored + CONVERGE_WITHIN;
+    for datacenter in 0..3 {
+        let gateway = line.gateway(datacenter);
+        loop {
+            let (_, mut copy) = state_of(&client, &gateway, "login", Some("dc1")).await;
+            copy.extend(state_of(&client, &gateway, "login", Some("dc2")).await.1);
+            if copy == union {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let differences = tests::differences(&union, &copy, 10);
+                panic!(
+                    "dc{}'s copy did not become the union of both homes within \
+                     {CONVERGE_WITHIN:?} of the link's return: {differences:#?}\n{}",
+                    datacenter + 1,
+                    line.log_tail(&format!("login-dc{}-1", datacenter + 1))
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    println!(
+        "every copy holds the union ({} customers) {:.1?} after the link came back",
+        union.len(),
+        restored.elapsed()
+    );
+    // A copy of several origins serves one at a time.
+    let unnamed = client
+        .get(format!("{}/login/customers?version=0", line.gateway(2)))
+        .bearer_auth(ADMIN)
+        .header("accept", JSON)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unnamed.status().as_u16(), 400);
+    assert!(unnamed.text().await.unwrap().contains("origin-required"));
+    println!("the active/active test took {:.1?}", began.elapsed());
+}
+
+/// A write to customer `id` (homed in `home`) sent to `gateway`'s registration: `421
+/// wrong-datacenter` naming the home, and the read is refused the same way.
+async fn wrong_datacenter_refuses(client: &reqwest::Client, gateway: &str, id: &str, home: &str) {
+    let written = client
+        .put(format!("{gateway}/registration/customers/{id}/account"))
+        .bearer_auth(ADMIN)
+        .header("content-type", JSON)
+        .header("accept", JSON)
+        .body(
+            serde_json::json!({"login": "misdirected", "password": "secret-password"}).to_string(),
+        )
+        .send()
+        .await
+        .expect("PUT account");
+    assert_eq!(written.status().as_u16(), 421);
+    let body = written.text().await.unwrap();
+    assert!(
+        body.contains("wrong-datacenter") && body.contains(&format!("datacenter {home}")),
+        "{body}"
+    );
+    let read = client
+        .get(format!("{gateway}/registration/customers/{id}"))
+        .bearer_auth(ADMIN)
+        .header("accept", JSON)
+        .send()
+        .await
+        .expect("GET customer");
+    assert_eq!(read.status().as_u16(), 421);
+}
+
+/// Writes at `gateway`'s registration for `duration` (creates, account changes, deletions,
+/// seeded; logins numbered from `first`); every id it created.
+async fn write_for(
+    client: &reqwest::Client,
+    gateway: &str,
+    seed: u64,
+    first: u64,
+    duration: Duration,
+) -> Vec<String> {
+    let mut rng = Rng::new(seed ^ first);
+    let mut live: Vec<String> = Vec::new();
+    let mut created = Vec::new();
+    let began = Instant::now();
+    let mut writes = 0_u64;
+    while began.elapsed() < duration {
+        let choice = rng.below(10);
+        if live.is_empty() || choice < 2 {
+            let id = create(client, gateway, seed, first + writes).await;
+            created.push(id.clone());
+            live.push(id);
+        } else if choice < 3 && live.len() > 1 {
+            let id = live.swap_remove(rng.below(live.len() as u64) as usize);
+            delete(client, gateway, &id).await;
+        } else {
+            let id = &live[rng.below(live.len() as u64) as usize];
+            put_account(client, gateway, id, &format!("w{}x{seed}", first + writes)).await;
+        }
+        writes += 1;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    created
 }
 
 /// Changes one customer's account at dc1 `CHANGES` times; the median time until dc2's copy
@@ -361,12 +544,24 @@ async fn state(
     gateway: &str,
     sa: &str,
 ) -> (i64, BTreeMap<String, serde_json::Value>) {
+    state_of(client, gateway, sa, None).await
+}
+
+/// [`state`] of one origin's changes (`origin=`), for a collection owned in several
+/// datacenters.
+async fn state_of(
+    client: &reqwest::Client,
+    gateway: &str,
+    sa: &str,
+    origin: Option<&str>,
+) -> (i64, BTreeMap<String, serde_json::Value>) {
+    let origin = origin.map_or_else(String::new, |origin| format!("&origin={origin}"));
     let mut items = BTreeMap::new();
     let mut version = 0;
     for _ in 0..1000 {
         let reply = client
             .get(format!(
-                "{gateway}/{sa}/customers?version={version}&aspects=~account&limit=500"
+                "{gateway}/{sa}/customers?version={version}&aspects=~account&limit=500{origin}"
             ))
             .bearer_auth(ADMIN)
             .header("accept", JSON)
@@ -420,6 +615,7 @@ async fn haproxy_answers_a_datacenters_health_from_its_checks() {
         first_unit_port: 8100,
         databases: dir.path(),
         quick_failover: true,
+        owners: 1,
     }
     .write();
     let topology = dir.path().join("topology.toml");

@@ -65,6 +65,7 @@ fn each_datacenters_manifests_pass_the_kubernetes_schemas() {
         first_unit_port: 8101,
         databases: Path::new("/var/lib/hiscale"),
         quick_failover: false,
+        owners: 1,
     }
     .write();
     let topology = Topology::parse(&text, "line.toml").unwrap();

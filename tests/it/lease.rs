@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hiscale::store::{ApplyMode, ChunkAspect, ChunkItem, Error};
-use hiscale::{ResourceId, Store, Version};
+use hiscale::{Origin, ResourceId, Store, Version};
 use tests::{Backend, both_backends, fresh_database};
 
 fn chunk(version: i64, street: &str) -> Vec<ChunkItem> {
@@ -57,6 +57,7 @@ both_backends!(
         store
             .apply_fenced_chunk(
                 "customers",
+                &Origin::single(),
                 &chunk(2, "A"),
                 Version::new(2).unwrap(),
                 &first,
@@ -86,6 +87,7 @@ both_backends!(
         let deposed = store
             .apply_fenced_chunk(
                 "customers",
+                &Origin::single(),
                 &chunk(3, "B"),
                 Version::new(3).unwrap(),
                 &first,
@@ -149,6 +151,7 @@ both_backends!(
                 store
                     .apply_fenced_chunk(
                         "customers",
+                        &Origin::single(),
                         &items,
                         Version::new(version).unwrap(),
                         &fence,
@@ -156,7 +159,10 @@ both_backends!(
                     )
                     .await
                     .unwrap();
-                store.copy_position("customers").await.unwrap()
+                store
+                    .copy_position("customers", &Origin::single())
+                    .await
+                    .unwrap()
             }
         };
         assert_eq!(apply(both, 10, ApplyMode::Follow).await.cursor.get(), 10);
@@ -172,7 +178,7 @@ both_backends!(
         // A re-read from 0 delivers only the first resource: the source deleted the other and
         // purged its tombstone. The cursor (the copy's own feed horizon) stays meanwhile.
         let generation = store
-            .start_resync("customers", &fence, "~person")
+            .start_resync("customers", &Origin::single(), &fence, "~person")
             .await
             .unwrap();
         let position = apply(chunk(4, "Kept"), 11, ApplyMode::Resync { generation }).await;
@@ -183,14 +189,29 @@ both_backends!(
         );
         // A second reader resuming it sees the same durable state.
         let resumed = Store::connect(&database.url).await.unwrap();
-        assert_eq!(resumed.copy_position("customers").await.unwrap(), position);
+        assert_eq!(
+            resumed
+                .copy_position("customers", &Origin::single())
+                .await
+                .unwrap(),
+            position
+        );
 
         let dropped = store
-            .finish_resync("customers", &fence, generation, Version::new(12).unwrap())
+            .finish_resync(
+                "customers",
+                &Origin::single(),
+                &fence,
+                generation,
+                Version::new(12).unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(dropped, 1);
-        let position = store.copy_position("customers").await.unwrap();
+        let position = store
+            .copy_position("customers", &Origin::single())
+            .await
+            .unwrap();
         assert_eq!((position.cursor.get(), position.resync), (12, None));
         let id = |n: i64| ResourceId::from_version(Version::new(n).unwrap());
         assert!(store.read("customers", &id(1)).await.unwrap().is_some());

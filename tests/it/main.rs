@@ -21,6 +21,7 @@ mod kubernetes;
 mod lease;
 mod operations;
 mod orders;
+mod origins;
 mod outage;
 mod resource;
 mod restore;

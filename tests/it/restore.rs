@@ -184,6 +184,7 @@ async fn rolled_back(backend: Backend, how: Continue) {
     // The operator decides here (the owner would otherwise refill itself at once).
     restored_config.feed.refill_on_rollback = false;
     restored_config.restore_from = vec![hiscale::config::PeerConfig {
+        origin: Default::default(),
         sa: "billing".into(),
         collection: "customers".into(),
         url: copy.url.clone(),
@@ -537,6 +538,7 @@ async fn change_a_lot(owner: &str, live: Vec<i64>, seed: u64) -> usize {
 
 fn peer(sa: &str, config: &hiscale::UnitConfig, aspects: &str) -> hiscale::config::PeerConfig {
     hiscale::config::PeerConfig {
+        origin: Default::default(),
         sa: sa.into(),
         collection: "customers".into(),
         url: format!("http://{}", config.listen),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hiscale::config::ReaderRole;
-use hiscale::{ResourceId, Store};
+use hiscale::{Origin, ResourceId, Store};
 use tests::process::{UnitProcess, free_port};
 use tests::replication::{post_customer, wait_for};
 use tests::{ADMIN, Backend, JSON, SHOP, both_backends, fresh_database, reader_config};
@@ -99,12 +99,18 @@ both_backends!(
         // it dies half-way.
         backup = Some(UnitProcess::start_config(backup_config).await);
         wait_for("a re-read under way", Duration::from_secs(60), async || {
-            let position = shop_store.copy_position("customers").await.unwrap();
+            let position = shop_store
+                .copy_position("customers", &Origin::single())
+                .await
+                .unwrap();
             position.resync.is_some_and(|(_, at)| at.get() > 20)
         })
         .await;
         drop(backup.take());
-        let interrupted = shop_store.copy_position("customers").await.unwrap();
+        let interrupted = shop_store
+            .copy_position("customers", &Origin::single())
+            .await
+            .unwrap();
         let (generation, at) = interrupted.resync.expect("the re-read was interrupted");
         assert!(
             at < owner_store.current_version("customers").await.unwrap(),
@@ -121,7 +127,10 @@ both_backends!(
             "the re-read to finish",
             Duration::from_secs(90),
             async || {
-                let position = shop_store.copy_position("customers").await.unwrap();
+                let position = shop_store
+                    .copy_position("customers", &Origin::single())
+                    .await
+                    .unwrap();
                 if let Some(resync) = position.resync {
                     samples.push(resync);
                 }
@@ -193,7 +202,10 @@ both_backends!(
                 &format!("the copy to hold exactly {aspects:?}"),
                 Duration::from_secs(60),
                 async || {
-                    let position = shop_store.copy_position("customers").await.unwrap();
+                    let position = shop_store
+                        .copy_position("customers", &Origin::single())
+                        .await
+                        .unwrap();
                     if position.resync.is_some() || position.cursor < version {
                         return false;
                     }
@@ -239,7 +251,7 @@ both_backends!(
         holds(&["address.home"]).await;
         assert_eq!(
             shop_store
-                .copy_position("customers")
+                .copy_position("customers", &Origin::single())
                 .await
                 .unwrap()
                 .aspects

@@ -317,6 +317,7 @@ fn registration_config(
     config.sessions.grant = Some("~person~address~bankaccount".into());
     config.sessions.revocations_from = Some(login::NAME.into());
     config.sources.push(SourceConfig {
+        origin: Default::default(),
         collection: hiscale::revocation::COLLECTION.into(),
         url: login.into(),
         token: REGISTRATION_TOKEN.into(),

@@ -5,7 +5,7 @@
 //!
 //! The line is [`LineTopology`]'s, the one `hiscale dc-demo` runs: dc1 holds the owner
 //! (registration) and a copy (login), dc2's login copies dc1's owner, dc3's login relays dc2's
-//! copy.
+//! copy. With several owners, registration owns the customers in dc1 and dc2 alike.
 //!
 //! Dropping the [`Line`] kills every process and removes the namespaces, however the test ends.
 
@@ -52,6 +52,12 @@ impl Line {
     /// every link), writes the topology and secrets, starts every gateway and unit and waits
     /// until each answers.
     pub async fn start(latency: Duration) -> Self {
+        Self::start_with_owners(latency, 1).await
+    }
+
+    /// [`Line::start`] with registration owning its customers in the first `owners`
+    /// datacenters (active/active; see [`LineTopology::owners`]).
+    pub async fn start_with_owners(latency: Duration, owners: usize) -> Self {
         let network = Network::create(3).expect("emulated datacenters (needs root and `ip`)");
         let mut entries = Vec::new();
         for site in network.sites() {
@@ -73,6 +79,7 @@ impl Line {
             first_unit_port: FIRST_UNIT_PORT,
             databases: dir.path(),
             quick_failover: true,
+            owners,
         };
         let (topology, units) = line_topology.write();
         std::fs::write(dir.path().join("topology.toml"), topology).expect("topology file");

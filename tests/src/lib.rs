@@ -255,6 +255,7 @@ pub fn reader_config(
     UnitConfig {
         callers: callers(),
         sources: vec![hiscale::config::SourceConfig {
+            origin: Default::default(),
             collection: "customers".into(),
             url: source_url.into(),
             token: token.into(),

@@ -7,9 +7,13 @@
 //!  dc3: login (copy of dc2's login: a relay)   <- …
 //! ```
 //!
-//! login is the reader because it only copies (shop and billing own collections too, and an
-//! owner runs in one datacenter). Each SA has two units in two zones; a copy's first unit is
-//! its primary reader, the second its backup.
+//! With `owners = 2`, registration owns its customers in dc1 and dc2 alike (active/active,
+//! see [`crate::origin`]): each draws its own interleaved versions, login in each of the two
+//! reads both origins straight from their owners, and dc3's login relays both from dc2's.
+//!
+//! login is the reader because it only copies (shop and billing own collections too). Each SA
+//! has two units in two zones; a copy's first unit is its primary reader, the second its
+//! backup.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -30,6 +34,9 @@ pub struct LineTopology<'a> {
     /// Health checks every 500 ms and a backup that takes over after 750 ms without a
     /// heartbeat (a 2 s lease), for tests that wait on them; the defaults otherwise.
     pub quick_failover: bool,
+    /// How many datacenters, from the first, own registration's customers: 1 is the plain
+    /// line; more makes them active/active owners.
+    pub owners: usize,
 }
 
 /// One unit of the line: its name (`{sa}-dc{n}-{1|2}`), datacenter (0-based) and address.
@@ -43,13 +50,44 @@ pub struct LineUnit {
 /// The one aspect every copy of the line holds.
 const ASPECTS: &str = "~account";
 
+/// One source of a copy: the SA polled, its datacenter (0-based), and the origin (0-based
+/// owner datacenter) whose changes it serves when there are several.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    from: &'static str,
+    datacenter: usize,
+    origin: Option<usize>,
+}
+
 impl LineTopology<'_> {
+    /// The owner datacenters, at least one and at most all.
+    fn owner_count(&self) -> usize {
+        self.owners.clamp(1, self.addresses.len())
+    }
+
+    /// Whether login in datacenter `index` reads from the owners themselves; the others relay
+    /// from the login before them.
+    fn reads_owners(&self, index: usize) -> bool {
+        index < self.owner_count().max(2)
+    }
+
     /// The callers whose tokens the secrets must hold, besides the operator `admin`: each SA
-    /// under its own name, and each datacenter's login beyond the first as `login@dc{n}`.
+    /// under its own name, and each datacenter's login that reads across datacenters as
+    /// `login@dc{n}`.
     pub fn callers(&self) -> Vec<String> {
         let mut callers = vec!["registration".to_owned(), "login".to_owned()];
-        callers.extend((2..=self.addresses.len()).map(|dc| format!("login@dc{dc}")));
+        let first = if self.owner_count() > 1 { 1 } else { 2 };
+        callers.extend((first..=self.addresses.len()).map(|dc| format!("login@dc{dc}")));
         callers
+    }
+
+    /// The name login in datacenter `reader` calls a source in datacenter `source` by.
+    fn caller(reader: usize, source: usize) -> String {
+        if reader == source {
+            "login".to_owned()
+        } else {
+            format!("login@dc{}", reader + 1)
+        }
     }
 
     /// The topology file's text, and every unit in it.
@@ -66,47 +104,46 @@ impl LineTopology<'_> {
             }
             text.push('\n');
         }
+        let owners = self.owner_count();
+        let several = owners > 1;
         let mut units = Vec::new();
-        let next_reader = |index: usize| {
-            (index + 1 < self.addresses.len()).then(|| format!("login@dc{}", index + 2))
-        };
-        self.sa(
-            &mut text,
-            &mut units,
-            "registration",
-            0,
-            &["login".to_owned(), "login@dc2".to_owned()],
-            None,
-        );
-        self.sa(
-            &mut text,
-            &mut units,
-            "login",
-            0,
-            &[],
-            Some(("registration", 0)),
-        );
-        for index in 1..self.addresses.len() {
-            let source = if index == 1 {
-                ("registration", 0)
+        for index in 0..self.addresses.len() {
+            if index < owners {
+                let readers: Vec<String> = (0..self.addresses.len())
+                    .filter(|reader| self.reads_owners(*reader))
+                    .map(|reader| Self::caller(reader, index))
+                    .collect();
+                self.sa(&mut text, &mut units, "registration", index, &readers, &[]);
+            }
+            let sources: Vec<Source> = if self.reads_owners(index) {
+                (0..owners)
+                    .map(|origin| Source {
+                        from: "registration",
+                        datacenter: origin,
+                        origin: several.then_some(origin),
+                    })
+                    .collect()
             } else {
-                ("login", index - 1)
+                (0..owners)
+                    .map(|origin| Source {
+                        from: "login",
+                        datacenter: index - 1,
+                        origin: several.then_some(origin),
+                    })
+                    .collect()
             };
-            let readers: Vec<String> = next_reader(index).into_iter().collect();
-            self.sa(
-                &mut text,
-                &mut units,
-                "login",
-                index,
-                &readers,
-                Some(source),
-            );
+            let next = index + 1;
+            let readers: Vec<String> = (next < self.addresses.len() && !self.reads_owners(next))
+                .then(|| Self::caller(next, index))
+                .into_iter()
+                .collect();
+            self.sa(&mut text, &mut units, "login", index, &readers, &sources);
         }
         (text, units)
     }
 
     /// One `[[sa]]` of datacenter `index`, granting `readers` the copied aspect, copying from
-    /// `source` (an SA and its datacenter) when it is a copy.
+    /// `sources` when it is a copy.
     fn sa(
         &self,
         text: &mut String,
@@ -114,7 +151,7 @@ impl LineTopology<'_> {
         name: &str,
         index: usize,
         readers: &[String],
-        source: Option<(&str, usize)>,
+        sources: &[Source],
     ) {
         let dc = index + 1;
         text.push_str(&format!(
@@ -123,6 +160,12 @@ impl LineTopology<'_> {
             self.databases.display(),
             name == "login"
         ));
+        if name == "registration" && self.owner_count() > 1 {
+            let list: Vec<String> = (1..=self.owner_count())
+                .map(|owner| format!("\"dc{owner}\""))
+                .collect();
+            text.push_str(&format!("owner_datacenters = [{}]\n", list.join(", ")));
+        }
         if self.quick_failover {
             text.push_str(
                 "[sa.reader]\nheartbeat_interval_ms = 250\nmisses = 3\nlease_ms = 2000\n",
@@ -136,12 +179,16 @@ impl LineTopology<'_> {
         for reader in readers {
             text.push_str(&format!("\"{reader}\" = \"{ASPECTS}\"\n"));
         }
-        if let Some((from, from_index)) = source {
+        for source in sources {
             text.push_str(&format!(
-                "[[sa.copies]]\ncollection = \"customers\"\nfrom = \"{from}\"\n\
+                "[[sa.copies]]\ncollection = \"customers\"\nfrom = \"{}\"\n\
                  datacenter = \"dc{}\"\n",
-                from_index + 1
+                source.from,
+                source.datacenter + 1
             ));
+            if let Some(origin) = source.origin {
+                text.push_str(&format!("origin = \"dc{}\"\n", origin + 1));
+            }
         }
         for (number, zone) in [(1, "a"), (2, "b")] {
             let unit = format!("{name}-dc{dc}-{number}");
@@ -153,7 +200,7 @@ impl LineTopology<'_> {
             text.push_str(&format!(
                 "[[sa.units]]\nname = \"{unit}\"\nlisten = \"{listen}\"\nzone = \"{zone}\"\n"
             ));
-            if source.is_some() {
+            if !sources.is_empty() {
                 let role = if number == 1 { "primary" } else { "backup" };
                 text.push_str(&format!("reader = \"{role}\"\n"));
             }
@@ -169,7 +216,7 @@ impl LineTopology<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
     use crate::topology::Topology;
@@ -184,6 +231,7 @@ mod tests {
             first_unit_port: 8100,
             databases: Path::new("/var/lib/hiscale"),
             quick_failover,
+            owners: 1,
         }
         .write()
     }
@@ -228,6 +276,160 @@ mod tests {
                 .datacenters()
                 .iter()
                 .all(|dc| dc.gateway.check_interval_ms == 500)
+        );
+    }
+
+    fn two_owners() -> (String, Vec<LineUnit>) {
+        let addresses = [1, 2, 3].map(|host| Ipv4Addr::new(10, 231, host, 2));
+        let urls = [9001, 9002, 9003].map(|port| format!("http://10.231.0.1:{port}"));
+        LineTopology {
+            addresses: &addresses,
+            urls: &urls,
+            gateway_port: 8080,
+            first_unit_port: 8100,
+            databases: Path::new("/var/lib/hiscale"),
+            quick_failover: false,
+            owners: 2,
+        }
+        .write()
+    }
+
+    fn areas() -> Vec<crate::ServiceArea> {
+        use crate::{Collection, ServiceArea};
+        vec![
+            ServiceArea::new("registration")
+                .owns(Collection::new("customers", "customer").document("account", &[])),
+            ServiceArea::new("login").copies(
+                "registration",
+                Collection::new("customers", "customer").document("account", &[]),
+            ),
+        ]
+    }
+
+    fn secrets(callers: &[String]) -> crate::topology::Secrets {
+        let mut secrets = crate::topology::Secrets::default();
+        for caller in callers.iter().map(String::as_str).chain(["admin"]) {
+            secrets
+                .tokens
+                .insert(caller.to_owned(), format!("{caller}-token-0123456789"));
+        }
+        secrets.sessions.signing_key_id = Some("k".into());
+        secrets.sessions.signing_key = Some("signing".into());
+        secrets
+    }
+
+    #[test]
+    fn two_owner_datacenters_count_apart_and_every_copy_reads_both_origins() {
+        let (text, units) = two_owners();
+        let topology = Topology::parse(&text, "line.toml").unwrap();
+        topology.check(&areas()).unwrap();
+        assert_eq!(units.len(), 10, "{units:?}");
+        let callers = LineTopology {
+            owners: 2,
+            ..LineTopology {
+                addresses: &[Ipv4Addr::LOCALHOST; 3],
+                urls: &[],
+                gateway_port: 0,
+                first_unit_port: 0,
+                databases: Path::new("/"),
+                quick_failover: false,
+                owners: 2,
+            }
+        }
+        .callers();
+        let secrets = secrets(&callers);
+        let config = |unit: &str| topology.unit_config(unit, &secrets, &areas()).unwrap();
+
+        let owner = config("registration-dc2-1");
+        assert_eq!(owner.owner_datacenters, ["dc1", "dc2"]);
+        assert_eq!(owner.datacenter.as_deref(), Some("dc2"));
+        assert_eq!(
+            owner.consumers["customers"],
+            ["login@dc1", "login"],
+            "the readers of origin dc2 straight from its owner"
+        );
+        // A refill asks its peers for this owner's own origin only, once per peer.
+        let peers: Vec<(&str, &str)> = owner
+            .restore_from
+            .iter()
+            .map(|peer| (peer.sa.as_str(), peer.origin.as_str()))
+            .collect();
+        assert_eq!(
+            peers,
+            [("login@dc1", "dc2"), ("login", "dc2"), ("login@dc3", "dc2")]
+        );
+
+        let reader = config("login-dc1-1");
+        let sources: Vec<(&str, &str, u32)> = reader
+            .sources
+            .iter()
+            .filter(|source| source.collection == "customers")
+            .map(|source| {
+                (
+                    source.url.as_str(),
+                    source.origin.name.as_str(),
+                    source.origin.index,
+                )
+            })
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                ("http://10.231.1.2:8080/registration", "dc1", 1),
+                ("http://10.231.0.1:9002/registration", "dc2", 2)
+            ]
+        );
+        let relay = config("login-dc3-1");
+        let relayed: Vec<(&str, &str)> = relay
+            .sources
+            .iter()
+            .filter(|source| source.collection == "customers")
+            .map(|source| (source.url.as_str(), source.origin.name.as_str()))
+            .collect();
+        assert_eq!(
+            relayed,
+            [
+                ("http://10.231.0.1:9002/login", "dc1"),
+                ("http://10.231.0.1:9002/login", "dc2")
+            ]
+        );
+        assert!(config("login-dc1-1").owner_datacenters.is_empty());
+    }
+
+    #[test]
+    fn a_copy_without_every_origin_or_owners_that_disagree_are_refused() {
+        let (text, _) = two_owners();
+        let refused = |text: &str| -> String {
+            let Err(error) = Topology::parse(text, "line.toml").unwrap().check(&areas()) else {
+                panic!("accepted:\n{text}");
+            };
+            error.to_string()
+        };
+        // dc3's relay reads origin dc1 only.
+        let one_origin = text.replacen(
+            "[[sa.copies]]\ncollection = \"customers\"\nfrom = \"login\"\n\
+             datacenter = \"dc2\"\norigin = \"dc2\"\n",
+            "",
+            1,
+        );
+        assert!(
+            refused(&one_origin).contains("without the changes of origin(s) dc2"),
+            "{}",
+            refused(&one_origin)
+        );
+        let unnamed = text.replacen("origin = \"dc1\"\n", "", 1);
+        assert!(refused(&unnamed).contains("names the origin each source"));
+        let disagree = text.replacen(
+            "owner_datacenters = [\"dc1\", \"dc2\"]",
+            "owner_datacenters = [\"dc2\", \"dc1\"]",
+            1,
+        );
+        assert!(refused(&disagree).contains("different owner_datacenters"));
+        let undeclared = text.replace("owner_datacenters = [\"dc1\", \"dc2\"]\n", "");
+        assert!(
+            refused(&undeclared).contains("an owner runs in one datacenter unless"),
+            "{}",
+            refused(&undeclared)
         );
     }
 }

@@ -152,6 +152,11 @@ impl From<store::Error> for ApiError {
                 codes::ALREADY_TAKEN,
                 format!("this {name} is already taken by another resource"),
             ),
+            wrong @ store::Error::WrongHome { .. } => Self::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                codes::WRONG_DATACENTER,
+                wrong.to_string(),
+            ),
             restoring @ (store::Error::Restoring { .. } | store::Error::Held { .. }) => {
                 Self::unavailable(codes::RESTORING, restoring.to_string())
             }

@@ -18,6 +18,7 @@ use crate::auth::Caller;
 use crate::codes;
 use crate::interface::Negotiated;
 use crate::model::{Collection, Role};
+use crate::origin::Origin;
 use crate::repr::{self, ResourceView};
 use crate::store::ChangeBatch;
 use crate::version::Version;
@@ -63,7 +64,11 @@ pub(super) async fn feed(
         ));
     }
     let negotiated = negotiate(&state, collection, &headers, &url_version)?;
-    let params = query_params(query.as_deref(), &["version", "aspects", "limit", "wait"])?;
+    let params = query_params(
+        query.as_deref(),
+        &["version", "aspects", "limit", "wait", "origin"],
+    )?;
+    let origin = state.feed_origin(collection, param(&params, "origin"))?;
     let after = match param(&params, "version") {
         None => Version::ZERO,
         Some(text) => Version::parse(text).ok_or_else(|| {
@@ -89,11 +94,12 @@ pub(super) async fn feed(
     let selection = selection(&state, collection, &caller, param(&params, "aspects"))?;
     let aspects: Vec<String> = selection.names().iter().map(ToString::to_string).collect();
 
-    let current = latest_version(&state, collection).await?;
+    let current = latest_version(&state, collection, &origin).await?;
     if after > current {
         notice_rollback(
             &state,
             collection,
+            &origin,
             &caller,
             (after, current),
             negotiated.version,
@@ -107,12 +113,15 @@ pub(super) async fn feed(
             ),
         ));
     }
-    let purged = state.store().purged_through(collection.name()).await?;
+    let purged = state
+        .store()
+        .purged_through_of(collection.name(), &origin)
+        .await?;
     let behind_purge = after > Version::ZERO && after < purged;
     let resyncing = behind_purge
         && state
             .store()
-            .consumer_resyncing(collection.name(), &caller.name, after)
+            .consumer_resyncing(collection.name(), &origin, &caller.name, after)
             .await?;
     if behind_purge && !resyncing {
         return Err(resync_required(purged));
@@ -124,6 +133,7 @@ pub(super) async fn feed(
         remember_consumer(
             &state,
             collection,
+            &origin,
             &caller,
             after,
             after == Version::ZERO || resyncing,
@@ -135,8 +145,9 @@ pub(super) async fn feed(
     // The purge horizon is part of the key: a chunk cached before tombstones were purged
     // could bring back, to a consumer re-reading from 0, resources deleted since.
     let cache_key = format!(
-        "{}|{after}|{selection}|{limit}|{:?}|{}|{purged}",
+        "{}|{}|{after}|{selection}|{limit}|{:?}|{}|{purged}",
         collection.name(),
+        origin.name,
         negotiated.format,
         negotiated.version
     );
@@ -156,7 +167,7 @@ pub(super) async fn feed(
     let settle_deadline = Instant::now() + SETTLE_TIME;
     let mut own_writes = state.inner.changes.subscribe();
     let batch = loop {
-        let horizon = visible_version(&state, collection).await?;
+        let horizon = visible_version(&state, collection, &origin).await?;
         // Writers still committing versions below what was handed out: give them a moment, so
         // a chunk shows what was committed when it was asked for (a long transaction only
         // delays the feed, it never makes it skip).
@@ -167,10 +178,11 @@ pub(super) async fn feed(
             }
             continue;
         }
-        let batch = state
+        let (batch, _) = state
             .store()
-            .read_changes_capped(
+            .read_changes_counted(
                 collection.name(),
+                &origin,
                 after,
                 horizon,
                 &aspects,
@@ -192,7 +204,10 @@ pub(super) async fn feed(
     // deletions it never saw. The check comes after the read, and a copy moves its cursor and
     // its purge horizon in one transaction, so a chunk reaching beyond is always caught.
     if !resyncing && after > Version::ZERO {
-        let purged_now = state.store().purged_through(collection.name()).await?;
+        let purged_now = state
+            .store()
+            .purged_through_of(collection.name(), &origin)
+            .await?;
         if after < purged_now {
             return Err(resync_required(purged_now));
         }
@@ -287,6 +302,7 @@ fn render(batch: &ChangeBatch, collection: &Collection, negotiated: Negotiated) 
 async fn notice_rollback(
     state: &AppState,
     collection: &Collection,
+    origin: &Origin,
     caller: &Caller,
     (after, current): (Version, Version),
     interface: crate::interface::InterfaceVersion,
@@ -314,7 +330,14 @@ async fn notice_rollback(
     // The consumer has told this store the version it holds: that counts for the start gate.
     if let Err(error) = state
         .store()
-        .record_consumer(collection.name(), &caller.name, after, false, interface)
+        .record_consumer(
+            collection.name(),
+            origin,
+            &caller.name,
+            after,
+            false,
+            interface,
+        )
         .await
     {
         tracing::warn!(%error, consumer = %caller.name, "could not record the consumer's position");
@@ -334,19 +357,24 @@ async fn notice_rollback(
 pub(super) async fn latest_version(
     state: &AppState,
     collection: &Collection,
+    origin: &Origin,
 ) -> Result<Version, ApiError> {
     Ok(match collection.role() {
         Role::Owner => state.store().current_version(collection.name()).await?,
-        Role::Copy { .. } => state.store().cursor(collection.name()).await?,
+        Role::Copy { .. } => state.store().cursor_of(collection.name(), origin).await?,
     })
 }
 
 /// Up to where the feed may read: the owner's visibility horizon, or a copy's cursor (a copy
 /// applies whole chunks in one transaction, so everything up to its cursor is visible).
-async fn visible_version(state: &AppState, collection: &Collection) -> Result<Version, ApiError> {
+async fn visible_version(
+    state: &AppState,
+    collection: &Collection,
+    origin: &Origin,
+) -> Result<Version, ApiError> {
     Ok(match collection.role() {
         Role::Owner => state.store().horizon(collection.name()).await?,
-        Role::Copy { .. } => state.store().cursor(collection.name()).await?,
+        Role::Copy { .. } => state.store().cursor_of(collection.name(), origin).await?,
     })
 }
 
@@ -354,6 +382,7 @@ async fn visible_version(state: &AppState, collection: &Collection) -> Result<Ve
 async fn remember_consumer(
     state: &AppState,
     collection: &Collection,
+    origin: &Origin,
     caller: &Caller,
     after: Version,
     resync: bool,
@@ -363,7 +392,7 @@ async fn remember_consumer(
     // recorded at once (an operator retiring the old one asks who still polls it).
     let key = (
         collection.name().to_owned(),
-        format!("{}@v{interface}", caller.name),
+        format!("{}@v{interface}|{}", caller.name, origin.name),
     );
     let due = {
         let mut written = match state.inner.consumers_written.lock() {
@@ -390,7 +419,14 @@ async fn remember_consumer(
     if due
         && let Err(error) = state
             .store()
-            .record_consumer(collection.name(), &caller.name, after, resync, interface)
+            .record_consumer(
+                collection.name(),
+                origin,
+                &caller.name,
+                after,
+                resync,
+                interface,
+            )
             .await
     {
         // Losing one position update only delays a purge; the feed answer matters more.

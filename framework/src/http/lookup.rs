@@ -164,7 +164,10 @@ pub(super) async fn list(
         .iter()
         .map(|resource| ResourceView::of(resource, |name| selection_has(&selection, name)))
         .collect();
-    let version = latest_version(state, collection).await?;
+    // The list's version is informational; of a copy of several origins, the single cursor
+    // it does not keep reads as 0.
+    let origin = state.feed_origin(collection, None).unwrap_or_default();
+    let version = latest_version(state, collection, &origin).await?;
     let body = repr::render_feed(negotiated.format, collection, version, more, &views);
     let mut response = answer(state, collection, negotiated, StatusCode::OK, body);
     if let (true, Some(last)) = (more, ids.last()) {

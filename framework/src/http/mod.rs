@@ -56,7 +56,7 @@ use crate::interface::{
 /// How often a unit re-reads the interface version states (an operator's change reaches
 /// every unit within this plus one query, well inside the 2 s the contract allows).
 const INTERFACE_REFRESH: std::time::Duration = std::time::Duration::from_millis(700);
-use crate::model::{Collection, ServiceArea};
+use crate::model::{Collection, Role, ServiceArea};
 use crate::repr::{self, Format};
 use crate::session::SessionVerifier;
 use crate::store::Store;
@@ -103,6 +103,9 @@ struct Inner {
     replication: Replication,
     /// The peers whose copies refill this owner after a rollback.
     restore_from: Vec<PeerConfig>,
+    /// Per copied collection owned in several datacenters, those datacenters (the origins its
+    /// feed serves one at a time).
+    copy_origins: BTreeMap<String, Vec<String>>,
     /// The CAs trusted for HTTPS calls to sources and peers.
     trust: crate::tls::Trust,
     /// Holds writes after the start until the consumers have reported.
@@ -125,6 +128,9 @@ pub struct Extras {
     pub session_ttl_secs: Option<u64>,
     pub replication: Replication,
     pub restore_from: Vec<PeerConfig>,
+    /// Per copied collection owned in several datacenters, those datacenters in the
+    /// topology's order (see [`crate::origin`]); absent for one owner datacenter.
+    pub copy_origins: BTreeMap<String, Vec<String>>,
     /// The CAs trusted for HTTPS calls to sources and peers (the host's roots by default).
     pub trust: crate::tls::Trust,
     /// The interface version each copied collection's source is polled with, by owner SA: a
@@ -221,6 +227,7 @@ impl AppState {
                 consumers_written: Mutex::new(HashMap::new()),
                 replication: extras.replication,
                 restore_from: extras.restore_from,
+                copy_origins: extras.copy_origins,
                 trust: extras.trust,
                 gate: extras.gate,
                 refill: crate::restore::Progress::default(),
@@ -249,6 +256,72 @@ impl AppState {
             Arc::clone(&self.inner.sa),
             customer,
         )
+    }
+
+    /// Whose changes a feed request of `collection` asks for (`origin=`): an owner serves its
+    /// own origin's (the default), a copy of a collection owned in several datacenters the one
+    /// named.
+    pub(crate) fn feed_origin(
+        &self,
+        collection: &Collection,
+        asked: Option<&str>,
+    ) -> Result<crate::origin::Origin, ApiError> {
+        use crate::origin::Origin;
+        let unknown = |name: &str, names: &[String]| {
+            ApiError::bad_request(
+                codes::UNKNOWN_ORIGIN,
+                format!(
+                    "origin {name:?} is none of the owner datacenters of {} ({})",
+                    collection.name(),
+                    if names.is_empty() {
+                        "it has one, unnamed".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            )
+        };
+        match collection.role() {
+            Role::Owner => {
+                let own = self.inner.store.own_origin();
+                match asked {
+                    None => Ok(own.own),
+                    Some(name) if name == own.own.name => Ok(own.own),
+                    Some(name) if own.names.iter().any(|known| known == name) => {
+                        Err(ApiError::new(
+                            StatusCode::MISDIRECTED_REQUEST,
+                            codes::WRONG_DATACENTER,
+                            format!(
+                                "origin {name}'s changes of {} are written and served in datacenter {name}",
+                                collection.name()
+                            ),
+                        ))
+                    }
+                    Some(name) => Err(unknown(name, &own.names)),
+                }
+            }
+            Role::Copy { .. } => {
+                let names = self
+                    .inner
+                    .copy_origins
+                    .get(collection.name())
+                    .map_or(&[][..], Vec::as_slice);
+                match asked {
+                    None if names.is_empty() => Ok(Origin::single()),
+                    Some("") if names.is_empty() => Ok(Origin::single()),
+                    None => Err(ApiError::bad_request(
+                        codes::ORIGIN_REQUIRED,
+                        format!(
+                            "{} is owned in several datacenters ({}); ask for one origin's \
+                             changes with origin=",
+                            collection.name(),
+                            names.join(", ")
+                        ),
+                    )),
+                    Some(name) => Origin::among(names, name).ok_or_else(|| unknown(name, names)),
+                }
+            }
+        }
     }
 
     pub fn feed_config(&self) -> &FeedConfig {

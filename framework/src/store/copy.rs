@@ -6,6 +6,7 @@ use sqlx::AnyConnection;
 use super::lease::{Fence, check_and_renew};
 use super::{Backend, Error, Store, unix_now};
 use crate::aspect::UniqueKey;
+use crate::origin::Origin;
 use crate::version::{ResourceId, Version};
 
 /// One resource of a received chunk.
@@ -56,18 +57,29 @@ pub struct CopyPosition {
 const ROWS_PER_STATEMENT: usize = 400;
 
 impl Store {
-    /// Where this store's copy of `collection` stands in its source's feed.
+    /// Where this store's copy of `collection` stands in its source's feed (of a collection
+    /// owned in one datacenter).
     pub async fn cursor(&self, collection: &str) -> Result<Version, Error> {
-        Ok(self.copy_position(collection).await?.cursor)
+        self.cursor_of(collection, &Origin::single()).await
     }
 
-    /// The cursor, and the re-read from 0 under way, if any.
-    pub async fn copy_position(&self, collection: &str) -> Result<CopyPosition, Error> {
+    /// Where this store's copy of `origin`'s changes of `collection` stands.
+    pub async fn cursor_of(&self, collection: &str, origin: &Origin) -> Result<Version, Error> {
+        Ok(self.copy_position(collection, origin).await?.cursor)
+    }
+
+    /// The cursor of `origin`'s changes, and the re-read from 0 under way, if any.
+    pub async fn copy_position(
+        &self,
+        collection: &str,
+        origin: &Origin,
+    ) -> Result<CopyPosition, Error> {
         let row: Option<(i64, Option<i64>, i64, Option<String>)> = sqlx::query_as(
             "SELECT version, resync_position, resync_generation, aspects FROM hs_cursor \
-             WHERE collection = $1",
+             WHERE collection = $1 AND origin = $2",
         )
         .bind(collection)
+        .bind(&origin.name)
         .fetch_optional(&self.pool)
         .await?;
         let Some((cursor, position, generation, aspects)) = row else {
@@ -89,16 +101,19 @@ impl Store {
     pub(crate) async fn record_copy_aspects(
         &self,
         collection: &str,
+        origin: &Origin,
         aspects: &str,
     ) -> Result<(), Error> {
         let _turn = self.write_turn().await;
         sqlx::query(
-            "INSERT INTO hs_cursor (collection, version, updated_at, aspects) VALUES ($1, 0, $2, $3) \
-             ON CONFLICT (collection) DO UPDATE SET aspects = excluded.aspects",
+            "INSERT INTO hs_cursor (collection, origin, version, updated_at, aspects) \
+             VALUES ($1, $4, 0, $2, $3) \
+             ON CONFLICT (collection, origin) DO UPDATE SET aspects = excluded.aspects",
         )
         .bind(collection)
         .bind(unix_now())
         .bind(aspects)
+        .bind(&origin.name)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -110,6 +125,7 @@ impl Store {
     pub async fn start_resync(
         &self,
         collection: &str,
+        origin: &Origin,
         fence: &Fence,
         aspects: &str,
     ) -> Result<i64, Error> {
@@ -117,19 +133,21 @@ impl Store {
         let mut transaction = self.begin_write().await?;
         check_and_renew(&mut transaction, self.backend, fence).await?;
         sqlx::query(
-            "INSERT INTO hs_cursor (collection, version, updated_at) VALUES ($1, 0, $2) \
-             ON CONFLICT (collection) DO NOTHING",
+            "INSERT INTO hs_cursor (collection, origin, version, updated_at) VALUES ($1, $3, 0, $2) \
+             ON CONFLICT (collection, origin) DO NOTHING",
         )
         .bind(collection)
         .bind(unix_now())
+        .bind(&origin.name)
         .execute(&mut *transaction)
         .await?;
         let generation: i64 = sqlx::query_scalar(
             "UPDATE hs_cursor SET resync_position = 0, resync_generation = resync_generation + 1, \
-             aspects = $2 WHERE collection = $1 RETURNING resync_generation",
+             aspects = $2 WHERE collection = $1 AND origin = $3 RETURNING resync_generation",
         )
         .bind(collection)
         .bind(aspects)
+        .bind(&origin.name)
         .fetch_one(&mut *transaction)
         .await?;
         transaction.commit().await?;
@@ -141,9 +159,13 @@ impl Store {
     /// purged the tombstones) and resources left with nothing, moves the cursor to `end`, and,
     /// when something was dropped, sets the copy's own purge horizon to `end`, so its readers
     /// re-read too (`410`) and drop the same. Returns how many aspects were dropped.
+    ///
+    /// Only `origin`'s resources are judged: the other origins' come through their own feeds
+    /// (every version of a resource comes from its home's counter).
     pub async fn finish_resync(
         &self,
         collection: &str,
+        origin: &Origin,
         fence: &Fence,
         generation: i64,
         end: Version,
@@ -153,31 +175,41 @@ impl Store {
         check_and_renew(&mut transaction, self.backend, fence).await?;
         let current: Option<i64> = sqlx::query_scalar(
             "SELECT resync_generation FROM hs_cursor \
-             WHERE collection = $1 AND resync_position IS NOT NULL",
+             WHERE collection = $1 AND origin = $2 AND resync_position IS NOT NULL",
         )
         .bind(collection)
+        .bind(&origin.name)
         .fetch_optional(&mut *transaction)
         .await?;
         if current != Some(generation) {
             return Err(Error::Fenced { epoch: fence.epoch });
         }
-        sqlx::query(
+        let of_origin = |column: &str| {
+            origin
+                .sql_condition(column)
+                .map_or_else(String::new, |condition| format!(" AND {condition}"))
+        };
+        let statement = format!(
             "DELETE FROM hs_unique WHERE collection = $1 AND EXISTS (SELECT 1 FROM hs_aspect a \
              WHERE a.collection = hs_unique.collection AND a.resource_id = hs_unique.resource_id \
-               AND a.aspect = hs_unique.aspect AND a.deleted = 0 AND a.resync_mark < $2)",
-        )
-        .bind(collection)
-        .bind(generation)
-        .execute(&mut *transaction)
-        .await?;
-        let dropped = sqlx::query(
-            "DELETE FROM hs_aspect WHERE collection = $1 AND deleted = 0 AND resync_mark < $2",
-        )
-        .bind(collection)
-        .bind(generation)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
+               AND a.aspect = hs_unique.aspect AND a.deleted = 0 AND a.resync_mark < $2{})",
+            of_origin("a.version")
+        );
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(collection)
+            .bind(generation)
+            .execute(&mut *transaction)
+            .await?;
+        let statement = format!(
+            "DELETE FROM hs_aspect WHERE collection = $1 AND deleted = 0 AND resync_mark < $2{}",
+            of_origin("version")
+        );
+        let dropped = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(collection)
+            .bind(generation)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
         sqlx::query(
             "DELETE FROM hs_resource WHERE collection = $1 AND NOT EXISTS (SELECT 1 FROM hs_aspect a \
              WHERE a.collection = hs_resource.collection AND a.resource_id = hs_resource.resource_id)",
@@ -187,21 +219,24 @@ impl Store {
         .await?;
         sqlx::query(
             "UPDATE hs_cursor SET resync_position = NULL, updated_at = $2, \
-             version = CASE WHEN version < $3 THEN $3 ELSE version END WHERE collection = $1",
+             version = CASE WHEN version < $3 THEN $3 ELSE version END \
+             WHERE collection = $1 AND origin = $4",
         )
         .bind(collection)
         .bind(unix_now())
         .bind(end.get())
+        .bind(&origin.name)
         .execute(&mut *transaction)
         .await?;
         if dropped > 0 {
             sqlx::query(
-                "INSERT INTO hs_purge (collection, version) VALUES ($1, $2) \
-                 ON CONFLICT (collection) DO UPDATE SET version = excluded.version \
+                "INSERT INTO hs_purge (collection, origin, version) VALUES ($1, $3, $2) \
+                 ON CONFLICT (collection, origin) DO UPDATE SET version = excluded.version \
                  WHERE hs_purge.version < excluded.version",
             )
             .bind(collection)
             .bind(end.get())
+            .bind(&origin.name)
             .execute(&mut *transaction)
             .await?;
         }
@@ -218,8 +253,15 @@ impl Store {
         items: &[ChunkItem],
         cursor: Version,
     ) -> Result<(), Error> {
-        self.apply(collection, items, cursor, None, ApplyMode::Follow)
-            .await
+        self.apply(
+            collection,
+            &Origin::single(),
+            items,
+            cursor,
+            None,
+            ApplyMode::Follow,
+        )
+        .await
     }
 
     /// Refills a rolled-back owner with a chunk of a peer's copy: per aspect the higher version
@@ -229,8 +271,15 @@ impl Store {
         collection: &str,
         items: &[ChunkItem],
     ) -> Result<(), Error> {
-        self.apply(collection, items, Version::ZERO, None, ApplyMode::Refill)
-            .await
+        self.apply(
+            collection,
+            &Origin::single(),
+            items,
+            Version::ZERO,
+            None,
+            ApplyMode::Refill,
+        )
+        .await
     }
 
     /// Like [`Store::apply_chunk`], but only while `fence` still holds the reader lease
@@ -239,18 +288,20 @@ impl Store {
     pub async fn apply_fenced_chunk(
         &self,
         collection: &str,
+        origin: &Origin,
         items: &[ChunkItem],
         cursor: Version,
         fence: &Fence,
         mode: ApplyMode,
     ) -> Result<(), Error> {
-        self.apply(collection, items, cursor, Some(fence), mode)
+        self.apply(collection, origin, items, cursor, Some(fence), mode)
             .await
     }
 
     async fn apply(
         &self,
         collection: &str,
+        origin: &Origin,
         items: &[ChunkItem],
         cursor: Version,
         fence: Option<&Fence>,
@@ -288,25 +339,28 @@ impl Store {
             ApplyMode::Refill => {}
             ApplyMode::Follow => {
                 sqlx::query(
-                    "INSERT INTO hs_cursor (collection, version, updated_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (collection) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at \
+                    "INSERT INTO hs_cursor (collection, origin, version, updated_at) VALUES ($1, $4, $2, $3) \
+                     ON CONFLICT (collection, origin) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at \
                      WHERE hs_cursor.version < excluded.version",
                 )
                 .bind(collection)
                 .bind(cursor.get())
                 .bind(unix_now())
+                .bind(&origin.name)
                 .execute(&mut *transaction)
                 .await?;
             }
             ApplyMode::Resync { generation } => {
                 let moved = sqlx::query(
                     "UPDATE hs_cursor SET resync_position = $1, updated_at = $2 \
-                     WHERE collection = $3 AND resync_generation = $4 AND resync_position IS NOT NULL",
+                     WHERE collection = $3 AND origin = $5 AND resync_generation = $4 \
+                     AND resync_position IS NOT NULL",
                 )
                 .bind(cursor.get())
                 .bind(unix_now())
                 .bind(collection)
                 .bind(generation)
+                .bind(&origin.name)
                 .execute(&mut *transaction)
                 .await?;
                 if moved.rows_affected() == 0 {

@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{Error, Store, unix_now};
+use crate::origin::Origin;
 use crate::version::Version;
 
 /// A consumer of a collection's feed, as the owner last saw it.
@@ -14,6 +15,8 @@ pub struct Consumer {
     pub version: Version,
     /// When it last polled (unix seconds).
     pub polled_at: i64,
+    /// The origin whose changes it reads (`""`: the collection is owned in one datacenter).
+    pub origin: String,
 }
 
 /// What a purge removed.
@@ -34,15 +37,16 @@ impl Store {
     pub(crate) async fn record_consumer(
         &self,
         collection: &str,
+        origin: &Origin,
         consumer: &str,
         version: Version,
         resync: bool,
         interface: u32,
     ) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO hs_consumer (collection, consumer, version, polled_at, resync, interface_version) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (collection, consumer) DO UPDATE \
+            "INSERT INTO hs_consumer (collection, consumer, version, polled_at, resync, interface_version, origin) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (collection, consumer, origin) DO UPDATE \
              SET version = excluded.version, polled_at = excluded.polled_at, resync = excluded.resync, \
              interface_version = excluded.interface_version",
         )
@@ -52,6 +56,7 @@ impl Store {
         .bind(unix_now())
         .bind(i64::from(resync))
         .bind(i64::from(interface))
+        .bind(&origin.name)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -62,14 +67,17 @@ impl Store {
     pub(crate) async fn consumer_resyncing(
         &self,
         collection: &str,
+        origin: &Origin,
         consumer: &str,
         version: Version,
     ) -> Result<bool, Error> {
         let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT version, resync FROM hs_consumer WHERE collection = $1 AND consumer = $2",
+            "SELECT version, resync FROM hs_consumer \
+             WHERE collection = $1 AND consumer = $2 AND origin = $3",
         )
         .bind(collection)
         .bind(consumer)
+        .bind(&origin.name)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some_and(|(position, resync)| resync == 1 && position <= version.get()))
@@ -78,7 +86,8 @@ impl Store {
     /// Every consumer of a collection, by name.
     pub async fn consumers(&self, collection: &str) -> Result<Vec<Consumer>, Error> {
         let rows = sqlx::query(
-            "SELECT consumer, version, polled_at FROM hs_consumer WHERE collection = $1 ORDER BY consumer",
+            "SELECT consumer, version, polled_at, origin FROM hs_consumer WHERE collection = $1 \
+             ORDER BY consumer, origin",
         )
         .bind(collection)
         .fetch_all(&self.pool)
@@ -89,19 +98,32 @@ impl Store {
                     name: row.try_get(0)?,
                     version: Version::new(row.try_get(1)?).unwrap_or(Version::ZERO),
                     polled_at: row.try_get(2)?,
+                    origin: row.try_get(3)?,
                 })
             })
             .collect()
     }
 
     /// Below this version tombstones were purged: a consumer asking after an older version
-    /// (other than 0) may have missed a deletion.
+    /// (other than 0) may have missed a deletion. Of this store's own origin.
     pub async fn purged_through(&self, collection: &str) -> Result<Version, Error> {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM hs_purge WHERE collection = $1")
-                .bind(collection)
-                .fetch_optional(&self.pool)
-                .await?;
+        self.purged_through_of(collection, &self.own_origin().own)
+            .await
+    }
+
+    /// [`Store::purged_through`] of `origin`'s changes (a copy keeps one per origin).
+    pub async fn purged_through_of(
+        &self,
+        collection: &str,
+        origin: &Origin,
+    ) -> Result<Version, Error> {
+        let version: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM hs_purge WHERE collection = $1 AND origin = $2",
+        )
+        .bind(collection)
+        .bind(&origin.name)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(version.and_then(Version::new).unwrap_or(Version::ZERO))
     }
 
@@ -115,11 +137,15 @@ impl Store {
         let now = unix_now();
         let cutoff = now.saturating_sub(max_age_secs);
         let horizon = self.horizon(collection).await?.get();
+        // An owner holds its own origin's resources only, and its consumers ask for those.
+        let origin = self.own_origin().own;
         let slowest: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(version) FROM hs_consumer WHERE collection = $1 AND polled_at >= $2",
+            "SELECT MIN(version) FROM hs_consumer WHERE collection = $1 AND polled_at >= $2 \
+             AND origin = $3",
         )
         .bind(collection)
         .bind(cutoff)
+        .bind(&origin.name)
         .fetch_one(&self.pool)
         .await?;
         // Without a known consumer only age counts; nobody has passed anything.
@@ -184,12 +210,13 @@ impl Store {
         };
         if let Some(highest) = highest {
             sqlx::query(
-                "INSERT INTO hs_purge (collection, version) VALUES ($1, $2) \
-                 ON CONFLICT (collection) DO UPDATE SET version = excluded.version \
+                "INSERT INTO hs_purge (collection, origin, version) VALUES ($1, $3, $2) \
+                 ON CONFLICT (collection, origin) DO UPDATE SET version = excluded.version \
                  WHERE hs_purge.version < excluded.version",
             )
             .bind(collection)
             .bind(highest)
+            .bind(&origin.name)
             .execute(&mut *transaction)
             .await?;
             report.purged_through = report.purged_through.max(highest);

@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use sqlx::AnyConnection;
 
-use super::{Backend, Error, Store, sequence_name};
+use super::{Backend, Error, OwnOrigin, Store, sequence_name};
+use crate::origin::Origin;
 use crate::version::Version;
 
 /// How many unsettled candidates a tracker keeps; older ones are dominated by newer ones.
@@ -45,21 +46,25 @@ impl Tracker {
 }
 
 /// Takes the next version for one resource change inside a write transaction.
+///
+/// The counter is this store's origin's: the next version above the last one that the origin
+/// issues (`k`, `k+n`, `k+2n`… for owner datacenter `k` of `n`; `1, 2, 3…` for one).
 pub(super) async fn allocate(
     connection: &mut AnyConnection,
     backend: Backend,
     collection: &str,
+    origin: &Origin,
 ) -> Result<Version, Error> {
     let value: Option<i64> = match backend {
-        Backend::Sqlite => {
-            sqlx::query_scalar(
-                "UPDATE hs_counter SET version = version + 1 WHERE collection = $1 \
-                 RETURNING version",
-            )
-            .bind(collection)
-            .fetch_optional(&mut *connection)
-            .await?
-        }
+        Backend::Sqlite => sqlx::query_scalar(
+            "UPDATE hs_counter SET version = version + 1 + ((($2 - version - 1) % $3) + $3) % $3 \
+                 WHERE collection = $1 RETURNING version",
+        )
+        .bind(collection)
+        .bind(i64::from(origin.index))
+        .bind(i64::from(origin.count))
+        .fetch_optional(&mut *connection)
+        .await?,
         Backend::Postgres => {
             // The transaction id must exist before the version is drawn: a reader that sees
             // the sequence at S and then the transactions in progress knows every writer of a
@@ -79,6 +84,136 @@ pub(super) async fn allocate(
 }
 
 impl Store {
+    /// Draws this store's versions from owner datacenter `own`'s counter among `names` (an SA
+    /// that owns its collections in several datacenters), for the `collections` it owns; once,
+    /// at start. `names` empty: the single counter of one owner datacenter.
+    ///
+    /// The owner datacenters are recorded with each collection the first time and fixed from
+    /// then on ([`Error::OriginsFixed`] otherwise): another list, or a collection that already
+    /// drew versions alone, could hand out numbers another datacenter uses. On PostgreSQL each
+    /// collection's sequence then counts in steps of `n` from the origin's first value.
+    pub async fn use_origin(
+        &self,
+        names: &[String],
+        own: &str,
+        collections: &[&str],
+    ) -> Result<(), Error> {
+        let origin = if names.is_empty() {
+            Origin::single()
+        } else {
+            Origin::among(names, own).ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "{own} is not among the owner datacenters {names:?}"
+                ))
+            })?
+        };
+        let owners = names.join(",");
+        for collection in collections {
+            self.fix_origins(collection, &owners, &origin).await?;
+            if self.backend == Backend::Postgres && !origin.is_single() {
+                self.align_sequence(collection, &origin).await?;
+            }
+        }
+        let chosen = OwnOrigin {
+            own: origin,
+            names: names.to_vec(),
+            collections: collections.iter().map(ToString::to_string).collect(),
+        };
+        if self.write_origin.set(chosen).is_err() {
+            return Err(Error::Corrupt("a store's origin is chosen once".to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Records `owners` (and `origin`) for `collection` the first time, on an empty
+    /// collection; refuses anything else than what was recorded.
+    async fn fix_origins(
+        &self,
+        collection: &str,
+        owners: &str,
+        origin: &Origin,
+    ) -> Result<(), Error> {
+        let recorded: Option<(String, String)> =
+            sqlx::query_as("SELECT owners, own FROM hs_origins WHERE collection = $1")
+                .bind(collection)
+                .fetch_optional(&self.pool)
+                .await?;
+        let refuse = |was: &str| Error::OriginsFixed {
+            collection: collection.to_owned(),
+            was: was.to_owned(),
+            now: if origin.is_single() {
+                "one owner datacenter".to_owned()
+            } else {
+                format!("owner datacenters {owners} (this one {})", origin.name)
+            },
+        };
+        match recorded {
+            Some((was_owners, was_own)) if was_owners == owners && was_own == origin.name => Ok(()),
+            Some((was_owners, was_own)) => Err(refuse(&format!(
+                "owner datacenters {was_owners} (this one {was_own})"
+            ))),
+            None if origin.is_single() => Ok(()),
+            None => {
+                let drawn = self.current_version(collection).await?;
+                if drawn > Version::ZERO {
+                    return Err(refuse(&format!(
+                        "one owner datacenter, which drew versions up to {drawn}"
+                    )));
+                }
+                let _turn = self.write_turn().await;
+                sqlx::query(
+                    "INSERT INTO hs_origins (collection, owners, own) VALUES ($1, $2, $3) \
+                     ON CONFLICT (collection) DO NOTHING",
+                )
+                .bind(collection)
+                .bind(owners)
+                .bind(&origin.name)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The counter this store draws versions from.
+    pub(crate) fn own_origin(&self) -> OwnOrigin {
+        self.write_origin.get().cloned().unwrap_or_default()
+    }
+
+    /// Sets `collection`'s sequence to count in steps of `origin.count` through the values
+    /// `origin` issues.
+    async fn align_sequence(&self, collection: &str, origin: &Origin) -> Result<(), Error> {
+        let sequence = sequence_name(collection);
+        let (increment, last): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT increment_by, last_value FROM pg_sequences \
+             WHERE schemaname = current_schema() AND sequencename = $1",
+        )
+        .bind(&sequence)
+        .fetch_one(&self.pool)
+        .await?;
+        let (index, count) = (i64::from(origin.index), i64::from(origin.count));
+        // Sequence names are checked identifiers and the numbers come from the topology.
+        let statement = match last {
+            // Never drawn from: the first value is the origin's first.
+            None => format!("ALTER SEQUENCE {sequence} INCREMENT BY {count} RESTART WITH {index}"),
+            Some(last) if increment != count || !origin.issued(last) => {
+                let aligned = last + (index - last).rem_euclid(count);
+                format!("SELECT setval('{sequence}', {aligned}, true)")
+            }
+            Some(_) => return Ok(()),
+        };
+        if last.is_some() {
+            let alter = format!("ALTER SEQUENCE {sequence} INCREMENT BY {count}");
+            sqlx::query(sqlx::AssertSqlSafe(alter))
+                .execute(&self.pool)
+                .await?;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The newest version handed out for `collection` (committed or not). A client holding a
     /// greater version has seen changes this store lost.
     pub async fn current_version(&self, collection: &str) -> Result<Version, Error> {

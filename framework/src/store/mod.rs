@@ -58,9 +58,21 @@ pub struct Store {
     /// reported (the start gate, `crate::gate`): refused like `restoring`, but kept in memory,
     /// because each unit holds from its own start.
     held: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// The counter this store draws versions from (see [`crate::origin`]); the single origin
+    /// until [`Store::use_origin`] says otherwise.
+    write_origin: Arc<std::sync::OnceLock<OwnOrigin>>,
 }
 
 /// What can go wrong in the store; the HTTP edge maps each to a status and stable code.
+/// This store's own counter among the owner datacenters, and all of them by name.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OwnOrigin {
+    pub(crate) own: crate::origin::Origin,
+    pub(crate) names: Vec<String>,
+    /// The collections drawn from it: the ones the SA owns.
+    pub(crate) collections: Vec<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database URL must start with sqlite: or postgres:")]
@@ -91,6 +103,18 @@ pub enum Error {
         "{collection} is restoring: this store was rolled back, and writes wait until an operator has restored it"
     )]
     Restoring { collection: String },
+    #[error("resource {id} is written in datacenter {home}, its home, not here: writes go there")]
+    WrongHome { id: String, home: String },
+    #[error(
+        "{collection}'s versions are drawn for {was}, not {now}: the owner datacenters are fixed \
+         once a collection holds data (making an SA active/active that already owns data, or \
+         changing its list, is not built)"
+    )]
+    OriginsFixed {
+        collection: String,
+        was: String,
+        now: String,
+    },
     #[error(
         "{collection} takes no writes yet: after a start, this unit waits until every consumer \
          the topology names has told it which version it holds (a rolled-back store must not \
@@ -246,6 +270,7 @@ impl Store {
             horizons: Arc::default(),
             sqlite_writers: Arc::default(),
             held: Arc::default(),
+            write_origin: Arc::default(),
         })
     }
 

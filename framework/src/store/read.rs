@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Error, Store};
+use crate::origin::Origin;
 use crate::version::{ResourceId, Version};
 
 /// One aspect as stored: its latest version, and its document unless it was deleted.
@@ -107,6 +108,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let Some(first) = rows.first() else {
+            // Of a collection owned in several datacenters, a resource homed elsewhere is
+            // not missing: it is there.
+            super::write::refuse_away_from_home(&self.own_origin(), collection, id)?;
             return Ok(None);
         };
         let version = version_at(first, 0)?;
@@ -155,6 +159,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let Some(first) = rows.first() else {
+            super::write::refuse_away_from_home(&self.own_origin(), collection, id)?;
             return Ok(None);
         };
         let mut stamp = ReadStamp {
@@ -207,15 +212,26 @@ impl Store {
         max_bytes: usize,
     ) -> Result<ChangeBatch, Error> {
         Ok(self
-            .read_changes_counted(collection, after, until, aspects, max_resources, max_bytes)
+            .read_changes_counted(
+                collection,
+                &Origin::single(),
+                after,
+                until,
+                aspects,
+                max_resources,
+                max_bytes,
+            )
             .await?
             .0)
     }
 
-    /// [`Store::read_changes_capped`], and how many rows it took from the database.
+    /// [`Store::read_changes_capped`] of `origin`'s changes only, and how many rows it took
+    /// from the database.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn read_changes_counted(
         &self,
         collection: &str,
+        origin: &Origin,
         after: Version,
         until: Version,
         aspects: &[String],
@@ -239,12 +255,15 @@ impl Store {
             .map(|index| format!("${}", index + 5))
             .collect::<Vec<_>>()
             .join(", ");
+        let of_origin = origin
+            .sql_condition("a.version")
+            .map_or_else(String::new, |condition| format!(" AND {condition}"));
         let statement = format!(
             "SELECT a.resource_id, a.aspect, a.version, a.deleted, a.body, r.deleted \
              FROM hs_aspect a JOIN hs_resource r \
                ON r.collection = a.collection AND r.resource_id = a.resource_id \
              WHERE a.collection = $1 AND a.version > $2 AND a.version <= $3 \
-               AND a.aspect IN ({placeholders}) \
+               AND a.aspect IN ({placeholders}){of_origin} \
              ORDER BY a.version LIMIT $4"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(statement))
@@ -490,7 +509,15 @@ mod tests {
         let names: Vec<String> = aspects.iter().map(|name| (*name).to_owned()).collect();
 
         let (batch, read) = store
-            .read_changes_counted("customers", Version::ZERO, until, &names, 1000, BUDGET)
+            .read_changes_counted(
+                "customers",
+                &Origin::single(),
+                Version::ZERO,
+                until,
+                &names,
+                1000,
+                BUDGET,
+            )
             .await
             .unwrap();
         assert!(batch.more);
@@ -506,7 +533,15 @@ mod tests {
         let mut seen = batch.items.len();
         loop {
             let (batch, _) = store
-                .read_changes_counted("customers", after, until, &names, 1000, BUDGET)
+                .read_changes_counted(
+                    "customers",
+                    &Origin::single(),
+                    after,
+                    until,
+                    &names,
+                    1000,
+                    BUDGET,
+                )
                 .await
                 .unwrap();
             seen += batch.items.len();

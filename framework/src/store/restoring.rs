@@ -193,7 +193,7 @@ impl Store {
         since: i64,
     ) -> Result<Vec<String>, Error> {
         Ok(sqlx::query_scalar(
-            "SELECT consumer FROM hs_consumer WHERE collection = $1 AND polled_at >= $2 \
+            "SELECT DISTINCT consumer FROM hs_consumer WHERE collection = $1 AND polled_at >= $2 \
              ORDER BY consumer",
         )
         .bind(collection)

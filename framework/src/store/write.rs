@@ -5,7 +5,7 @@ use sqlx::{Any, AnyConnection, Transaction};
 
 use super::horizon::allocate;
 use super::read::{StoredAspect, StoredResource};
-use super::{Backend, Error, Store, unix_now};
+use super::{Backend, Error, OwnOrigin, Store, unix_now};
 use crate::aspect::UniqueKey;
 use crate::version::{ResourceId, TagCondition, Version};
 
@@ -115,8 +115,10 @@ impl Store {
             changes: Vec::with_capacity(changes.len()),
             written: Vec::with_capacity(changes.len()),
         };
+        let origin = self.own_origin();
         for change in changes {
-            let (id, version) = apply(&mut transaction, self.backend, collection, &change).await?;
+            let (id, version) =
+                apply(&mut transaction, self.backend, collection, &change, &origin).await?;
             committed
                 .written
                 .push(written_by(&change, id.clone(), version));
@@ -127,6 +129,25 @@ impl Store {
             committed,
             _turn: turn,
         })
+    }
+}
+
+/// A resource is written only at its home, the owner datacenter whose counter issued its id:
+/// so every version of it comes from one counter, and two datacenters never write it at once.
+pub(super) fn refuse_away_from_home(
+    origin: &OwnOrigin,
+    collection: &str,
+    id: &ResourceId,
+) -> Result<(), Error> {
+    if origin.own.is_single() || !origin.collections.iter().any(|owned| owned == collection) {
+        return Ok(());
+    }
+    match crate::origin::Origin::home_of(&origin.names, id.as_str()) {
+        Some(home) if home != origin.own.name => Err(Error::WrongHome {
+            id: id.as_str().to_owned(),
+            home: home.to_owned(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -157,10 +178,12 @@ async fn apply(
     backend: Backend,
     collection: &str,
     change: &Change,
+    origin: &OwnOrigin,
 ) -> Result<(ResourceId, Version), Error> {
     let id = match &change.target {
         Target::Create => None,
         Target::Update(id) | Target::Delete(id) => {
+            refuse_away_from_home(origin, collection, id)?;
             // Lock the resource before drawing its version, so versions of one resource grow
             // in the order its changes commit.
             let current = lock_resource(connection, backend, collection, id).await?;
@@ -172,7 +195,7 @@ async fn apply(
             Some(id.clone())
         }
     };
-    let version = allocate(connection, backend, collection).await?;
+    let version = allocate(connection, backend, collection, &origin.own).await?;
     let id = match id {
         Some(id) => id,
         None => {

@@ -60,6 +60,7 @@ impl Topology {
         checker.datacenters();
         checker.names_and_addresses();
         checker.owners_in_one_datacenter();
+        checker.copies_of_every_origin();
         checker.tombstones_outlive_backups();
         for sa in &self.service_areas {
             checker.service_area(sa);
@@ -208,32 +209,171 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// An SA that owns collections runs in one datacenter: versions and ids come from one
-    /// store. Several would be active/active owners, which are not built yet.
+    /// An SA that owns collections runs in one datacenter (versions and ids come from one
+    /// store), or in exactly the `owner_datacenters` every deployment of it names alike, one
+    /// deployment each (active/active: each draws from its own interleaved counter).
     fn owners_in_one_datacenter(&mut self) {
-        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut seen: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+        let known: Vec<String> = self
+            .topology
+            .datacenters()
+            .into_iter()
+            .map(|dc| dc.name)
+            .collect();
         for sa in &self.topology.service_areas {
             let sa = sa.get_ref();
             let name = sa.name.get_ref();
             let owns = self
                 .declaration(name)
                 .is_some_and(|declared| !declared.owned().is_empty());
+            let list = &sa.owner_datacenters;
             if !owns {
+                if !list.is_empty() {
+                    let message = format!(
+                        "{name} owns no collection: owner_datacenters means nothing for it"
+                    );
+                    self.error(&sa.name, message);
+                }
                 continue;
             }
             let datacenter = self.topology.datacenter_of(sa);
+            if let Some(unknown) = list.iter().find(|dc| !known.contains(dc)) {
+                let message = format!(
+                    "{name}'s owner_datacenters name {unknown:?}, which is no datacenter here"
+                );
+                self.error(&sa.name, message);
+            }
+            let mut sorted = list.clone();
+            sorted.sort();
+            sorted.dedup();
+            if sorted.len() != list.len() {
+                self.error(
+                    &sa.name,
+                    format!("{name}'s owner_datacenters name a datacenter twice"),
+                );
+            }
+            if !list.is_empty() && !list.contains(&datacenter) {
+                let message = format!(
+                    "{name} runs in {datacenter}, which is none of its owner_datacenters ({})",
+                    list.join(", ")
+                );
+                self.error(&sa.name, message);
+            }
             match seen.get(name) {
-                Some(first) if *first != datacenter => {
+                Some((first, _)) if *first == datacenter => {
+                    let message =
+                        format!("{name} owns collections and is deployed twice in {datacenter}");
+                    self.error(&sa.name, message);
+                }
+                Some((_, first_list)) if first_list != list => {
+                    let message = format!(
+                        "{name}'s deployments name different owner_datacenters ({} and {}): \
+                         every owner datacenter must count versions alike",
+                        first_list.join(", "),
+                        list.join(", ")
+                    );
+                    self.error(&sa.name, message);
+                }
+                Some((first, _)) if list.is_empty() => {
                     let message = format!(
                         "{name} owns collections and runs in datacenters {first} and \
-                         {datacenter}: active/active owners are not built yet (an owner runs \
-                         in one datacenter; the others keep copies)"
+                         {datacenter}: an owner runs in one datacenter unless every deployment \
+                         names them all in owner_datacenters (active/active)"
                     );
                     self.error(&sa.name, message);
                 }
                 Some(_) => {}
                 None => {
-                    seen.insert(name.clone(), datacenter);
+                    seen.insert(name.clone(), (datacenter, list.clone()));
+                }
+            }
+        }
+        for (name, (_, list)) in &seen {
+            for datacenter in list {
+                if self.topology.deployment(name, datacenter).is_none() {
+                    let at = self
+                        .topology
+                        .service_areas
+                        .iter()
+                        .find(|sa| sa.get_ref().name.get_ref() == name);
+                    if let Some(at) = at {
+                        let message = format!(
+                            "{name} names {datacenter} among its owner_datacenters but is not \
+                             deployed there"
+                        );
+                        self.error(&at.get_ref().name, message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A copy of a collection owned in several datacenters reads each origin's changes from
+    /// one source; of a collection owned in one, it names no origin.
+    fn copies_of_every_origin(&mut self) {
+        for spanned in &self.topology.service_areas {
+            let sa = spanned.get_ref();
+            let name = sa.name.get_ref();
+            let mut named: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for copy in &sa.copies {
+                let origins = self
+                    .topology
+                    .owner_datacenters_of(&copy.get_ref().collection, self.areas);
+                let collection = copy.get_ref().collection.as_str();
+                match (&copy.get_ref().origin, origins.is_empty()) {
+                    (None, true) => {}
+                    (Some(origin), true) => self.error(
+                        copy,
+                        format!(
+                            "{name} copies {collection} of origin {origin:?}, but its owner \
+                             owns it in one datacenter: name no origin"
+                        ),
+                    ),
+                    (None, false) => self.error(
+                        copy,
+                        format!(
+                            "{collection} is owned in {}: {name} names the origin each source \
+                             of it serves (origin = \"…\")",
+                            origins.join(", ")
+                        ),
+                    ),
+                    (Some(origin), false) if !origins.contains(origin) => self.error(
+                        copy,
+                        format!(
+                            "{name} copies {collection} of origin {origin:?}, none of its \
+                             owner's datacenters ({})",
+                            origins.join(", ")
+                        ),
+                    ),
+                    (Some(origin), false) => {
+                        let seen = named.entry(collection).or_default();
+                        if seen.contains(&origin.as_str()) {
+                            self.error(
+                                copy,
+                                format!("{name} copies {collection} of origin {origin} twice"),
+                            );
+                        }
+                        seen.push(origin.as_str());
+                    }
+                }
+            }
+            for (collection, seen) in named {
+                let origins = self.topology.owner_datacenters_of(collection, self.areas);
+                let missing: Vec<&String> = origins
+                    .iter()
+                    .filter(|origin| !seen.contains(&origin.as_str()))
+                    .collect();
+                if !missing.is_empty() {
+                    let message = format!(
+                        "{name} copies {collection} without the changes of origin(s) {}: a \
+                         copy holds the union of every owner datacenter's",
+                        missing
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    self.error(&sa.name, message);
                 }
             }
         }
@@ -371,14 +511,20 @@ impl<'a> Checker<'a> {
         self.readers(spanned, declared);
         let mut copied = BTreeSet::new();
         for copy in &sa.copies {
-            if !copied.insert(copy.get_ref().collection.clone()) {
+            // One source per collection, or per origin of a collection owned in several
+            // datacenters (`copies_of_every_origin` checks those).
+            let key = (
+                copy.get_ref().collection.clone(),
+                copy.get_ref().origin.clone(),
+            );
+            if !copied.insert(key) {
                 let message = format!("{name} names two sources of {}", copy.get_ref().collection);
                 self.error(copy, message);
             }
             self.copy(sa, declared, copy);
         }
         for collection in declared.copied() {
-            if !copied.contains(collection.name()) {
+            if !copied.iter().any(|(copied, _)| copied == collection.name()) {
                 self.error(
                     spanned,
                     format!(
@@ -567,6 +713,7 @@ impl<'a> Checker<'a> {
             limit: copy.limit,
             interface_version: copy.interface_version,
             pipeline: true,
+            origin: crate::origin::Origin::single(),
         };
         if let Err(reason) = check_source(&source, declared) {
             self.error(

@@ -154,11 +154,21 @@ impl Topology {
         }
     }
 
-    /// The datacenter a copy of `sa` polls: the copy's `datacenter`, else `sa`'s own.
+    /// The datacenter a copy of `sa` polls: the copy's `datacenter`; else, for one origin's
+    /// changes read from an owner that owns in several datacenters, that origin's own; else
+    /// `sa`'s own.
     pub fn source_datacenter(&self, sa: &SaDeployment, copy: &CopyDeployment) -> String {
-        copy.datacenter
-            .clone()
-            .unwrap_or_else(|| self.datacenter_of(sa))
+        if let Some(datacenter) = &copy.datacenter {
+            return datacenter.clone();
+        }
+        let from_active_owner = self.service_areas.iter().any(|candidate| {
+            let candidate = candidate.get_ref();
+            candidate.name.get_ref() == &copy.from && !candidate.owner_datacenters.is_empty()
+        });
+        match &copy.origin {
+            Some(origin) if from_active_owner => origin.clone(),
+            _ => self.datacenter_of(sa),
+        }
     }
 
     /// The name `sa`'s reader calls the source of `copy` by: the SA's name within its own

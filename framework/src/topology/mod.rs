@@ -149,9 +149,15 @@ pub struct SaDeployment {
     pub name: Spanned<String>,
     /// The datacenter it runs in (a `[[datacenter]]`'s name); absent in a topology of one
     /// datacenter. A reading SA may be deployed once per datacenter, each with its own store;
-    /// an owner in one datacenter only (active/active owners are not built).
+    /// an owner in one datacenter, or in each of its `owner_datacenters`.
     #[serde(default)]
     pub datacenter: Option<Spanned<String>>,
+    /// Active/active: the datacenters this SA owns its collections in, one deployment each,
+    /// every deployment naming the same list in the same order. Datacenter `k` of the list's
+    /// `n` draws versions (and ids) `k`, `k+n`, `k+2n`…, and writes a resource only where its
+    /// id was drawn, its home (see [`crate::origin`]). The list is fixed once data exists.
+    #[serde(default)]
+    pub owner_datacenters: Vec<String>,
     /// The one store every unit of the SA shares: `postgres://…`, or `sqlite:///…` when every
     /// unit runs on one host.
     pub database: Spanned<String>,
@@ -240,6 +246,12 @@ pub struct CopyDeployment {
     /// share one consumer position.
     #[serde(default)]
     pub datacenter: Option<String>,
+    /// Of a collection owned in several datacenters: whose changes this source serves (one of
+    /// the owner's `owner_datacenters`). A copy names one source per origin, each read with
+    /// its own cursor, and holds their union. A source that is the owner itself defaults to
+    /// the origin's own datacenter.
+    #[serde(default)]
+    pub origin: Option<String>,
     /// The aspects copied, within the copy the SA declares and what `from` grants this SA;
     /// every aspect the SA's copy declares when absent (the usual case: the SA's code is the
     /// one declaration of a copy's shape).
@@ -478,7 +490,22 @@ impl Topology {
                             copy.collection
                         ))
                     })?;
+                let origin = match &copy.origin {
+                    None => crate::origin::Origin::single(),
+                    Some(name) => {
+                        let names = self.owner_datacenters_of(&copy.collection, areas);
+                        crate::origin::Origin::among(&names, name).ok_or_else(|| {
+                            refuse(format!(
+                                "{sa_name} copies {} of origin {name:?}, which is none of its \
+                                 owner's datacenters ({})",
+                                copy.collection,
+                                names.join(", ")
+                            ))
+                        })?
+                    }
+                };
                 Ok(SourceConfig {
+                    origin,
                     collection: copy.collection.clone(),
                     url: format!("{gateway}/{}", copy.from),
                     token: token_of(&self.caller_name(sa, copy))?,
@@ -508,6 +535,7 @@ impl Topology {
                 limit: 1000,
                 interface_version: 1,
                 pipeline: true,
+                origin: crate::origin::Origin::single(),
             });
         }
         let primary_url = sa
@@ -575,6 +603,8 @@ impl Topology {
             },
             ca_certificates: self.ca_certificates(),
             newest_interface: own.newest_interface,
+            owner_datacenters: sa.owner_datacenters.clone(),
+            datacenter: (!self.datacenters.is_empty()).then(|| own_datacenter.clone()),
             peers: sa
                 .units
                 .iter()
@@ -643,10 +673,18 @@ impl Topology {
             let Some(gateway) = self.url_between(&owner_datacenter, &datacenter) else {
                 continue;
             };
+            // Of a collection owned in several datacenters, a copy's source of this owner's
+            // origin holds what this owner wrote.
+            let own_origin = if owner.owner_datacenters.is_empty() {
+                ""
+            } else {
+                owner_datacenter.as_str()
+            };
             for copy in sa.copies.iter().map(Spanned::get_ref) {
                 let of_ours = declared
                     .collection(&copy.collection)
-                    .is_some_and(|c| c.owner() == owner_name && owned.contains(&c.name()));
+                    .is_some_and(|c| c.owner() == owner_name && owned.contains(&c.name()))
+                    && copy.origin.as_deref().unwrap_or_default() == own_origin;
                 if of_ours {
                     peers.push(PeerConfig {
                         sa: if datacenter == owner_datacenter {
@@ -659,6 +697,7 @@ impl Topology {
                         token: token.clone(),
                         aspects: copy.aspects_of(name, areas),
                         interface_version: copy.interface_version,
+                        origin: own_origin.to_owned(),
                     });
                 }
             }
@@ -694,6 +733,25 @@ impl Topology {
 }
 
 /// The names of the collections SA `owner` (one of `areas`) owns.
+impl Topology {
+    /// The datacenters the owner of `collection` (as `areas` declare it) owns it in; empty
+    /// for one.
+    pub fn owner_datacenters_of(&self, collection: &str, areas: &[ServiceArea]) -> Vec<String> {
+        let Some(owner) = areas
+            .iter()
+            .find(|area| area.owned().iter().any(|owned| owned.name() == collection))
+        else {
+            return Vec::new();
+        };
+        self.service_areas
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|sa| sa.name.get_ref() == owner.name())
+            .map(|sa| sa.owner_datacenters.clone())
+            .unwrap_or_default()
+    }
+}
+
 fn owned_by<'a>(owner: &str, areas: &'a [ServiceArea]) -> Vec<&'a str> {
     areas
         .iter()

@@ -813,7 +813,7 @@ fn a_source_that_does_not_hold_the_collection_is_refused() {
 }
 
 #[test]
-fn an_owner_in_two_datacenters_is_refused_as_not_built() {
+fn an_owner_in_two_datacenters_must_name_them_as_owner_datacenters() {
     let text = LINE.replacen(
         "name = \"registration-2\"\nlisten = \"10.0.1.2:8082\"\nzone = \"b\"",
         "name = \"registration-2\"\nlisten = \"10.0.1.2:8082\"\nzone = \"b\"\n\n[[sa]]\n\
@@ -829,8 +829,8 @@ fn an_owner_in_two_datacenters_is_refused_as_not_built() {
     };
     assert!(
         findings.iter().any(|f| f.message.contains(
-            "registration owns collections and runs in datacenters dc1 and dc2: active/active \
-             owners are not built yet"
+            "registration owns collections and runs in datacenters dc1 and dc2: an owner runs \
+             in one datacenter unless every deployment names them all in owner_datacenters"
         )),
         "{findings:?}"
     );

@@ -163,6 +163,7 @@ mod tests {
             first_unit_port: 8101,
             databases: Path::new("/var/lib/hiscale"),
             quick_failover: false,
+            owners: 1,
         };
         let mut secrets = Secrets::default();
         for caller in line.callers().into_iter().chain(["admin".to_owned()]) {

@@ -560,6 +560,7 @@ impl CopyUnit {
         let config = hiscale::UnitConfig {
             callers: vec![operator()],
             sources: vec![SourceConfig {
+                origin: Default::default(),
                 collection: COLLECTION.into(),
                 url: owner.to_owned(),
                 token: BILLING_TOKEN.into(),

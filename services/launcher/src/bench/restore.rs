@@ -87,6 +87,7 @@ pub(super) async fn run(
         .await
     });
     let peer = PeerConfig {
+        origin: Default::default(),
         sa: billing::NAME.into(),
         collection: COLLECTION.into(),
         url: format!("http://{listen}"),
