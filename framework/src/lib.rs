@@ -5,7 +5,7 @@
 //! and JSON with interface versions, grants, health, metrics and the OpenAPI document.
 
 pub mod aspect;
-pub mod assumptions;
+pub(crate) mod assumptions;
 pub mod auth;
 mod batch;
 pub mod business;
@@ -16,7 +16,7 @@ pub mod emulation;
 pub mod facade;
 #[doc = include_str!("../../docs/guide.md")]
 pub mod guide {}
-pub mod gate;
+pub(crate) mod gate;
 pub mod gui;
 pub mod http;
 pub mod interface;
@@ -31,7 +31,7 @@ pub mod revocation;
 pub mod session;
 pub mod shape;
 pub mod store;
-pub mod telemetry;
+pub(crate) mod telemetry;
 pub mod tls;
 pub mod topology;
 pub mod types;

@@ -120,7 +120,7 @@ struct Inner {
 
 /// Optional parts of a unit beyond its store and callers.
 #[derive(Debug, Clone, Default)]
-pub struct Extras {
+pub(crate) struct Extras {
     pub feed: FeedConfig,
     pub sessions: Option<SessionVerifier>,
     pub session_grant: Option<AspectSelector>,
@@ -166,7 +166,7 @@ pub struct UnitIdentity {
 }
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         sa: ServiceArea,
         store: Store,
         callers: Callers,
@@ -381,12 +381,12 @@ impl AppState {
     }
 
     /// The unit's start gate.
-    pub fn gate(&self) -> &Arc<crate::gate::StartGate> {
+    pub(crate) fn gate(&self) -> &Arc<crate::gate::StartGate> {
         &self.inner.gate
     }
 
     /// The latest check of PostgreSQL's assumptions.
-    pub fn assumptions(&self) -> &Arc<crate::assumptions::Assumptions> {
+    pub(crate) fn assumptions(&self) -> &Arc<crate::assumptions::Assumptions> {
         &self.inner.assumptions
     }
 
