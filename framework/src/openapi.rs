@@ -176,6 +176,45 @@ fn query(name: &str, description: &str, schema: ObjectBuilder) -> ParameterBuild
         .schema(Some(schema))
 }
 
+/// Documents `origin=` on the feed of each collection owned in several datacenters (`origins`:
+/// those datacenters by collection, as this unit serves them): the names it takes, and whether
+/// it may be left out (at an owner, for its own origin) or not (at a copy).
+pub(crate) fn with_origins(
+    mut document: OpenApi,
+    origins: &std::collections::BTreeMap<String, (Vec<String>, bool)>,
+) -> OpenApi {
+    for (collection, (names, required)) in origins {
+        let Some(operation) = document
+            .paths
+            .paths
+            .get_mut(&format!("/{collection}"))
+            .and_then(|item| item.get.as_mut())
+        else {
+            continue;
+        };
+        let described = if *required {
+            "whose changes: an owner datacenter's name (a copy of several origins serves one at a time)"
+        } else {
+            "whose changes: this owner datacenter's name, the default (another's is 421 wrong-datacenter)"
+        };
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(names.clone()));
+        let parameter = query("origin", described, schema)
+            .required(if *required {
+                utoipa::openapi::Required::True
+            } else {
+                utoipa::openapi::Required::False
+            })
+            .build();
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(utoipa::openapi::RefOr::T(parameter));
+    }
+    document
+}
+
 /// A whole number within `range`, as the unit parses it.
 fn whole_number(minimum: i64, maximum: i64) -> ObjectBuilder {
     ObjectBuilder::new()

@@ -184,6 +184,22 @@ async fn two_owner_datacenters_write_through_a_cut_and_every_copy_holds_the_unio
         .unwrap();
     assert_eq!(unnamed.status().as_u16(), 400);
     assert!(unnamed.text().await.unwrap().contains("origin-required"));
+    // And its OpenAPI document says so: origin= is required, one of the two.
+    let document: serde_json::Value = client
+        .get(format!("{}/login/openapi.json", line.gateway(2)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let origin = document["paths"]["/customers"]["get"]["parameters"]
+        .as_array()
+        .and_then(|parameters| parameters.iter().find(|p| p["name"] == "origin"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(origin["required"], true, "{origin}");
+    assert_eq!(origin["schema"]["enum"], serde_json::json!(["dc1", "dc2"]));
     println!("the active/active test took {:.1?}", began.elapsed());
 }
 

@@ -324,6 +324,27 @@ impl AppState {
         }
     }
 
+    /// Per collection owned in several datacenters, those datacenters and whether a feed
+    /// request must name one (at a copy) or may leave it out (at an owner, its own).
+    pub(crate) fn feed_origins(&self) -> BTreeMap<String, (Vec<String>, bool)> {
+        let own = self.inner.store.own_origin();
+        let mut origins: BTreeMap<String, (Vec<String>, bool)> = self
+            .inner
+            .copy_origins
+            .iter()
+            .map(|(collection, names)| (collection.clone(), (names.clone(), true)))
+            .collect();
+        if !own.own.is_single() {
+            for collection in self.inner.sa.owned() {
+                origins.insert(
+                    collection.name().to_owned(),
+                    (vec![own.own.name.clone()], false),
+                );
+            }
+        }
+        origins
+    }
+
     pub fn feed_config(&self) -> &FeedConfig {
         &self.inner.feed
     }
