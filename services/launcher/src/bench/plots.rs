@@ -32,6 +32,9 @@ pub(super) struct Plot {
     pub(super) description: String,
 }
 
+/// Decimals of the axes' tick labels, x and y.
+type Decimals = (usize, usize);
+
 /// One line of a chart.
 #[derive(Debug)]
 struct Series {
@@ -53,6 +56,7 @@ pub(super) fn write(dir: &Path, report: &Report) -> anyhow::Result<Vec<Plot>> {
             "Initial sync: customers applied per second",
             "seconds since the copy started",
             "customers/s",
+            (1, 0),
             &sync,
         )?;
         std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
@@ -63,8 +67,8 @@ pub(super) fn write(dir: &Path, report: &Report) -> anyhow::Result<Vec<Plot>> {
                 "Figure 1 over time: customers applied per second on the copy while it syncs, \
                  sampled every 50 ms (the copy's applied records; for PostgreSQL's logical \
                  replication, the rows its table sync's COPY has processed, \
-                 `pg_stat_progress_copy`), as the rate over a sliding window of 1/20 of the \
-                 sync (0.1 s to 1 s); the repetition with the median time of each. Lines: {}.",
+                 `pg_stat_progress_copy`), as the rate over a sliding window of 1/10 of the \
+                 sync (0.2 s to 2 s); the repetition with the median time of each. Lines: {}.",
                 labels(&sync)
             ),
         });
@@ -78,6 +82,7 @@ pub(super) fn write(dir: &Path, report: &Report) -> anyhow::Result<Vec<Plot>> {
             "Long-poll lag: share of writes seen on the copy's feed within x ms",
             "lag, ms (PUT response → version on the copy's feed)",
             "share of writes",
+            (0, 2),
             &lag,
         )?;
         std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
@@ -162,14 +167,15 @@ fn cumulative(sorted: &[f64]) -> Vec<(f64, f64)> {
 }
 
 /// Records per second over time from cumulative samples: at each sample, the rate since the
-/// last sample at least a window earlier. The window is 1/20 of the whole (0.1 s to 1 s), so
-/// that one chunk's commit does not read as a spike and a short sync still shows its shape.
+/// last sample at least a window earlier. The window is 1/10 of the whole (0.2 s to 2 s), so
+/// that one chunk's commit (1000 records) does not read as a spike and a short sync still
+/// shows its shape.
 /// A sync too short for any window is drawn as its average, flat.
 fn rate_curve(progress: &Progress) -> Vec<(f64, f64)> {
     let Some(&(total, applied)) = progress.last() else {
         return Vec::new();
     };
-    let window = (total / 20.0).clamp(0.1, 1.0);
+    let window = (total / 10.0).clamp(0.2, 2.0);
     let mut curve = Vec::new();
     let mut earlier = 0;
     for (index, &(at, count)) in progress.iter().enumerate() {
@@ -193,6 +199,7 @@ fn line_chart(
     caption: &str,
     x_label: &str,
     y_label: &str,
+    (x_decimals, y_decimals): Decimals,
     series: &[Series],
 ) -> anyhow::Result<String> {
     let points = || series.iter().flat_map(|series| series.points.iter());
@@ -218,6 +225,8 @@ fn line_chart(
             .configure_mesh()
             .x_desc(x_label)
             .y_desc(y_label)
+            .x_label_formatter(&|x| format!("{x:.x_decimals$}"))
+            .y_label_formatter(&|y| format!("{y:.y_decimals$}"))
             .draw()
             .map_err(plot_error)?;
         for (index, line) in series.iter().enumerate() {
@@ -286,6 +295,7 @@ mod tests {
             "caption",
             "x",
             "y",
+            (1, 0),
             &[Series {
                 label: "line".into(),
                 points: vec![(0.0, 1.0), (1.0, 2.0), (2.0, f64::NAN)],

@@ -254,7 +254,8 @@ fn replication_reason(backend: Backend, skipped: bool) -> &'static str {
         (true, _) => "--skip-replication",
         (false, Backend::Sqlite) => "no run",
         (false, Backend::Postgres) => {
-            "no PostgreSQL: give --pg-bin / HISCALE_PG_BIN or --postgres / HISCALE_TEST_POSTGRES"
+            "no PostgreSQL: --pg-bin / HISCALE_PG_BIN without --skip-reference, or --postgres / \
+             HISCALE_TEST_POSTGRES"
         }
     }
 }
@@ -286,7 +287,8 @@ fn figure_one(report: &Report, backend: Backend, skipped: bool) -> Row {
         None => Row {
             figure,
             hiscale,
-            reference: "not measured (no PostgreSQL server binaries: --pg-bin / HISCALE_PG_BIN)"
+            reference: "not measured (--skip-reference, or no PostgreSQL server binaries: \
+                        --pg-bin / HISCALE_PG_BIN)"
                 .into(),
             ratio: "—".into(),
             goal: "≥ 1.0× (no reference measured)".into(),
