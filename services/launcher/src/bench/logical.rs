@@ -12,7 +12,10 @@
 //! counted. Each repetition drops the subscription and subscribes a fresh database: the
 //! subscriber starts no second table sync for a table (by its oid) within
 //! `wal_retrieve_retry_interval` (5 s) of the last, which reusing one table added to every
-//! repetition after the first.
+//! repetition after the first. The launcher, too, starts workers at most once per
+//! `wal_retrieve_retry_interval`: a repetition that subscribed sooner after the one before
+//! idled up to 5 s before its copy began (seen in the plot of the rate over time), so each
+//! repetition after the first waits out that interval first, untimed.
 //! The subscription commits with `synchronous_commit = on` (its default is `off`), so the
 //! copy is durable at the subscriber as HiScale's copy is.
 //! For the plot of the rate over time, the same 50 ms poll reads the rows the subscriber's
@@ -97,7 +100,20 @@ pub(super) async fn run(
     let mut syncs = Vec::with_capacity(repetitions);
     let mut progress = Vec::with_capacity(repetitions);
     let mut subscriber_url = String::new();
+    let mut last_start: Option<Instant> = None;
     for run in 1..=repetitions {
+        if let Some(started) = last_start {
+            let interval = retry_interval(subscriber_server).await?;
+            let ready = started + interval + Duration::from_millis(200);
+            if ready > Instant::now() {
+                eprintln!(
+                    "logical replication: waiting out wal_retrieve_retry_interval ({} ms) since \
+                     the last subscription",
+                    interval.as_millis()
+                );
+                tokio::time::sleep_until(ready.into()).await;
+            }
+        }
         eprintln!("logical replication: initial sync {run}/{repetitions}…");
         subscriber_url = hiscale::store::ensure_postgres_database(
             subscriber_server,
@@ -112,6 +128,7 @@ pub(super) async fn run(
         .execute(&subscriber)
         .await
         .context("creating the subscriber's table")?;
+        last_start = Some(Instant::now());
         let (took, trace) = tokio::time::timeout(
             SYNC_TIMEOUT,
             sync_once(&subscriber, publisher_port, customers),
@@ -140,6 +157,27 @@ pub(super) async fn run(
     };
     publisher.close().await;
     Ok(result)
+}
+
+/// The subscriber server's `wal_retrieve_retry_interval`.
+async fn retry_interval(subscriber_server: &str) -> anyhow::Result<Duration> {
+    let pool = connect(&format!(
+        "{}/postgres",
+        subscriber_server.trim_end_matches('/')
+    ))
+    .await?;
+    let millis: Option<String> = sqlx::query_scalar(
+        "SELECT setting FROM pg_settings WHERE name = 'wal_retrieve_retry_interval'",
+    )
+    .fetch_optional(&pool)
+    .await
+    .context("reading wal_retrieve_retry_interval")?;
+    pool.close().await;
+    // The setting is in milliseconds; 5 s (PostgreSQL's default) where it cannot be read.
+    let millis = millis
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(5000);
+    Ok(Duration::from_millis(millis))
 }
 
 async fn connect(url: &str) -> anyhow::Result<PgPool> {
