@@ -167,11 +167,19 @@ both_backends!(
 /// bench's own two durable clusters and PostgreSQL's logical replication of the same rows
 /// beside them (figure 1), feed chunks against the pre-serialised chunk (figure 5), peak RSS
 /// (figure 6). The numbers are not checked, only that each figure was measured; the full runs
-/// are a separate command.
+/// are a separate command. It also writes RESULTS.md (the figures as a Markdown table) and the
+/// SVG plots into `--results-dir`: the table's rows and the plots' lines are checked to be
+/// there, not their values.
 #[tokio::test]
 async fn the_benchmark_runs_its_short_version() {
-    let printed =
-        tests::process::hiscale_bench(&["--quick"], std::time::Duration::from_secs(480)).await;
+    let results = tempfile::tempdir().expect("a results directory");
+    let results_dir = results.path().join("bench");
+    let results_arg = results_dir.to_str().expect("a UTF-8 temporary path");
+    let printed = tests::process::hiscale_bench(
+        &["--quick", "--results-dir", results_arg],
+        std::time::Duration::from_secs(480),
+    )
+    .await;
     for expected in [
         "writes/s",
         "FULL/NORMAL",
@@ -217,6 +225,54 @@ async fn the_benchmark_runs_its_short_version() {
                     .iter()
                     .all(|cell| !cell.is_empty() && cell != "–"),
             "a figure is missing in {cells:?}"
+        );
+    }
+
+    let markdown = std::fs::read_to_string(results_dir.join("RESULTS.md"))
+        .unwrap_or_else(|error| panic!("no RESULTS.md in {results_arg}: {error}\n{printed}"));
+    assert!(
+        markdown.contains("| figure | HiScale | reference | ratio | goal |"),
+        "no table header in:\n{markdown}"
+    );
+    // (the figure cell's start, whether the ratio is a measured one rather than "—")
+    for (figure, measured_ratio) in [
+        ("1: initial sync SQLite → SQLite", true),
+        ("1: initial sync PostgreSQL → PostgreSQL", true),
+        ("5: feed chunks/s of 100 records, JSON, SQLite", true),
+        ("5: feed chunks/s of 100 records, JSON, PostgreSQL", true),
+        ("6: peak RSS during fill and sync, SQLite", false),
+        ("6: peak RSS during fill and sync, PostgreSQL", false),
+    ] {
+        let line = markdown
+            .lines()
+            .find(|line| line.starts_with(&format!("| {figure}")))
+            .unwrap_or_else(|| panic!("no row {figure:?} in:\n{markdown}"));
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells.len(), 5, "{line}");
+        assert!(
+            !cells[1].is_empty() && !cells[1].contains("not measured"),
+            "{line}"
+        );
+        let ratio = cells[3];
+        assert!(!ratio.is_empty(), "no ratio cell in {line}");
+        if measured_ratio {
+            assert!(ratio.ends_with('×'), "no ratio in {line}");
+        }
+    }
+    for plot in ["sync-rate.svg", "lag-cdf.svg"] {
+        let svg = std::fs::read_to_string(results_dir.join(plot))
+            .unwrap_or_else(|error| panic!("no {plot} in {results_arg}: {error}"));
+        assert!(
+            svg.starts_with("<svg") || svg.starts_with("<?xml"),
+            "{plot} is no SVG: {svg}"
+        );
+        assert!(
+            svg.contains("<path") || svg.contains("<polyline"),
+            "{plot} has no line: {svg}"
+        );
+        assert!(
+            markdown.contains(&format!("]({plot})")),
+            "RESULTS.md does not show {plot}"
         );
     }
 }

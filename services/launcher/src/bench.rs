@@ -22,7 +22,10 @@
 //!   first, copy on the second), and so does the reference, PostgreSQL's logical replication
 //!   of the same rows and columns (`logical.rs`).
 //!
-//! Every measurement runs for a fixed time and is repeated; the table shows medians. Runs of
+//! Every measurement runs for a fixed time and is repeated; the table shows medians. The same
+//! medians also go to `RESULTS.md` (`results.rs`), a Markdown table of the figures
+//! beside their references and goals, with SVG plots of the sync's rate over time and of the
+//! lag's distribution (`plots.rs`), in `--results-dir` (`docs/bench` by default). Runs of
 //! the backends alternate so that drift on a shared machine hits both alike. This is a
 //! micro-benchmark for judging ratios on one machine, not a capacity figure: client and unit
 //! share one process and its runtime.
@@ -32,9 +35,11 @@ mod chunks;
 mod cluster;
 mod load;
 mod logical;
+mod plots;
 mod replication;
 mod report;
 mod restore;
+mod results;
 
 use std::time::Duration;
 
@@ -88,6 +93,10 @@ pub struct BenchOptions {
     /// Seconds of writing during the lag measurement [default: 10; --quick 3].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub lag_seconds: Option<u64>,
+    /// Where RESULTS.md (the figures as a Markdown table) and the SVG plots go; created if
+    /// missing, files of the same names replaced (not written by --restore-only).
+    #[arg(long, value_name = "DIR", default_value = "docs/bench")]
+    pub results_dir: std::path::PathBuf,
 }
 
 /// How much to measure, derived from the options.
@@ -226,6 +235,24 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     leftovers.remove().await;
     let report = outcome?;
     print!("{report}");
+    write_results(&options.results_dir, &report)
+}
+
+/// Writes the plots and `RESULTS.md` into `dir` after the text report is printed, so that a
+/// failure here loses no numbers.
+fn write_results(dir: &std::path::Path, report: &Report) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the results directory {}", dir.display()))?;
+    let plots = plots::write(dir, report)?;
+    let written = results::write(dir, report, &results::RunContext::now(), &plots)?;
+    eprintln!(
+        "bench: wrote {}{}",
+        written.display(),
+        plots
+            .iter()
+            .map(|plot| format!(", {}", dir.join(plot.file).display()))
+            .collect::<String>()
+    );
     Ok(())
 }
 

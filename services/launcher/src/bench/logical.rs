@@ -12,9 +12,15 @@
 //! counted. Each repetition drops the subscription and subscribes a fresh database: the
 //! subscriber starts no second table sync for a table (by its oid) within
 //! `wal_retrieve_retry_interval` (5 s) of the last, which reusing one table added to every
-//! repetition after the first.
+//! repetition after the first. The launcher, too, starts workers at most once per
+//! `wal_retrieve_retry_interval`: a repetition that subscribed sooner after the one before
+//! idled up to 5 s before its copy began (seen in the plot of the rate over time), so each
+//! repetition after the first waits out that interval first, untimed.
 //! The subscription commits with `synchronous_commit = on` (its default is `off`), so the
 //! copy is durable at the subscriber as HiScale's copy is.
+//! For the plot of the rate over time, the same 50 ms poll reads the rows the subscriber's
+//! table sync has copied so far (`pg_stat_progress_copy.tuples_processed` of its `COPY`): the
+//! table itself shows no rows before the copy commits.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +29,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use super::alloc::{ServerSettings, server_settings};
-use super::replication::customer_edits;
+use super::replication::{Progress, customer_edits, median_index};
 
 /// Customers per fill transaction (as HiScale's owner fill).
 const FILL_BATCH: usize = 1000;
@@ -41,11 +47,24 @@ pub(super) struct LogicalResult {
     pub(super) customers: usize,
     /// One duration per repetition, in run order.
     pub(super) syncs: Vec<Duration>,
+    /// Each repetition's rows copied over time (the order of `syncs`).
+    pub(super) progress: Vec<Progress>,
     pub(super) publisher: ServerSettings,
     pub(super) subscriber: ServerSettings,
 }
 
 impl LogicalResult {
+    /// The median customers per second (figure 1's reference).
+    pub(super) fn median_rate(&self) -> f64 {
+        let rates = self.rates();
+        rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    /// The progress of the repetition whose time is the median.
+    pub(super) fn median_progress(&self) -> Option<&Progress> {
+        median_index(&self.syncs).and_then(|index| self.progress.get(index))
+    }
+
     /// Customers per second of each repetition, sorted.
     pub(super) fn rates(&self) -> Vec<f64> {
         let mut rates: Vec<f64> = self
@@ -79,8 +98,22 @@ pub(super) async fn run(
     .await
     .context("creating the publication")?;
     let mut syncs = Vec::with_capacity(repetitions);
+    let mut progress = Vec::with_capacity(repetitions);
     let mut subscriber_url = String::new();
+    let mut last_start: Option<Instant> = None;
     for run in 1..=repetitions {
+        if let Some(started) = last_start {
+            let interval = retry_interval(subscriber_server).await?;
+            let ready = started + interval + Duration::from_millis(200);
+            if ready > Instant::now() {
+                eprintln!(
+                    "logical replication: waiting out wal_retrieve_retry_interval ({} ms) since \
+                     the last subscription",
+                    interval.as_millis()
+                );
+                tokio::time::sleep_until(ready.into()).await;
+            }
+        }
         eprintln!("logical replication: initial sync {run}/{repetitions}…");
         subscriber_url = hiscale::store::ensure_postgres_database(
             subscriber_server,
@@ -95,7 +128,8 @@ pub(super) async fn run(
         .execute(&subscriber)
         .await
         .context("creating the subscriber's table")?;
-        let took = tokio::time::timeout(
+        last_start = Some(Instant::now());
+        let (took, trace) = tokio::time::timeout(
             SYNC_TIMEOUT,
             sync_once(&subscriber, publisher_port, customers),
         )
@@ -111,16 +145,39 @@ pub(super) async fn run(
             took.as_secs_f64()
         );
         syncs.push(took);
+        progress.push(trace);
         subscriber.close().await;
     }
     let result = LogicalResult {
         customers,
         syncs,
+        progress,
         publisher: server_settings(&publisher_url).await?,
         subscriber: server_settings(&subscriber_url).await?,
     };
     publisher.close().await;
     Ok(result)
+}
+
+/// The subscriber server's `wal_retrieve_retry_interval`.
+async fn retry_interval(subscriber_server: &str) -> anyhow::Result<Duration> {
+    let pool = connect(&format!(
+        "{}/postgres",
+        subscriber_server.trim_end_matches('/')
+    ))
+    .await?;
+    let millis: Option<String> = sqlx::query_scalar(
+        "SELECT setting FROM pg_settings WHERE name = 'wal_retrieve_retry_interval'",
+    )
+    .fetch_optional(&pool)
+    .await
+    .context("reading wal_retrieve_retry_interval")?;
+    pool.close().await;
+    // The setting is in milliseconds; 5 s (PostgreSQL's default) where it cannot be read.
+    let millis = millis
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(5000);
+    Ok(Duration::from_millis(millis))
 }
 
 async fn connect(url: &str) -> anyhow::Result<PgPool> {
@@ -172,12 +229,13 @@ async fn fill(pool: &PgPool, customers: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One subscription from scratch to its table's copy committed; returns how long it took.
+/// One subscription from scratch to its table's copy committed; returns how long it took and
+/// the rows copied at each poll.
 async fn sync_once(
     subscriber: &PgPool,
     publisher_port: u16,
     customers: usize,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, Progress)> {
     let create = format!(
         "CREATE SUBSCRIPTION hs_bench_sub CONNECTION 'host=127.0.0.1 port={publisher_port} \
          dbname={PUBLISHER_DATABASE} user=postgres' PUBLICATION hs_bench_pub \
@@ -188,18 +246,29 @@ async fn sync_once(
         .execute(subscriber)
         .await
         .context("creating the subscription")?;
+    let mut trace = vec![(0.0, 0)];
+    let mut copying = 0;
     let took = loop {
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT srsubstate::text FROM pg_subscription_rel r \
-             JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = 'hs_bench_sub'",
+        // One round trip for both: the state, and the rows the table sync's COPY has
+        // processed (no row in the view before the COPY starts and after it ends).
+        let (state, processed): (Option<String>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT srsubstate::text FROM pg_subscription_rel r \
+             JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = 'hs_bench_sub'), \
+             (SELECT max(tuples_processed) FROM pg_stat_progress_copy \
+             WHERE datname = current_database())",
         )
-        .fetch_optional(subscriber)
+        .fetch_one(subscriber)
         .await?;
         if matches!(state.as_deref(), Some("s" | "r")) {
             break began.elapsed();
         }
+        if let Some(processed) = processed {
+            copying = copying.max(u64::try_from(processed).unwrap_or(0));
+        }
+        trace.push((began.elapsed().as_secs_f64(), copying));
         tokio::time::sleep(STATE_POLL).await;
     };
+    trace.push((took.as_secs_f64(), customers as u64));
     let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM customers")
         .fetch_one(subscriber)
         .await?;
@@ -210,5 +279,5 @@ async fn sync_once(
     if copied != customers as i64 {
         bail!("logical replication copied {copied} customers, not {customers}");
     }
-    Ok(took)
+    Ok((took, trace))
 }

@@ -94,12 +94,33 @@ pub(super) struct SyncResult {
     pub(super) items: u64,
     /// Live resources counted in the copy's database afterwards.
     pub(super) copied: u64,
+    /// Each pipelined repetition's progress (the order of `syncs`), for the plot of the
+    /// sync's rate over time.
+    pub(super) progress: Vec<Progress>,
     /// The process's peak resident memory during the fill and sync (owner, copy and the
     /// bench share the process), KiB; `None` where `/proc` does not tell.
     pub(super) peak_rss_kib: Option<u64>,
 }
 
+/// Records applied on a copy against seconds since its sync began, sampled at a fixed interval
+/// (`CURSOR_POLL`) while the sync runs; the last sample is the sync's end. The plots draw the
+/// rate over time from it: a median alone hides a sync that starts fast and then stalls.
+pub(super) type Progress = Vec<(f64, u64)>;
+
+/// The index of the median of `durations` (the one the reports' medians pick: the middle of
+/// the sorted list, the upper one of an even count).
+pub(super) fn median_index(durations: &[Duration]) -> Option<usize> {
+    let mut order: Vec<usize> = (0..durations.len()).collect();
+    order.sort_by_key(|&index| durations[index]);
+    order.get(order.len() / 2).copied()
+}
+
 impl SyncResult {
+    /// The progress of the repetition whose time is the median reported.
+    pub(super) fn median_progress(&self) -> Option<&Progress> {
+        median_index(&self.syncs).and_then(|index| self.progress.get(index))
+    }
+
     pub(super) fn records_per_second(&self) -> f64 {
         self.customers as f64 / self.sync.as_secs_f64()
     }
@@ -288,6 +309,7 @@ async fn with_owner(
     let runs = databases.copies.len();
     let mut syncs = Vec::with_capacity(runs);
     let mut unpipelined = Vec::with_capacity(runs);
+    let mut progress = Vec::with_capacity(runs);
     for (run, database) in databases.copies.iter().enumerate() {
         // Off, on, off, on…: the last (pipelined, as units run) goes on to the lag.
         let pipeline = run % 2 == 1;
@@ -303,7 +325,7 @@ async fn with_owner(
         );
         let copy = CopyUnit::start(backend, database, owner.base(), pipeline).await?;
         let synced = sync(label, &copy, target).await;
-        let synced = match synced {
+        let (synced, trace) = match synced {
             Ok(took) => took,
             Err(error) => {
                 copy.stop(label).await;
@@ -313,6 +335,7 @@ async fn with_owner(
         eprintln!("{label}: copy synced in {:.2} s", synced.as_secs_f64());
         if pipeline {
             syncs.push(synced);
+            progress.push(trace);
         } else {
             unpipelined.push(synced);
         }
@@ -329,7 +352,7 @@ async fn with_owner(
             &ids,
             target,
             fill_time,
-            (syncs, unpipelined),
+            (syncs, unpipelined, progress),
         )
         .await;
         copy.stop(label).await;
@@ -338,8 +361,13 @@ async fn with_owner(
     bail!("{label}: no copy database to sync into")
 }
 
-/// Waits (bounded) until `copy` has reached `target`; the time since its start.
-async fn sync(label: &str, copy: &CopyUnit, target: Version) -> anyhow::Result<Duration> {
+/// Waits (bounded) until `copy` has reached `target`; the time since its start and the
+/// progress sampled on the way.
+async fn sync(
+    label: &str,
+    copy: &CopyUnit,
+    target: Version,
+) -> anyhow::Result<(Duration, Progress)> {
     tokio::time::timeout(SYNC_TIMEOUT, copy.wait_for(label, target))
         .await
         .with_context(|| {
@@ -361,7 +389,7 @@ async fn with_copy(
     ids: &[String],
     target: Version,
     fill_time: Duration,
-    (syncs, unpipelined): (Vec<Duration>, Vec<Duration>),
+    (syncs, unpipelined, progress): (Vec<Duration>, Vec<Duration>, Vec<Progress>),
 ) -> anyhow::Result<ReplicationRun> {
     let label = backend.label();
     let mut sorted = syncs.clone();
@@ -393,6 +421,7 @@ async fn with_copy(
         chunks: status.chunks_applied,
         items: status.items_applied,
         copied,
+        progress,
         peak_rss_kib,
     };
 
@@ -614,9 +643,11 @@ impl CopyUnit {
     }
 
     /// Polls the copy's stored cursor until it reaches `target`; returns the time since the
-    /// unit was started.
-    async fn wait_for(&self, label: &str, target: Version) -> anyhow::Result<Duration> {
+    /// unit was started, and the records applied at each poll (the poller's in-memory count,
+    /// read beside the cursor, so sampling adds no query).
+    async fn wait_for(&self, label: &str, target: Version) -> anyhow::Result<(Duration, Progress)> {
         let started = Instant::now();
+        let mut trace = vec![(0.0, 0)];
         let progress = ProgressBar::new(target.get().max(0) as u64);
         progress.set_style(
             ProgressStyle::with_template(
@@ -628,11 +659,14 @@ impl CopyUnit {
         progress.set_prefix(label.to_owned());
         loop {
             let cursor = self.state.store().cursor(COLLECTION).await?;
+            let applied = self.status().items_applied;
             if cursor >= target {
                 let elapsed = started.elapsed();
                 progress.finish_and_clear();
-                return Ok(elapsed);
+                trace.push((elapsed.as_secs_f64(), applied));
+                return Ok((elapsed, trace));
             }
+            trace.push((started.elapsed().as_secs_f64(), applied));
             progress.set_position(cursor.get().max(0) as u64);
             if self.server.is_finished() {
                 progress.finish_and_clear();

@@ -21,9 +21,9 @@ pub(super) struct HttpResults {
 
 #[derive(Debug)]
 pub(super) struct Report {
-    plan: Plan,
-    sqlite: HttpResults,
-    postgres_http: HttpResults,
+    pub(super) plan: Plan,
+    pub(super) sqlite: HttpResults,
+    pub(super) postgres_http: HttpResults,
     /// PUTs on the SQLite unit whose store runs with `synchronous = NORMAL`.
     pub(super) sqlite_normal_writes: Vec<Sample>,
     pub(super) postgres: Option<ServerSettings>,
@@ -62,8 +62,8 @@ impl Report {
 
 /// Median, minimum and maximum of the rates, and medians of the latencies.
 #[derive(Debug, Clone, Copy)]
-struct Summary {
-    rate: f64,
+pub(super) struct Summary {
+    pub(super) rate: f64,
     low: f64,
     high: f64,
     p50: Duration,
@@ -71,7 +71,8 @@ struct Summary {
     runs: usize,
 }
 
-fn summarise(samples: &[Sample]) -> Option<Summary> {
+/// The medians every table shows (`results.rs` writes the same ones to Markdown).
+pub(super) fn summarise(samples: &[Sample]) -> Option<Summary> {
     if samples.is_empty() {
         return None;
     }
@@ -419,7 +420,7 @@ impl Report {
 }
 
 impl Report {
-    fn run_of(&self, backend: Backend) -> Option<&ReplicationRun> {
+    pub(super) fn run_of(&self, backend: Backend) -> Option<&ReplicationRun> {
         self.replication.iter().find(|run| run.backend == backend)
     }
 
@@ -676,7 +677,7 @@ impl Report {
             return Ok(());
         };
         let rates = reference.rates();
-        let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+        let median = reference.median_rate();
         let spread = match (rates.first(), rates.last()) {
             (Some(low), Some(high)) if rates.len() > 1 => format!(" [{low:.0}–{high:.0}]"),
             _ => String::new(),
