@@ -222,6 +222,11 @@ mod tests {
     use crate::topology::Topology;
 
     fn line(quick_failover: bool) -> (String, Vec<LineUnit>) {
+        line_of(quick_failover, 1)
+    }
+
+    /// The line on the test's addresses, with `owners` owner datacenters.
+    fn line_of(quick_failover: bool, owners: usize) -> (String, Vec<LineUnit>) {
         let addresses = [1, 2, 3].map(|host| Ipv4Addr::new(10, 231, host, 2));
         let urls = [9001, 9002, 9003].map(|port| format!("http://10.231.0.1:{port}"));
         LineTopology {
@@ -231,7 +236,7 @@ mod tests {
             first_unit_port: 8100,
             databases: Path::new("/var/lib/hiscale"),
             quick_failover,
-            owners: 1,
+            owners,
         }
         .write()
     }
@@ -280,18 +285,7 @@ mod tests {
     }
 
     fn two_owners() -> (String, Vec<LineUnit>) {
-        let addresses = [1, 2, 3].map(|host| Ipv4Addr::new(10, 231, host, 2));
-        let urls = [9001, 9002, 9003].map(|port| format!("http://10.231.0.1:{port}"));
-        LineTopology {
-            addresses: &addresses,
-            urls: &urls,
-            gateway_port: 8080,
-            first_unit_port: 8100,
-            databases: Path::new("/var/lib/hiscale"),
-            quick_failover: false,
-            owners: 2,
-        }
-        .write()
+        line_of(false, 2)
     }
 
     fn areas() -> Vec<crate::ServiceArea> {
@@ -325,16 +319,13 @@ mod tests {
         topology.check(&areas()).unwrap();
         assert_eq!(units.len(), 10, "{units:?}");
         let callers = LineTopology {
+            addresses: &[Ipv4Addr::LOCALHOST; 3],
+            urls: &[],
+            gateway_port: 0,
+            first_unit_port: 0,
+            databases: Path::new("/"),
+            quick_failover: false,
             owners: 2,
-            ..LineTopology {
-                addresses: &[Ipv4Addr::LOCALHOST; 3],
-                urls: &[],
-                gateway_port: 0,
-                first_unit_port: 0,
-                databases: Path::new("/"),
-                quick_failover: false,
-                owners: 2,
-            }
         }
         .callers();
         let secrets = secrets(&callers);

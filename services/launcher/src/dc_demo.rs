@@ -316,15 +316,23 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn the_generated_line_holds_without_warnings() -> anyhow::Result<()> {
+    /// The demo's line with `owners` owner datacenters, checked against the services this
+    /// binary runs: it must hold without warnings. The parsed topology, its units, and the
+    /// addresses and URLs it was written for.
+    fn checked(owners: usize) -> anyhow::Result<(Topology, usize, [Ipv4Addr; 3], [String; 3])> {
         let addresses = [1, 2, 3].map(|s| Ipv4Addr::new(10, 231, s, 2));
         let urls = [1, 2, 3].map(|s| format!("http://10.231.{s}.1:{ENTRY_PORT}"));
-        let (text, units) = topology(&addresses, &urls, Path::new("/data"), 1);
+        let (text, units) = topology(&addresses, &urls, Path::new("/data"), owners);
         let topology = Topology::parse(&text, "dc-demo")?;
         let warnings = topology.check(&crate::registry::service_areas())?;
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(units.len(), 8);
+        Ok((topology, units.len(), addresses, urls))
+    }
+
+    #[test]
+    fn the_generated_line_holds_without_warnings() -> anyhow::Result<()> {
+        let (topology, units, addresses, urls) = checked(1)?;
+        assert_eq!(units, 8);
         let callers = line(&addresses, &urls, Path::new("/data"), 1).callers();
         let secrets: hiscale::topology::Secrets = toml::from_str(&secrets("a", &callers)?)?;
         let config =
@@ -333,17 +341,11 @@ mod tests {
         Ok(())
     }
 
-    /// `--owners 2`: the line with active/active owners in dc1 and dc2 holds as well, with
-    /// the services this binary runs.
+    /// `--owners 2`: the line with active/active owners in dc1 and dc2 holds as well.
     #[test]
     fn two_owner_datacenters_hold_without_warnings() -> anyhow::Result<()> {
-        let addresses = [1, 2, 3].map(|s| Ipv4Addr::new(10, 231, s, 2));
-        let urls = [1, 2, 3].map(|s| format!("http://10.231.{s}.1:{ENTRY_PORT}"));
-        let (text, units) = topology(&addresses, &urls, Path::new("/data"), 2);
-        let topology = Topology::parse(&text, "dc-demo")?;
-        let warnings = topology.check(&crate::registry::service_areas())?;
-        assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(units.len(), 10);
+        let (_, units, _, _) = checked(2)?;
+        assert_eq!(units, 10);
         Ok(())
     }
 }
