@@ -67,7 +67,7 @@ impl UnitProcess {
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn hiscale serve");
-        let process = Self {
+        let mut process = Self {
             child,
             url: format!("http://{listen}"),
             _config: config,
@@ -81,13 +81,24 @@ impl UnitProcess {
         self.child.id()
     }
 
-    async fn wait_healthy(&self) {
+    /// Waits until the unit answers `/health`; fails when the process has ended (it could not
+    /// listen, say), rather than take another process's answer at its address for its own.
+    async fn wait_healthy(&mut self) {
         let client = hiscale::tls::client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(reply) = client.get(format!("{}/health", self.url)).send().await
-                && reply.status().is_success()
-            {
+            let healthy = client
+                .get(format!("{}/health", self.url))
+                .send()
+                .await
+                .is_ok_and(|reply| reply.status().is_success());
+            let exited = self.child.try_wait().ok().flatten();
+            assert!(
+                exited.is_none(),
+                "the unit at {} ended ({exited:?}) before it answered",
+                self.url
+            );
+            if healthy {
                 return;
             }
             assert!(
@@ -154,9 +165,24 @@ pub fn hiscale_binary() -> PathBuf {
 }
 
 /// A loopback port nobody listens on right now.
+///
+/// Never the same port twice in one test process: two tests asking at once could otherwise
+/// both be told a port that is free, and the unit that binds it second would fail to start
+/// while the first one's answers there (a unit of another test answering as this one).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..1000 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .expect("a free loopback port");
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no loopback port that was not handed out already");
 }
