@@ -175,5 +175,26 @@ both_backends!(
             .unwrap();
         let next = again.commit("customers", vec![create()]).await.unwrap();
         assert_eq!(next.changes[0].1, Version::new(4).unwrap());
+        again.close().await;
+
+        // A PostgreSQL sequence set by hand off the origin's counter stops the unit rather
+        // than being realigned: it may already have issued another datacenter's numbers.
+        if backend == Backend::Postgres {
+            let admin = sqlx::PgPool::connect(&database.url).await.unwrap();
+            sqlx::query("SELECT setval('hs_version_customers', 7, true)")
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let store = Store::connect(&database.url).await.unwrap();
+            let error = store
+                .use_origin(&owners(), "dc2", &["customers"])
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, Error::Corrupt(ref message) if message.contains("stands at 7")),
+                "{error}"
+            );
+        }
     }
 );

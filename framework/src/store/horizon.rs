@@ -181,7 +181,10 @@ impl Store {
     }
 
     /// Sets `collection`'s sequence to count in steps of `origin.count` through the values
-    /// `origin` issues.
+    /// `origin` issues. `fix_origins` lets a collection become active/active only while it
+    /// drew nothing, so the sequence is either fresh (set it up) or was set up by an earlier
+    /// start (leave it); anything else was changed by hand and could issue another origin's
+    /// numbers, so the unit does not start.
     async fn align_sequence(&self, collection: &str, origin: &Origin) -> Result<(), Error> {
         let sequence = sequence_name(collection);
         let (increment, last): (i64, Option<i64>) = sqlx::query_as(
@@ -192,26 +195,23 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         let (index, count) = (i64::from(origin.index), i64::from(origin.count));
-        // Sequence names are checked identifiers and the numbers come from the topology.
-        let statement = match last {
-            // Never drawn from: the first value is the origin's first.
-            None => format!("ALTER SEQUENCE {sequence} INCREMENT BY {count} RESTART WITH {index}"),
-            Some(last) if increment != count || !origin.issued(last) => {
-                let aligned = last + (index - last).rem_euclid(count);
-                format!("SELECT setval('{sequence}', {aligned}, true)")
+        match last {
+            None => {
+                // Sequence names are checked identifiers and the numbers come from the topology.
+                let statement =
+                    format!("ALTER SEQUENCE {sequence} INCREMENT BY {count} RESTART WITH {index}");
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
-            Some(_) => return Ok(()),
-        };
-        if last.is_some() {
-            let alter = format!("ALTER SEQUENCE {sequence} INCREMENT BY {count}");
-            sqlx::query(sqlx::AssertSqlSafe(alter))
-                .execute(&self.pool)
-                .await?;
+            Some(last) if increment == count && origin.issued(last) => Ok(()),
+            Some(last) => Err(Error::Corrupt(format!(
+                "sequence {sequence} counts by {increment} and stands at {last}, which is not \
+                 datacenter {}'s counter ({index}, {index}+{count}, …)",
+                origin.name
+            ))),
         }
-        sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// The newest version handed out for `collection` (committed or not). A client holding a

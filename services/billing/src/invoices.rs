@@ -3,7 +3,7 @@
 //! killed before it recorded its progress) still has exactly one invoice.
 
 use hiscale::types::{Money, Timestamp};
-use hiscale::{Aspect, Changed, Collection, Context, Draft, Invalid, Refusal};
+use hiscale::{Aspect, Changed, Collection, Context, Draft, Invalid, Refusal, ResourceId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -17,7 +17,8 @@ pub(crate) fn collection() -> Collection {
         .owned_by("invoice", "customer")
 }
 
-/// What a customer owes for one order.
+/// What a customer owes for one order. `order` and `customer` are ids, checked as such: an
+/// invoice written by hand can name no id the schema does not allow.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"order": "7", "customer": "1", "total": {"amount": "37.50", "currency": "EUR"}, "status": "open", "issued": "2026-11-29T12:00:00Z"}))]
@@ -43,13 +44,13 @@ impl Aspect for Invoice {
     type Input = Invoice;
 
     fn accept(input: Invoice) -> Result<Self, Invalid> {
-        if input.order.is_empty()
-            || input.customer.is_empty()
+        if ResourceId::parse(&input.order).is_none()
+            || ResourceId::parse(&input.customer).is_none()
             || input.total.amount <= hiscale::types::Decimal::ZERO
         {
             return Err(Invalid::new(
                 codes::INVALID_INVOICE,
-                "an invoice names its order and customer and a total above zero",
+                "an invoice names its order's and customer's ids and a total above zero",
             ));
         }
         Ok(input)
@@ -144,4 +145,38 @@ async fn create(
     draft.set("invoice", &invoice)?;
     context.create(draft).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invoice(order: &str, customer: &str, amount: &str) -> Invoice {
+        serde_json::from_value(serde_json::json!({
+            "order": order, "customer": customer,
+            "total": {"amount": amount, "currency": "EUR"},
+            "status": "open", "issued": "2026-11-29T12:00:00Z"
+        }))
+        .expect("a well-formed invoice")
+    }
+
+    #[test]
+    fn an_invoice_names_ids_the_schema_allows_and_a_positive_total() {
+        assert!(Invoice::accept(invoice("7", "1", "37.50")).is_ok());
+        for (order, customer, amount) in [
+            ("7", "P0KTbsOniFtj*", "37.50"),
+            ("7 ", "1", "37.50"),
+            ("", "1", "37.50"),
+            ("7", &"1".repeat(65), "37.50"),
+            ("7", "1", "0"),
+        ] {
+            let refused = Invoice::accept(invoice(order, customer, amount))
+                .expect_err("a bad id or total is refused");
+            assert_eq!(
+                refused.code,
+                codes::INVALID_INVOICE,
+                "{order:?} {customer:?}"
+            );
+        }
+    }
 }
