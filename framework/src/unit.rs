@@ -349,6 +349,10 @@ async fn purge_periodically(state: AppState, mut stop: tokio::sync::watch::Recei
             () = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
+        if let Err(error) = state.flush_consumer_positions().await {
+            tracing::warn!(%error, "could not write the consumers' positions before a purge");
+            continue;
+        }
         for collection in state.service_area().owned() {
             let max_age = state.feed_config().tombstone_max_age_secs;
             match state

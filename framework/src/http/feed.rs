@@ -12,6 +12,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::extract::{UrlVersion, query_params};
+use super::positions::Position;
 use super::resource::{answer, bad_path, negotiate, param, selection};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
@@ -33,8 +34,6 @@ const DATABASE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 /// often it looks.
 const SETTLE_TIME: Duration = Duration::from_millis(500);
 const SETTLE_STEP: Duration = Duration::from_millis(10);
-/// A consumer's unchanged position is written again after this long (its "last seen").
-const CONSUMER_REFRESH: Duration = Duration::from_secs(30);
 
 /// `GET /{collection}?version=…&aspects=…&limit=…&wait=…`
 pub(super) async fn feed(
@@ -166,8 +165,16 @@ pub(super) async fn feed(
     let deadline = Instant::now() + Duration::from_secs(wait as u64);
     let settle_deadline = Instant::now() + SETTLE_TIME;
     let mut own_writes = state.inner.changes.subscribe();
+    // Where the newest version is also the horizon (a copy's cursor, SQLite's counter), the
+    // first look reuses `current` instead of asking the database again.
+    let mut known_horizon = (matches!(collection.role(), Role::Copy { .. })
+        || state.store().horizon_is_newest_version())
+    .then_some(current);
     let batch = loop {
-        let horizon = visible_version(&state, collection, &origin).await?;
+        let horizon = match known_horizon.take() {
+            Some(horizon) => horizon,
+            None => visible_version(&state, collection, &origin).await?,
+        };
         // Writers still committing versions below what was handed out: give them a moment, so
         // a chunk shows what was committed when it was asked for (a long transaction only
         // delays the feed, it never makes it skip).
@@ -237,6 +244,7 @@ pub(super) async fn consumers(
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     super::ops::require_operator(&caller)?;
+    state.flush_consumer_positions().await?;
     let now = crate::store::unix_now();
     let mut collections = Vec::new();
     for collection in state.service_area().owned() {
@@ -270,6 +278,7 @@ pub(super) async fn purge(
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     super::ops::require_operator(&caller)?;
+    state.flush_consumer_positions().await?;
     let mut reports = Vec::new();
     for collection in state.service_area().owned() {
         let report = state
@@ -378,7 +387,7 @@ async fn visible_version(
     })
 }
 
-/// Records the consumer's position, at most once per position and refresh interval.
+/// Records the consumer's position (`positions.rs` decides whether it is written now).
 async fn remember_consumer(
     state: &AppState,
     collection: &Collection,
@@ -388,46 +397,24 @@ async fn remember_consumer(
     resync: bool,
     interface: crate::interface::InterfaceVersion,
 ) {
-    // The interface version is part of the key: a consumer moving to another version is
-    // recorded at once (an operator retiring the old one asks who still polls it).
-    let key = (
-        collection.name().to_owned(),
-        format!("{}@v{interface}|{}", caller.name, origin.name),
-    );
-    let due = {
-        let mut written = match state.inner.consumers_written.lock() {
-            Ok(written) => written,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        // Written again when a unit of this store started since: that unit's start gate
-        // counts only positions recorded after its start.
-        let latest_start = state.gate().latest_unit_start();
-        let now = crate::store::unix_now();
-        let due = !state.gate().is_open()
-            || written.get(&key).is_none_or(|(version, at)| {
-                let written_at =
-                    now.saturating_sub(i64::try_from(at.elapsed().as_secs()).unwrap_or(i64::MAX));
-                *version != after.get()
-                    || at.elapsed() > CONSUMER_REFRESH
-                    || written_at <= latest_start
-            });
-        if due {
-            written.insert(key, (after.get(), Instant::now()));
-        }
-        due
+    let position = Position {
+        collection: collection.name().to_owned(),
+        origin: origin.clone(),
+        consumer: caller.name.clone(),
+        version: after,
+        resync,
+        interface,
     };
-    if due
-        && let Err(error) = state
-            .store()
-            .record_consumer(
-                collection.name(),
-                origin,
-                &caller.name,
-                after,
-                resync,
-                interface,
-            )
-            .await
+    if let Err(error) = state
+        .inner
+        .positions
+        .remember(
+            state.store(),
+            position,
+            state.gate().is_open(),
+            state.gate().latest_unit_start(),
+        )
+        .await
     {
         // Losing one position update only delays a purge; the feed answer matters more.
         tracing::warn!(%error, consumer = %caller.name, "could not record the consumer's position");

@@ -12,6 +12,7 @@ mod gui;
 mod head_bounds;
 pub(crate) mod lookup;
 mod ops;
+mod positions;
 mod read_cache;
 mod request_id;
 mod resource;
@@ -22,9 +23,9 @@ mod stored_form;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
@@ -98,8 +99,8 @@ struct Inner {
     chunks: moka::future::Cache<String, bytes::Bytes>,
     /// Single-resource reads, rendered, by the state they show.
     reads: read_cache::ReadCache,
-    /// When each consumer's position was last written, to spare the database a write per poll.
-    consumers_written: Mutex<HashMap<(String, String), (i64, Instant)>>,
+    /// Where the consumers of owned feeds stand, written without a write per poll.
+    positions: positions::ConsumerPositions,
     replication: Replication,
     /// The peers whose copies refill this owner after a rollback.
     restore_from: Vec<PeerConfig>,
@@ -224,7 +225,7 @@ impl AppState {
                 changes: tokio::sync::watch::channel(0).0,
                 chunks,
                 reads,
-                consumers_written: Mutex::new(HashMap::new()),
+                positions: positions::ConsumerPositions::default(),
                 replication: extras.replication,
                 restore_from: extras.restore_from,
                 copy_origins: extras.copy_origins,
@@ -399,6 +400,12 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Writes the consumer positions this unit holds back (`positions.rs`), before a purge or
+    /// a listing reads them.
+    pub(crate) async fn flush_consumer_positions(&self) -> Result<(), crate::store::Error> {
+        self.inner.positions.flush(&self.inner.store).await
     }
 
     /// The unit's start gate.

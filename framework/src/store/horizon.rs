@@ -35,6 +35,9 @@ struct Tracker {
     server_started: String,
     /// (sequence value seen, transactions in progress when it was seen), oldest first.
     candidates: VecDeque<(i64, Vec<String>)>,
+    /// When the last computation of `settled` started: a caller that asked before that takes
+    /// its result instead of scanning the locks again (see [`Store::horizon`]).
+    computed_since: Option<std::time::Instant>,
 }
 
 impl Tracker {
@@ -234,6 +237,12 @@ impl Store {
         Ok(value.and_then(Version::new).unwrap_or(Version::ZERO))
     }
 
+    /// Whether [`Store::horizon`] is simply the newest version handed out: SQLite commits a
+    /// version with its data, one writer at a time.
+    pub(crate) fn horizon_is_newest_version(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
     /// The highest version up to which every change of `collection` is committed (or rolled
     /// back) and visible: the feed never serves beyond it, so it never skips a late commit.
     pub async fn horizon(&self, collection: &str) -> Result<Version, Error> {
@@ -241,12 +250,24 @@ impl Store {
             // The counter row and the data commit together and SQLite has one writer.
             return self.current_version(collection).await;
         }
+        // Concurrent feed requests share one computation: whoever waited for the lock while
+        // another computed takes that result when it started after this request asked, since
+        // it saw every commit this request could have seen (the horizon only moves up).
+        let asked = std::time::Instant::now();
         let mut horizons = self.horizons.lock().await;
         let tracker = horizons.trackers.entry(collection.to_owned()).or_default();
+        if tracker
+            .computed_since
+            .is_some_and(|started| started >= asked)
+        {
+            return Ok(Version::new(tracker.settled).unwrap_or(Version::ZERO));
+        }
+        let started = std::time::Instant::now();
         let settled = self.settle(tracker, collection).await?;
         if !self.make_durable(tracker, collection, settled).await? {
             tracker.forget_above_durable();
         }
+        tracker.computed_since = Some(started);
         Ok(Version::new(tracker.settled).unwrap_or(Version::ZERO))
     }
 
