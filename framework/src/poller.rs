@@ -137,10 +137,7 @@ async fn fetch(
         // With its causes: a TLS failure says why only there (e.g. an unknown issuer).
         .map_err(|error| format!("request failed: {}", crate::tls::error_chain(&error)))?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|error| format!("reading the chunk failed: {error}"))?;
+    let body = read_bounded(response, MAX_CHUNK_BODY_BYTES).await?;
     if !status.is_success() {
         return Ok(Fetched::Refused { status, body });
     }
@@ -150,6 +147,27 @@ async fn fetch(
         version: chunk.version,
         more: chunk.more,
     })
+}
+
+/// The most a chunk's body may hold once decompressed: a source cuts chunks at its
+/// `max_chunk_bytes` (at most 64 MiB) plus one change's documents. Bounded, so a broken source
+/// (or a small gzip body that inflates without end) cannot exhaust this unit's memory.
+const MAX_CHUNK_BODY_BYTES: usize = 128 * 1024 * 1024;
+
+/// Reads `response`'s body (decompressed), refusing it past `max` bytes.
+async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<bytes::Bytes, String> {
+    let mut body = bytes::BytesMut::new();
+    while let Some(piece) = response
+        .chunk()
+        .await
+        .map_err(|error| format!("reading the chunk failed: {error}"))?
+    {
+        if body.len().saturating_add(piece.len()) > max {
+            return Err(format!("the source sent a chunk larger than {max} bytes"));
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(body.freeze())
 }
 
 /// Shorter leases would expire between two renewals of a busy loop.
@@ -195,6 +213,7 @@ impl Poller {
             .trust()
             .client_builder()
             .timeout(Duration::from_secs(self.source.wait_secs + 30))
+            .gzip(self.source.compress)
             .build()
         {
             Ok(client) => client,
@@ -808,4 +827,48 @@ fn with_jitter(interval: Duration) -> Duration {
         .map_or(0, |elapsed| elapsed.subsec_nanos());
     let factor = 0.9 + 0.2 * (f64::from(nanos % 1000) / 1000.0);
     interval.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A server that answers every connection with `body` (1 MiB), then closes it.
+    async fn serving(body: Vec<u8>) -> (String, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+            }
+        });
+        (url, server)
+    }
+
+    #[tokio::test]
+    async fn a_chunk_body_is_read_up_to_its_bound() {
+        // reqwest inflates a gzip body as it is read, so the bound counts inflated bytes; the
+        // feed's own compression is tested end to end (`feed::a_chunk_comes_gzip_…`).
+        let (url, server) = serving(vec![b'0'; 1024 * 1024]).await;
+        let client = crate::tls::client_builder().build().unwrap();
+        let response = client.get(&url).send().await.unwrap();
+        let refused = read_bounded(response, 512 * 1024).await.unwrap_err();
+        assert!(refused.contains("larger than 524288 bytes"), "{refused}");
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(
+            read_bounded(response, 1024 * 1024).await.unwrap().len(),
+            1024 * 1024
+        );
+        server.abort();
+    }
 }

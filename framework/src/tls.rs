@@ -48,10 +48,14 @@ pub fn install_crypto_provider() {
 }
 
 /// reqwest's builder, after [`install_crypto_provider`], with no TLS configuration chosen.
+///
+/// It asks for no compression: only the poller does (`SourceConfig::compress`), where chunks
+/// cross links; everything else (health checks, the bench's load clients, the tests) sees
+/// bodies as the unit renders them unless it turns `gzip` on itself.
 #[allow(clippy::disallowed_methods)]
 fn plain_builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
-    reqwest::Client::builder()
+    reqwest::Client::builder().gzip(false)
 }
 
 /// The one way to start an HTTP client in this workspace: reqwest's builder, trusting the

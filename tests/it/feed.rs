@@ -478,3 +478,41 @@ both_backends!(consumers_and_the_tombstone_horizon, |backend| async move {
         .collect();
     assert_eq!(ids, vec![b.as_str()]);
 });
+
+both_backends!(
+    a_chunk_comes_gzip_compressed_when_the_client_asks,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        for n in 0..100 {
+            create_customer(&app, &person_only(n), JSON).await;
+        }
+        let uri = "/customers?version=0&limit=100&aspects=~person";
+        let plain = app.send(feed(uri, SHOP)).await;
+        assert_eq!(plain.status, StatusCode::OK);
+        assert!(
+            plain.headers.get("content-encoding").is_none(),
+            "not asked for"
+        );
+
+        let mut asking = feed(uri, SHOP);
+        asking
+            .headers_mut()
+            .insert("accept-encoding", "gzip".parse().unwrap());
+        let (status, headers, compressed) = app.send_raw(asking).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-encoding"], "gzip");
+        let mut inflated = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&compressed[..]),
+            &mut inflated,
+        )
+        .unwrap();
+        assert_eq!(inflated, plain.body, "the same chunk");
+        assert!(
+            compressed.len() * 3 < plain.body.len(),
+            "{} compressed bytes of {}",
+            compressed.len(),
+            plain.body.len()
+        );
+    }
+);

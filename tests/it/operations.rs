@@ -166,7 +166,8 @@ both_backends!(
 /// tables, the figures with them: SQLite → SQLite, PostgreSQL → PostgreSQL across the
 /// bench's own two durable clusters and PostgreSQL's logical replication of the same rows
 /// beside them (figure 1), feed chunks against the pre-serialised chunk (figure 5), peak RSS
-/// (figure 6). The numbers are not checked, only that each figure was measured; the full runs
+/// (figure 6), the sync with gzip-compressed chunks and the bytes per record on the wire
+/// against logical replication's `COPY` (figure 7). The numbers are not checked, only that each figure was measured; the full runs
 /// are a separate command. It also writes RESULTS.md (the figures as a Markdown table) and the
 /// SVG plots into `--results-dir`: the table's rows and the plots' lines are checked to be
 /// there, not their values.
@@ -217,6 +218,8 @@ async fn the_benchmark_runs_its_short_version() {
         ("ratio to logical replication", 3),
         ("figure 5: feed chunks/s", 2),
         ("figure 6: peak RSS", 2),
+        ("figure 7: bytes on the wire per record", 2),
+        ("the same with gzip-compressed chunks", 2),
     ] {
         let cells = row(label);
         assert!(
@@ -240,6 +243,16 @@ async fn the_benchmark_runs_its_short_version() {
         ("1: initial sync PostgreSQL → PostgreSQL", true),
         ("5: feed chunks/s of 100 records, JSON, SQLite", true),
         ("5: feed chunks/s of 100 records, JSON, PostgreSQL", true),
+        ("1 (gzip): initial sync SQLite → SQLite", true),
+        ("1 (gzip): initial sync PostgreSQL → PostgreSQL", true),
+        (
+            "7: bytes on the wire per record, initial sync from SQLite",
+            true,
+        ),
+        (
+            "7: bytes on the wire per record, initial sync from PostgreSQL",
+            true,
+        ),
         ("6: peak RSS during fill and sync, SQLite", false),
         ("6: peak RSS during fill and sync, PostgreSQL", false),
     ] {

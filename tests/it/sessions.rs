@@ -327,6 +327,7 @@ fn registration_config(
         limit: 1000,
         interface_version: 1,
         pipeline: true,
+        compress: true,
     });
     config
 }

@@ -167,6 +167,20 @@ impl TestApp {
 
     /// Sends one request and returns status, headers and body text.
     pub async fn send(&self, request: Request<Body>) -> Reply {
+        let (status, headers, bytes) = self.send_raw(request).await;
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// Sends one request and returns status, headers and the body's bytes as they came (a
+    /// compressed body stays compressed).
+    pub async fn send_raw(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
         let response = self
             .router
             .clone()
@@ -181,11 +195,7 @@ impl TestApp {
             .await
             .expect("body")
             .to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        (status, headers, bytes)
     }
 
     /// How many live customers the store holds.
@@ -265,6 +275,7 @@ pub fn reader_config(
             limit: 7,
             interface_version: 1,
             pipeline: true,
+            compress: true,
         }],
         ..UnitConfig::new(
             sa,

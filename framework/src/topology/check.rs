@@ -713,6 +713,7 @@ impl<'a> Checker<'a> {
             limit: copy.limit,
             interface_version: copy.interface_version,
             pipeline: true,
+            compress: copy.compress,
             origin: crate::origin::Origin::single(),
         };
         if let Err(reason) = check_source(&source, declared) {

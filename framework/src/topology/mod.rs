@@ -267,10 +267,18 @@ pub struct CopyDeployment {
     /// written against a newer one).
     #[serde(default = "default_interface_version")]
     pub interface_version: u32,
+    /// Whether the chunks come gzip-compressed (the default; off where the link is cheaper
+    /// than the CPU).
+    #[serde(default = "default_compress")]
+    pub compress: bool,
 }
 
 fn default_interface_version() -> u32 {
     1
+}
+
+fn default_compress() -> bool {
+    true
 }
 
 impl CopyDeployment {
@@ -515,6 +523,7 @@ impl Topology {
                     limit: copy.limit,
                     interface_version: copy.interface_version,
                     pipeline: true,
+                    compress: copy.compress,
                 })
             })
             .collect::<Result<Vec<_>, TopologyError>>()?;
@@ -535,6 +544,7 @@ impl Topology {
                 limit: 1000,
                 interface_version: 1,
                 pipeline: true,
+                compress: true,
                 origin: crate::origin::Origin::single(),
             });
         }

@@ -332,7 +332,7 @@ async fn measure(
         let sqlite = |name: &str| format!("sqlite://{}/{name}.db", sqlite_dir.display());
         let databases = Databases {
             owner: sqlite("replication-owner"),
-            copies: (0..2 * replication.repetitions)
+            copies: (0..replication::SYNCS_PER_REPETITION * replication.repetitions)
                 .map(|run| sqlite(&format!("replication-copy-{run}")))
                 .collect(),
             scratch: sqlite("replication-scratch"),
@@ -343,7 +343,7 @@ async fn measure(
             own_clusters(replication, &bin, &mut report).await?;
         } else if let Some(server) = server {
             let mut copies = Vec::new();
-            for run in 0..2 * replication.repetitions {
+            for run in 0..replication::SYNCS_PER_REPETITION * replication.repetitions {
                 copies.push(
                     leftovers
                         .postgres_database(server, &format!("copy{run}"))
@@ -394,7 +394,7 @@ async fn own_clusters(
             .await?;
     let (first, second) = (publisher.server_url(), subscriber.server_url());
     let mut copies = Vec::new();
-    for run in 0..2 * replication.repetitions {
+    for run in 0..replication::SYNCS_PER_REPETITION * replication.repetitions {
         copies.push(
             hiscale::store::ensure_postgres_database(&second, &format!("hs_bench_copy{run}"))
                 .await?,

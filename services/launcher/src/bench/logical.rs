@@ -51,6 +51,8 @@ pub(super) struct LogicalResult {
     pub(super) progress: Vec<Progress>,
     pub(super) publisher: ServerSettings,
     pub(super) subscriber: ServerSettings,
+    /// Bytes its table sync's `COPY` sends per customer (figure 7's reference).
+    pub(super) copy_bytes_per_record: f64,
 }
 
 impl LogicalResult {
@@ -148,15 +150,34 @@ pub(super) async fn run(
         progress.push(trace);
         subscriber.close().await;
     }
+    let copy_bytes_per_record = copy_bytes_per_record(&publisher).await?;
     let result = LogicalResult {
         customers,
         syncs,
         progress,
+        copy_bytes_per_record,
         publisher: server_settings(&publisher_url).await?,
         subscriber: server_settings(&subscriber_url).await?,
     };
     publisher.close().await;
     Ok(result)
+}
+
+/// What the initial sync's `COPY` sends per customer: the published columns in `COPY`'s text
+/// format (tab-separated, `\N` for NULL, a newline), counted on the publisher, plus the five
+/// bytes of the `CopyData` message that carries each row. The protocol sends it uncompressed.
+async fn copy_bytes_per_record(publisher: &PgPool) -> anyhow::Result<f64> {
+    let bytes: f64 = sqlx::query_scalar(
+        "SELECT SUM(octet_length(id::text) + octet_length(version::text) \
+                + octet_length(COALESCE(person::text, '\\N')) \
+                + octet_length(COALESCE(address_bill::text, '\\N')) \
+                + octet_length(COALESCE(bankaccount::text, '\\N')) + 4 + 1 + 5)::float8 \
+                / GREATEST(COUNT(*), 1) FROM customers",
+    )
+    .fetch_one(publisher)
+    .await
+    .context("counting the COPY's bytes")?;
+    Ok(bytes)
 }
 
 /// The subscriber server's `wal_retrieve_retry_interval`.

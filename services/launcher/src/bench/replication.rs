@@ -70,9 +70,10 @@ impl ReplicationPlan {
 #[derive(Debug, Clone)]
 pub(super) struct Databases {
     pub(super) owner: String,
-    /// Two fresh copy databases per repetition of the initial sync: one synced with the
-    /// poller's pipelining turned off, then one with it on (so the two alternate, side by
-    /// side); the last copy then serves the lag measurement.
+    /// [`SYNCS_PER_REPETITION`] fresh copy databases per repetition of the initial sync: one
+    /// synced with the poller's pipelining turned off, one pipelined with gzip, one pipelined
+    /// plain (so the three alternate, side by side); the last copy then serves the lag
+    /// measurement.
     pub(super) copies: Vec<String>,
     /// Where the step-by-step pass applies its chunks.
     pub(super) scratch: String,
@@ -90,6 +91,9 @@ pub(super) struct SyncResult {
     /// The same without pipelining (the poller asks for a chunk only after applying the one
     /// before), alternating with `syncs`.
     pub(super) unpipelined: Vec<Duration>,
+    /// The same pipelined with gzip-compressed chunks (`SourceConfig::compress`), alternating
+    /// with both.
+    pub(super) compressed: Vec<Duration>,
     pub(super) chunks: u64,
     pub(super) items: u64,
     /// Live resources counted in the copy's database afterwards.
@@ -157,6 +161,27 @@ impl SyncResult {
         ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
     }
 
+    /// Median customers per second with gzip-compressed chunks.
+    pub(super) fn compressed_per_second(&self) -> f64 {
+        let mut sorted = self.compressed.clone();
+        sorted.sort_unstable();
+        sorted
+            .get(sorted.len() / 2)
+            .map_or(0.0, |sync| self.customers as f64 / sync.as_secs_f64())
+    }
+
+    /// The median of the per-repetition ratios, compressed ÷ plain (rates).
+    pub(super) fn compression_ratio(&self) -> f64 {
+        let mut ratios: Vec<f64> = self
+            .syncs
+            .iter()
+            .zip(&self.compressed)
+            .map(|(plain, gzip)| plain.as_secs_f64() / gzip.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+    }
+
     pub(super) fn fill_per_second(&self) -> f64 {
         self.customers as f64 / self.fill.as_secs_f64()
     }
@@ -166,7 +191,12 @@ impl SyncResult {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Steps {
     pub(super) chunks: usize,
+    /// Customers in those chunks.
+    pub(super) records: usize,
+    /// The chunks' bodies as the unit renders them (JSON).
     pub(super) bytes: usize,
+    /// The same chunks' bodies gzip-compressed, as a poller with `compress` receives them.
+    pub(super) gzip_bytes: usize,
     /// `Store::read_changes_capped` on the owner's store, called directly.
     pub(super) query: Duration,
     /// Rendering that batch in JSON, called directly.
@@ -179,6 +209,18 @@ pub(super) struct Steps {
     pub(super) parse: Duration,
     /// `Store::apply_chunk` into an empty scratch database.
     pub(super) apply: Duration,
+}
+
+impl Steps {
+    /// Body bytes per customer, as rendered (JSON); `None` before any record.
+    pub(super) fn bytes_per_record(&self) -> Option<f64> {
+        (self.records > 0).then(|| self.bytes as f64 / self.records as f64)
+    }
+
+    /// The same, gzip-compressed as a poller with `compress` receives them.
+    pub(super) fn gzip_bytes_per_record(&self) -> Option<f64> {
+        (self.records > 0).then(|| self.gzip_bytes as f64 / self.records as f64)
+    }
 }
 
 /// One format's rendering of every chunk: `repr::render_feed` (stored documents as their
@@ -309,21 +351,19 @@ async fn with_owner(
     let runs = databases.copies.len();
     let mut syncs = Vec::with_capacity(runs);
     let mut unpipelined = Vec::with_capacity(runs);
+    let mut compressed = Vec::with_capacity(runs);
     let mut progress = Vec::with_capacity(runs);
     for (run, database) in databases.copies.iter().enumerate() {
-        // Off, on, off, on…: the last (pipelined, as units run) goes on to the lag.
-        let pipeline = run % 2 == 1;
+        // Without pipelining, gzip, plain; again…: the last (pipelined and uncompressed, as
+        // figure 1 counts) goes on to the lag.
+        let kind = SyncKind::of_run(run);
         eprintln!(
             "{label}: replication: starting a fresh copy (billing) and timing its initial sync \
-             {}, run {}/{runs}",
-            if pipeline {
-                "(pipelined)"
-            } else {
-                "(without pipelining)"
-            },
+             ({}), run {}/{runs}",
+            kind.describe(),
             run + 1
         );
-        let copy = CopyUnit::start(backend, database, owner.base(), pipeline).await?;
+        let copy = CopyUnit::start(backend, database, owner.base(), kind).await?;
         let synced = sync(label, &copy, target).await;
         let (synced, trace) = match synced {
             Ok(took) => took,
@@ -333,11 +373,13 @@ async fn with_owner(
             }
         };
         eprintln!("{label}: copy synced in {:.2} s", synced.as_secs_f64());
-        if pipeline {
-            syncs.push(synced);
-            progress.push(trace);
-        } else {
-            unpipelined.push(synced);
+        match kind {
+            SyncKind::Plain => {
+                syncs.push(synced);
+                progress.push(trace);
+            }
+            SyncKind::Unpipelined => unpipelined.push(synced),
+            SyncKind::Compressed => compressed.push(synced),
         }
         if run + 1 < runs {
             copy.stop(label).await;
@@ -352,7 +394,7 @@ async fn with_owner(
             &ids,
             target,
             fill_time,
-            (syncs, unpipelined, progress),
+            (syncs, unpipelined, compressed, progress),
         )
         .await;
         copy.stop(label).await;
@@ -389,7 +431,12 @@ async fn with_copy(
     ids: &[String],
     target: Version,
     fill_time: Duration,
-    (syncs, unpipelined, progress): (Vec<Duration>, Vec<Duration>, Vec<Progress>),
+    (syncs, unpipelined, compressed, progress): (
+        Vec<Duration>,
+        Vec<Duration>,
+        Vec<Duration>,
+        Vec<Progress>,
+    ),
 ) -> anyhow::Result<ReplicationRun> {
     let label = backend.label();
     let mut sorted = syncs.clone();
@@ -418,6 +465,7 @@ async fn with_copy(
         sync: sync_time,
         syncs,
         unpipelined,
+        compressed,
         chunks: status.chunks_applied,
         items: status.items_applied,
         copied,
@@ -453,6 +501,30 @@ async fn with_copy(
         lag,
         chunks,
     })
+}
+
+/// The body of the feed's chunk after `after` as it crosses the wire to a client that accepts
+/// gzip (the bench's client inflates nothing, so these are the compressed bytes).
+async fn gzip_size(owner: &Unit, after: Version, limit: u32) -> anyhow::Result<usize> {
+    let response = owner
+        .client()
+        .get(format!(
+            "{}/{COLLECTION}?version={after}&aspects={}&limit={limit}&wait=0",
+            owner.base(),
+            billing::COPIED_ASPECTS
+        ))
+        .bearer_auth(TOKEN)
+        .header(ACCEPT, MEDIA_TYPE)
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .timeout(STEP_TIMEOUT)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.headers().get(reqwest::header::CONTENT_ENCODING)
+            == Some(&reqwest::header::HeaderValue::from_static("gzip")),
+        "the owner's feed answered a chunk without gzip although the client asked for it"
+    );
+    Ok(response.bytes().await?.len())
 }
 
 /// Resets the process's peak resident set size (`VmHWM`), so the next reading covers only
@@ -577,13 +649,45 @@ impl Drop for CopyUnit {
     }
 }
 
+/// Fresh copies per repetition of the initial sync, one of each [`SyncKind`].
+pub(super) const SYNCS_PER_REPETITION: usize = 3;
+
+/// How a copy of the initial sync polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncKind {
+    /// Asks for a chunk only after applying the one before.
+    Unpipelined,
+    /// Pipelined, with gzip-compressed chunks.
+    Compressed,
+    /// Pipelined, uncompressed: figure 1.
+    Plain,
+}
+
+impl SyncKind {
+    fn of_run(run: usize) -> Self {
+        match run % SYNCS_PER_REPETITION {
+            0 => Self::Unpipelined,
+            1 => Self::Compressed,
+            _ => Self::Plain,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Unpipelined => "without pipelining",
+            Self::Compressed => "pipelined, gzip",
+            Self::Plain => "pipelined",
+        }
+    }
+}
+
 impl CopyUnit {
     /// Builds the copy's state (migrations run here, before the clock starts), then serves.
     async fn start(
         backend: Backend,
         database: &str,
         owner: &str,
-        pipeline: bool,
+        kind: SyncKind,
     ) -> anyhow::Result<Self> {
         let listen = free_port().context("finding a free loopback port for the copy")?;
         let config = hiscale::UnitConfig {
@@ -598,7 +702,8 @@ impl CopyUnit {
                 wait_secs: WAIT_SECS,
                 limit: LIMIT,
                 interface_version: 1,
-                pipeline,
+                pipeline: kind != SyncKind::Unpipelined,
+                compress: kind == SyncKind::Compressed,
             }],
             ..hiscale::UnitConfig::new(
                 billing::NAME,
@@ -1024,6 +1129,7 @@ async fn steps(owner: &Unit, scratch: &str, until: Version) -> anyhow::Result<St
                 String::from_utf8_lossy(&body)
             );
             steps.bytes += body.len();
+            steps.gzip_bytes += gzip_size(owner, after, STEP_LIMIT).await?;
 
             let began = Instant::now();
             let chunk = hiscale::repr::parse_feed(&body, &copied)
@@ -1035,6 +1141,7 @@ async fn steps(owner: &Unit, scratch: &str, until: Version) -> anyhow::Result<St
             store.apply_chunk(COLLECTION, &items, chunk.version).await?;
             steps.apply += began.elapsed();
             steps.chunks += 1;
+            steps.records += chunk.items.len();
 
             anyhow::ensure!(
                 chunk.version > after || !chunk.more,

@@ -506,6 +506,16 @@ impl Report {
                 String::new(),
             ),
             line(
+                "  the same with gzip-compressed chunks (median), records/s".into(),
+                &|run| format!("{:.0}", run.sync.compressed_per_second()),
+                ratio(&|run| run.sync.compressed_per_second()),
+            ),
+            line(
+                "  gzip ÷ plain (median of the repetitions' pairs)".into(),
+                &|run| format!("{:.2}×", run.sync.compression_ratio()),
+                String::new(),
+            ),
+            line(
                 "  sync time / chunks applied / records applied".into(),
                 &|run| {
                     let s = &run.sync;
@@ -576,6 +586,17 @@ impl Report {
                 &|run| {
                     let s = &run.steps;
                     format!("{} / {:.1}", s.chunks, s.bytes as f64 / (1024.0 * 1024.0))
+                },
+                String::new(),
+            ),
+            line(
+                "figure 7: bytes on the wire per record, JSON plain / gzip".into(),
+                &|run| {
+                    let s = &run.steps;
+                    match (s.bytes_per_record(), s.gzip_bytes_per_record()) {
+                        (Some(plain), Some(gzip)) => format!("{plain:.0} / {gzip:.0}"),
+                        _ => "–".into(),
+                    }
                 },
                 String::new(),
             ),

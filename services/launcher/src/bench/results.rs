@@ -220,6 +220,9 @@ fn rows(report: &Report) -> Vec<Row> {
         }
     }
     for backend in [Backend::Sqlite, Backend::Postgres] {
+        rows.push(compressed_sync(report, backend, replication_skipped));
+    }
+    for backend in [Backend::Sqlite, Backend::Postgres] {
         let figure = format!(
             "6: peak RSS during fill and sync, {} (whole process: owner, copy, bench)",
             backend_name(backend)
@@ -245,7 +248,68 @@ fn rows(report: &Report) -> Vec<Row> {
             None => Row::not_measured(figure, replication_reason(backend, replication_skipped)),
         });
     }
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        rows.push(figure_seven(report, backend, replication_skipped));
+    }
     rows
+}
+
+/// Figure 1's sync again with gzip-compressed chunks, against the same uncompressed run.
+fn compressed_sync(report: &Report, backend: Backend, skipped: bool) -> Row {
+    let name = backend_name(backend);
+    let figure = format!("1 (gzip): initial sync {name} → {name}, customers/s");
+    let Some(run) = report.run_of(backend) else {
+        return Row::not_measured(figure, replication_reason(backend, skipped));
+    };
+    Row {
+        figure,
+        hiscale: format!("{:.0}", run.sync.compressed_per_second()),
+        reference: format!(
+            "{:.0} (the same sync uncompressed)",
+            run.sync.records_per_second()
+        ),
+        ratio: format!("{:.2}×", run.sync.compression_ratio()),
+        goal: "report (its own row, beside the uncompressed rate)".into(),
+    }
+}
+
+/// Figure 7: the bytes a record costs on the wire during the initial sync, against what
+/// logical replication's table sync sends (its `COPY`) for the same columns.
+fn figure_seven(report: &Report, backend: Backend, skipped: bool) -> Row {
+    let name = backend_name(backend);
+    let figure = format!("7: bytes on the wire per record, initial sync from {name}, gzip (plain)");
+    let Some(run) = report.run_of(backend) else {
+        return Row::not_measured(figure, replication_reason(backend, skipped));
+    };
+    let (Some(plain), Some(gzip)) = (
+        run.steps.bytes_per_record(),
+        run.steps.gzip_bytes_per_record(),
+    ) else {
+        return Row::not_measured(figure, "no records");
+    };
+    let hiscale = format!("{gzip:.0} ({plain:.0})");
+    match &report.logical {
+        Some(reference) if reference.copy_bytes_per_record > 0.0 => {
+            let ratio = gzip / reference.copy_bytes_per_record;
+            Row {
+                figure,
+                hiscale,
+                reference: format!(
+                    "{:.0} (logical replication's COPY, uncompressed)",
+                    reference.copy_bytes_per_record
+                ),
+                ratio: format!("{ratio:.2}×"),
+                goal: goal("report; ≤ 1.0×", ratio <= 1.0),
+            }
+        }
+        _ => Row {
+            figure,
+            hiscale,
+            reference: "not measured (--skip-reference, or no PostgreSQL server binaries)".into(),
+            ratio: "—".into(),
+            goal: "report; ≤ 1.0× (no reference measured)".into(),
+        },
+    }
 }
 
 /// Why a backend's replication figures are missing.
@@ -441,9 +505,12 @@ fn parameters(out: &mut String, report: &Report, context: &RunContext) -> std::f
         Some(replication) => {
             writeln!(
                 out,
-                "- replication (figures 1, 2, 5, 6): {} customers in the owner; {} repetition(s) \
-                 of the initial sync (each into a fresh copy, pipelined, beside as many without \
-                 pipelining), of the logical replication reference and of figure 5 ({} s each)",
+                "- replication (figures 1, 2, 5, 6, 7): {} customers in the owner; {} \
+                 repetition(s) of the initial sync (each into a fresh copy: pipelined, beside as \
+                 many without pipelining and as many pipelined with gzip-compressed chunks), of \
+                 the logical replication reference and of figure 5 ({} s each); figure 7 counts \
+                 the chunks of a separate pass over the whole feed, as rendered and as gzip sends \
+                 them",
                 replication.customers,
                 replication.repetitions,
                 replication.chunk_seconds.as_secs()
@@ -492,7 +559,7 @@ mod tests {
             .filter(|line| line.starts_with("| ") && !line.starts_with("| figure"))
             .filter(|line| !line.starts_with("| ---"))
             .collect();
-        for figure in ["1", "2", "3", "4", "5", "6"] {
+        for figure in ["1", "1 (gzip)", "2", "3", "4", "5", "6", "7"] {
             assert!(
                 rows.iter()
                     .any(|row| row.starts_with(&format!("| {figure}:"))
