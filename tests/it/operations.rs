@@ -243,6 +243,8 @@ async fn the_benchmark_runs_its_short_version() {
         ("1: initial sync PostgreSQL → PostgreSQL", true),
         ("5: feed chunks/s of 100 records, JSON, SQLite", true),
         ("5: feed chunks/s of 100 records, JSON, PostgreSQL", true),
+        ("2: long-poll lag, SQLite", true),
+        ("2: long-poll lag, PostgreSQL", true),
         ("1 (gzip): initial sync SQLite → SQLite", true),
         ("1 (gzip): initial sync PostgreSQL → PostgreSQL", true),
         (

@@ -414,6 +414,10 @@ async fn own_clusters(
         &second,
         replication.customers,
         replication.repetitions,
+        logical::LagPlan {
+            write_rate: replication.write_rate,
+            seconds: replication.lag_seconds,
+        },
     )
     .await?;
     report.logical = Some(reference);

@@ -21,6 +21,10 @@
 //! For the plot of the rate over time, the same 50 ms poll reads the rows the subscriber's
 //! table sync has copied so far (`pg_stat_progress_copy.tuples_processed` of its `COPY`): the
 //! table itself shows no rows before the copy commits.
+//!
+//! The last repetition's subscription stays for figure 2's reference (`lag`): updates at the
+//! rate HiScale's lag run writes, timed from their commit to the subscriber showing them. The
+//! bytes its `COPY` sends per customer are figure 7's reference.
 
 use std::time::{Duration, Instant};
 
@@ -53,9 +57,19 @@ pub(super) struct LogicalResult {
     pub(super) subscriber: ServerSettings,
     /// Bytes its table sync's `COPY` sends per customer (figure 7's reference).
     pub(super) copy_bytes_per_record: f64,
+    /// Figure 2's reference: milliseconds from each update's commit at the publisher to the
+    /// subscriber showing it, sorted; empty when not measured.
+    pub(super) lags_ms: Vec<f64>,
 }
 
 impl LogicalResult {
+    /// The lag at `fraction` (0.5: the median), milliseconds.
+    pub(super) fn lag_at(&self, fraction: f64) -> Option<f64> {
+        let last = self.lags_ms.len().checked_sub(1)?;
+        let index = ((self.lags_ms.len() as f64 * fraction) as usize).min(last);
+        self.lags_ms.get(index).copied()
+    }
+
     /// The median customers per second (figure 1's reference).
     pub(super) fn median_rate(&self) -> f64 {
         let rates = self.rates();
@@ -86,6 +100,7 @@ pub(super) async fn run(
     subscriber_server: &str,
     customers: usize,
     repetitions: usize,
+    lag_plan: LagPlan,
 ) -> anyhow::Result<LogicalResult> {
     let publisher_url =
         hiscale::store::ensure_postgres_database(publisher_server, PUBLISHER_DATABASE).await?;
@@ -101,6 +116,7 @@ pub(super) async fn run(
     .context("creating the publication")?;
     let mut syncs = Vec::with_capacity(repetitions);
     let mut progress = Vec::with_capacity(repetitions);
+    let mut lags_ms = Vec::new();
     let mut subscriber_url = String::new();
     let mut last_start: Option<Instant> = None;
     for run in 1..=repetitions {
@@ -148,6 +164,19 @@ pub(super) async fn run(
         );
         syncs.push(took);
         progress.push(trace);
+        if run == repetitions {
+            // The last subscription stays for figure 2's reference, on rows it holds.
+            eprintln!(
+                "logical replication: lag: UPDATE address_bill at {}/s for {} s, watching the \
+                 subscriber",
+                lag_plan.write_rate, lag_plan.seconds
+            );
+            let measured = lag(&publisher, &subscriber, customers, lag_plan).await;
+            drop_subscription(&subscriber).await?;
+            lags_ms = measured?;
+        } else {
+            drop_subscription(&subscriber).await?;
+        }
         subscriber.close().await;
     }
     let copy_bytes_per_record = copy_bytes_per_record(&publisher).await?;
@@ -156,6 +185,7 @@ pub(super) async fn run(
         syncs,
         progress,
         copy_bytes_per_record,
+        lags_ms,
         publisher: server_settings(&publisher_url).await?,
         subscriber: server_settings(&subscriber_url).await?,
     };
@@ -293,12 +323,119 @@ async fn sync_once(
     let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM customers")
         .fetch_one(subscriber)
         .await?;
+    if copied != customers as i64 {
+        drop_subscription(subscriber).await?;
+        bail!("logical replication copied {copied} customers, not {customers}");
+    }
+    Ok((took, trace))
+}
+
+async fn drop_subscription(subscriber: &PgPool) -> anyhow::Result<()> {
     sqlx::raw_sql("DROP SUBSCRIPTION hs_bench_sub")
         .execute(subscriber)
         .await
         .context("dropping the subscription")?;
-    if copied != customers as i64 {
-        bail!("logical replication copied {copied} customers, not {customers}");
+    Ok(())
+}
+
+/// Figure 2's reference run.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LagPlan {
+    /// Updates per second (HiScale's lag run writes as many `PUT`s).
+    pub(super) write_rate: u32,
+    pub(super) seconds: u64,
+}
+
+/// How often the watcher looks at the subscriber: the reference's lags are late by up to this
+/// (HiScale's watcher long-polls and is told at once).
+const LAG_POLL: Duration = Duration::from_millis(1);
+/// After the last update, how long the subscriber may take to show them all.
+const LAG_DRAIN: Duration = Duration::from_secs(60);
+
+/// Figure 2's reference, on the subscription the last initial sync left running: one writer
+/// updates distinct customers' `address_bill` at `write_rate` (open loop, each update its own
+/// durable commit, as HiScale's `PUT`s are) and sets their `version` to a new, rising number;
+/// a watcher reads the subscriber's `max(version)` every millisecond. Logical replication
+/// applies in commit order, so an update has arrived once the maximum reaches its number. Lag
+/// = first seen at the subscriber − the update's commit acknowledged.
+async fn lag(
+    publisher: &PgPool,
+    subscriber: &PgPool,
+    customers: usize,
+    plan: LagPlan,
+) -> anyhow::Result<Vec<f64>> {
+    let writes = (plan.write_rate as usize * plan.seconds as usize).min(customers);
+    anyhow::ensure!(writes > 0, "the lag run has no writes");
+    sqlx::raw_sql("CREATE INDEX IF NOT EXISTS customers_version ON customers (version)")
+        .execute(subscriber)
+        .await
+        .context("indexing the subscriber's versions")?;
+    // Above every version the fill gave.
+    let base = customers as i64;
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(vec![None; writes]));
+    let writer = {
+        let publisher = publisher.clone();
+        let acknowledged = acknowledged.clone();
+        let interval = Duration::from_secs_f64(1.0 / f64::from(plan.write_rate.max(1)));
+        tokio::spawn(async move {
+            let began = Instant::now();
+            for n in 0..writes {
+                tokio::time::sleep_until((began + interval * n as u32).into()).await;
+                let address = serde_json::json!({
+                    "street": format!("Rechnungsweg {n}"), "zip": "53111", "city": "Bonn"
+                });
+                sqlx::query("UPDATE customers SET version = $1, address_bill = $2 WHERE id = $3")
+                    .bind(base + n as i64 + 1)
+                    .bind(address)
+                    .bind(n as i64 + 1)
+                    .execute(&publisher)
+                    .await
+                    .with_context(|| format!("update {n}"))?;
+                if let Ok(mut acknowledged) = acknowledged.lock() {
+                    acknowledged[n] = Some(Instant::now());
+                }
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut seen: Vec<Option<Instant>> = vec![None; writes];
+    let mut arrived = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(plan.seconds) + LAG_DRAIN;
+    while arrived < writes {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the subscriber showed {arrived} of {writes} updates within {} s after the writing",
+            LAG_DRAIN.as_secs()
+        );
+        let highest: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM customers")
+            .fetch_one(subscriber)
+            .await?;
+        let now = Instant::now();
+        let through = usize::try_from(highest.unwrap_or(0) - base)
+            .unwrap_or(0)
+            .min(writes);
+        for slot in seen.iter_mut().take(through).skip(arrived) {
+            *slot = Some(now);
+        }
+        arrived = arrived.max(through);
+        tokio::time::sleep(LAG_POLL).await;
     }
-    Ok((took, trace))
+    writer.await.context("the writer task")??;
+    let acknowledged = acknowledged
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the writer's record is poisoned"))?
+        .clone();
+    let mut lags: Vec<f64> = acknowledged
+        .iter()
+        .zip(&seen)
+        .filter_map(|(acked, seen)| Some(seen.as_ref()?.saturating_duration_since((*acked)?)))
+        .map(|lag| lag.as_secs_f64() * 1000.0)
+        .collect();
+    anyhow::ensure!(
+        lags.len() == writes,
+        "{} of {writes} updates have both times",
+        lags.len()
+    );
+    lags.sort_by(f64::total_cmp);
+    Ok(lags)
 }

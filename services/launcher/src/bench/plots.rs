@@ -145,7 +145,7 @@ fn sync_series(report: &Report) -> Vec<Series> {
 }
 
 fn lag_series(report: &Report) -> Vec<Series> {
-    report
+    let mut series: Vec<Series> = report
         .replication
         .iter()
         .filter(|run| !run.lag.lags_ms.is_empty())
@@ -153,7 +153,18 @@ fn lag_series(report: &Report) -> Vec<Series> {
             label: hiscale_label(run.backend).into(),
             points: cumulative(&run.lag.lags_ms),
         })
-        .collect()
+        .collect();
+    if let Some(reference) = report
+        .logical
+        .as_ref()
+        .filter(|reference| !reference.lags_ms.is_empty())
+    {
+        series.push(Series {
+            label: "PostgreSQL logical replication".into(),
+            points: cumulative(&reference.lags_ms),
+        });
+    }
+    series
 }
 
 /// The empirical distribution of sorted values: (value, share of values up to it).
