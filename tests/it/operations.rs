@@ -166,7 +166,7 @@ both_backends!(
 /// tables, the figures with them: SQLite → SQLite, PostgreSQL → PostgreSQL across the
 /// bench's own two durable clusters and PostgreSQL's logical replication of the same rows
 /// beside them (figure 1), feed chunks against the pre-serialised chunk (figure 5), peak RSS
-/// (figure 6), the sync with gzip-compressed chunks and the bytes per record on the wire
+/// (figure 6), writes against raw inserts (figure 3), the sync with gzip-compressed chunks and the bytes per record on the wire
 /// against logical replication's `COPY` (figure 7). The numbers are not checked, only that each figure was measured; the full runs
 /// are a separate command. It also writes RESULTS.md (the figures as a Markdown table) and the
 /// SVG plots into `--results-dir`: the table's rows and the plots' lines are checked to be
@@ -243,6 +243,7 @@ async fn the_benchmark_runs_its_short_version() {
         ("1: initial sync PostgreSQL → PostgreSQL", true),
         ("5: feed chunks/s of 100 records, JSON, SQLite", true),
         ("5: feed chunks/s of 100 records, JSON, PostgreSQL", true),
+        ("3: PUT address.home vs raw single-row INSERT", true),
         ("2: long-poll lag, SQLite", true),
         ("2: long-poll lag, PostgreSQL", true),
         ("1 (gzip): initial sync SQLite → SQLite", true),

@@ -40,6 +40,7 @@ mod replication;
 mod report;
 mod restore;
 mod results;
+mod writes;
 
 use std::time::Duration;
 
@@ -421,6 +422,8 @@ async fn own_clusters(
     )
     .await?;
     report.logical = Some(reference);
+    report.writes =
+        Some(writes::measure(&first, replication.chunk_seconds, replication.repetitions).await?);
     // Stopping a cluster blocks (pg_ctl): off the runtime's threads.
     cluster::blocking(move || {
         drop(publisher);

@@ -35,6 +35,8 @@ pub(super) struct Report {
     pub(super) replication_postgres: Option<ServerSettings>,
     /// PostgreSQL's logical replication of the same rows (figure 1's reference).
     pub(super) logical: Option<LogicalResult>,
+    /// Figure 3: HiScale's writes against raw inserts on the bench's first durable cluster.
+    pub(super) writes: Option<super::writes::WriteRates>,
 }
 
 impl Report {
@@ -49,6 +51,7 @@ impl Report {
             replication: Vec::new(),
             replication_postgres: None,
             logical: None,
+            writes: None,
         }
     }
 
@@ -678,7 +681,53 @@ impl Report {
             ),
         ];
         table(f, &rows)?;
-        self.figure_one(f, sqlite, postgres)
+        self.figure_one(f, sqlite, postgres)?;
+        self.figure_three(f)
+    }
+
+    /// Figure 3: HiScale's writes against raw inserts, same durable database, side by side.
+    fn figure_three(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(writes) = &self.writes else {
+            return Ok(());
+        };
+        let (Some(rest), Some(raw)) = (summarise(&writes.rest), summarise(&writes.raw)) else {
+            return Ok(());
+        };
+        writeln!(f)?;
+        writeln!(
+            f,
+            "figure 3: writes/s, {} clients each, on the bench's first cluster (durable), \
+             medians of {} run(s), alternating:",
+            super::writes::CLIENTS,
+            writes.rest.len()
+        )?;
+        let ratio = if raw.rate > 0.0 {
+            rest.rate / raw.rate
+        } else {
+            0.0
+        };
+        let rows = vec![
+            row(&["measurement", "writes/s", "p50 / p99", "goal"]),
+            vec![
+                "PUT /customers/{id}/address.home (gap-free versions)".into(),
+                format!("{:.0}", rest.rate),
+                format!("{} / {} ms", millis(rest.p50), millis(rest.p99)),
+                String::new(),
+            ],
+            vec![
+                "raw single-row INSERT (sqlx, autocommit)".into(),
+                format!("{:.0}", raw.rate),
+                format!("{} / {} ms", millis(raw.p50), millis(raw.p99)),
+                String::new(),
+            ],
+            vec![
+                "ratio PUT ÷ INSERT".into(),
+                format!("{ratio:.2}×"),
+                String::new(),
+                "≥ 0.7×".into(),
+            ],
+        ];
+        table(f, &rows)
     }
 
     /// Figure 1: HiScale's initial syncs beside PostgreSQL's logical replication of the same
