@@ -351,13 +351,15 @@ pub(super) struct LagPlan {
 const LAG_POLL: Duration = Duration::from_millis(1);
 /// After the last update, how long the subscriber may take to show them all.
 const LAG_DRAIN: Duration = Duration::from_secs(60);
+/// The reference writer's connections.
+const WRITER_CONNECTIONS: u32 = 16;
 
 /// Figure 2's reference, on the subscription the last initial sync left running: one writer
 /// updates distinct customers' `address_bill` at `write_rate` (open loop, each update its own
 /// durable commit, as HiScale's `PUT`s are) and sets their `version` to a new, rising number;
-/// a watcher reads the subscriber's `max(version)` every millisecond. Logical replication
-/// applies in commit order, so an update has arrived once the maximum reaches its number. Lag
-/// = first seen at the subscriber − the update's commit acknowledged.
+/// a watcher reads the subscriber's new versions every millisecond (by index, above the highest
+/// number below which all have arrived). Lag = first seen at the subscriber − the update's
+/// commit acknowledged.
 async fn lag(
     publisher: &PgPool,
     subscriber: &PgPool,
@@ -373,32 +375,55 @@ async fn lag(
     // Above every version the fill gave.
     let base = customers as i64;
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(vec![None; writes]));
+    // Connections of its own, so updates overlap when one commit takes longer than the
+    // interval (as HiScale's PUTs do over the unit's pool).
+    let publisher = PgPoolOptions::new()
+        .max_connections(WRITER_CONNECTIONS)
+        .connect_with(publisher.connect_options().as_ref().clone())
+        .await
+        .context("connecting the reference's writers")?;
     let writer = {
         let publisher = publisher.clone();
         let acknowledged = acknowledged.clone();
         let interval = Duration::from_secs_f64(1.0 / f64::from(plan.write_rate.max(1)));
+        // Open loop, as HiScale's writer: each update is sent at its time, however long the
+        // ones before take (the pool's connections bound how many run at once).
         tokio::spawn(async move {
             let began = Instant::now();
+            let mut updates = tokio::task::JoinSet::new();
             for n in 0..writes {
                 tokio::time::sleep_until((began + interval * n as u32).into()).await;
-                let address = serde_json::json!({
-                    "street": format!("Rechnungsweg {n}"), "zip": "53111", "city": "Bonn"
-                });
-                sqlx::query("UPDATE customers SET version = $1, address_bill = $2 WHERE id = $3")
+                let publisher = publisher.clone();
+                let acknowledged = acknowledged.clone();
+                updates.spawn(async move {
+                    let address = serde_json::json!({
+                        "street": format!("Rechnungsweg {n}"), "zip": "53111", "city": "Bonn"
+                    });
+                    sqlx::query(
+                        "UPDATE customers SET version = $1, address_bill = $2 WHERE id = $3",
+                    )
                     .bind(base + n as i64 + 1)
                     .bind(address)
                     .bind(n as i64 + 1)
                     .execute(&publisher)
                     .await
                     .with_context(|| format!("update {n}"))?;
-                if let Ok(mut acknowledged) = acknowledged.lock() {
-                    acknowledged[n] = Some(Instant::now());
-                }
+                    if let Ok(mut acknowledged) = acknowledged.lock() {
+                        acknowledged[n] = Some(Instant::now());
+                    }
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(done) = updates.join_next().await {
+                done.context("an update task")??;
             }
             anyhow::Ok(())
         })
     };
     let mut seen: Vec<Option<Instant>> = vec![None; writes];
+    // Every update below `floor` has arrived; above it, updates that overlapped may commit
+    // out of order, so each is looked for by its own version.
+    let mut floor = 0usize;
     let mut arrived = 0usize;
     let deadline = Instant::now() + Duration::from_secs(plan.seconds) + LAG_DRAIN;
     while arrived < writes {
@@ -407,20 +432,28 @@ async fn lag(
             "the subscriber showed {arrived} of {writes} updates within {} s after the writing",
             LAG_DRAIN.as_secs()
         );
-        let highest: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM customers")
-            .fetch_one(subscriber)
-            .await?;
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM customers WHERE version > $1")
+                .bind(base + floor as i64)
+                .fetch_all(subscriber)
+                .await?;
         let now = Instant::now();
-        let through = usize::try_from(highest.unwrap_or(0) - base)
-            .unwrap_or(0)
-            .min(writes);
-        for slot in seen.iter_mut().take(through).skip(arrived) {
-            *slot = Some(now);
+        for version in versions {
+            let Ok(index) = usize::try_from(version - base - 1) else {
+                continue;
+            };
+            if let Some(slot) = seen.get_mut(index).filter(|slot| slot.is_none()) {
+                *slot = Some(now);
+                arrived += 1;
+            }
         }
-        arrived = arrived.max(through);
+        while seen.get(floor).is_some_and(Option::is_some) {
+            floor += 1;
+        }
         tokio::time::sleep(LAG_POLL).await;
     }
     writer.await.context("the writer task")??;
+    publisher.close().await;
     let acknowledged = acknowledged
         .lock()
         .map_err(|_| anyhow::anyhow!("the writer's record is poisoned"))?

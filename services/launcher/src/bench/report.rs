@@ -825,7 +825,7 @@ impl Report {
              SUBSCRIPTION until the table is copied and committed (state s/r, checked every \
              50 ms), rows counted after; figure 2's reference updates address_bill (and a rising \
              version) of distinct customers at the same rate on the publisher, one durable \
-             commit each, and reads the subscriber's max(version) every 1 ms: lag = first seen \
+             commit each (overlapping on 16 connections), and reads the subscriber's new versions every 1 ms: lag = first seen \
              there − the update's commit acknowledged"
         )?;
         writeln!(

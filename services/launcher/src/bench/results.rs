@@ -173,7 +173,7 @@ fn write_markdown(
             out,
             "Figure 2's reference updates distinct customers at the same rate on the logical \
              replication publisher (one durable commit each) and reads the subscriber's \
-             `max(version)` every 1 ms, so its lags are late by up to 1 ms; HiScale's watcher \
+             new versions every 1 ms, so its lags are late by up to 1 ms; HiScale's watcher \
              long-polls the copy's feed."
         )?;
     } else {
@@ -520,9 +520,10 @@ fn durability(out: &mut String, report: &Report) -> std::fmt::Result {
     match &report.replication_postgres {
         Some(server) => writeln!(
             out,
-            "- PostgreSQL, replication (figures 1, 2, 5, 6){}: {}",
+            "- PostgreSQL, replication (figures 1, 2, 5, 6, 7{}): {}",
             if report.logical.is_some() {
-                ", the bench's own two clusters (owner on the first, copy on the second)"
+                "; and 3), the bench's own two clusters (owner and figure 3 on the first, copy \
+                 on the second"
             } else {
                 ""
             },
@@ -533,12 +534,13 @@ fn durability(out: &mut String, report: &Report) -> std::fmt::Result {
     match &report.logical {
         Some(reference) => writeln!(
             out,
-            "- Reference (figure 1), PostgreSQL logical replication across the same two \
-             clusters, subscription WITH (synchronous_commit = on): publisher {}; subscriber {}",
+            "- Reference (figures 1, 2 and 7), PostgreSQL logical replication across the same \
+             two clusters, subscription WITH (synchronous_commit = on): publisher {}; subscriber \
+             {}",
             settings(&reference.publisher),
             settings(&reference.subscriber)
         ),
-        None => writeln!(out, "- Reference (figure 1): not measured"),
+        None => writeln!(out, "- Reference (figures 1, 2 and 7): not measured"),
     }
 }
 
@@ -578,8 +580,14 @@ fn parameters(out: &mut String, report: &Report, context: &RunContext) -> std::f
             writeln!(
                 out,
                 "- lag (figure 2): PUT address.bill at {} writes/s for {} s while a watcher \
-                 long-polls the copy's feed; lag = version first on the copy's feed − PUT response",
-                replication.write_rate, replication.lag_seconds
+                 long-polls the copy's feed; lag = version first on the copy's feed − PUT \
+                 response; the reference updates at the same rate for as long\n\
+                 - writes (figure 3): {} clients on each side, {} s per run, as many runs as the \
+                 replication's repetitions, alternating",
+                replication.write_rate,
+                replication.lag_seconds,
+                super::writes::CLIENTS,
+                replication.chunk_seconds.as_secs()
             )
         }
         None => writeln!(out, "- replication: not measured (--skip-replication)"),
