@@ -142,49 +142,48 @@ impl SyncResult {
 
     /// Median customers per second without pipelining.
     pub(super) fn unpipelined_per_second(&self) -> f64 {
-        let mut sorted = self.unpipelined.clone();
-        sorted.sort_unstable();
-        sorted
-            .get(sorted.len() / 2)
-            .map_or(0.0, |sync| self.customers as f64 / sync.as_secs_f64())
+        self.median_rate(&self.unpipelined)
     }
 
     /// The median of the per-pair ratios, pipelined ÷ not: each pair ran back to back.
     pub(super) fn pipelining_ratio(&self) -> f64 {
-        let mut ratios: Vec<f64> = self
-            .syncs
-            .iter()
-            .zip(&self.unpipelined)
-            .map(|(on, off)| off.as_secs_f64() / on.as_secs_f64())
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+        median_speedup(&self.syncs, &self.unpipelined)
     }
 
     /// Median customers per second with gzip-compressed chunks.
     pub(super) fn compressed_per_second(&self) -> f64 {
-        let mut sorted = self.compressed.clone();
-        sorted.sort_unstable();
-        sorted
-            .get(sorted.len() / 2)
-            .map_or(0.0, |sync| self.customers as f64 / sync.as_secs_f64())
+        self.median_rate(&self.compressed)
     }
 
     /// The median of the per-repetition ratios, compressed ÷ plain (rates).
     pub(super) fn compression_ratio(&self) -> f64 {
-        let mut ratios: Vec<f64> = self
-            .syncs
-            .iter()
-            .zip(&self.compressed)
-            .map(|(plain, gzip)| plain.as_secs_f64() / gzip.as_secs_f64())
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+        median_speedup(&self.compressed, &self.syncs)
+    }
+
+    /// Customers per second of the median of `syncs`.
+    fn median_rate(&self, syncs: &[Duration]) -> f64 {
+        let mut sorted = syncs.to_vec();
+        sorted.sort_unstable();
+        sorted
+            .get(sorted.len() / 2)
+            .map_or(0.0, |sync| self.customers as f64 / sync.as_secs_f64())
     }
 
     pub(super) fn fill_per_second(&self) -> f64 {
         self.customers as f64 / self.fill.as_secs_f64()
     }
+}
+
+/// The median over pairs run side by side of how much faster `faster` was than `slower`
+/// (its rate ÷ the other's: the other's time ÷ its time).
+fn median_speedup(faster: &[Duration], slower: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = faster
+        .iter()
+        .zip(slower)
+        .map(|(fast, slow)| slow.as_secs_f64() / fast.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The poller's steps timed one by one over the whole feed, in a separate pass.
