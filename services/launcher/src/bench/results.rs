@@ -442,15 +442,8 @@ fn figure_four(report: &Report, backend: Backend) -> Row {
         Backend::Postgres => &report.postgres_http,
     };
     match (summarise(&http.reads), summarise(&http.heartbeats)) {
-        (Some(reads), Some(heartbeats)) if heartbeats.rate > 0.0 => {
-            let ratio = reads.rate / heartbeats.rate;
-            Row {
-                figure,
-                hiscale: format!("{:.0}", reads.rate),
-                reference: format!("{:.0} (/heartbeat)", heartbeats.rate),
-                ratio: format!("{ratio:.2}×"),
-                goal: goal("≥ 0.8×", ratio >= 0.8),
-            }
+        (Some(_), Some(heartbeats)) if heartbeats.rate > 0.0 => {
+            rate_row(figure, (&http.reads, &http.heartbeats), "/heartbeat", 0.8)
         }
         _ if !report.plan.http => Row::not_measured(figure, "--replication-only"),
         _ => Row::not_measured(
