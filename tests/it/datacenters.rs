@@ -484,8 +484,11 @@ async fn put_account(client: &reqwest::Client, dc1: &str, id: &str, login: &str)
         .send()
         .await
         .expect("PUT account");
-    assert_eq!(reply.status().as_u16(), 200);
-    let written: serde_json::Value = reply.json().await.unwrap();
+    let status = reply.status().as_u16();
+    let body = reply.text().await.unwrap_or_default();
+    // The body says why (a 503 names the gate, the database or the drain).
+    assert_eq!(status, 200, "PUT account answered {status}: {body}");
+    let written: serde_json::Value = serde_json::from_str(&body).unwrap();
     written["version"].as_i64().expect("the change's version")
 }
 
