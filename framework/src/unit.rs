@@ -320,6 +320,14 @@ pub async fn serve_app(
             stopped.clone(),
         )));
     }
+    let heard = state.clone();
+    let store = state.store().clone();
+    let listening = stopped.clone();
+    tasks.push(tokio::spawn(async move {
+        store
+            .listen_for_commits(|| heard.notify_change(), listening)
+            .await;
+    }));
     tasks.push(tokio::spawn(purge_periodically(state.clone(), stopped)));
     let store = state.store().clone();
     let router = app_with(state.clone(), own_routes);

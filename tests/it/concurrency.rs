@@ -254,3 +254,67 @@ async fn two_units_starting_at_once_on_a_new_sqlite_file_both_come_up() {
         }
     }
 }
+
+both_backends!(
+    a_long_poll_at_one_unit_answers_a_write_through_another_at_once,
+    |backend: Backend| async move {
+        let database = fresh_database(backend).await;
+        let units = [
+            UnitProcess::start("registration-1", &database.url).await,
+            UnitProcess::start("registration-2", &database.url).await,
+        ];
+        let client = hiscale::tls::client();
+        create(&client, &units[0].url, 0).await;
+        let store = Store::connect(&database.url).await.unwrap();
+        let current = store.current_version("customers").await.unwrap();
+
+        let poll = client
+            .get(format!(
+                "{}/customers?version={current}&wait=30&aspects=~person",
+                units[0].url
+            ))
+            .bearer_auth(tests::SHOP)
+            .header("accept", JSON)
+            .send();
+        let waiting = tokio::spawn(async move {
+            let reply = poll.await.unwrap();
+            assert_eq!(reply.status().as_u16(), 200);
+            let chunk: serde_json::Value = reply.json().await.unwrap();
+            (Instant::now(), chunk)
+        });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!waiting.is_finished(), "held while nothing is newer");
+
+        create(&client, &units[1].url, 1).await;
+        let written = Instant::now();
+        let (answered, chunk) = waiting.await.unwrap();
+        assert_eq!(chunk["items"][0]["person"]["lastname"], "N1", "{chunk}");
+        // PostgreSQL: a waiting long poll looks into the database only every 5 s while commit
+        // notices arrive, so only the notice answers this soon. SQLite looks every 200 ms.
+        let delay = answered.saturating_duration_since(written);
+        assert!(
+            delay < Duration::from_millis(2500),
+            "the long poll answered {delay:?} after the write"
+        );
+        if backend == Backend::Postgres {
+            let metrics = client
+                .get(format!("{}/metrics", units[0].url))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let heard: f64 = metrics
+                .lines()
+                .find_map(|line| {
+                    line.strip_prefix("hiscale_commit_notices_total{direction=\"received\"} ")
+                })
+                .unwrap_or_else(|| panic!("no received notices in {metrics}"))
+                .trim()
+                .parse()
+                .unwrap();
+            assert!(heard >= 1.0, "{heard}");
+        }
+    }
+);

@@ -28,8 +28,11 @@ use crate::version::Version;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = crate::config::FEED_MAX_LIMIT as usize;
 const MAX_WAIT_SECS: u64 = crate::config::FEED_MAX_WAIT_SECS;
-/// How often a waiting long poll looks for writes of other units in the database.
+/// How often a waiting long poll looks for writes of other units in the database, unless
+/// their commit notices arrive (`store/notices.rs`).
 const DATABASE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// The same while notices arrive: only a safety net for a notice lost on its way.
+const HEARD_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a feed request waits for writers in flight to commit before answering, and how
 /// often it looks.
 const SETTLE_TIME: Duration = Duration::from_millis(500);
@@ -201,9 +204,10 @@ pub(super) async fn feed(
         if horizon > after || Instant::now() >= deadline {
             break batch;
         }
+        let interval = check_interval(&state, collection, &origin, horizon).await?;
         tokio::select! {
             _ = own_writes.changed() => {}
-            () = tokio::time::sleep(DATABASE_CHECK_INTERVAL) => {}
+            () = tokio::time::sleep(interval) => {}
         }
     };
     // A purge, or a copy's re-read dropping what its source deleted, may have moved the purge
@@ -372,6 +376,23 @@ pub(super) async fn latest_version(
         Role::Owner => state.store().current_version(collection.name()).await?,
         Role::Copy { .. } => state.store().cursor_of(collection.name(), origin).await?,
     })
+}
+
+/// How long a waiting long poll may go without looking into the database. Commit notices
+/// wake it for every commit of another unit, but not for the end of a transaction that only
+/// holds the horizon back (of another database of the cluster, say): while versions were
+/// handed out beyond `horizon`, it keeps looking at the short interval.
+async fn check_interval(
+    state: &AppState,
+    collection: &Collection,
+    origin: &Origin,
+    horizon: Version,
+) -> Result<Duration, ApiError> {
+    if !state.store().hears_commits() || latest_version(state, collection, origin).await? > horizon
+    {
+        return Ok(DATABASE_CHECK_INTERVAL);
+    }
+    Ok(HEARD_CHECK_INTERVAL)
 }
 
 /// Up to where the feed may read: the owner's visibility horizon, or a copy's cursor (a copy

@@ -391,7 +391,8 @@ impl AppState {
         Ok(claims)
     }
 
-    /// Tells waiting long polls that this unit just wrote.
+    /// Tells waiting long polls that this unit just wrote, or that another unit of the SA did
+    /// (its commit notice arrived, `store/notices.rs`).
     pub(crate) fn notify_change(&self) {
         self.inner
             .changes

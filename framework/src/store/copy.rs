@@ -241,6 +241,7 @@ impl Store {
             .await?;
         }
         transaction.commit().await?;
+        self.announce_commit();
         Ok(dropped)
     }
 
@@ -380,6 +381,7 @@ impl Store {
             }
         }
         transaction.commit().await?;
+        self.announce_commit();
         Ok(())
     }
 

@@ -12,6 +12,7 @@ mod interfaces;
 mod jobs;
 mod lease;
 mod lookup;
+mod notices;
 mod read;
 mod restoring;
 mod units;
@@ -61,6 +62,8 @@ pub struct Store {
     /// The counter this store draws versions from (see [`crate::origin`]); the single origin
     /// until [`Store::use_origin`] says otherwise.
     write_origin: Arc<std::sync::OnceLock<OwnOrigin>>,
+    /// Commit notices to and from the SA's other units (PostgreSQL only, `notices.rs`).
+    notices: Option<Arc<notices::CommitNotices>>,
 }
 
 /// What can go wrong in the store; the HTTP edge maps each to a status and stable code.
@@ -219,6 +222,8 @@ impl Store {
             return Err(Error::UnsupportedUrl);
         };
         let connect_options: AnyConnectOptions = url.parse()?;
+        let notices =
+            (backend == Backend::Postgres).then(|| notices::CommitNotices::new(url.clone()));
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
@@ -271,6 +276,7 @@ impl Store {
             sqlite_writers: Arc::default(),
             held: Arc::default(),
             write_origin: Arc::default(),
+            notices,
         })
     }
 

@@ -55,6 +55,7 @@ pub struct PendingWrite {
     transaction: Transaction<'static, Any>,
     committed: Committed,
     _turn: WriteTurn,
+    store: Store,
 }
 
 /// This process's turn to write to SQLite (nothing on PostgreSQL); held until the commit.
@@ -68,6 +69,7 @@ impl PendingWrite {
 
     pub async fn commit(self) -> Result<Committed, Error> {
         self.transaction.commit().await?;
+        self.store.announce_commit();
         Ok(self.committed)
     }
 }
@@ -128,6 +130,7 @@ impl Store {
             transaction,
             committed,
             _turn: turn,
+            store: self.clone(),
         })
     }
 }
