@@ -1,5 +1,5 @@
 //! What the gap-free feed assumes of PostgreSQL, reported while a unit runs: a forgotten
-//! transaction anywhere on the server (it holds back every feed there) is named in `/health`,
+//! transaction in the SA's database (it holds back every feed there) is named in `/health`,
 //! `GET /admin/assumptions` and `/metrics`, and so is a version sequence with a cache; both
 //! lines go once the cause is gone. On the test command's PostgreSQL cluster, which runs with
 //! durability off, the `not-durable` finding is reported too.

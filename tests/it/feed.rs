@@ -516,3 +516,90 @@ both_backends!(
         );
     }
 );
+
+/// A transaction in flight below the newest version holds the feed's horizon back: a one-off
+/// read waits up to 0.5 s for it (so it shows what was committed when asked), but a long poll
+/// that already has something newer to show answers at once, since its consumer asks again
+/// right away. Only PostgreSQL has writers in flight beside others (SQLite has one writer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_with_news_does_not_wait_for_writers_in_flight() {
+    use hiscale::store::{AspectEdit, Change, Target};
+    let app = TestApp::start(tests::Backend::Postgres).await;
+    let id = create_customer(&app, &person_only(1), JSON).await;
+    // The horizon settles only at versions it saw handed out with their writers finished.
+    app.send(feed("/customers?version=0", SHOP)).await;
+    let held = app
+        .state
+        .store()
+        .prepare(
+            "customers",
+            vec![Change {
+                target: Target::Update(hiscale::ResourceId::parse(&id).unwrap()),
+                precondition: None,
+                edits: vec![AspectEdit {
+                    aspect: "person".into(),
+                    body: Some(r#"{"type":"natural","firstname":"Held","lastname":"Open"}"#.into()),
+                    unique_keys: Vec::new(),
+                }],
+            }],
+        )
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let polled = app
+        .send(feed("/customers?version=0&wait=5&aspects=~person", SHOP))
+        .await;
+    let long_poll = started.elapsed();
+    let started = Instant::now();
+    let read = app
+        .send(feed("/customers?version=0&aspects=~person", SHOP))
+        .await;
+    let one_off = started.elapsed();
+    held.commit().await.unwrap();
+
+    for reply in [&polled, &read] {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let chunk = reply.json();
+        assert_eq!(chunk["items"].as_array().unwrap().len(), 1, "{chunk}");
+        assert_eq!(chunk["items"][0]["person"]["lastname"], "N1", "{chunk}");
+    }
+    assert!(
+        long_poll < Duration::from_millis(400),
+        "the long poll waited {long_poll:?} for the writer in flight"
+    );
+    assert!(
+        one_off >= Duration::from_millis(500),
+        "the one-off read answered after {one_off:?}, without giving the writer in flight its 0.5 s"
+    );
+}
+
+/// The horizon waits for writers of the SA's own database only: a transaction left open in
+/// another database of the same server (another SA's) does not hold this feed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_in_another_database_does_not_hold_this_feed_back() {
+    use sqlx::Connection;
+    let app = TestApp::start(tests::Backend::Postgres).await;
+    let other = tests::fresh_database(tests::Backend::Postgres).await;
+    sqlx::any::install_default_drivers();
+    let mut forgotten = sqlx::AnyConnection::connect(&other.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut forgotten).await.unwrap();
+    sqlx::query("SELECT CAST(txid_current() AS TEXT)")
+        .execute(&mut forgotten)
+        .await
+        .unwrap();
+
+    create_customer(&app, &person_only(7), JSON).await;
+    let chunk = app
+        .send(feed("/customers?version=0&aspects=~person", SHOP))
+        .await
+        .json();
+    sqlx::query("ROLLBACK")
+        .execute(&mut forgotten)
+        .await
+        .unwrap();
+    assert_eq!(
+        chunk["items"][0]["person"]["lastname"], "N7",
+        "the write was held back by another database's transaction: {chunk}"
+    );
+}

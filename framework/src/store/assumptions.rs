@@ -106,7 +106,8 @@ impl Store {
         Ok(findings)
     }
 
-    /// Sessions and prepared transactions holding a transaction id for longer than `after`.
+    /// Sessions of this database, and prepared transactions of any, holding a transaction id
+    /// for longer than `after` (the horizon waits for exactly these, `horizon.rs`).
     async fn held_back(&self, after: Duration) -> Result<Vec<Finding>, Error> {
         let after = i64::try_from(after.as_secs()).unwrap_or(i64::MAX);
         let sessions: Vec<SessionRow> = sqlx::query_as(
@@ -114,6 +115,7 @@ impl Store {
                         CAST(EXTRACT(EPOCH FROM now() - xact_start) AS BIGINT) \
                  FROM pg_stat_activity \
                  WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
+                   AND datname = current_database() \
                    AND xact_start < now() - make_interval(secs => $1) \
                  ORDER BY xact_start LIMIT $2",
         )
@@ -138,8 +140,8 @@ impl Store {
                     kind: "held-back",
                     message: format!(
                         "the feed is held back by session pid {pid} (database {}, user {}, \
-                     application '{}', {}) in a transaction for {seconds} s: every feed on this \
-                     server waits for it to end (pg_terminate_backend({pid}) ends it)",
+                     application '{}', {}) in a transaction for {seconds} s: every feed of this \
+                     database waits for it to end (pg_terminate_backend({pid}) ends it)",
                         unknown(database),
                         unknown(user),
                         unknown(application),

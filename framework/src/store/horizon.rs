@@ -383,17 +383,25 @@ impl Store {
         Ok(true)
     }
 
-    /// The transactions that hold an id right now (cluster-wide: writers of other databases
-    /// only delay the horizon a little, they never make it unsafe).
+    /// The transactions that hold an id right now, except those of sessions connected to
+    /// another database of the cluster: they cannot write this store's tables, and a long
+    /// transaction of another SA sharing the server would otherwise hold this feed back.
     ///
     /// Every transaction holds the lock on its own id from the moment the id is assigned until
     /// its commit is visible to new snapshots. A snapshot's in-progress list would not do: it
     /// omits transactions at or above its `xmax`, which is the last *completed* id plus one, so
     /// a writer that just took its id can be missing from it.
+    ///
+    /// A lock is left out only when its session is *known* to be elsewhere: a session that
+    /// `pg_stat_activity` did not list yet (it started between the two reads), and a prepared
+    /// transaction (no session), are counted. `datid` and `pid` are shown to every role.
     async fn transactions_in_progress(&self) -> Result<Vec<String>, Error> {
         Ok(sqlx::query_scalar(
-            "SELECT transactionid::text FROM pg_locks \
-             WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted",
+            "SELECT l.transactionid::text FROM pg_locks l \
+             WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.pid \
+                 AND a.datid IS DISTINCT FROM \
+                     (SELECT oid FROM pg_database WHERE datname = current_database()))",
         )
         .fetch_all(&self.pool)
         .await?)
