@@ -124,7 +124,8 @@ pub fn error_response(owner: &str, version: u32, description: &str) -> Response 
 
 /// Adds the error answers every operation may give whatever it does: no, an unknown or a
 /// revoked token, outside the grant, an interface version or format it does not serve or that
-/// is retired, and a unit that cannot serve now (drained, its database away).
+/// is retired, a request head beyond its bounds, and a unit that cannot serve now (drained,
+/// its database away).
 fn with_common_errors(operation: OperationBuilder, owner: &str, version: u32) -> OperationBuilder {
     operation
         .response(
@@ -155,6 +156,22 @@ fn with_common_errors(operation: OperationBuilder, owner: &str, version: u32) ->
                 owner,
                 version,
                 "interface-retired: this version is out of service",
+            ),
+        )
+        .response(
+            "414",
+            error_response(
+                owner,
+                version,
+                "uri-too-long: the request target (path and query) is over 8,192 bytes",
+            ),
+        )
+        .response(
+            "431",
+            error_response(
+                owner,
+                version,
+                "headers-too-large: a request header, or all of them, beyond the unit's bounds",
             ),
         )
         .response(
