@@ -339,7 +339,10 @@ async function startDemo() {
   while (!output.includes('HiScale REST demo is running.')) {
     if (child.exitCode !== null || Date.now() > deadline) {
       killGroup();
-      throw new Error(`the demo did not start (exit ${child.exitCode}):\n${output.slice(-4000)}`);
+      // A unit's own reason for exiting can lie far above the tail: name every error first.
+      const errors = output.split('\n').filter((line) => /ERROR|error|exited|panicked/.test(line));
+      throw new Error(`the demo did not start (exit ${child.exitCode}); lines naming errors:\n` +
+        `${errors.slice(-60).join('\n')}\n--- the output's end:\n${output.slice(-4000)}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
