@@ -17,6 +17,7 @@ impl Store {
     /// Records that `job` handled everything up to `version`; a position never moves back, so
     /// two batch units finishing out of order cannot undo each other's progress.
     pub async fn advance_job(&self, job: &str, version: Version) -> Result<(), Error> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO hs_job (job, version) VALUES ($1, $2) \
              ON CONFLICT (job) DO UPDATE SET version = excluded.version \
