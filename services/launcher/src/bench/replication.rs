@@ -13,6 +13,7 @@
 //! sync's time goes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -42,6 +43,12 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 const STEPS_TIMEOUT: Duration = Duration::from_secs(600);
 /// After the last write is acknowledged, how long the copy's feed may take to show them all.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// At most this many `PUT`s of the lag run are out at once. The writer is open loop (each
+/// write has its time), but a backend that cannot take the rate (SQLite's one writer) would
+/// otherwise gather a backlog of over a thousand requests in flight, each with its connection:
+/// it took the process from 59 to 273 MiB, which the next backend's figure 6 started from.
+/// The achieved rate shows when the schedule slipped.
+pub(super) const LAG_WRITES_IN_FLIGHT: usize = 64;
 /// The watcher's long poll, in seconds.
 const WATCH_WAIT_SECS: u64 = 20;
 
@@ -104,6 +111,51 @@ pub(super) struct SyncResult {
     /// The process's peak resident memory during the fill and sync (owner, copy and the
     /// bench share the process), KiB; `None` where `/proc` does not tell.
     pub(super) peak_rss_kib: Option<u64>,
+    /// The same per phase (the fill, each sync), in order: where the peak comes from.
+    pub(super) memory: Vec<MemoryPhase>,
+    /// Resident KiB before the run, as earlier phases of the bench left it.
+    pub(super) resident_before_kib: Option<u64>,
+}
+
+/// One phase's memory: the process's resident set when it began and its peak during it, KiB.
+/// The peak includes what the phase found (an allocator keeps freed memory for reuse).
+#[derive(Debug, Clone)]
+pub(super) struct MemoryPhase {
+    pub(super) phase: String,
+    pub(super) start_kib: u64,
+    pub(super) peak_kib: u64,
+}
+
+/// Collects [`MemoryPhase`]s: each phase resets the peak when it begins.
+#[derive(Debug, Default)]
+struct PhaseMemory {
+    phases: Vec<MemoryPhase>,
+    current: Option<(String, u64)>,
+}
+
+impl PhaseMemory {
+    fn begin(&mut self, phase: String) {
+        self.end();
+        reset_peak_rss();
+        self.current = proc_status_kib("VmRSS:").map(|kib| (phase, kib));
+    }
+
+    fn end(&mut self) {
+        if let Some((phase, start_kib)) = self.current.take()
+            && let Some(peak_kib) = proc_status_kib("VmHWM:")
+        {
+            eprintln!(
+                "memory: {phase}: {:.0} MiB at its start, peak {:.0} MiB",
+                start_kib as f64 / 1024.0,
+                peak_kib as f64 / 1024.0
+            );
+            self.phases.push(MemoryPhase {
+                phase,
+                start_kib,
+                peak_kib,
+            });
+        }
+    }
 }
 
 /// Records applied on a copy against seconds since its sync began, sampled at a fixed interval
@@ -249,6 +301,9 @@ pub(super) struct LagResult {
     pub(super) planned: usize,
     /// Milliseconds from a write's acknowledgement to its version on the copy's feed, sorted.
     pub(super) lags_ms: Vec<f64>,
+    /// The same to the owner's own feed, long-polled beside the copy's, sorted: the part of the
+    /// lag before the copy's poller can have the write (the owner's horizon and long poll).
+    pub(super) owner_lags_ms: Vec<f64>,
     /// Latencies of the `PUT`s, sorted.
     pub(super) puts: Vec<Duration>,
     /// From the first write's schedule to the last acknowledgement.
@@ -260,6 +315,10 @@ pub(super) struct LagResult {
 impl LagResult {
     pub(super) fn lag_at(&self, fraction: f64) -> f64 {
         at(&self.lags_ms, fraction)
+    }
+
+    pub(super) fn owner_lag_at(&self, fraction: f64) -> f64 {
+        at(&self.owner_lags_ms, fraction)
     }
 
     pub(super) fn put_at(&self, fraction: f64) -> Duration {
@@ -329,7 +388,9 @@ async fn with_owner(
     owner: &Unit,
 ) -> anyhow::Result<ReplicationRun> {
     let label = backend.label();
-    reset_peak_rss();
+    let resident_before_kib = proc_status_kib("VmRSS:");
+    let mut memory = PhaseMemory::default();
+    memory.begin(format!("{label} fill"));
     let began = Instant::now();
     let ids = tokio::time::timeout(FILL_TIMEOUT, fill(label, owner.store(), plan.customers))
         .await
@@ -340,6 +401,7 @@ async fn with_owner(
             )
         })??;
     let fill_time = began.elapsed();
+    memory.end();
     let target = owner.store().current_version(COLLECTION).await?;
     eprintln!(
         "{label}: filled {} customers in {:.1} s; owner at version {target}",
@@ -362,8 +424,10 @@ async fn with_owner(
             kind.describe(),
             run + 1
         );
+        memory.begin(format!("{label} sync {} ({})", run + 1, kind.describe()));
         let copy = CopyUnit::start(backend, database, owner.base(), kind).await?;
         let synced = sync(label, &copy, target).await;
+        memory.end();
         let (synced, trace) = match synced {
             Ok(took) => took,
             Err(error) => {
@@ -394,6 +458,7 @@ async fn with_owner(
             target,
             fill_time,
             (syncs, unpipelined, compressed, progress),
+            (memory.phases, resident_before_kib),
         )
         .await;
         copy.stop(label).await;
@@ -436,6 +501,7 @@ async fn with_copy(
         Vec<Duration>,
         Vec<Progress>,
     ),
+    (memory, resident_before_kib): (Vec<MemoryPhase>, Option<u64>),
 ) -> anyhow::Result<ReplicationRun> {
     let label = backend.label();
     let mut sorted = syncs.clone();
@@ -446,7 +512,7 @@ async fn with_copy(
     while copy.status().cursor < target.get() && Instant::now() < counted {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let peak_rss_kib = peak_rss_kib();
+    let peak_rss_kib = memory.iter().map(|phase| phase.peak_kib).max();
     let status = copy.status();
     let copied = copy.state.store().count_resources(COLLECTION).await?;
     eprintln!(
@@ -458,7 +524,7 @@ async fn with_copy(
         "{label}: the copy holds {copied} customers after its sync, not {}",
         plan.customers
     );
-    let sync = SyncResult {
+    let mut sync = SyncResult {
         customers: plan.customers,
         fill: fill_time,
         sync: sync_time,
@@ -470,9 +536,16 @@ async fn with_copy(
         copied,
         progress,
         peak_rss_kib,
+        memory,
+        resident_before_kib,
     };
 
+    // The phases after the sync do not count for figure 6, but they show what the process
+    // carries into the next backend's run (glibc keeps freed memory for reuse).
+    let mut later = PhaseMemory::default();
+    later.begin(format!("{label} lag"));
     let lag = lag(label, plan, owner, copy, ids).await?;
+    later.begin(format!("{label} feed chunks/s"));
 
     let top = owner.store().current_version(COLLECTION).await?;
     let chunks = super::chunks::measure(
@@ -484,6 +557,7 @@ async fn with_copy(
     )
     .await?;
 
+    later.begin(format!("{label} steps"));
     eprintln!("{label}: the poller's steps one by one (separate pass into a scratch database)");
     let steps = tokio::time::timeout(STEPS_TIMEOUT, steps(owner, &databases.scratch, target))
         .await
@@ -493,6 +567,8 @@ async fn with_copy(
                 STEPS_TIMEOUT.as_secs()
             )
         })??;
+    later.end();
+    sync.memory.extend(later.phases);
     Ok(ReplicationRun {
         backend,
         sync,
@@ -534,10 +610,10 @@ fn reset_peak_rss() {
     }
 }
 
-/// `VmHWM` of this process, KiB.
-fn peak_rss_kib() -> Option<u64> {
+/// A line of this process's `/proc/self/status` in KiB (`VmHWM:` the peak, `VmRSS:` now).
+fn proc_status_kib(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|line| line.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -824,6 +900,14 @@ async fn lag(
     let from = copy.state.store().cursor(COLLECTION).await?;
     let chunks_before = copy.status().chunks_applied;
     let (target, target_seen) = tokio::sync::watch::channel(None::<u64>);
+    // The owner's own feed, watched the same way, splits the lag into the owner's part and
+    // the copy's (the operator's token: the bench is no consumer the owner records).
+    let owner_watcher = tokio::spawn(watch(
+        owner.client().clone(),
+        format!("{}/{COLLECTION}", owner.base()),
+        from.get().max(0) as u64,
+        target_seen.clone(),
+    ));
     let watcher = tokio::spawn(watch(
         copy.client.clone(),
         format!("{}/{COLLECTION}", copy.base),
@@ -840,10 +924,12 @@ async fn lag(
     }
 
     let interval = Duration::from_secs_f64(1.0 / f64::from(plan.write_rate));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(LAG_WRITES_IN_FLIGHT));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..writes {
         tokio::time::sleep_until((started + interval * n as u32).into()).await;
+        let permit = in_flight.clone().acquire_owned().await?;
         // Distinct customers, spread over all of them: no version supersedes another.
         let id = &ids[n * ids.len() / writes];
         let request = owner
@@ -864,6 +950,7 @@ async fn lag(
             let sent = Instant::now();
             let response = request.send().await.context("PUT address.bill")?;
             let acknowledged = Instant::now();
+            drop(permit);
             let status = response.status();
             let etag = response
                 .headers()
@@ -900,6 +987,7 @@ async fn lag(
     let writing = started.elapsed();
     if let Some(error) = failure {
         watcher.abort();
+        owner_watcher.abort();
         return Err(error.context(format!("{label}: a write of the lag run failed")));
     }
     let last = written.iter().map(|w| w.version).max().unwrap_or(0);
@@ -915,7 +1003,26 @@ async fn lag(
             copy.status().cursor
         ),
     };
+    let owner_seen = match tokio::time::timeout(DRAIN_TIMEOUT, owner_watcher).await {
+        Ok(Ok(Ok(seen))) => seen,
+        Ok(Ok(Err(error))) => {
+            return Err(error.context(format!("{label}: the owner's watcher failed")));
+        }
+        Ok(Err(error)) => bail!("{label}: the owner's watcher task failed: {error}"),
+        Err(_) => bail!(
+            "{label}: the owner's feed did not reach version {last} within {} s of the last write",
+            DRAIN_TIMEOUT.as_secs()
+        ),
+    };
     let chunks = copy.status().chunks_applied - chunks_before;
+    let mut owner_lags_ms: Vec<f64> = written
+        .iter()
+        .filter_map(|write| {
+            let appeared = owner_seen.get(&write.version)?;
+            Some(signed_millis(*appeared, write.acknowledged))
+        })
+        .collect();
+    owner_lags_ms.sort_by(f64::total_cmp);
 
     let mut lags_ms = Vec::with_capacity(written.len());
     let mut missing = Vec::new();
@@ -941,6 +1048,7 @@ async fn lag(
     Ok(LagResult {
         planned: writes,
         lags_ms,
+        owner_lags_ms,
         puts,
         writing,
         chunks,

@@ -464,9 +464,12 @@ impl Report {
         writeln!(
             f,
             "  lag: PUT /customers/{{id}}/address.bill at {}/s for {} s (distinct customers, \
-             open loop) while a watcher long-polls the copy's own feed (wait=20, \
-             aspects=~address.bill); lag = version first on the copy's feed − PUT response",
-            plan.write_rate, plan.lag_seconds
+             open loop, at most {} in flight) while a watcher long-polls the copy's own feed \
+             (wait=20, aspects=~address.bill) and another the owner's; lag = version first on \
+             the copy's feed − PUT response",
+            plan.write_rate,
+            plan.lag_seconds,
+            super::replication::LAG_WRITES_IN_FLIGHT
         )?;
         let cell = |run: Option<&ReplicationRun>, show: &dyn Fn(&ReplicationRun) -> String| {
             run.map_or_else(|| "–".to_owned(), show)
@@ -617,6 +620,18 @@ impl Report {
                 ratio(&|run| run.lag.lag_at(0.50)),
             ),
             line(
+                "  the same at the owner's own feed, p50 / p99".into(),
+                &|run| {
+                    let l = &run.lag;
+                    format!(
+                        "{:.1} / {:.1} ms",
+                        l.owner_lag_at(0.50),
+                        l.owner_lag_at(0.99)
+                    )
+                },
+                String::new(),
+            ),
+            line(
                 "  writes measured (all arrived) / writes/s achieved".into(),
                 &|run| {
                     let l = &run.lag;
@@ -681,6 +696,7 @@ impl Report {
             ),
         ];
         table(f, &rows)?;
+        figure_six_phases(f, [sqlite, postgres])?;
         self.figure_one(f, sqlite, postgres)?;
         self.figure_three(f)
     }
@@ -841,4 +857,44 @@ impl Report {
             reference.subscriber.full_page_writes,
         )
     }
+}
+
+/// Figure 6 phase by phase: where the peak comes from (the fill, or which sync).
+fn figure_six_phases(
+    f: &mut fmt::Formatter<'_>,
+    runs: [Option<&ReplicationRun>; 2],
+) -> fmt::Result {
+    let runs: Vec<&ReplicationRun> = runs.into_iter().flatten().collect();
+    if runs.iter().all(|run| run.sync.memory.is_empty()) {
+        return Ok(());
+    }
+    writeln!(
+        f,
+        "\nfigure 6 phase by phase, MiB resident at the phase's start → its peak (the allocator \
+         keeps what an earlier phase freed; the figure is the highest peak of the fill and the \
+         syncs, the later phases show what the next run starts from):"
+    )?;
+    for run in runs {
+        let phases: Vec<String> = run
+            .sync
+            .memory
+            .iter()
+            .map(|phase| {
+                format!(
+                    "{} {:.0} → {:.0}",
+                    phase.phase,
+                    phase.start_kib as f64 / 1024.0,
+                    phase.peak_kib as f64 / 1024.0
+                )
+            })
+            .collect();
+        let before = run
+            .sync
+            .resident_before_kib
+            .map_or_else(String::new, |kib| {
+                format!("before the run {:.0}; ", kib as f64 / 1024.0)
+            });
+        writeln!(f, "  {before}{}", phases.join("; "))?;
+    }
+    Ok(())
 }
