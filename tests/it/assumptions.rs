@@ -88,21 +88,9 @@ async fn a_forgotten_transaction_and_a_cached_sequence_are_reported() {
             .any(|finding| finding["kind"] == "not-durable"),
         "the test cluster runs with fsync = off: {findings}"
     );
-    let metrics = client
-        .get(format!("{url}/metrics"))
-        .send()
+    let held_seconds = tests::metric(&client, &url, "hiscale_feed_held_back_seconds")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let held_seconds: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("hiscale_feed_held_back_seconds "))
-        .expect("the held-back gauge")
-        .trim()
-        .parse()
-        .unwrap();
+        .expect("the held-back gauge");
     assert!(held_seconds >= 1.0, "{held_seconds}");
 
     // A version sequence with a cache hands out blocks per connection.

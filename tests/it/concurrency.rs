@@ -297,23 +297,13 @@ both_backends!(
             "the long poll answered {delay:?} after the write"
         );
         if backend == Backend::Postgres {
-            let metrics = client
-                .get(format!("{}/metrics", units[0].url))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let heard: f64 = metrics
-                .lines()
-                .find_map(|line| {
-                    line.strip_prefix("hiscale_commit_notices_total{direction=\"received\"} ")
-                })
-                .unwrap_or_else(|| panic!("no received notices in {metrics}"))
-                .trim()
-                .parse()
-                .unwrap();
+            let heard = tests::metric(
+                &client,
+                &units[0].url,
+                "hiscale_commit_notices_total{direction=\"received\"}",
+            )
+            .await
+            .expect("notices received");
             assert!(heard >= 1.0, "{heard}");
         }
     }

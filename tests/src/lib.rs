@@ -386,3 +386,20 @@ where
         .take(limit)
         .collect()
 }
+
+/// The value of the metric `series` (its name and labels as `/metrics` prints them, e.g.
+/// `hiscale_commit_notices_total{direction="received"}`) at the unit at `url`; `None` when the
+/// unit does not report it.
+pub async fn metric(client: &reqwest::Client, url: &str, series: &str) -> Option<f64> {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics' text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
