@@ -124,6 +124,8 @@ pub(super) struct MemoryPhase {
     pub(super) phase: String,
     pub(super) start_kib: u64,
     pub(super) peak_kib: u64,
+    /// Part of figure 6 (the fill and the syncs), not a later phase.
+    pub(super) in_figure: bool,
 }
 
 /// Collects [`MemoryPhase`]s: each phase resets the peak when it begins.
@@ -153,6 +155,7 @@ impl PhaseMemory {
                 phase,
                 start_kib,
                 peak_kib,
+                in_figure: true,
             });
         }
     }
@@ -568,7 +571,11 @@ async fn with_copy(
             )
         })??;
     later.end();
-    sync.memory.extend(later.phases);
+    sync.memory
+        .extend(later.phases.into_iter().map(|phase| MemoryPhase {
+            in_figure: false,
+            ..phase
+        }));
     Ok(ReplicationRun {
         backend,
         sync,
