@@ -587,6 +587,54 @@ fn parameters(out: &mut String, report: &Report, context: &RunContext) -> std::f
     }
 }
 
+/// Under the table: where figure 2's lag arises (the owner's own feed against the copy's) and
+/// what figure 6's peak is made of (what the process held before the run, and what the fill
+/// and the syncs added to it), per backend.
+fn lag_and_memory_notes(out: &mut impl std::fmt::Write, report: &Report) -> std::fmt::Result {
+    for run in &report.replication {
+        let label = backend_name(run.backend);
+        let lag = &run.lag;
+        if !lag.owner_lags_ms.is_empty() {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "Figure 2, {label}: the same writes showed on the owner's own feed (long-polled \
+                 beside the copy's) after p50 {:.1} ms, p99 {:.1} ms; on the copy's after p50 \
+                 {:.1} ms, p99 {:.1} ms.",
+                lag.owner_lag_at(0.50),
+                lag.owner_lag_at(0.99),
+                lag.lag_at(0.50),
+                lag.lag_at(0.99)
+            )?;
+        }
+        let figure: Vec<_> = run
+            .sync
+            .memory
+            .iter()
+            .filter(|phase| phase.in_figure)
+            .collect();
+        let (Some(before), Some(added)) = (
+            run.sync.resident_before_kib,
+            figure
+                .iter()
+                .map(|phase| phase.peak_kib.saturating_sub(phase.start_kib))
+                .max(),
+        ) else {
+            continue;
+        };
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Figure 6, {label}: the process held {:.0} MiB before this backend's run (what earlier \
+             phases of the bench left, which the allocator keeps for reuse); the fill and the \
+             syncs added at most {:.0} MiB above where each began.",
+            before as f64 / 1024.0,
+            added as f64 / 1024.0
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,52 +696,4 @@ mod tests {
         assert_eq!(goal("≥ 1.0×", true), "≥ 1.0× (met)");
         assert_eq!(goal("≥ 1.0×", false), "≥ 1.0× (not met)");
     }
-}
-
-/// Under the table: where figure 2's lag arises (the owner's own feed against the copy's) and
-/// what figure 6's peak is made of (what the process held before the run, and what the fill
-/// and the syncs added to it), per backend.
-fn lag_and_memory_notes(out: &mut impl std::fmt::Write, report: &Report) -> std::fmt::Result {
-    for run in &report.replication {
-        let label = backend_name(run.backend);
-        let lag = &run.lag;
-        if !lag.owner_lags_ms.is_empty() {
-            writeln!(out)?;
-            writeln!(
-                out,
-                "Figure 2, {label}: the same writes showed on the owner's own feed (long-polled \
-                 beside the copy's) after p50 {:.1} ms, p99 {:.1} ms; on the copy's after p50 \
-                 {:.1} ms, p99 {:.1} ms.",
-                lag.owner_lag_at(0.50),
-                lag.owner_lag_at(0.99),
-                lag.lag_at(0.50),
-                lag.lag_at(0.99)
-            )?;
-        }
-        let figure: Vec<_> = run
-            .sync
-            .memory
-            .iter()
-            .filter(|phase| phase.in_figure)
-            .collect();
-        let (Some(before), Some(added)) = (
-            run.sync.resident_before_kib,
-            figure
-                .iter()
-                .map(|phase| phase.peak_kib.saturating_sub(phase.start_kib))
-                .max(),
-        ) else {
-            continue;
-        };
-        writeln!(out)?;
-        writeln!(
-            out,
-            "Figure 6, {label}: the process held {:.0} MiB before this backend's run (what earlier \
-             phases of the bench left, which the allocator keeps for reuse); the fill and the \
-             syncs added at most {:.0} MiB above where each began.",
-            before as f64 / 1024.0,
-            added as f64 / 1024.0
-        )?;
-    }
-    Ok(())
 }
