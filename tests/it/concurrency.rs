@@ -308,3 +308,74 @@ both_backends!(
         }
     }
 );
+
+/// A unit's listener for commit notices that loses its connection says so (`hears_commits`
+/// false, so long polls look into the database every 200 ms again), wakes the long polls for
+/// the notices it may have missed, connects again and hears the next notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_loses_its_connection_listens_again() {
+    use sqlx::Connection;
+    use std::sync::atomic::AtomicUsize;
+
+    let database = fresh_database(Backend::Postgres).await;
+    let store = Store::connect(&database.url).await.unwrap();
+    let heard = Arc::new(AtomicUsize::new(0));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let listener = tokio::spawn({
+        let (store, heard) = (store.clone(), heard.clone());
+        async move {
+            store
+                .listen_for_commits(
+                    move || {
+                        heard.fetch_add(1, Ordering::SeqCst);
+                    },
+                    stopped,
+                )
+                .await;
+        }
+    });
+    within("the listener hears", || store.hears_commits()).await;
+    let mut operator = sqlx::AnyConnection::connect(&database.url).await.unwrap();
+    let notify = "SELECT CAST(pg_notify('hs_commits', 'another-unit') AS TEXT)";
+    let before = heard.load(Ordering::SeqCst);
+    sqlx::query(notify).execute(&mut operator).await.unwrap();
+    within("a notice is heard", || {
+        heard.load(Ordering::SeqCst) > before
+    })
+    .await;
+
+    // The server ends the listener's session, as a restart or an operator would.
+    let before = heard.load(Ordering::SeqCst);
+    let ended: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(pg_terminate_backend(pid) AS TEXT) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'listen%'",
+    )
+    .fetch_all(&mut operator)
+    .await
+    .unwrap();
+    assert_eq!(ended, ["true"], "one listening session");
+    within("the loss wakes the long polls", || {
+        heard.load(Ordering::SeqCst) > before
+    })
+    .await;
+    within("the listener hears again", || store.hears_commits()).await;
+    let before = heard.load(Ordering::SeqCst);
+    sqlx::query(notify).execute(&mut operator).await.unwrap();
+    within("a notice after the reconnection is heard", || {
+        heard.load(Ordering::SeqCst) > before
+    })
+    .await;
+
+    stop.send(true).unwrap();
+    listener.await.unwrap();
+    assert!(!store.hears_commits(), "a stopped listener hears nothing");
+}
+
+/// Waits (at most 20 s, looking every 20 ms) until `check` holds.
+async fn within(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -26,6 +26,12 @@ use super::Store;
 const CHANNEL: &str = "hs_commits";
 /// How long a listener waits before connecting again after losing its connection.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+/// A listener that heard nothing for this long checks that its connection still answers: a
+/// connection that died without a word (the server's host gone, a dropped idle flow) would
+/// otherwise leave it "live" and every long poll looking only at the 5 s safety net.
+const QUIET_CHECK: Duration = Duration::from_secs(30);
+/// How long that check, and sending one notice, may take.
+const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(5);
 
 /// What a store needs to send notices and to know whether it hears them.
 #[derive(Debug)]
@@ -48,7 +54,11 @@ impl CommitNotices {
         let sender = if getrandom::fill(&mut random).is_ok() {
             format!("{:016x}", u64::from_le_bytes(random))
         } else {
-            format!("pid{}", std::process::id())
+            // Every unit in a container may be pid 1: the clock tells them apart.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos());
+            format!("pid{}-{now}", std::process::id())
         };
         Arc::new(Self {
             url,
@@ -70,7 +80,14 @@ impl CommitNotices {
         tokio::spawn(async move {
             loop {
                 while notices.pending.swap(false, Ordering::SeqCst) {
-                    notices.send(&pool).await;
+                    // Bounded, so that one notice stuck on a dead connection cannot keep this
+                    // unit silent: `sending` is cleared below whatever happened.
+                    if tokio::time::timeout(ROUND_TRIP_LIMIT, notices.send(&pool))
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!("a commit notice took too long; given up");
+                    }
                 }
                 notices.sending.store(false, Ordering::SeqCst);
                 // A commit that came between the last look at `pending` and the line above
@@ -166,7 +183,19 @@ async fn listen(notices: &CommitNotices, heard: &impl Fn()) {
     loop {
         // `try_recv` reports a lost connection (`Ok(None)`) instead of reconnecting silently,
         // so the gap is known and covered.
-        match listener.try_recv().await {
+        let Ok(received) = tokio::time::timeout(QUIET_CHECK, listener.try_recv()).await else {
+            let answered = tokio::time::timeout(
+                ROUND_TRIP_LIMIT,
+                sqlx::query("SELECT 1").execute(&mut listener),
+            )
+            .await;
+            if !matches!(answered, Ok(Ok(_))) {
+                tracing::warn!("the connection that hears other units' commits stopped answering");
+                return;
+            }
+            continue;
+        };
+        match received {
             Ok(Some(notice)) if notice.payload() == notices.sender => {}
             Ok(Some(_)) => {
                 metrics::counter!("hiscale_commit_notices_total", "direction" => "received")
