@@ -316,6 +316,8 @@ both_backends!(
 async fn a_listener_that_loses_its_connection_listens_again() {
     use sqlx::Connection;
     use std::sync::atomic::AtomicUsize;
+    use tests::replication::wait_for;
+    const WITHIN: Duration = Duration::from_secs(20);
 
     let database = fresh_database(Backend::Postgres).await;
     let store = Store::connect(&database.url).await.unwrap();
@@ -334,12 +336,12 @@ async fn a_listener_that_loses_its_connection_listens_again() {
                 .await;
         }
     });
-    within("the listener hears", || store.hears_commits()).await;
+    wait_for("the listener hears", WITHIN, async || store.hears_commits()).await;
     let mut operator = sqlx::AnyConnection::connect(&database.url).await.unwrap();
     let notify = "SELECT CAST(pg_notify('hs_commits', 'another-unit') AS TEXT)";
     let before = heard.load(Ordering::SeqCst);
     sqlx::query(notify).execute(&mut operator).await.unwrap();
-    within("a notice is heard", || {
+    wait_for("a notice is heard", WITHIN, async || {
         heard.load(Ordering::SeqCst) > before
     })
     .await;
@@ -354,28 +356,24 @@ async fn a_listener_that_loses_its_connection_listens_again() {
     .await
     .unwrap();
     assert_eq!(ended, ["true"], "one listening session");
-    within("the loss wakes the long polls", || {
+    wait_for("the loss wakes the long polls", WITHIN, async || {
         heard.load(Ordering::SeqCst) > before
     })
     .await;
-    within("the listener hears again", || store.hears_commits()).await;
+    wait_for("the listener hears again", WITHIN, async || {
+        store.hears_commits()
+    })
+    .await;
     let before = heard.load(Ordering::SeqCst);
     sqlx::query(notify).execute(&mut operator).await.unwrap();
-    within("a notice after the reconnection is heard", || {
-        heard.load(Ordering::SeqCst) > before
-    })
+    wait_for(
+        "a notice after the reconnection is heard",
+        WITHIN,
+        async || heard.load(Ordering::SeqCst) > before,
+    )
     .await;
 
     stop.send(true).unwrap();
     listener.await.unwrap();
     assert!(!store.hears_commits(), "a stopped listener hears nothing");
-}
-
-/// Waits (at most 20 s, looking every 20 ms) until `check` holds.
-async fn within(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
