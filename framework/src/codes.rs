@@ -89,7 +89,7 @@ pub const BAD_PRECONDITION: &str = "bad-precondition";
 
 // The delta feed.
 
-/// `400`: `version=` is not a whole number from 0.
+/// `400`: `version=` is not a whole number from 0 to 2^53 − 1 (9007199254740991).
 pub const BAD_VERSION: &str = "bad-version";
 /// `400`: `limit=` is outside 1 to 1000 (never clamped).
 pub const BAD_LIMIT: &str = "bad-limit";

@@ -117,6 +117,11 @@ pub struct FeedConfig {
     /// A transaction holding a transaction id for longer than this is named as holding back
     /// the feed (every feed on the server waits for it to end).
     pub held_back_warn_secs: u64,
+    /// After a rollback, how many versions the counter skips beyond everything the peers gave
+    /// back and the units exposed: room for changes acknowledged to clients that no copy had
+    /// fetched yet, so their versions and ids are not handed out again unless more than this
+    /// many were lost (the restore report names them by range).
+    pub rollback_margin: i64,
 }
 
 impl Default for FeedConfig {
@@ -132,9 +137,15 @@ impl Default for FeedConfig {
             refill_on_rollback: true,
             assumption_check_secs: 60,
             held_back_warn_secs: 30,
+            rollback_margin: DEFAULT_ROLLBACK_MARGIN,
         }
     }
 }
+
+/// The default [`FeedConfig::rollback_margin`]: ten seconds of a busy owner's writes at
+/// 1,000/s, far more than a copy that polls continuously lags behind; a rollback burns it once
+/// out of 2^53 versions.
+pub const DEFAULT_ROLLBACK_MARGIN: i64 = 10_000;
 
 /// The most resources a feed chunk may be asked for (`limit`), by protocol.
 pub const FEED_MAX_LIMIT: u32 = 1000;

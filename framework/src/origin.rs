@@ -58,6 +58,20 @@ impl Origin {
         self.is_single() || (version - i64::from(self.index)).rem_euclid(i64::from(self.count)) == 0
     }
 
+    /// The least version at or above `version` that this origin issues (a counter set there
+    /// keeps drawing only this origin's numbers).
+    pub fn issued_at_or_above(&self, version: i64) -> i64 {
+        if self.is_single() {
+            return version;
+        }
+        let (index, count) = (i64::from(self.index), i64::from(self.count));
+        if version <= index {
+            return index;
+        }
+        let steps = (version - index).saturating_add(count - 1) / count;
+        index.saturating_add(steps.saturating_mul(count))
+    }
+
     /// An SQL condition that holds for the versions this origin issued, on `column`; `None`
     /// for the single origin (every version). Only numbers from the configuration are written
     /// into it.
@@ -117,5 +131,21 @@ mod tests {
             Some("(a.version - 2) % 3 = 0")
         );
         assert_eq!(Origin::single().sql_condition("version"), None);
+    }
+
+    #[test]
+    fn a_counter_moved_past_a_version_stays_its_origins() {
+        for name in names() {
+            let origin = Origin::among(&names(), &name).unwrap();
+            for version in 0..=40 {
+                let moved = origin.issued_at_or_above(version);
+                assert!(origin.issued(moved), "{name}: {version} -> {moved}");
+                assert!(
+                    moved >= version && moved < version.max(1) + 3,
+                    "{name}: {version} -> {moved}"
+                );
+            }
+        }
+        assert_eq!(Origin::single().issued_at_or_above(17), 17);
     }
 }

@@ -66,6 +66,7 @@ pub fn spawn(
             active: active.clone(),
             lease: Duration::from_millis(reader.lease_ms.clamp(MIN_LEASE_MS, MAX_LEASE_MS)),
             prefetched: std::sync::Mutex::new(None),
+            last_answer: std::sync::Mutex::new(Instant::now()),
         };
         tasks.push(tokio::spawn(poller.run(shutdown.clone())));
     }
@@ -83,6 +84,11 @@ struct Poller {
     aspects: String,
     /// The next chunk, asked for while the current one is applied.
     prefetched: std::sync::Mutex<Option<Prefetch>>,
+    /// When the source last answered a poll of this unit (any answer the feed gives, `409`
+    /// and `410` included; a refused connection or a `5xx` is no answer). Readers fail over on
+    /// progress, not only on liveness: a primary whose source has been silent for a whole
+    /// lease gives the lease up (see `SourceState::SteppedDown`).
+    last_answer: std::sync::Mutex<Instant>,
 }
 
 /// A chunk asked for before the one before it was applied: while a copy applies a chunk, the
@@ -235,7 +241,9 @@ impl Poller {
             if *shutdown.borrow() {
                 return;
             }
-            let pause = if !self.active.load(Ordering::Relaxed) {
+            let pause = if self.state_is(SourceState::SteppedDown) {
+                self.probe_while_stepped_down(&client, &mut backoff).await
+            } else if !self.active.load(Ordering::Relaxed) {
                 if self.state_is(SourceState::StandingBy) {
                     // Standing by already: the lease, if this unit held it, was given up.
                 } else {
@@ -248,7 +256,7 @@ impl Poller {
                     if let Err(error) = self
                         .state
                         .store()
-                        .release_lease(self.state.unit_name())
+                        .release_lease(self.state.lease_holder())
                         .await
                     {
                         tracing::warn!(%error, "could not release the reader lease; it expires by itself");
@@ -286,6 +294,7 @@ impl Poller {
                 };
                 match self.poll_once(&client, &fence).await {
                     Ok(Outcome::Applied { more, resyncing }) => {
+                        self.heard_from_source();
                         backoff = Duration::from_millis(500);
                         metrics::gauge!("hiscale_replication_source_interface_retired", "collection" => name.clone()).set(0.0);
                         metrics::gauge!("hiscale_replication_source_rolled_back", "collection" => name.clone()).set(0.0);
@@ -320,6 +329,7 @@ impl Poller {
                         }
                     }
                     Ok(Outcome::SourceRolledBack(message)) => {
+                        self.heard_from_source();
                         metrics::gauge!("hiscale_replication_source_rolled_back", "collection" => name.clone()).set(1.0);
                         if !self.state_is(SourceState::OwnerRolledBack) {
                             tracing::error!(collection = %name, %message, "the source was rolled back: keeping the copy as it is and not advancing until it has restored");
@@ -335,6 +345,7 @@ impl Poller {
                         pause
                     }
                     Ok(Outcome::InterfaceRetired(message)) => {
+                        self.heard_from_source();
                         if !self.state_is(SourceState::InterfaceRetired) {
                             tracing::error!(collection = %name, version = self.source.interface_version, %message,
                                 "the source retired the interface version this copy polls: stopped; configure a newer interface_version");
@@ -348,6 +359,7 @@ impl Poller {
                         MAX_BACKOFF
                     }
                     Ok(Outcome::ResyncStarted) => {
+                        self.heard_from_source();
                         tracing::warn!(collection = %name, "source requires a resync: re-reading from version 0");
                         self.status(|status| status.state = SourceState::Resyncing);
                         Duration::ZERO
@@ -355,10 +367,17 @@ impl Poller {
                     Err(error) => {
                         metrics::counter!("hiscale_replication_errors_total", "collection" => name.clone()).increment(1);
                         tracing::warn!(collection = %name, %error, "poll failed; backing off {:?}", backoff);
+                        let silent = self.silent_for();
                         self.status(|status| {
                             status.state = SourceState::Failing;
                             status.last_error = Some(error.clone());
+                            status.silent_seconds = silent.as_secs_f64();
                         });
+                        metrics::gauge!("hiscale_replication_silent_seconds", "collection" => name.clone())
+                            .set(silent.as_secs_f64());
+                        if self.role == ReaderRole::Primary && silent >= self.lease {
+                            self.step_down(&error).await;
+                        }
                         let pause = backoff;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         pause
@@ -384,6 +403,107 @@ impl Poller {
             if !remaining.is_zero() && self.holds_lease() {
                 // An error here shows in the next turn of the loop, which acquires again.
                 let _ = self.acquire().await;
+            }
+        }
+    }
+
+    /// The source answered: progress (or a clear answer why there is none).
+    fn heard_from_source(&self) {
+        *self
+            .last_answer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        self.status(|status| status.silent_seconds = 0.0);
+        metrics::gauge!("hiscale_replication_silent_seconds", "collection" => self.collection.name().to_owned())
+            .set(0.0);
+    }
+
+    /// How long the source has not answered this unit's polls.
+    fn silent_for(&self) -> Duration {
+        self.last_answer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+    }
+
+    /// A primary whose source was silent for a whole lease gives the lease up, so that its
+    /// backup (which may well reach the source) takes over: heartbeats alone would keep a
+    /// primary that is alive but cut off from its source reading nothing for good.
+    async fn step_down(&self, error: &str) {
+        tracing::error!(collection = %self.collection.name(), silent_secs = self.silent_for().as_secs(), %error,
+            "no answer from the source for a whole lease: giving the reader lease up to the backup; probing the source meanwhile");
+        self.status(|status| {
+            status.state = SourceState::SteppedDown;
+            status.due_by = None;
+        });
+        if let Err(error) = self
+            .state
+            .store()
+            .release_lease(self.state.lease_holder())
+            .await
+        {
+            tracing::warn!(%error, "could not release the reader lease; it expires by itself");
+        }
+    }
+
+    /// While stepped down: asks the source for one chunk (applying nothing, holding no lease).
+    /// Once it answers, this unit wants the lease again: its heartbeat says `waiting`, the
+    /// backup steps back and releases it. When the source is down for both units, the primary
+    /// stays stepped down and the backup keeps the lease: no ping-pong.
+    async fn probe_while_stepped_down(
+        &self,
+        client: &reqwest::Client,
+        backoff: &mut Duration,
+    ) -> Duration {
+        let cursor = self
+            .state
+            .store()
+            .cursor_of(self.collection.name(), &self.source.origin)
+            .await
+            .unwrap_or(Version::ZERO);
+        let probe = self.fetch_url(cursor, 1, 0);
+        let answered = tokio::time::timeout(
+            self.lease,
+            fetch(
+                client.clone(),
+                probe,
+                self.source.token.clone(),
+                self.accept(),
+                self.collection.clone(),
+            ),
+        )
+        .await;
+        match answered {
+            Ok(Ok(Fetched::Chunk { .. })) => {
+                tracing::info!(collection = %self.collection.name(),
+                    "the source answers again: taking the reader lease back once the backup steps back");
+                self.heard_from_source();
+                self.status(|status| {
+                    status.state = SourceState::Waiting;
+                    status.last_error = None;
+                });
+                *backoff = Duration::from_millis(500);
+                Duration::ZERO
+            }
+            outcome => {
+                let error = match outcome {
+                    Ok(Ok(Fetched::Refused { status, .. })) => {
+                        format!("the source answered {status}")
+                    }
+                    Ok(Err(error)) => error,
+                    Err(_) => "the source did not answer within a lease".to_owned(),
+                    Ok(Ok(Fetched::Chunk { .. })) => String::new(),
+                };
+                let silent = self.silent_for();
+                self.status(|status| {
+                    status.last_error = Some(error);
+                    status.silent_seconds = silent.as_secs_f64();
+                });
+                metrics::gauge!("hiscale_replication_silent_seconds", "collection" => self.collection.name().to_owned())
+                    .set(silent.as_secs_f64());
+                let pause = (*backoff).min(self.lease);
+                *backoff = (*backoff * 2).min(MAX_BACKOFF);
+                pause
             }
         }
     }
@@ -415,7 +535,7 @@ impl Poller {
         let fence = self
             .state
             .store()
-            .acquire_lease(self.state.unit_name(), lease_millis(self.lease), true)
+            .acquire_lease(self.state.lease_holder(), lease_millis(self.lease), true)
             .await?;
         let due = fence.as_ref().map(|_| Instant::now() + self.lease);
         self.status(|status| status.due_by = due);
@@ -436,10 +556,19 @@ impl Poller {
                 tracing::warn!(collection = %self.collection.name(), held, wanted = %self.aspects, "the copy's aspects changed: re-reading from version 0");
                 return self.begin_resync(fence).await;
             }
-            None => store
-                .record_copy_aspects(self.collection.name(), &self.source.origin, &self.aspects)
+            None => match store
+                .record_copy_aspects(
+                    self.collection.name(),
+                    &self.source.origin,
+                    &self.aspects,
+                    fence,
+                )
                 .await
-                .map_err(|error| format!("recording the copy's aspects failed: {error}"))?,
+            {
+                Ok(()) => {}
+                Err(store::Error::Fenced { .. }) => return Ok(Outcome::Deposed),
+                Err(error) => return Err(format!("recording the copy's aspects failed: {error}")),
+            },
         }
         let (cursor, mode) = match position.resync {
             Some((generation, at)) => (at, ApplyMode::Resync { generation }),
@@ -537,31 +666,40 @@ impl Poller {
         client: &reqwest::Client,
         from: Version,
     ) -> tokio::task::JoinHandle<Result<Fetched, String>> {
+        tokio::spawn(fetch(
+            client.clone(),
+            self.fetch_url(from, self.source.limit, self.source.wait_secs),
+            self.source.token.clone(),
+            self.accept(),
+            self.collection.clone(),
+        ))
+    }
+
+    /// The feed request for the chunk after `from`.
+    fn fetch_url(&self, from: Version, limit: u32, wait_secs: u64) -> String {
         let mut url = format!(
             "{}/{}?version={}&aspects={}&limit={}&wait={}",
             self.source.url.trim_end_matches('/'),
             self.collection.name(),
             from,
             self.source.aspects,
-            self.source.limit,
-            self.source.wait_secs
+            limit,
+            wait_secs
         );
         if !self.source.origin.is_single() {
             // Datacenter names are checked words of the topology.
             url.push_str(&format!("&origin={}", self.source.origin.name));
         }
-        let accept = format!(
+        url
+    }
+
+    /// The media type the copy polls in.
+    fn accept(&self) -> String {
+        format!(
             "application/vnd.{}.v{}+json",
             self.collection.owner(),
             self.source.interface_version
-        );
-        tokio::spawn(fetch(
-            client.clone(),
-            url,
-            self.source.token.clone(),
-            accept,
-            self.collection.clone(),
-        ))
+        )
     }
 
     /// The prefetched chunk when it was asked for from `from`; any other is dropped.
@@ -626,6 +764,16 @@ impl Poller {
                 () = tokio::time::sleep(every.min(ACTIVE_CHECK)) => {
                     if !self.active.load(Ordering::Relaxed) {
                         return Ok(None);
+                    }
+                    // A request that hangs (packets dropped, not refused) is no progress either.
+                    let silent_limit = self.lease
+                        + Duration::from_secs(self.source.wait_secs)
+                        + Duration::from_secs(5);
+                    if self.silent_for() > silent_limit {
+                        return Err(format!(
+                            "the source has not answered for {} s",
+                            self.silent_for().as_secs()
+                        ));
                     }
                     if renewed_at.elapsed() < every {
                         continue;
@@ -775,7 +923,7 @@ async fn watch_primary(
             misses = 0;
             if active.swap(false, Ordering::Relaxed) {
                 tracing::info!(%primary, "the primary reads again; standing by");
-                if let Err(error) = state.store().release_lease(state.unit_name()).await {
+                if let Err(error) = state.store().release_lease(state.lease_holder()).await {
                     tracing::warn!(%error, "could not release the reader lease; it expires by itself");
                 }
             }

@@ -36,6 +36,11 @@ pub enum SourceState {
     /// The source answered `409 version-ahead`: it was rolled back. The copy keeps what it
     /// holds and does not advance; it asks again (with backoff) until the source has restored.
     OwnerRolledBack,
+    /// A primary that got no answer from its source for a whole lease: it gave the lease up
+    /// (so its backup, which may still reach the source, takes over; `/heartbeat` says
+    /// `failing`) and probes the source without it; once the source answers, it wants the
+    /// lease again (`waiting`), and the backup steps back.
+    SteppedDown,
     /// The source answered `410 interface-retired`: the interface version this copy polls was
     /// switched off. The copy keeps what it holds and stops (it looks again every 30 s, so it
     /// resumes if the version is put back); an operator configures a newer version.
@@ -55,6 +60,8 @@ pub enum ReaderState {
     StandingBy,
     /// A lease holder overdue with its renewal: a backup may take over once the lease expires.
     Stalled,
+    /// A primary that cannot reach its source and gave the lease up: its backup takes over.
+    Failing,
 }
 
 /// One source as its poller last saw it.
@@ -78,6 +85,9 @@ pub struct SourceStatus {
     /// Seconds since the copy was last caught up with its source.
     pub lag_seconds: f64,
     pub last_error: Option<String>,
+    /// Seconds since the source last answered this unit's poll (0 while it answers): a copy
+    /// whose source stays silent makes no progress, which `/health` warns about.
+    pub silent_seconds: f64,
     /// While this unit holds the reader lease: when the polling loop must have renewed it
     /// again at the latest. A loop that has not (stuck, or unable to reach its database) makes
     /// the heartbeat say `stalled`.
@@ -103,6 +113,11 @@ impl Replication {
             .any(|status| status.due_by.is_some_and(|due| due < now))
         {
             ReaderState::Stalled
+        } else if sources
+            .values()
+            .any(|status| status.state == SourceState::SteppedDown)
+        {
+            ReaderState::Failing
         } else if sources
             .values()
             .any(|status| status.state == SourceState::Waiting)

@@ -90,9 +90,11 @@ pub struct RefillReport {
     pub not_held: Vec<String>,
     /// Per aspect, versions after `restored_to` that no reachable peer accounted for.
     pub unaccounted: Vec<LostRange>,
-    /// Versions after `restored_to` (up to `greatest_reported`) that no peer showed, as
-    /// inclusive ranges: each is a change no peer held, or one a later change overwrote. A
-    /// resource created after the backup that no peer held has its id among them.
+    /// Versions after `restored_to` (up to `continues_after`, or `greatest_reported` while
+    /// restoring) that no peer showed, as inclusive ranges: each is a change no peer held, one
+    /// a later change overwrote, or (beyond `greatest_reported`) a version of the margin that
+    /// a write acknowledged after everything any peer or unit saw may have taken. A resource
+    /// created after the backup that no peer held has its id among them.
     pub unseen_versions: Vec<[i64; 2]>,
     /// Whether `unseen_versions` was cut short (too many to remember or to list).
     pub unseen_truncated: bool,
@@ -202,6 +204,9 @@ pub struct Peers<'a> {
     pub only: Option<&'a str>,
     /// The CAs trusted when a peer is reached over HTTPS.
     pub trust: &'a crate::tls::Trust,
+    /// Versions skipped after the refill beyond what peers served (see
+    /// [`crate::config::FeedConfig::rollback_margin`]).
+    pub margin: i64,
 }
 
 /// Refills every owned collection of `sa` in `restoring` from `peers`, and leaves `restoring`
@@ -319,13 +324,22 @@ async fn refill_collection(
         .map(|report| report.newest)
         .max()
         .unwrap_or(0);
-    let greatest = newest.max(restoring.ahead).max(restoring.restored_to);
+    // A consumer's claim and the units' own mark bound what may be lost; the counter moves
+    // only past what peers served and the units exposed (plus the margin), never past a claim.
+    let greatest = newest
+        .max(restoring.ahead)
+        .max(restoring.exposed)
+        .max(restoring.restored_to);
     let complete = reports.iter().all(|report| report.error.is_none());
     let continues_after = if complete {
         store
             .leave_restoring(
                 collection.name(),
-                Version::new(newest).unwrap_or(Version::ZERO),
+                store::Leave {
+                    at_least: Version::new(newest).unwrap_or(Version::ZERO),
+                    past_claims: false,
+                    margin: peers.margin,
+                },
             )
             .await?
             .map(Version::get)
@@ -349,7 +363,12 @@ async fn refill_collection(
             })
         })
         .collect::<Vec<_>>();
-    let (unseen_versions, unseen_truncated) = seen.unseen(restoring.restored_to, greatest);
+    // Up to where writes continue: the margin's versions may hold writes acknowledged after
+    // anything a peer or a unit saw; they are named too, never handed out again.
+    let (unseen_versions, unseen_truncated) = seen.unseen(
+        restoring.restored_to,
+        continues_after.unwrap_or(greatest).max(greatest),
+    );
     let report = RefillReport {
         collection: collection.name().to_owned(),
         restored_to: restoring.restored_to,
@@ -458,6 +477,7 @@ async fn read_peer(
         peer.clone(),
         position,
     )));
+    let mut reread_from_zero = false;
     for _ in 0..MAX_CHUNKS {
         let Some(pending) = next.take() else { break };
         let fetched = match pending.await {
@@ -468,6 +488,27 @@ async fn read_peer(
             repr::parse_feed(&body, collection).map_err(|error| format!("{}: {error}", peer.url))
         }) {
             Ok(chunk) => chunk,
+            // The peer's copy purged tombstones past the restored version (a re-read of its
+            // own moved its purge horizon): read it whole, once. Applying what the owner
+            // holds already changes nothing (the higher version wins); before, the owner
+            // stayed restoring until an operator stepped in.
+            Err(error)
+                if error.contains(crate::codes::RESYNC_REQUIRED)
+                    && position > Version::ZERO
+                    && !reread_from_zero =>
+            {
+                tracing::warn!(peer = %peer.sa, %position, "the peer's copy purged tombstones past the restored version: reading it from 0");
+                reread_from_zero = true;
+                position = Version::ZERO;
+                next = Some(tokio::spawn(fetch(
+                    client.clone(),
+                    collection.name().to_owned(),
+                    collection.owner().to_owned(),
+                    peer.clone(),
+                    position,
+                )));
+                continue;
+            }
             Err(error) => {
                 report.error = Some(error);
                 break;

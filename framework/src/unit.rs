@@ -328,6 +328,9 @@ pub async fn serve_app(
             .listen_for_commits(|| heard.notify_change(), listening)
             .await;
     }));
+    tasks.push(tokio::spawn(
+        state.clone().act_on_rollback_evidence(stopped.clone()),
+    ));
     tasks.push(tokio::spawn(purge_periodically(state.clone(), stopped)));
     let store = state.store().clone();
     let router = app_with(state.clone(), own_routes);

@@ -8,6 +8,11 @@ pub struct Version(i64);
 
 impl Version {
     pub const ZERO: Version = Version(0);
+    /// The greatest version a caller may name: 2^53 − 1, the largest integer a JSON client
+    /// (JavaScript's numbers) holds exactly. A counter never gets near it in practice, so a
+    /// caller naming more is mistaken or hostile, and taken at its word it would move the
+    /// counter (a refill continues past what consumers claim) to where ids stop being exact.
+    pub const MAX_NAMED: Version = Version((1 << 53) - 1);
 
     /// Versions are non-negative; anything else is not one of ours.
     pub fn new(value: i64) -> Option<Self> {
@@ -18,12 +23,15 @@ impl Version {
         self.0
     }
 
-    /// Parses a query parameter such as `version=4711`.
+    /// Parses a query parameter such as `version=4711` (at most [`Version::MAX_NAMED`]).
     pub fn parse(text: &str) -> Option<Self> {
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        text.parse::<i64>().ok().and_then(Self::new)
+        text.parse::<i64>()
+            .ok()
+            .and_then(Self::new)
+            .filter(|version| *version <= Self::MAX_NAMED)
     }
 }
 
@@ -203,8 +211,11 @@ mod tests {
         };
         check("0", Some(0));
         check("4711", Some(4711));
-        check("9223372036854775807", Some(i64::MAX));
+        check("9007199254740991", Some((1 << 53) - 1));
+        check("9007199254740992", None);
+        check("9223372036854775807", None);
         check("9223372036854775808", None);
+        check("1000000000000000000000000000000", None);
         check("-1", None);
         check("+1", None);
         check("1.5", None);

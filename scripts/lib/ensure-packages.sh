@@ -102,6 +102,14 @@ ensure_iproute2() {
     fi
 }
 
+# The rollback tests restore a SQLite backup into a live file the way an operator does, with
+# the sqlite3 shell's `.backup` and `.restore` (SQLite's backup API).
+ensure_sqlite3() {
+    if ! command -v sqlite3 >/dev/null 2>&1; then
+        _ensure_apt_install sqlite3 || return 1
+    fi
+}
+
 ensure_chromium() {
     if [[ ! -x /usr/bin/chromium ]]; then
         _ensure_apt_install chromium || return 1

@@ -200,7 +200,176 @@ both_backends!(
         )
         .await;
         let status = replication(&primary.url).await;
-        assert_eq!(status["lease"]["holder"], "shop-1", "{status}");
+        assert_eq!(status["lease"]["unit"], "shop-1", "{status}");
         println!("{n} writes, {samples} samples, cursor never went back, backup applied nothing");
+    }
+);
+
+// Readers fail over on progress, not only on liveness (issue 24): the primary's way to its
+// source is cut (a relay between them), its heartbeat to the backup stays fine. Before, the
+// primary kept renewing its lease, said `reading`, and the copy stopped following for good.
+both_backends!(
+    a_primary_cut_from_its_source_hands_over_to_its_backup,
+    |backend: Backend| async move {
+        let owner_db = fresh_database(backend).await;
+        let owner = UnitProcess::start("registration-1", &owner_db.url).await;
+        let client = hiscale::tls::client();
+        let owner_address: std::net::SocketAddr =
+            owner.url.trim_start_matches("http://").parse().unwrap();
+        let relay = tests::relay::Relay::start(owner_address).await;
+        let create = async |n: u64| -> i64 {
+            post_customer(&client, &owner.url, customer_json(n), JSON)
+                .await
+                .parse()
+                .unwrap()
+        };
+        let first = create(1).await;
+
+        let shop_db = fresh_database(backend).await;
+        let mut primary_config = reader_config(
+            "shop",
+            &shop_db.url,
+            &relay.url(),
+            SHOP,
+            shop::COPIED_ASPECTS,
+        );
+        let mut backup_config =
+            reader_config("shop", &shop_db.url, &owner.url, SHOP, shop::COPIED_ASPECTS);
+        backup_config.unit = "shop-2".into();
+        backup_config.reader.role = ReaderRole::Backup;
+        backup_config.reader.primary_url = Some(format!("http://{}", primary_config.listen));
+        backup_config.reader.heartbeat_interval_ms = 200;
+        primary_config.reader.lease_ms = LEASE_MS;
+        backup_config.reader.lease_ms = LEASE_MS;
+        let primary = UnitProcess::start_config(primary_config).await;
+        let backup = UnitProcess::start_config(backup_config).await;
+        wait_for("the primary copies", Duration::from_secs(30), async || {
+            cursor(&primary.url).await >= first
+        })
+        .await;
+        assert_eq!(poller_state(&backup.url).await, "standing-by");
+
+        relay.cut();
+        let cut = Instant::now();
+        let second = create(2).await;
+        wait_for(
+            "the backup takes over from the cut-off primary",
+            Duration::from_secs(60),
+            async || poller_state(&backup.url).await == "polling",
+        )
+        .await;
+        let took_over = cut.elapsed();
+        println!("the backup polls {took_over:?} after the primary was cut from its source");
+        // A lease of silence, the backup's missed heartbeats and patient check, then the lease
+        // the primary gave up (at once), with a wide margin for a shared machine.
+        assert!(
+            took_over < Duration::from_millis(LEASE_MS + 3 * 200 + 2_000 + LEASE_MS) + MARGIN,
+            "takeover took {took_over:?}"
+        );
+        wait_for(
+            "the copy catches up through the backup",
+            Duration::from_secs(30),
+            async || cursor(&backup.url).await >= second,
+        )
+        .await;
+        let heartbeat: serde_json::Value = client
+            .get(format!("{}/heartbeat", primary.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(heartbeat["reader"], "failing", "{heartbeat}");
+        let health = client
+            .get(format!("{}/health", primary.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            health.starts_with("PASS\n") && health.contains("makes no progress"),
+            "{health}"
+        );
+        // No ping-pong while the primary stays cut off: the backup keeps one epoch.
+        let epoch = replication(&backup.url).await["lease"]["epoch"].clone();
+        tokio::time::sleep(Duration::from_millis(3 * LEASE_MS)).await;
+        let status = replication(&backup.url).await;
+        assert_eq!(status["lease"]["epoch"], epoch, "{status}");
+        assert_eq!(status["lease"]["unit"], "shop-2", "{status}");
+
+        // The link heals: the primary wants the lease back and the backup steps back.
+        relay.restore();
+        wait_for(
+            "the backup steps back for the primary that reaches its source again",
+            Duration::from_secs(60),
+            async || poller_state(&backup.url).await == "standing-by",
+        )
+        .await;
+        let third = create(3).await;
+        wait_for(
+            "the primary copies again",
+            Duration::from_secs(30),
+            async || cursor(&primary.url).await >= third,
+        )
+        .await;
+    }
+);
+
+// A unit started twice under one name (a replacement during a partition, an operator's
+// mistake) is two lease holders: one reads, the other waits. Before, both held the same
+// epoch under the same name and neither was fenced.
+both_backends!(
+    a_unit_started_twice_under_one_name_is_fenced,
+    |backend: Backend| async move {
+        let owner_db = fresh_database(backend).await;
+        let owner = UnitProcess::start("registration-1", &owner_db.url).await;
+        let client = hiscale::tls::client();
+        let first: i64 = post_customer(&client, &owner.url, customer_json(1), JSON)
+            .await
+            .parse()
+            .unwrap();
+        let shop_db = fresh_database(backend).await;
+        let config = reader_config("shop", &shop_db.url, &owner.url, SHOP, shop::COPIED_ASPECTS);
+        let mut twin_config = config.clone();
+        twin_config.listen = ([127, 0, 0, 1], tests::process::free_port()).into();
+        let one = UnitProcess::start_config(config).await;
+        let twin = UnitProcess::start_config(twin_config).await;
+        wait_for("one of them copies", Duration::from_secs(30), async || {
+            cursor(&one.url).await.max(cursor(&twin.url).await) >= first
+        })
+        .await;
+        // Settled: exactly one holds the lease (by its nonce), the other waits.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let states = [poller_state(&one.url).await, poller_state(&twin.url).await];
+        let mut sorted = states.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["polling", "waiting"], "{states:?}");
+        let lease = replication(&one.url).await["lease"].clone();
+        assert_eq!(lease["unit"], "shop-1", "{lease}");
+        let holder = lease["holder"].as_str().unwrap().to_owned();
+        assert!(
+            holder.starts_with("shop-1#") && holder.len() > "shop-1#".len(),
+            "{lease}"
+        );
+        // The reader that waits takes over when the other one dies.
+        let (reading, waiting) = if states[0] == "polling" {
+            (one, twin)
+        } else {
+            (twin, one)
+        };
+        drop(reading);
+        let second: i64 = post_customer(&client, &owner.url, customer_json(2), JSON)
+            .await
+            .parse()
+            .unwrap();
+        wait_for("the twin takes over", Duration::from_secs(60), async || {
+            cursor(&waiting.url).await >= second
+        })
+        .await;
+        let lease = replication(&waiting.url).await["lease"].clone();
+        assert_ne!(lease["holder"], holder.as_str(), "{lease}");
     }
 );

@@ -26,6 +26,7 @@ mod outage;
 mod resource;
 mod restore;
 mod resync;
+mod rollback;
 mod rolling_upgrade;
 mod sessions;
 mod soak;

@@ -262,7 +262,12 @@ async fn rolled_back(backend: Backend, how: Continue) {
                 .unwrap();
             assert_eq!(left.status().as_u16(), 200);
             let left: serde_json::Value = left.json().await.unwrap();
-            assert_eq!(left["left"][0]["continues_after"], held, "{left}");
+            // Past the claim (the operator's choice) and the margin for what nobody saw.
+            assert_eq!(
+                left["left"][0]["continues_after"],
+                held + hiscale::config::DEFAULT_ROLLBACK_MARGIN,
+                "{left}"
+            );
             let (status, _) = get(&client, &format!("{owner_url}/customers/{}", ids[6])).await;
             assert_eq!(status, 404, "not refilled, so not there");
         }
@@ -276,7 +281,12 @@ async fn rolled_back(backend: Backend, how: Continue) {
             assert_eq!(refilled.status().as_u16(), 200);
             let report: serde_json::Value = refilled.json().await.unwrap();
             let customers = &report["refilled"][0];
-            assert_eq!(customers["continues_after"], held, "{report}");
+            // Past what the peer served and the margin for what nobody saw.
+            assert_eq!(
+                customers["continues_after"],
+                held + hiscale::config::DEFAULT_ROLLBACK_MARGIN,
+                "{report}"
+            );
             assert_eq!(customers["restored_to"], restored_to, "{report}");
             assert_eq!(customers["peers"][0]["sa"], "billing", "{report}");
             assert_eq!(customers["peers"][0]["resources"], 6, "{report}");
@@ -765,7 +775,10 @@ async fn delta_restore(backend: Backend, seed: u64) {
     );
     assert!(
         printed.contains("billing")
-            && printed.contains(&format!("writes continue after version {greatest}")),
+            && printed.contains(&format!(
+                "writes continue after version {}",
+                greatest + hiscale::config::DEFAULT_ROLLBACK_MARGIN
+            )),
         "{label}: {printed}"
     );
     assert!(
@@ -872,9 +885,16 @@ both_backends!(
             .unwrap();
         assert!(entered);
         assert_eq!(store.restoring().await.unwrap()[0].ahead, 9);
-        // The refill ends: the counter moves past 9.
+        // The refill ends, a peer having served 9: the counter moves past 9.
         let continues = store
-            .leave_restoring("customers", Version::ZERO)
+            .leave_restoring(
+                "customers",
+                hiscale::store::Leave {
+                    at_least: version(9),
+                    past_claims: false,
+                    margin: 0,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(continues, Some(version(9)));

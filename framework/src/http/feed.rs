@@ -74,7 +74,13 @@ pub(super) async fn feed(
     let after = match param(&params, "version") {
         None => Version::ZERO,
         Some(text) => Version::parse(text).ok_or_else(|| {
-            ApiError::bad_request(codes::BAD_VERSION, "version must be a whole number from 0")
+            ApiError::bad_request(
+                codes::BAD_VERSION,
+                format!(
+                    "version must be a whole number from 0 to {}",
+                    Version::MAX_NAMED
+                ),
+            )
         })?,
     };
     let limit = bounded(
@@ -98,7 +104,7 @@ pub(super) async fn feed(
 
     let current = latest_version(&state, collection, &origin).await?;
     if after > current {
-        notice_rollback(
+        return Err(version_ahead(
             &state,
             collection,
             &origin,
@@ -106,14 +112,7 @@ pub(super) async fn feed(
             (after, current),
             negotiated.version,
         )
-        .await?;
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            codes::VERSION_AHEAD,
-            format!(
-                "version {after} is ahead of this store's {current}: it lost changes and must be refilled first"
-            ),
-        ));
+        .await);
     }
     let purged = state
         .store()
@@ -178,6 +177,23 @@ pub(super) async fn feed(
             Some(horizon) => horizon,
             None => visible_version(&state, collection, &origin).await?,
         };
+        if horizon < after {
+            // The store went back while this request waited (a restore, a failover to a
+            // lagging standby): answering `after` again at the deadline would tell the
+            // consumer nothing is wrong.
+            let current = latest_version(&state, collection, &origin).await?;
+            if after > current {
+                return Err(version_ahead(
+                    &state,
+                    collection,
+                    &origin,
+                    &caller,
+                    (after, current),
+                    negotiated.version,
+                )
+                .await);
+            }
+        }
         // Writers still committing versions below what was handed out: give them a moment, so
         // a chunk shows what was committed when it was asked for (a long transaction only
         // delays the feed, it never makes it skip). A long poll that already has something
@@ -311,6 +327,37 @@ fn render(batch: &ChangeBatch, collection: &Collection, negotiated: Negotiated) 
     )
 }
 
+/// The answer to a consumer that holds `after`, beyond the `current` this store handed out:
+/// `409 version-ahead`, after noticing the rollback.
+async fn version_ahead(
+    state: &AppState,
+    collection: &Collection,
+    origin: &Origin,
+    caller: &Caller,
+    (after, current): (Version, Version),
+    interface: crate::interface::InterfaceVersion,
+) -> ApiError {
+    if let Err(error) = notice_rollback(
+        state,
+        collection,
+        origin,
+        caller,
+        (after, current),
+        interface,
+    )
+    .await
+    {
+        return error;
+    }
+    ApiError::new(
+        StatusCode::CONFLICT,
+        codes::VERSION_AHEAD,
+        format!(
+            "version {after} is ahead of this store's {current}: it lost changes and must be refilled first"
+        ),
+    )
+}
+
 /// A consumer holds `after`, beyond the `current` this store handed out: the store was rolled
 /// back. An owner enters `restoring` (writes refused until an operator restores it), so it
 /// never hands out those versions, or ids, a second time. A copy cannot restore anything; it
@@ -359,6 +406,7 @@ async fn notice_rollback(
         tracing::warn!(%error, consumer = %caller.name, "could not record the consumer's position");
     }
     if restoring && !already {
+        state.drop_caches();
         tracing::error!(collection = collection.name(), consumer = %caller.name, %after, %current,
             peers = state.restore_from().len(),
             "rolled back: a consumer holds versions this store never handed out; writes are \
@@ -376,7 +424,13 @@ pub(super) async fn latest_version(
     origin: &Origin,
 ) -> Result<Version, ApiError> {
     Ok(match collection.role() {
-        Role::Owner => state.store().current_version(collection.name()).await?,
+        // A counter below what this unit exposed is evidence of a rollback by itself.
+        Role::Owner => {
+            state
+                .store()
+                .checked_current_version(collection.name())
+                .await?
+        }
         Role::Copy { .. } => state.store().cursor_of(collection.name(), origin).await?,
     })
 }

@@ -80,6 +80,10 @@ struct Inner {
     /// (a copy is served in its owner's media types).
     interfaces: BTreeMap<String, Interfaces>,
     unit: UnitIdentity,
+    /// Who holds the reader lease when this process does: the unit's name and a nonce drawn at
+    /// start, so that a unit started twice under one name (a replacement during a partition,
+    /// an operator's mistake) is two holders, and the one that lost the lease is fenced.
+    lease_holder: String,
     draining: AtomicBool,
     /// The interface version whose form documents are written in (`stored_form.rs`).
     stored_form: std::sync::atomic::AtomicU32,
@@ -209,6 +213,7 @@ impl AppState {
                 feed: extras.feed,
                 interfaces,
                 peer_seen: AtomicBool::new(unit.peers.is_empty()),
+                lease_holder: lease_holder(&unit.unit),
                 unit,
                 draining: AtomicBool::new(false),
                 stored_form: std::sync::atomic::AtomicU32::new(newest_interface),
@@ -393,6 +398,34 @@ impl AppState {
 
     /// Tells waiting long polls that this unit just wrote, or that another unit of the SA did
     /// (its commit notice arrived, `store/notices.rs`).
+    /// Runs until `stopped`: each time this unit's store finds evidence of a rollback (the
+    /// counter below what it exposed), drops the rendered chunks and reads and starts the
+    /// refill from the peers (when the unit has peers and refills on its own).
+    pub(crate) async fn act_on_rollback_evidence(
+        self,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut noticed = self.store().rollback_noticed();
+        loop {
+            tokio::select! {
+                changed = noticed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.drop_caches();
+                    restore::refill_on_its_own(&self);
+                }
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+
+    /// Forgets the rendered chunks and single-resource reads (after a rollback).
+    pub(crate) fn drop_caches(&self) {
+        self.inner.chunks.invalidate_all();
+        self.inner.reads.clear();
+    }
+
     pub(crate) fn notify_change(&self) {
         self.inner
             .changes
@@ -435,6 +468,11 @@ impl AppState {
     }
 
     /// This unit's name (it holds the reader lease under it).
+    /// This process's name as the reader lease's holder (`unit#nonce`).
+    pub fn lease_holder(&self) -> &str {
+        &self.inner.lease_holder
+    }
+
     pub fn unit_name(&self) -> &str {
         &self.inner.unit.unit
     }
@@ -873,6 +911,19 @@ fn caller_label(state: &AppState, headers: &axum::http::HeaderMap) -> String {
 }
 
 /// Unix seconds as an HTTP-date (RFC 9110, `Sun, 06 Nov 1994 08:49:37 GMT`).
+/// `unit#nonce`: 8 random bytes in hex (the clock's nanoseconds if the system has no random).
+fn lease_holder(unit: &str) -> String {
+    let mut random = [0u8; 8];
+    if getrandom::fill(&mut random).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        random = (nanos as u64 ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    let nonce: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{unit}#{nonce}")
+}
+
 pub(crate) fn http_date(seconds: i64) -> Option<String> {
     let at = time::OffsetDateTime::from_unix_timestamp(seconds).ok()?;
     let weekday: String = at.weekday().to_string().chars().take(3).collect();

@@ -81,10 +81,15 @@ async fn restoring_warning(state: &AppState) -> String {
             tokio::time::timeout(DATABASE_CHECK_TIMEOUT, state.store().restoring()).await
     {
         for r in restoring {
+            let why = if r.evidence.is_empty() {
+                format!("{} holds version {}", r.reported_by, r.ahead)
+            } else {
+                r.evidence.clone()
+            };
             lines.push_str(&format!(
-                "warning: {} is restoring: {} holds version {}, this store handed out {}; \
-                 writes are refused (DELETE /admin/restore continues past {})\n",
-                r.collection, r.reported_by, r.ahead, r.restored_to, r.ahead
+                "warning: {} is restoring: {why}; the restored data ends at {}; writes are \
+                 refused until the refill ends (or DELETE /admin/restore)\n",
+                r.collection, r.restored_to
             ));
         }
     }
@@ -94,6 +99,23 @@ async fn restoring_warning(state: &AppState) -> String {
                 "warning: the source of {} was rolled back (version-ahead): the copy holds at {} \
                  until it has restored\n",
                 source.collection, source.cursor
+            ));
+        }
+        let stepped_down = source.state == crate::replication::SourceState::SteppedDown;
+        if stepped_down
+            || (source.state == crate::replication::SourceState::Failing
+                && source.silent_seconds >= SILENT_SOURCE_WARN_SECS)
+        {
+            lines.push_str(&format!(
+                "warning: the copy of {} makes no progress: its source has not answered for {:.0} s                  ({}){}\n",
+                source.collection,
+                source.silent_seconds,
+                source.last_error.as_deref().unwrap_or("no error recorded"),
+                if stepped_down {
+                    "; the reader lease was given up to the backup"
+                } else {
+                    ""
+                }
             ));
         }
         if source.state == crate::replication::SourceState::InterfaceRetired {
@@ -106,6 +128,10 @@ async fn restoring_warning(state: &AppState) -> String {
     }
     lines
 }
+
+/// A reader whose source has not answered for this long is named in `/health` (a warning); a
+/// primary that gave its lease up for that reason is named at once.
+const SILENT_SOURCE_WARN_SECS: f64 = 5.0;
 
 /// `GET /heartbeat`: answers while the process runs; who it is and its reader role.
 pub(super) async fn heartbeat(State(state): State<AppState>) -> Json<serde_json::Value> {

@@ -74,6 +74,14 @@ impl ReadCache {
         found
     }
 
+    /// Forgets every render: after a rollback, a state a render was made from may come back
+    /// with other contents under the same versions.
+    pub(super) fn clear(&self) {
+        if let Some(entries) = &self.entries {
+            entries.invalidate_all();
+        }
+    }
+
     pub(super) async fn insert(&self, key: String, rendered: Rendered) {
         if let Some(entries) = &self.entries {
             entries.insert(key, rendered).await;

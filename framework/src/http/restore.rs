@@ -78,6 +78,7 @@ async fn refill(state: &AppState) -> Result<Vec<crate::restore::RefillReport>, R
             all: state.restore_from(),
             only: None,
             trust: state.trust(),
+            margin: state.feed_config().rollback_margin,
         },
         state.refill_progress(),
     )
@@ -126,7 +127,8 @@ pub(super) async fn release(
 }
 
 /// `DELETE /admin/restore`: ends `restoring` without a refill: each collection's counter moves
-/// past the greatest version a consumer reported, and writes are taken again.
+/// past the greatest version a consumer reported or a unit exposed, plus the rollback margin,
+/// and writes are taken again.
 pub(super) async fn leave(
     State(state): State<AppState>,
     caller: Caller,
@@ -137,7 +139,14 @@ pub(super) async fn leave(
     for restoring in before {
         if let Some(next_after) = state
             .store()
-            .leave_restoring(&restoring.collection, crate::version::Version::ZERO)
+            .leave_restoring(
+                &restoring.collection,
+                crate::store::Leave {
+                    at_least: crate::version::Version::ZERO,
+                    past_claims: true,
+                    margin: state.feed_config().rollback_margin,
+                },
+            )
             .await?
         {
             tracing::warn!(by = %caller.name, collection = %restoring.collection,

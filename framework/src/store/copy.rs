@@ -97,14 +97,18 @@ impl Store {
         })
     }
 
-    /// Records the aspects a copy is filled with, the first time it polls.
+    /// Records the aspects a copy is filled with, the first time it polls; like every write a
+    /// reader does, only while `fence` holds the reader lease.
     pub(crate) async fn record_copy_aspects(
         &self,
         collection: &str,
         origin: &Origin,
         aspects: &str,
+        fence: &Fence,
     ) -> Result<(), Error> {
         let _turn = self.write_turn().await;
+        let mut transaction = self.begin_write().await?;
+        check_and_renew(&mut transaction, self.backend, fence).await?;
         sqlx::query(
             "INSERT INTO hs_cursor (collection, origin, version, updated_at, aspects) \
              VALUES ($1, $4, 0, $2, $3) \
@@ -114,8 +118,9 @@ impl Store {
         .bind(unix_now())
         .bind(aspects)
         .bind(&origin.name)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
+        transaction.commit().await?;
         Ok(())
     }
 

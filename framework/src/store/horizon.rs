@@ -247,8 +247,11 @@ impl Store {
     /// back) and visible: the feed never serves beyond it, so it never skips a late commit.
     pub async fn horizon(&self, collection: &str) -> Result<Version, Error> {
         if self.backend == Backend::Sqlite {
-            // The counter row and the data commit together and SQLite has one writer.
-            return self.current_version(collection).await;
+            // The counter row and the data commit together and SQLite has one writer: what it
+            // holds is committed, and the feed may expose it.
+            let counter = self.current_version(collection).await?;
+            self.note_exposed(collection, counter);
+            return Ok(counter);
         }
         // Concurrent feed requests share one computation: whoever waited for the lock while
         // another computed takes that result when it started after this request asked, since
@@ -268,6 +271,12 @@ impl Store {
             tracker.forget_above_durable();
         }
         tracker.computed_since = Some(started);
+        // What the feed may expose from here on survives a crash: the counter may never again
+        // stand below it (`rollback.rs`).
+        self.note_exposed(
+            collection,
+            Version::new(tracker.durable.min(tracker.settled)).unwrap_or(Version::ZERO),
+        );
         Ok(Version::new(tracker.settled).unwrap_or(Version::ZERO))
     }
 

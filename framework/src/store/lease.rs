@@ -23,7 +23,10 @@ pub struct Fence {
 /// Who holds the lease, as the database says now.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LeaseState {
+    /// The holding process: `unit#nonce` (a unit started twice is two holders).
     pub holder: String,
+    /// The unit's name alone.
+    pub unit: String,
     pub epoch: i64,
     /// Milliseconds until it expires (negative: expired that long ago).
     pub expires_in_ms: i64,
@@ -122,6 +125,10 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|(holder, epoch, expires_in_ms)| LeaseState {
+            unit: holder
+                .split_once('#')
+                .map_or(holder.as_str(), |(unit, _)| unit)
+                .to_owned(),
             holder,
             epoch,
             expires_in_ms,

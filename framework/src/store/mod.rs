@@ -15,6 +15,7 @@ mod lookup;
 mod notices;
 mod read;
 mod restoring;
+mod rollback;
 mod units;
 mod write;
 
@@ -31,7 +32,7 @@ pub use feed::{Consumer, PurgeReport};
 pub use interfaces::{InterfaceConsumer, InterfaceRow};
 pub use lease::{Fence, LeaseState};
 pub use read::{ChangeBatch, ChangedResource, ReadStamp, StoredAspect, StoredResource};
-pub use restoring::Restoring;
+pub use restoring::{Leave, Restoring};
 pub use units::UnitRecord;
 pub use write::{AspectEdit, Change, Committed, PendingWrite, Target};
 
@@ -64,6 +65,9 @@ pub struct Store {
     write_origin: Arc<std::sync::OnceLock<OwnOrigin>>,
     /// Commit notices to and from the SA's other units (PostgreSQL only, `notices.rs`).
     notices: Option<Arc<notices::CommitNotices>>,
+    /// The greatest version each owned collection is known to have exposed, and the signal
+    /// that the counter was found below it (`rollback.rs`).
+    rollback: Arc<rollback::RollbackWatch>,
 }
 
 /// What can go wrong in the store; the HTTP edge maps each to a status and stable code.
@@ -151,9 +155,11 @@ impl Error {
 
 /// SQLSTATE classes and codes that mean "not now" rather than "never": connection exceptions
 /// (08…), the server shutting down, starting or timing out an idle session (57P01–57P03,
-/// 57P05), too many connections (53300), a read-only server after a failover (25006), and
-/// serialization or deadlock failures (40001, 40P01) — plus SQLite's busy and locked, whose
-/// extended codes (SQLITE_BUSY_TIMEOUT, …) keep the primary code in their low byte.
+/// 57P05), too many connections (53300), a read-only server after a failover (25006),
+/// serialization or deadlock failures (40001, 40P01), and the database missing or not taking
+/// connections while an operator recreates and restores it (3D000, 55000) — plus SQLite's busy
+/// and locked, whose extended codes (SQLITE_BUSY_TIMEOUT, …) keep the primary code in their
+/// low byte.
 fn unavailable_code(code: &str) -> bool {
     if let Ok(sqlite) = code.parse::<u32>() {
         return matches!(sqlite & 0xff, 5 | 6);
@@ -161,7 +167,16 @@ fn unavailable_code(code: &str) -> bool {
     code.starts_with("08")
         || matches!(
             code,
-            "57P01" | "57P02" | "57P03" | "57P05" | "53300" | "25006" | "40001" | "40P01"
+            "57P01"
+                | "57P02"
+                | "57P03"
+                | "57P05"
+                | "53300"
+                | "25006"
+                | "40001"
+                | "40P01"
+                | "3D000"
+                | "55000"
         )
 }
 
@@ -277,6 +292,7 @@ impl Store {
             held: Arc::default(),
             write_origin: Arc::default(),
             notices,
+            rollback: Arc::default(),
         })
     }
 

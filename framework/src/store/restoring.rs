@@ -1,8 +1,9 @@
-//! The `restoring` state of owned collections: entered when a consumer proves the store was
-//! rolled back (it holds a version the store never handed out), left by an operator. While
-//! a collection is restoring, writes to it are refused, so no version (and no id, which is a
-//! creation version) is ever handed out twice; leaving moves the counter past every version
-//! a consumer reported.
+//! The `restoring` state of owned collections: entered on evidence that the store was rolled
+//! back (a consumer holds a version the store never handed out; a unit finds the counter below
+//! what it exposed, `rollback.rs`), left by a refill or an operator. While a collection is
+//! restoring, writes to it are refused; leaving moves the counter past everything a peer gave
+//! back and everything the units exposed, plus a margin for what nobody saw, so no version
+//! (and no id, which is a creation version) acknowledged before is handed out again.
 
 use sqlx::AnyConnection;
 
@@ -15,12 +16,42 @@ pub struct Restoring {
     pub collection: String,
     /// Unix seconds when the state was entered.
     pub since: i64,
-    /// The consumer that reported the greatest version.
+    /// The consumer that reported the greatest version (or `rollback-evidence`).
     pub reported_by: String,
-    /// The greatest version a consumer reported: the counter moves past it on leaving.
+    /// The greatest version a consumer claimed to hold. A claim is evidence of a rollback, not
+    /// an order: leaving `restoring` after a refill moves the counter only past what a peer
+    /// really served (and `exposed`), so a mistaken or hostile claim cannot move it.
     pub ahead: i64,
-    /// What the store had handed out when the rollback was noticed.
+    /// Where the restored data ends: its own newest version, not a counter the backup recorded
+    /// later (`pg_dump` records sequences after its snapshot). The refill starts here.
     pub restored_to: i64,
+    /// The greatest version this SA's own units know they exposed, when they found the
+    /// counter below it (0 when a consumer's claim or an operator started the restore).
+    pub exposed: i64,
+    /// What proved the rollback, in words (empty for a consumer's claim or an operator).
+    pub evidence: String,
+}
+
+/// What one report of a rollback says.
+struct Report<'a> {
+    by: &'a str,
+    ahead: Version,
+    restored_to: Version,
+    exposed: Version,
+    evidence: &'a str,
+}
+
+/// How [`Store::leave_restoring`] moves the counter.
+#[derive(Debug, Clone, Copy)]
+pub struct Leave {
+    /// The newest version a refill brought back (its peers' newest).
+    pub at_least: Version,
+    /// Also past every consumer's claim (`ahead`): an operator's `DELETE /admin/restore`,
+    /// who read the claims in `GET /admin/restore`; a refill moves only past what peers served.
+    pub past_claims: bool,
+    /// Versions skipped beyond that, for changes acknowledged that no peer saw (so none is
+    /// handed out again unless more than `margin` of them were lost).
+    pub margin: i64,
 }
 
 impl Store {
@@ -33,7 +64,14 @@ impl Store {
         ahead: Version,
         restored_to: Version,
     ) -> Result<(), Error> {
-        self.record_restoring(collection, by, ahead, restored_to, false)
+        let report = Report {
+            by,
+            ahead,
+            restored_to,
+            exposed: Version::ZERO,
+            evidence: "",
+        };
+        self.record_restoring(collection, &report, false)
             .await
             .map(|_| ())
     }
@@ -54,110 +92,176 @@ impl Store {
         ahead: Version,
         restored_to: Version,
     ) -> Result<bool, Error> {
-        self.record_restoring(collection, consumer, ahead, restored_to, true)
-            .await
+        let report = Report {
+            by: consumer,
+            ahead,
+            restored_to,
+            exposed: Version::ZERO,
+            evidence: "",
+        };
+        Ok(self
+            .record_restoring(collection, &report, true)
+            .await?
+            .is_some())
     }
 
+    /// A unit found the counter of `collection` at `counter`, below `exposed`: enters (or
+    /// stays in) `restoring`. Answers whether it entered it now (not already restoring).
+    pub(super) async fn record_evidence(
+        &self,
+        collection: &str,
+        counter: Version,
+        exposed: Version,
+        evidence: &str,
+    ) -> Result<bool, Error> {
+        let report = Report {
+            by: "rollback-evidence",
+            ahead: exposed,
+            restored_to: counter,
+            exposed,
+            evidence,
+        };
+        Ok(self
+            .record_restoring(collection, &report, false)
+            .await?
+            .unwrap_or(false))
+    }
+
+    /// Writes the report; `None` when `only_while_behind` and the counter is past `ahead`
+    /// already, else whether the collection entered `restoring` now.
     async fn record_restoring(
         &self,
         collection: &str,
-        by: &str,
-        ahead: Version,
-        restored_to: Version,
+        report: &Report<'_>,
         only_while_behind: bool,
-    ) -> Result<bool, Error> {
+    ) -> Result<Option<bool>, Error> {
         let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
+        let already: Option<i64> =
+            sqlx::query_scalar("SELECT since FROM hs_restoring WHERE collection = $1")
+                .bind(collection)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        // The refill starts where the restored data ends, which may be below the counter.
+        let data_ends = newest_stored(&mut transaction, collection).await?;
+        let restored_to = report.restored_to.get().min(data_ends);
+        // What this unit knows it exposed is never handed out again, whoever reported.
+        let exposed = report.exposed.get().max(self.exposed_mark(collection));
         sqlx::query(
-            "INSERT INTO hs_restoring (collection, since, reported_by, ahead, restored_to) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (collection) DO UPDATE SET reported_by = excluded.reported_by, \
-             ahead = excluded.ahead WHERE hs_restoring.ahead < excluded.ahead",
+            "INSERT INTO hs_restoring \
+                 (collection, since, reported_by, ahead, restored_to, exposed, evidence) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (collection) DO UPDATE SET \
+                 reported_by = CASE WHEN excluded.ahead > hs_restoring.ahead \
+                     THEN excluded.reported_by ELSE hs_restoring.reported_by END, \
+                 ahead = CASE WHEN excluded.ahead > hs_restoring.ahead \
+                     THEN excluded.ahead ELSE hs_restoring.ahead END, \
+                 exposed = CASE WHEN excluded.exposed > hs_restoring.exposed \
+                     THEN excluded.exposed ELSE hs_restoring.exposed END, \
+                 evidence = CASE WHEN excluded.evidence <> '' \
+                     THEN excluded.evidence ELSE hs_restoring.evidence END",
         )
         .bind(collection)
         .bind(unix_now())
-        .bind(by)
-        .bind(ahead.get())
-        .bind(restored_to.get())
+        .bind(report.by)
+        .bind(report.ahead.get())
+        .bind(restored_to)
+        .bind(exposed)
+        .bind(report.evidence)
         .execute(&mut *transaction)
         .await?;
         if only_while_behind {
             let current = handed_out(&mut transaction, self.backend, collection).await?;
-            if current >= ahead.get() {
+            if current >= report.ahead.get() {
                 transaction.rollback().await?;
-                return Ok(false);
+                return Ok(None);
             }
         }
         transaction.commit().await?;
-        Ok(true)
+        Ok(Some(already.is_none()))
     }
 
     /// The collections in `restoring` state.
     pub async fn restoring(&self) -> Result<Vec<Restoring>, Error> {
-        let rows: Vec<(String, i64, String, i64, i64)> = sqlx::query_as(
-            "SELECT collection, since, reported_by, ahead, restored_to FROM hs_restoring \
-             ORDER BY collection",
+        type Row = (String, i64, String, i64, i64, i64, String);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT collection, since, reported_by, ahead, restored_to, exposed, evidence \
+             FROM hs_restoring ORDER BY collection",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
             .map(
-                |(collection, since, reported_by, ahead, restored_to)| Restoring {
-                    collection,
-                    since,
-                    reported_by,
-                    ahead,
-                    restored_to,
+                |(collection, since, reported_by, ahead, restored_to, exposed, evidence)| {
+                    Restoring {
+                        collection,
+                        since,
+                        reported_by,
+                        ahead,
+                        restored_to,
+                        exposed,
+                        evidence,
+                    }
                 },
             )
             .collect())
     }
 
-    /// Leaves `restoring` for `collection`: moves its counter past every version a consumer
-    /// reported and past `at_least` (the newest version a refill brought back), in the same
-    /// transaction. Answers the version the next write will follow, or `None` when the
-    /// collection was not restoring.
+    /// Leaves `restoring` for `collection`: moves its counter past `leave.at_least`, past the
+    /// versions this SA's units exposed, past the consumers' claims only when
+    /// `leave.past_claims`, and then `leave.margin` further, staying among the versions this
+    /// store's origin issues; all in one transaction. Answers the version the next write will
+    /// follow, or `None` when the collection was not restoring.
     pub async fn leave_restoring(
         &self,
         collection: &str,
-        at_least: Version,
+        leave: Leave,
     ) -> Result<Option<Version>, Error> {
         let _turn = self.write_turn().await;
         let mut transaction = self.begin_write().await?;
-        let ahead: Option<i64> =
-            sqlx::query_scalar("DELETE FROM hs_restoring WHERE collection = $1 RETURNING ahead")
-                .bind(collection)
-                .fetch_optional(&mut *transaction)
-                .await?;
-        let Some(ahead) = ahead.map(|ahead| ahead.max(at_least.get())) else {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "DELETE FROM hs_restoring WHERE collection = $1 RETURNING ahead, exposed",
+        )
+        .bind(collection)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let Some((ahead, exposed)) = row else {
             return Ok(None);
         };
+        let mut past = leave.at_least.get().max(exposed);
+        if leave.past_claims {
+            past = past.max(ahead);
+        }
+        let origin = self.own_origin().own;
+        let target = origin.issued_at_or_above(past.saturating_add(leave.margin.max(0)));
         match self.backend {
             Backend::Sqlite => {
                 sqlx::query(
                     "UPDATE hs_counter SET version = MAX(version, $2) WHERE collection = $1",
                 )
                 .bind(collection)
-                .bind(ahead)
+                .bind(target)
                 .execute(&mut *transaction)
                 .await?;
             }
             Backend::Postgres => {
                 // setval is not transactional: it happens even if the commit below fails,
-                // which only leaves a gap of versions nobody holds.
+                // which only leaves a gap of versions nobody holds. A counter already past the
+                // target stays (and is its origin's).
                 sqlx::query(
                     "SELECT setval($1::regclass, GREATEST($2, \
                      COALESCE(pg_sequence_last_value($1::regclass), 0)))",
                 )
                 .bind(sequence_name(collection))
-                .bind(ahead)
+                .bind(target)
                 .execute(&mut *transaction)
                 .await?;
             }
         }
+        let continues = handed_out(&mut transaction, self.backend, collection).await?;
         transaction.commit().await?;
-        Ok(Version::new(ahead))
+        Ok(Version::new(continues.max(target)))
     }
 }
 
@@ -212,7 +316,7 @@ impl Store {
 }
 
 /// The newest version handed out for `collection`, read inside `connection`'s transaction.
-async fn handed_out(
+pub(super) async fn handed_out(
     connection: &mut AnyConnection,
     backend: Backend,
     collection: &str,
@@ -232,6 +336,19 @@ async fn handed_out(
         }
     };
     Ok(value.unwrap_or(0))
+}
+
+/// The newest version the collection's stored data carries (documents, tombstones, and
+/// resources' own versions, which count deletions): where a restored database's data ends.
+async fn newest_stored(connection: &mut AnyConnection, collection: &str) -> Result<i64, Error> {
+    let newest: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(v) FROM (SELECT MAX(version) AS v FROM hs_aspect WHERE collection = $1 \
+         UNION ALL SELECT MAX(version) AS v FROM hs_resource WHERE collection = $1) newest",
+    )
+    .bind(collection)
+    .fetch_one(&mut *connection)
+    .await?;
+    Ok(newest.unwrap_or(0))
 }
 
 /// Refuses a write while its collection is restoring (checked inside the write transaction).

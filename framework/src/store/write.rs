@@ -53,6 +53,7 @@ pub struct Committed {
 #[derive(Debug)]
 pub struct PendingWrite {
     transaction: Transaction<'static, Any>,
+    collection: String,
     committed: Committed,
     _turn: WriteTurn,
     store: Store,
@@ -70,6 +71,15 @@ impl PendingWrite {
     pub async fn commit(self) -> Result<Committed, Error> {
         self.transaction.commit().await?;
         self.store.announce_commit();
+        if let Some(newest) = self
+            .committed
+            .changes
+            .iter()
+            .map(|(_, version)| *version)
+            .max()
+        {
+            self.store.note_exposed(&self.collection, newest);
+        }
         Ok(self.committed)
     }
 }
@@ -119,8 +129,17 @@ impl Store {
         };
         let origin = self.own_origin();
         for change in changes {
+            // Read before the version is drawn: see `Store::drew_exposed_version`.
+            let exposed_before = self.exposed_mark(collection);
             let (id, version) =
                 apply(&mut transaction, self.backend, collection, &change, &origin).await?;
+            if version.get() <= exposed_before {
+                // The counter went back under this unit: drawing a version it exposed already
+                // means the database lost committed state. Nothing of this write commits.
+                drop(transaction);
+                drop(turn);
+                return Err(self.drew_rolled_back_version(collection, version).await);
+            }
             committed
                 .written
                 .push(written_by(&change, id.clone(), version));
@@ -128,6 +147,7 @@ impl Store {
         }
         Ok(PendingWrite {
             transaction,
+            collection: collection.to_owned(),
             committed,
             _turn: turn,
             store: self.clone(),

@@ -72,6 +72,7 @@ pub async fn run(options: &RestoreOptions) -> anyhow::Result<()> {
             all: &config.restore_from,
             only: options.from.as_deref(),
             trust: &trust,
+            margin: config.feed.rollback_margin,
         },
         &progress,
     )

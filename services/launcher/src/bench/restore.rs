@@ -208,6 +208,7 @@ async fn refill_once(
                 all: std::slice::from_ref(peer),
                 only: None,
                 trust: &hiscale::tls::Trust::default(),
+                margin: 0,
             },
             &Progress::default(),
         ),
@@ -226,7 +227,7 @@ async fn refill_once(
     );
     anyhow::ensure!(
         report.continues_after == Some(i64::try_from(customers)?),
-        "the counter continues after {:?}, not after the copy's newest version {customers}",
+        "the counter continues after {:?}, not after the copy's newest version {customers} (no margin here)",
         report.continues_after
     );
     let restored = store.count_resources(COLLECTION).await?;
