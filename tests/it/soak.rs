@@ -1,13 +1,21 @@
 //! A seeded soak: rounds of random faults under write load, and after each round a check of
 //! the owner against its copy. The faults: `kill -9` of an owner unit, of the primary or of
 //! the backup reader; a drained unit; the backup's view of the primary's heartbeat cut; the
-//! PostgreSQL cluster under owner and copy stopped (cleanly or at once) and started again. The
-//! run ends with one line `N rounds, L lost, S skipped, R regressed, E extra`, all four 0:
+//! PostgreSQL cluster under owner and copy stopped (cleanly or at once) and started again; the
+//! owner's database put back from a `pg_dump` taken under the writes while its units run; the
+//! runbook's restore of such a dump (units stopped, restored, started); the primary reader's
+//! way to its source cut. The run ends with one line `N rounds, L lost, U unreported lost
+//! (K reported lost), S skipped, R regressed, E extra, X reused`, all but K 0:
 //!
 //! * lost: an aspect the owner holds that the copy lacks or holds otherwise;
-//! * skipped: an acknowledged write (or delete) that the owner does not hold;
+//! * unreported lost: after a restore, an acknowledged write the owner no longer holds whose
+//!   version the refill's report does not name as possibly lost (K counts those it names:
+//!   writes no copy held, which a restore cannot bring back);
+//! * skipped: an acknowledged write (or delete) that the owner does not hold, in a round
+//!   without a restore;
 //! * regressed: an aspect whose version in the copy went back since the previous round;
-//! * extra: something the copy holds that the owner does not (deleted there).
+//! * extra: something the copy holds that the owner does not (deleted there);
+//! * reused: a version acknowledged for two different customers over the whole run.
 //!
 //! The test command runs one round of each fault; `HISCALE_SOAK_ROUNDS` makes it longer
 //! (`scripts/soak`), `HISCALE_TEST_SEED` replays a run, and a failing round prints the seed
@@ -51,9 +59,10 @@ const UNIT_NAMES: [&str; 4] = [
     "backup reader",
 ];
 
-/// Kinds of fault: `kill -9` of each of the four units, a drain, a cut heartbeat and a
-/// database restart.
-const KINDS: u64 = 7;
+/// Kinds of fault: `kill -9` of each of the four units, a drain, a cut heartbeat, a database
+/// restart, the owner's database put back under running units, the runbook's restore, and the
+/// primary cut from its source.
+const KINDS: u64 = 10;
 
 /// One round's fault, with the durations drawn for it.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +76,33 @@ enum Fault {
     CutHeartbeat { hold: Duration },
     /// PostgreSQL stopped (`-m immediate` or `-m fast`) for `down`, then started again.
     RestartDatabase { immediate: bool, down: Duration },
+    /// A `pg_dump` of the owner's database under the writes; `after` later the database is
+    /// dropped (its sessions ended), created and `pg_restore`d while both owner units run.
+    PutBackDatabase { after: Duration },
+    /// The runbook's restore: a `pg_dump` under the writes; `after` later both owner units are
+    /// killed, the dump restored, and the units started again.
+    RestoreFromDump { after: Duration },
+    /// The primary reader's way to its source cut for `hold` (its heartbeat to the backup
+    /// untouched): the backup must take over and the copy keep following.
+    CutSource { hold: Duration },
+}
+
+impl Fault {
+    /// Whether the round rolls the owner's database back (writes answer `503 restoring` until
+    /// the refill, and what no copy held may be lost, reported).
+    fn restores(self) -> bool {
+        matches!(
+            self,
+            Self::PutBackDatabase { .. } | Self::RestoreFromDump { .. }
+        )
+    }
+
+    /// Whether writes may meet `503 restoring`: a rollback, or an owner unit started again
+    /// (its start gate holds writes until the login copy has polled it).
+    fn may_refuse_restoring(self) -> bool {
+        self.restores()
+            || matches!(self, Self::Kill { unit, .. } if unit == OWNER_0 || unit == OWNER_1)
+    }
 }
 
 impl std::fmt::Display for Fault {
@@ -83,6 +119,17 @@ impl std::fmt::Display for Fault {
                 "stop PostgreSQL (-m {}) for {down:?}",
                 if immediate { "immediate" } else { "fast" }
             ),
+            Self::PutBackDatabase { after } => write!(
+                f,
+                "put the owner's database back from a pg_dump {after:?} old under running units"
+            ),
+            Self::RestoreFromDump { after } => write!(
+                f,
+                "restore the owner from a pg_dump {after:?} old (units stopped and started)"
+            ),
+            Self::CutSource { hold } => {
+                write!(f, "cut the primary reader from its source for {hold:?}")
+            }
         }
     }
 }
@@ -109,9 +156,18 @@ fn next_fault(rng: &mut Rng, bag: &mut Vec<u64>) -> Fault {
         5 => Fault::CutHeartbeat {
             hold: rng.duration(Duration::from_millis(300), Duration::from_secs(2)),
         },
-        _ => Fault::RestartDatabase {
+        6 => Fault::RestartDatabase {
             immediate: rng.below(2) == 0,
             down: rng.duration(Duration::from_secs(1), Duration::from_secs(4)),
+        },
+        7 => Fault::PutBackDatabase {
+            after: rng.duration(Duration::from_millis(500), Duration::from_secs(3)),
+        },
+        8 => Fault::RestoreFromDump {
+            after: rng.duration(Duration::from_millis(500), Duration::from_secs(3)),
+        },
+        _ => Fault::CutSource {
+            hold: rng.duration(Duration::from_secs(4), Duration::from_secs(8)),
         },
     }
 }
@@ -130,6 +186,8 @@ async fn seeded_faults_lose_nothing() {
     landscape.readers_settled().await;
 
     let (mut lost, mut skipped, mut regressed, mut extra) = (0, 0, 0, 0);
+    let (mut unreported, mut reported, mut reused) = (0, 0, 0);
+    let mut acknowledged: BTreeMap<i64, String> = BTreeMap::new();
     let mut bag = Vec::new();
     let mut seen_before = Held::new();
     for round in 0..rounds {
@@ -149,9 +207,36 @@ async fn seeded_faults_lose_nothing() {
         let seen = landscape.inflict(fault).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let report = load.stop().await;
-        check_answers(round, &report);
+        check_answers(round, &report, fault.may_refuse_restoring());
         landscape.all_healthy().await;
-        skipped += missing_at_owner(&owners[0], &report, 20).await.len();
+        if fault.restores() {
+            let refill = landscape.refilled().await;
+            let (round_unreported, round_reported) =
+                landscape.lost_after_restore(&report, &refill).await;
+            println!(
+                "round {round}: the refill named {round_reported} lost acknowledged writes \
+                 (no copy held them), {round_unreported} lost without a report"
+            );
+            unreported += round_unreported;
+            reported += round_reported;
+        } else {
+            skipped += missing_at_owner(&owners[0], &report, 20).await.len();
+        }
+        for ack in &report.acks {
+            match acknowledged.get(&ack.version) {
+                Some(id) if *id != ack.id => {
+                    println!(
+                        "round {round}: version {} acknowledged for customer {id} and again for {}",
+                        ack.version, ack.id
+                    );
+                    reused += 1;
+                }
+                Some(_) => {}
+                None => {
+                    acknowledged.insert(ack.version, ack.id.clone());
+                }
+            }
+        }
         landscape.readers_settled().await;
 
         // Quiet now: the copy must reach the owner and hold exactly what it holds.
@@ -193,27 +278,36 @@ async fn seeded_faults_lose_nothing() {
         seen_before = copy_held;
     }
     println!(
-        "{rounds} rounds, {lost} lost, {skipped} skipped, {regressed} regressed, {extra} extra"
+        "{rounds} rounds, {lost} lost, {unreported} unreported lost ({reported} reported lost), \
+         {skipped} skipped, {regressed} regressed, {extra} extra, {reused} reused"
     );
     println!(
         "soak (seed {seed}) done in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(
-        (lost, skipped, regressed, extra),
-        (0, 0, 0, 0),
+        (lost, unreported, skipped, regressed, extra, reused),
+        (0, 0, 0, 0, 0, 0),
         "seed {seed}: replay with HISCALE_TEST_SEED={seed} HISCALE_SOAK_ROUNDS={rounds}"
     );
 }
 
 /// What the writers met must be what the faults explain: requests without an answer (a
 /// killed unit) and refusals that say why and when to come back (`503 database-unavailable`
-/// with `Retry-After`), never a `500` or an answer no writer expects.
-fn check_answers(round: usize, report: &LoadReport) {
+/// with `Retry-After`, and `503 restoring` in a round that rolls the owner back), never a
+/// `500` or an answer no writer expects. A rollback may lose a customer a writer created
+/// after the backup (no copy held it): its later writes answer `404 not-found`, which only
+/// such a round explains.
+fn check_answers(round: usize, report: &LoadReport, restores: bool) {
+    let unexpected: Vec<&String> = report
+        .unexpected
+        .iter()
+        .filter(|answer| !(restores && answer.contains("404 Not Found")))
+        .collect();
     assert!(
-        report.unexpected.is_empty(),
+        unexpected.is_empty(),
         "round {round}: writers got answers they did not expect: {:?}\n{}",
-        &report.unexpected[..report.unexpected.len().min(10)],
+        &unexpected[..unexpected.len().min(10)],
         report.summary()
     );
     assert_eq!(
@@ -223,11 +317,12 @@ fn check_answers(round: usize, report: &LoadReport) {
         report.summary()
     );
     assert_eq!(
-        report
-            .count(|kind| kind.status == 503
-                && !(kind.code == "database-unavailable" && kind.retry_after)),
+        report.count(|kind| kind.status == 503
+            && !((kind.code == "database-unavailable" || (restores && kind.code == "restoring"))
+                && kind.retry_after)),
         0,
-        "round {round}: 503 without code database-unavailable and Retry-After:\n{}",
+        "round {round}: 503 without code database-unavailable (or restoring, in a restore \
+         round) and Retry-After:\n{}",
         report.summary()
     );
 }
@@ -261,6 +356,11 @@ struct Landscape {
     units: Vec<Option<UnitProcess>>,
     configs: Vec<UnitConfig>,
     relay: Relay,
+    /// Between the primary reader and its source (owner unit 1).
+    source_relay: Relay,
+    owner_db: String,
+    /// Where the round's `pg_dump` goes.
+    dumps: tempfile::TempDir,
     owner_store: Store,
     copy_store: Store,
     cluster: PgCluster,
@@ -280,16 +380,35 @@ impl Landscape {
                 )
             })
             .collect();
-        let mut primary =
-            tests::login_reader_config(&copy_db, &format!("http://{}", configs[OWNER_1].listen));
+        let source_relay = Relay::start(configs[OWNER_1].listen).await;
+        let mut primary = tests::login_reader_config(&copy_db, &source_relay.url());
         primary.reader.lease_ms = LEASE_MS;
         let relay = Relay::start(primary.listen).await;
+        // A rolled-back owner refills itself from the login copy (either reader serves it);
+        // after a start it takes no write until login has polled (the start gate: the witness
+        // of a restore with the units stopped).
+        for owner in &mut configs {
+            owner.consumers = BTreeMap::from([("customers".to_owned(), vec!["login".to_owned()])]);
+            owner.restore_from = vec![hiscale::config::PeerConfig {
+                origin: Default::default(),
+                sa: "login".into(),
+                collection: "customers".into(),
+                url: format!("http://{}", primary.listen),
+                token: ADMIN.into(),
+                aspects: "~account".into(),
+                interface_version: 1,
+            }];
+        }
         let mut backup = primary.clone();
         backup.unit = "login-2".into();
         backup.listen = ([127, 0, 0, 1], free_port()).into();
         backup.reader.role = ReaderRole::Backup;
         backup.reader.primary_url = Some(relay.url());
         backup.reader.heartbeat_interval_ms = 200;
+        // The backup reaches the source directly: only the primary's way is cut.
+        for source in &mut backup.sources {
+            source.url = format!("http://{}", configs[OWNER_1].listen);
+        }
         configs.extend([primary, backup]);
         let mut units = Vec::new();
         for config in &configs {
@@ -298,6 +417,9 @@ impl Landscape {
         Self {
             units,
             relay,
+            source_relay,
+            owner_db: owner_db.clone(),
+            dumps: tempfile::tempdir().unwrap(),
             owner_store: Store::connect(&owner_db).await.unwrap(),
             copy_store: Store::connect(&copy_db).await.unwrap(),
             configs,
@@ -325,7 +447,180 @@ impl Landscape {
             Fault::RestartDatabase { immediate, down } => {
                 self.restart_database(immediate, down).await
             }
+            Fault::PutBackDatabase { after } => self.put_back(after, false).await,
+            Fault::RestoreFromDump { after } => self.put_back(after, true).await,
+            Fault::CutSource { hold } => self.cut_source(hold).await,
         }
+    }
+
+    /// Takes a `pg_dump` of the owner's database under the writes, lets `after` pass, and puts
+    /// it back: with the owner units running, or (`runbook`) killed first and started after.
+    async fn put_back(&mut self, after: Duration, runbook: bool) -> String {
+        let dump = self.dumps.path().join("registration.dump");
+        let pg_bin = std::path::PathBuf::from(
+            std::env::var("HISCALE_PG_BIN").expect("HISCALE_PG_BIN: scripts/test sets it"),
+        );
+        let dumped = tokio::task::block_in_place(|| {
+            std::process::Command::new(pg_bin.join("pg_dump"))
+                .args(["--format=custom", "--file"])
+                .arg(&dump)
+                .arg(&self.owner_db)
+                .status()
+                .unwrap()
+        });
+        assert!(dumped.success(), "pg_dump failed");
+        tokio::time::sleep(after).await;
+        if runbook {
+            for unit in [OWNER_0, OWNER_1] {
+                drop(self.units[unit].take());
+            }
+        }
+        // Restored beside the live database, then swapped in: the units see the old state
+        // appear at once, as after a failover to a standby that lagged behind.
+        let name = self.owner_db.rsplit_once('/').unwrap().1.to_owned();
+        let staging = format!("{name}_restored");
+        let staging_url = format!("{}{staging}", self.cluster.server_url());
+        tokio::task::block_in_place(|| {
+            self.cluster
+                .psql(&format!("DROP DATABASE IF EXISTS {staging}"), "postgres");
+            self.cluster
+                .psql(&format!("CREATE DATABASE {staging}"), "postgres");
+        });
+        let restored = tokio::task::block_in_place(|| {
+            std::process::Command::new(pg_bin.join("pg_restore"))
+                .arg("--dbname")
+                .arg(&staging_url)
+                .arg(&dump)
+                .status()
+                .unwrap()
+        });
+        assert!(restored.success(), "pg_restore failed");
+        tokio::task::block_in_place(|| {
+            self.cluster
+                .psql(&format!("DROP DATABASE {name} WITH (FORCE)"), "postgres");
+            self.cluster.psql(
+                &format!("ALTER DATABASE {staging} RENAME TO {name}"),
+                "postgres",
+            );
+        });
+        if runbook {
+            for unit in [OWNER_0, OWNER_1] {
+                self.units[unit] =
+                    Some(UnitProcess::start_config(self.configs[unit].clone()).await);
+            }
+        }
+        String::new()
+    }
+
+    /// Cuts the primary reader's way to its source for `hold`: the backup must take over
+    /// (the primary gives its lease up after a lease of silence) while the primary's heartbeat
+    /// stays fine, and the primary take the lease back once the link heals.
+    async fn cut_source(&self, hold: Duration) -> String {
+        let backup = self.url(BACKUP);
+        self.source_relay.cut();
+        let cut = Instant::now();
+        wait_for(
+            "the backup taking over from the primary cut from its source",
+            PATIENCE,
+            async || poller_state(&backup).await == "polling",
+        )
+        .await;
+        let took_over = cut.elapsed();
+        let lease = self.lease().await;
+        assert_eq!(lease.unit, self.configs[BACKUP].unit, "{lease:?}");
+        tokio::time::sleep(hold.saturating_sub(took_over)).await;
+        self.source_relay.restore();
+        format!(
+            "the backup polled {:.1} s after the primary was cut from its source; ",
+            took_over.as_secs_f64()
+        )
+    }
+
+    /// After a restore: waits until no owned collection restores and no refill runs at either
+    /// owner unit, and returns the refills' reports (both units may have refilled).
+    async fn refilled(&self) -> Vec<serde_json::Value> {
+        let client = client();
+        let status = async |unit: usize| -> serde_json::Value {
+            client
+                .get(format!("{}/admin/restore", self.url(unit)))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("GET /admin/restore")
+                .json()
+                .await
+                .expect("/admin/restore as JSON")
+        };
+        wait_for("the owner's refill to end", PATIENCE, async || {
+            let (zero, one) = (status(OWNER_0).await, status(OWNER_1).await);
+            zero["restoring"] == serde_json::json!([])
+                && zero["refill"]["running"] == false
+                && one["refill"]["running"] == false
+        })
+        .await;
+        let mut reports = Vec::new();
+        for unit in [OWNER_0, OWNER_1] {
+            if let Some(found) = status(unit).await["refill"]["reports"].as_array() {
+                reports.extend(found.iter().cloned());
+            }
+        }
+        assert!(!reports.is_empty(), "no unit reports a refill");
+        reports
+    }
+
+    /// Sorts what the owner lost of the round's acknowledged writes: (unreported, reported).
+    /// Reported: its version is among the refill's unseen versions, or among its aspect's
+    /// unaccounted ones (no peer holds the aspect); a deletion the owner lost is reported when
+    /// the copy did not hold it either.
+    async fn lost_after_restore(
+        &self,
+        report: &LoadReport,
+        refills: &[serde_json::Value],
+    ) -> (usize, usize) {
+        let within = |range: &serde_json::Value, version: i64| {
+            range[0].as_i64().is_some_and(|from| from <= version)
+                && range[1].as_i64().is_some_and(|to| version <= to)
+        };
+        let named = |aspect: &str, version: i64| {
+            refills.iter().any(|refill| {
+                refill["unseen_versions"]
+                    .as_array()
+                    .is_some_and(|ranges| ranges.iter().any(|range| within(range, version)))
+                    || refill["unaccounted"].as_array().is_some_and(|ranges| {
+                        ranges.iter().any(|range| {
+                            range["aspect"] == aspect
+                                && within(&serde_json::json!([range["from"], range["to"]]), version)
+                        })
+                    })
+            })
+        };
+        let copy = self.url(PRIMARY);
+        let client = client();
+        let (mut unreported, mut reported) = (0, 0);
+        for wrong in tests::load::wrong_at_owner(&self.url(OWNER_0), report).await {
+            let is_reported = match &wrong.ack {
+                Some(ack) => named(ack.aspect, ack.version),
+                None => {
+                    let at_copy = client
+                        .get(format!("{copy}/customers/{}", wrong.id))
+                        .bearer_auth(ADMIN)
+                        .header("accept", JSON)
+                        .send()
+                        .await
+                        .expect("GET a customer at the copy")
+                        .status()
+                        .as_u16();
+                    at_copy != 404
+                }
+            };
+            if is_reported {
+                reported += 1;
+            } else {
+                println!("lost without a report: {}", wrong.problem);
+                unreported += 1;
+            }
+        }
+        (unreported, reported)
     }
 
     /// Drains `unit` for `time`: its `/health` fails (HAProxy would send it nothing new),
@@ -404,7 +699,7 @@ impl Landscape {
             let status = replication(&backup).await;
             let lease = self.lease().await;
             let same_lease =
-                lease.epoch == lease_at_cut.epoch && lease_at_cut.holder == *primary_unit;
+                lease.epoch == lease_at_cut.epoch && lease_at_cut.unit == *primary_unit;
             let applied = status["sources"][0]["chunks_applied"].as_u64().unwrap_or(0);
             assert!(
                 !same_lease || applied == applied_at_cut,
@@ -486,7 +781,7 @@ impl Landscape {
         wait_for(
             "the primary reader holding the lease",
             PATIENCE,
-            async || self.lease().await.holder == *primary_unit,
+            async || self.lease().await.unit == *primary_unit,
         )
         .await;
     }

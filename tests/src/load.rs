@@ -513,6 +513,27 @@ fn aspect_of<'a>(resource: &'a serde_json::Value, aspect: &str) -> &'a serde_jso
 /// a later one, and that each deleted customer is gone; returns what is wrong (at most `limit`
 /// lines).
 pub async fn missing_at_owner(url: &str, report: &LoadReport, limit: usize) -> Vec<String> {
+    let mut problems: Vec<String> = wrong_at_owner(url, report)
+        .await
+        .into_iter()
+        .map(|wrong| wrong.problem)
+        .collect();
+    problems.truncate(limit);
+    problems
+}
+
+/// One acknowledged write the owner does not hold.
+#[derive(Debug, Clone)]
+pub struct WrongAtOwner {
+    /// The last acknowledged write of the aspect; `None` for a deleted customer the owner
+    /// holds again (a delete's version is not known to the writer).
+    pub ack: Option<Ack>,
+    pub id: String,
+    pub problem: String,
+}
+
+/// Every acknowledged write (the last per aspect) and deletion the owner does not hold.
+pub async fn wrong_at_owner(url: &str, report: &LoadReport) -> Vec<WrongAtOwner> {
     let deleted: std::collections::BTreeSet<&str> =
         report.deleted.iter().map(String::as_str).collect();
     let mut last: BTreeMap<(&str, &str), &Ack> = BTreeMap::new();
@@ -545,29 +566,37 @@ pub async fn missing_at_owner(url: &str, report: &LoadReport, limit: usize) -> V
             };
             resources.insert(id, resource);
         }
+        let wrong = |problem: String| WrongAtOwner {
+            ack: Some((*ack).clone()),
+            id: id.to_owned(),
+            problem,
+        };
         let Some(resource) = &resources[id] else {
-            problems.push(format!("customer {id} is missing (acknowledged {ack:?})"));
+            problems.push(wrong(format!(
+                "customer {id} is missing (acknowledged {ack:?})"
+            )));
             continue;
         };
         let stored = aspect_of(resource, aspect);
         let value = stored[ack.field].as_str().unwrap_or_default();
         let version = stored["version"].as_i64().unwrap_or(0);
         if value != ack.value || version < ack.version {
-            problems.push(format!(
+            problems.push(wrong(format!(
                 "customer {id} {aspect}: holds {:?} at version {version}, acknowledged {:?} at version {}",
                 value, ack.value, ack.version
-            ));
+            )));
         }
     }
     for id in deleted {
         let status = get(id).await.status().as_u16();
         if status != 404 {
-            problems.push(format!(
-                "customer {id} was deleted, yet the owner answers {status}"
-            ));
+            problems.push(WrongAtOwner {
+                ack: None,
+                id: id.to_owned(),
+                problem: format!("customer {id} was deleted, yet the owner answers {status}"),
+            });
         }
     }
-    problems.truncate(limit);
     problems
 }
 

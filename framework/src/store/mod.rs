@@ -156,8 +156,10 @@ impl Error {
 /// SQLSTATE classes and codes that mean "not now" rather than "never": connection exceptions
 /// (08…), the server shutting down, starting or timing out an idle session (57P01–57P03,
 /// 57P05), too many connections (53300), a read-only server after a failover (25006),
-/// serialization or deadlock failures (40001, 40P01), and the database missing or not taking
-/// connections while an operator recreates and restores it (3D000, 55000) — plus SQLite's busy
+/// serialization or deadlock failures (40001, 40P01), and the database missing, not taking
+/// connections or without the framework's tables while an operator recreates and restores it
+/// (3D000, 55000, 42P01: the tables exist from every unit's start on, so a missing one under a
+/// running unit is a restore in progress) — plus SQLite's busy
 /// and locked, whose extended codes (SQLITE_BUSY_TIMEOUT, …) keep the primary code in their
 /// low byte.
 fn unavailable_code(code: &str) -> bool {
@@ -177,6 +179,7 @@ fn unavailable_code(code: &str) -> bool {
                 | "40P01"
                 | "3D000"
                 | "55000"
+                | "42P01"
         )
 }
 
