@@ -31,6 +31,9 @@ const IDLE_PAUSE: Duration = Duration::from_millis(300);
 pub(crate) struct Jobs {
     pub(crate) store: Store,
     pub(crate) sa: Arc<ServiceArea>,
+    /// The interface version whose form documents are stored in (the unit's, kept current):
+    /// a job's writes follow the same rule as a request's.
+    pub(crate) stored_form: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Runs every reaction of the unit's SA until `stop` turns true.
@@ -96,7 +99,12 @@ pub(crate) async fn round(jobs: &Jobs, reaction: &Reaction) -> Result<usize, Ref
             version: item.version,
             now,
         };
-        let context = Context::new(jobs.store.clone(), Arc::clone(&jobs.sa), None);
+        let context = Context::new(
+            jobs.store.clone(),
+            Arc::clone(&jobs.sa),
+            None,
+            jobs.stored_form.load(std::sync::atomic::Ordering::Relaxed),
+        );
         (reaction.run)(context, changed).await?;
         record(store, reaction, item.version).await?;
     }

@@ -252,6 +252,10 @@ pub struct Context {
     store: Store,
     sa: Arc<ServiceArea>,
     customer: Option<ResourceId>,
+    /// The interface version whose form documents are stored in, read once when the context
+    /// was made: a rule's, command's or job's write goes through the same stored-form rule as
+    /// a request's (before, batch jobs wrote the canonical form past it).
+    stored_form: crate::interface::InterfaceVersion,
 }
 
 impl fmt::Debug for Context {
@@ -265,11 +269,17 @@ impl fmt::Debug for Context {
 }
 
 impl Context {
-    pub(crate) fn new(store: Store, sa: Arc<ServiceArea>, customer: Option<ResourceId>) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        sa: Arc<ServiceArea>,
+        customer: Option<ResourceId>,
+        stored_form: crate::interface::InterfaceVersion,
+    ) -> Self {
         Self {
             store,
             sa,
             customer,
+            stored_form,
         }
     }
 
@@ -355,7 +365,8 @@ impl Context {
                 collection.name()
             )));
         }
-        let edits = draft.edits(collection)?;
+        let mut edits = draft.edits(collection)?;
+        crate::facade::in_stored_form(collection, self.stored_form, &mut edits);
         let committed = self
             .store
             .commit(

@@ -314,3 +314,25 @@ pub fn accept_old(
         .map(|document| canonical(collection, &name, document.clone()));
     Ok((facade.from_old)(fields, current.as_ref()))
 }
+
+/// The edits' documents in the form of interface `form`: through that version's facade where
+/// it shows an aspect differently (`to_old`), unchanged otherwise.
+pub(crate) fn in_stored_form(
+    collection: &Collection,
+    form: InterfaceVersion,
+    edits: &mut [crate::store::AspectEdit],
+) {
+    for edit in edits {
+        let Some(body) = &edit.body else { continue };
+        let Some(facade) = collection
+            .facades()
+            .iter()
+            .find(|facade| facade.version == form && facade.covers(&edit.aspect))
+        else {
+            continue;
+        };
+        if let Ok(Value::Object(document)) = serde_json::from_str::<Value>(body) {
+            edit.body = Some(Value::Object((facade.to_old)(&document)).to_string());
+        }
+    }
+}

@@ -184,6 +184,7 @@ async fn seeded_faults_lose_nothing() {
         .clamp(1, 1000);
     let mut landscape = Landscape::start().await;
     landscape.readers_settled().await;
+    landscape.gates_open().await;
 
     let (mut lost, mut skipped, mut regressed, mut extra) = (0, 0, 0, 0);
     let (mut unreported, mut reported, mut reused) = (0, 0, 0);
@@ -238,6 +239,7 @@ async fn seeded_faults_lose_nothing() {
             }
         }
         landscape.readers_settled().await;
+        landscape.gates_open().await;
 
         // Quiet now: the copy must reach the owner and hold exactly what it holds.
         let end = landscape.owner_store.horizon("customers").await.unwrap();
@@ -760,6 +762,28 @@ impl Landscape {
         tokio::time::sleep(down.saturating_sub(stopped.elapsed())).await;
         tokio::task::block_in_place(|| self.cluster.start_again());
         String::new()
+    }
+
+    /// Waits until both owner units' start gates are open (login has polled since they
+    /// started), so that a round's writes meet no `503 restoring` but a fault's own.
+    async fn gates_open(&self) {
+        let client = client();
+        for unit in [OWNER_0, OWNER_1] {
+            let url = format!("{}/admin/restore", self.url(unit));
+            wait_for("an owner unit's start gate to open", PATIENCE, async || {
+                let status: serde_json::Value = client
+                    .get(&url)
+                    .bearer_auth(ADMIN)
+                    .send()
+                    .await
+                    .expect("GET /admin/restore")
+                    .json()
+                    .await
+                    .expect("/admin/restore as JSON");
+                status["gate"] == serde_json::json!([])
+            })
+            .await;
+        }
     }
 
     /// Waits until every unit answers `/health` with success again.

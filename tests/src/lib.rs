@@ -387,6 +387,21 @@ where
         .collect()
 }
 
+/// Checks where a refill starts (`restored_to`) against where the backup's data ends: exactly
+/// there on SQLite, whose versions commit in order; at or below it on PostgreSQL, where the
+/// refill starts from the greatest consumer position the restored data recorded (a version
+/// drawn earlier may have committed after the backup's snapshot).
+pub fn assert_refill_starts(backend: Backend, restored_to: &serde_json::Value, data_ends: i64) {
+    let restored_to = restored_to.as_i64().expect("restored_to is a number");
+    match backend {
+        Backend::Sqlite => assert_eq!(restored_to, data_ends, "where the refill starts"),
+        Backend::Postgres => assert!(
+            (0..=data_ends).contains(&restored_to),
+            "the refill starts at {restored_to}, beyond the backup's data (up to {data_ends})"
+        ),
+    }
+}
+
 /// The value of the metric `series` (its name and labels as `/metrics` prints them, e.g.
 /// `hiscale_commit_notices_total{direction="received"}`) at the unit at `url`; `None` when the
 /// unit does not report it.

@@ -86,7 +86,7 @@ struct Inner {
     lease_holder: String,
     draining: AtomicBool,
     /// The interface version whose form documents are written in (`stored_form.rs`).
-    stored_form: std::sync::atomic::AtomicU32,
+    stored_form: Arc<std::sync::atomic::AtomicU32>,
     /// Whether a peer has been seen in the store (or there are none to see).
     peer_seen: AtomicBool,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -216,7 +216,7 @@ impl AppState {
                 lease_holder: lease_holder(&unit.unit),
                 unit,
                 draining: AtomicBool::new(false),
-                stored_form: std::sync::atomic::AtomicU32::new(newest_interface),
+                stored_form: Arc::new(std::sync::atomic::AtomicU32::new(newest_interface)),
                 metrics: crate::telemetry::prometheus(),
                 sessions: extras.sessions,
                 session_grant: extras.session_grant,
@@ -252,6 +252,7 @@ impl AppState {
         crate::batch::Jobs {
             store: self.inner.store.clone(),
             sa: Arc::clone(&self.inner.sa),
+            stored_form: self.stored_form_cell(),
         }
     }
 
@@ -261,6 +262,7 @@ impl AppState {
             self.inner.store.clone(),
             Arc::clone(&self.inner.sa),
             customer,
+            self.stored_form(),
         )
     }
 

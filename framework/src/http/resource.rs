@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::extract::{UrlVersion, forwarded_prefix, header_text, query_params};
 use super::read_cache::{ReadCache, Rendered};
-use super::{ApiError, AppState, stored_form};
+use super::{ApiError, AppState};
 use crate::aspect::{AspectName, AspectSelector, Selection, SelectorError};
 use crate::auth::Caller;
 use crate::business::{Draft, MAX_ATTEMPTS, Refusal};
@@ -830,7 +830,7 @@ async fn commit_change(
     edits: Vec<AspectEdit>,
 ) -> Result<Committed, ApiError> {
     let mut edits = edits;
-    stored_form::in_stored_form(collection, state.stored_form(), &mut edits);
+    crate::facade::in_stored_form(collection, state.stored_form(), &mut edits);
     let committed = state
         .store()
         .commit(

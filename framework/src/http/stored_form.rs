@@ -14,13 +14,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::{ApiError, AppState};
 use crate::codes;
 use crate::interface::InterfaceVersion;
-use crate::model::Collection;
-use crate::store::AspectEdit;
 
 /// How often a unit renews its "still running" mark.
 pub(super) const SEEN_EVERY: Duration = Duration::from_secs(2);
@@ -33,6 +29,11 @@ impl AppState {
     /// The interface version whose form documents are written in now.
     pub fn stored_form(&self) -> InterfaceVersion {
         self.inner.stored_form.load(Ordering::Relaxed)
+    }
+
+    /// The shared cell holding [`AppState::stored_form`], for the batch jobs' writes.
+    pub(crate) fn stored_form_cell(&self) -> std::sync::Arc<std::sync::atomic::AtomicU32> {
+        std::sync::Arc::clone(&self.inner.stored_form)
     }
 
     /// Renews this unit's mark (when `renew`) and re-reads the stored form.
@@ -71,27 +72,5 @@ impl AppState {
                  through v{form}, or again once every unit serves v{version}"
             ),
         ))
-    }
-}
-
-/// The edits' documents in the form of interface `form`: through that version's facade where
-/// it shows an aspect differently (`to_old`), unchanged otherwise.
-pub(super) fn in_stored_form(
-    collection: &Collection,
-    form: InterfaceVersion,
-    edits: &mut [AspectEdit],
-) {
-    for edit in edits {
-        let Some(body) = &edit.body else { continue };
-        let Some(facade) = collection
-            .facades()
-            .iter()
-            .find(|facade| facade.version == form && facade.covers(&edit.aspect))
-        else {
-            continue;
-        };
-        if let Ok(Value::Object(document)) = serde_json::from_str::<Value>(body) {
-            edit.body = Some(Value::Object((facade.to_old)(&document)).to_string());
-        }
     }
 }

@@ -143,7 +143,13 @@ impl Store {
                 .fetch_optional(&mut *transaction)
                 .await?;
         // The refill starts where the restored data ends, which may be below the counter.
-        let data_ends = newest_stored(&mut transaction, collection).await?;
+        let data_ends = complete_up_to(
+            &mut transaction,
+            self.backend,
+            collection,
+            &self.own_origin().own,
+        )
+        .await?;
         let restored_to = report.restored_to.get().min(data_ends);
         // What this unit knows it exposed is never handed out again, whoever reported.
         let exposed = report.exposed.get().max(self.exposed_mark(collection));
@@ -338,8 +344,37 @@ pub(super) async fn handed_out(
     Ok(value.unwrap_or(0))
 }
 
+/// The greatest version up to which the restored data holds every committed change: where a
+/// refill must start. On SQLite versions commit in order, so it is the newest version the data
+/// carries. On PostgreSQL a version drawn earlier may commit later: a `pg_dump` snapshot can
+/// hold version 105 without version 100, committed a moment after it (the soak found such a
+/// deletion undone). There the bound is also the greatest position a consumer had recorded in
+/// the restored data: a consumer holds only versions below the feed horizon, which every
+/// change up to it had passed when the position was written, before the snapshot. Positions
+/// move on at most a second late, so the refill reads a second or so more than it must;
+/// without any consumer position it reads the peers from 0, which is slow but loses nothing.
+async fn complete_up_to(
+    connection: &mut AnyConnection,
+    backend: Backend,
+    collection: &str,
+    origin: &crate::origin::Origin,
+) -> Result<i64, Error> {
+    let newest = newest_stored(connection, collection).await?;
+    if backend == Backend::Sqlite {
+        return Ok(newest);
+    }
+    let witnessed: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(version) FROM hs_consumer WHERE collection = $1 AND origin = $2",
+    )
+    .bind(collection)
+    .bind(&origin.name)
+    .fetch_one(&mut *connection)
+    .await?;
+    Ok(newest.min(witnessed.unwrap_or(0)))
+}
+
 /// The newest version the collection's stored data carries (documents, tombstones, and
-/// resources' own versions, which count deletions): where a restored database's data ends.
+/// resources' own versions, which count deletions).
 async fn newest_stored(connection: &mut AnyConnection, collection: &str) -> Result<i64, Error> {
     let newest: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(v) FROM (SELECT MAX(version) AS v FROM hs_aspect WHERE collection = $1 \

@@ -1,7 +1,17 @@
 //! Which units use this database: recorded at each start, so that a database another service
 //! area already uses is refused, and operators can see which units share the store.
 
-use super::{Error, Store, unix_now};
+use super::{Backend, Error, Store, unix_now};
+
+/// Unix seconds by the database's clock: which units were seen lately (and so which form
+/// documents are stored in) is decided by one clock for every unit of the SA. With each
+/// unit's own clock, hosts skewed by ~13 s stored a form an old unit could not read.
+fn database_now(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "CAST(strftime('%s', 'now') AS BIGINT)",
+        Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)",
+    }
+}
 
 /// A unit as it last recorded itself.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -35,20 +45,22 @@ impl Store {
             return Err(Error::ForeignStore { owner: other });
         }
         let now = unix_now();
-        sqlx::query(
+        let statement = format!(
             "INSERT INTO hs_unit (unit, sa, listen, started_at, newest_interface, seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $4) \
+             VALUES ($1, $2, $3, $4, $5, {}) \
              ON CONFLICT (unit) DO UPDATE SET sa = excluded.sa, listen = excluded.listen, \
              started_at = excluded.started_at, newest_interface = excluded.newest_interface, \
              seen_at = excluded.seen_at",
-        )
-        .bind(unit)
-        .bind(sa)
-        .bind(listen)
-        .bind(now)
-        .bind(i64::from(newest_interface))
-        .execute(&mut *transaction)
-        .await?;
+            database_now(self.backend)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(unit)
+            .bind(sa)
+            .bind(listen)
+            .bind(now)
+            .bind(i64::from(newest_interface))
+            .execute(&mut *transaction)
+            .await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -56,8 +68,11 @@ impl Store {
     /// Says that `unit` still runs (renewed every few seconds, see [`Store::stored_form`]).
     pub(crate) async fn unit_seen(&self, unit: &str) -> Result<(), Error> {
         let _turn = self.write_turn().await;
-        sqlx::query("UPDATE hs_unit SET seen_at = $1 WHERE unit = $2")
-            .bind(unix_now())
+        let statement = format!(
+            "UPDATE hs_unit SET seen_at = {} WHERE unit = $1",
+            database_now(self.backend)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(statement))
             .bind(unit)
             .execute(&self.pool)
             .await?;
@@ -84,15 +99,16 @@ impl Store {
         sa: &str,
         window_secs: u64,
     ) -> Result<Option<u32>, Error> {
-        let since = unix_now().saturating_sub(i64::try_from(window_secs).unwrap_or(i64::MAX));
-        let oldest: Option<i64> = sqlx::query_scalar(
+        let statement = format!(
             "SELECT MIN(newest_interface) FROM hs_unit \
-             WHERE sa = $1 AND seen_at >= $2 AND newest_interface IS NOT NULL",
-        )
-        .bind(sa)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
+             WHERE sa = $1 AND seen_at >= {} - $2 AND newest_interface IS NOT NULL",
+            database_now(self.backend)
+        );
+        let oldest: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
+            .bind(sa)
+            .bind(i64::try_from(window_secs).unwrap_or(i64::MAX))
+            .fetch_one(&self.pool)
+            .await?;
         Ok(oldest.and_then(|version| u32::try_from(version).ok()))
     }
 
