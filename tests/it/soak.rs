@@ -524,12 +524,13 @@ impl Landscape {
         wait_for(
             "the backup taking over from the primary cut from its source",
             PATIENCE,
-            async || poller_state(&backup).await == "polling",
+            async || {
+                poller_state(&backup).await == "polling"
+                    && self.lease().await.unit == self.configs[BACKUP].unit
+            },
         )
         .await;
         let took_over = cut.elapsed();
-        let lease = self.lease().await;
-        assert_eq!(lease.unit, self.configs[BACKUP].unit, "{lease:?}");
         tokio::time::sleep(hold.saturating_sub(took_over)).await;
         self.source_relay.restore();
         format!(

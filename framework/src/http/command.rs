@@ -88,7 +88,11 @@ pub(super) async fn run(
     let id = ResourceId::parse(&id)
         .ok_or_else(|| ApiError::not_found(codes::NOT_FOUND, "no such resource"))?;
     let context = state.context(caller.customer().cloned());
-    let committed = change_with_rules(&state, collection, &caller, &id, precondition, true, {
+    let terms = super::resource::Terms {
+        precondition,
+        form: state.stored_form(),
+    };
+    let committed = change_with_rules(&state, collection, &caller, &id, terms, true, {
         let run = command.run.clone();
         move |draft| run(context.clone(), draft, input.clone())
     })

@@ -127,7 +127,7 @@ pub(super) async fn create(
         header_text(&headers, header::CONTENT_TYPE),
         url_version.as_ref().map(|v| v.0.0),
     )?;
-    state.require_stored_form(body_version)?;
+    let form = state.require_stored_form(body_version)?;
     let body = body.map_err(body_rejection)?;
     let resource = repr::parse_resource(
         format,
@@ -189,7 +189,12 @@ pub(super) async fn create(
         draft.set_document(&name, body);
     }
     let draft = run_rules(&state, collection, &caller, draft).await?;
-    let committed = commit_draft(&state, collection, &caller, Target::Create, None, &draft).await?;
+    let terms = Terms {
+        precondition: None,
+        form,
+    };
+    let committed =
+        commit_draft(&state, collection, &caller, Target::Create, terms, &draft).await?;
     let (Some((id, version)), Some(written)) = (
         committed.changes.first().cloned(),
         committed.written.first(),
@@ -243,7 +248,8 @@ pub(super) async fn put_aspect(
         header_text(&headers, header::CONTENT_TYPE),
         url_version.as_ref().map(|v| v.0.0),
     )?;
-    state.require_stored_form(body_version)?;
+    let form = state.require_stored_form(body_version)?;
+    let terms = Terms { precondition, form };
     let body = body.map_err(body_rejection)?;
     let shown = facade::view(collection, body_version);
     let shown_definition = shown.find(&definition.name).unwrap_or(definition);
@@ -253,16 +259,7 @@ pub(super) async fn put_aspect(
     }
     let id = ResourceId::parse(&id).ok_or_else(not_found)?;
     let committed = if facade::facade_for(collection, &definition.name, body_version).is_some() {
-        put_through_facade(
-            &state,
-            collection,
-            &caller,
-            &id,
-            precondition,
-            body_version,
-            wire,
-        )
-        .await?
+        put_through_facade(&state, collection, &caller, &id, terms, body_version, wire).await?
     } else {
         stamp_owner(&caller, collection, &mut wire);
         let accepted = accept_all(collection, vec![wire]).await?;
@@ -271,7 +268,7 @@ pub(super) async fn put_aspect(
             collection,
             &caller,
             &id,
-            precondition,
+            terms,
             false,
             |mut draft| {
                 for (name, body) in &accepted {
@@ -310,10 +307,11 @@ async fn put_through_facade(
     collection: &Collection,
     caller: &Caller,
     id: &ResourceId,
-    precondition: Option<TagCondition>,
+    terms: Terms,
     body_version: crate::interface::InterfaceVersion,
     wire: WireAspect,
 ) -> Result<Committed, ApiError> {
+    let precondition = terms.precondition;
     let name = wire.name.to_string();
     for _ in 0..MAX_ATTEMPTS {
         let current = state
@@ -346,7 +344,10 @@ async fn put_through_facade(
             collection,
             caller,
             id,
-            Some(pinned),
+            Terms {
+                precondition: Some(pinned),
+                form: terms.form,
+            },
             false,
             |mut draft| {
                 for (name, body) in &accepted {
@@ -378,7 +379,7 @@ pub(super) async fn change_with_rules<F, Fut>(
     collection: &Collection,
     caller: &Caller,
     id: &ResourceId,
-    precondition: Option<TagCondition>,
+    terms: Terms,
     reads_current: bool,
     change: F,
 ) -> Result<Committed, ApiError>
@@ -387,6 +388,7 @@ where
     Fut: std::future::Future<Output = Result<Draft, Refusal>>,
 {
     let pinned = reads_current || !collection.rules().is_empty();
+    let precondition = terms.precondition.clone();
     for _ in 0..MAX_ATTEMPTS {
         let current = if pinned || caller.customer().is_some() {
             let resource = state
@@ -407,7 +409,11 @@ where
             (None, false) => None,
         };
         let target = Target::Update(id.clone());
-        match commit_draft(state, collection, caller, target, condition, &draft).await {
+        let attempt = Terms {
+            precondition: condition,
+            form: terms.form,
+        };
+        match commit_draft(state, collection, caller, target, attempt, &draft).await {
             Err(ApiError { status, .. })
                 if status == StatusCode::PRECONDITION_FAILED
                     && precondition.is_none()
@@ -444,7 +450,7 @@ pub(super) async fn commit_draft(
     collection: &Collection,
     caller: &Caller,
     target: Target,
-    precondition: Option<TagCondition>,
+    terms: Terms,
     draft: &Draft,
 ) -> Result<Committed, ApiError> {
     if let (Some(customer), Ownership::Field(lookup)) = (caller.customer(), collection.ownership())
@@ -464,7 +470,7 @@ pub(super) async fn commit_draft(
     if edits.is_empty() {
         return Err(ApiError::internal("a write with nothing to store"));
     }
-    let committed = commit_change(state, collection, target, precondition, edits).await?;
+    let committed = commit_change(state, collection, target, terms, edits).await?;
     Ok(committed)
 }
 
@@ -541,7 +547,12 @@ async fn delete(
     precondition: Option<TagCondition>,
     edits: Vec<AspectEdit>,
 ) -> Result<Response, ApiError> {
-    let committed = commit_change(state, collection, target, precondition, edits).await?;
+    // A deletion stores no document: the form does not matter.
+    let terms = Terms {
+        precondition,
+        form: state.stored_form(),
+    };
+    let committed = commit_change(state, collection, target, terms, edits).await?;
     metrics::counter!("hiscale_writes_total", "collection" => collection.name().to_owned(), "kind" => "delete")
         .increment(1);
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -821,16 +832,25 @@ fn forged_version() -> ApiError {
     )
 }
 
+/// What a write is held to besides its content: the client's `If-Match`, and the form its
+/// documents are stored in, read once when the request began.
+#[derive(Debug, Clone)]
+pub(super) struct Terms {
+    pub(super) precondition: Option<TagCondition>,
+    pub(super) form: crate::interface::InterfaceVersion,
+}
+
 /// Stores one change as one new version and wakes the long polls waiting for it.
 async fn commit_change(
     state: &AppState,
     collection: &Collection,
     target: Target,
-    precondition: Option<TagCondition>,
+    terms: Terms,
     edits: Vec<AspectEdit>,
 ) -> Result<Committed, ApiError> {
+    let Terms { precondition, form } = terms;
     let mut edits = edits;
-    crate::facade::in_stored_form(collection, state.stored_form(), &mut edits);
+    crate::facade::in_stored_form(collection, form, &mut edits);
     let committed = state
         .store()
         .commit(

@@ -58,11 +58,16 @@ impl AppState {
         Ok(())
     }
 
-    /// Refuses a write through `version` while documents are stored in an older form.
-    pub(super) fn require_stored_form(&self, version: InterfaceVersion) -> Result<(), ApiError> {
+    /// Refuses a write through `version` while documents are stored in an older form; answers
+    /// the form, which the write then stores in (read once: a switch between a check and the
+    /// commit dropped v2-only fields from a write that answered 200).
+    pub(super) fn require_stored_form(
+        &self,
+        version: InterfaceVersion,
+    ) -> Result<InterfaceVersion, ApiError> {
         let form = self.stored_form();
         if version <= form {
-            return Ok(());
+            return Ok(form);
         }
         Err(ApiError::unavailable(
             codes::INTERFACE_UPGRADING,
