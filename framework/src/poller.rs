@@ -247,20 +247,9 @@ impl Poller {
                 if self.state_is(SourceState::StandingBy) {
                     // Standing by already: the lease, if this unit held it, was given up.
                 } else {
-                    self.status(|status| {
-                        status.state = SourceState::StandingBy;
-                        status.due_by = None;
-                    });
                     // Give the lease up at once, in case this loop took it again after the
                     // watcher released it.
-                    if let Err(error) = self
-                        .state
-                        .store()
-                        .release_lease(self.state.lease_holder())
-                        .await
-                    {
-                        tracing::warn!(%error, "could not release the reader lease; it expires by itself");
-                    }
+                    self.give_lease_up(SourceState::StandingBy).await;
                 }
                 Duration::from_millis(500)
             } else {
@@ -432,8 +421,13 @@ impl Poller {
     async fn step_down(&self, error: &str) {
         tracing::error!(collection = %self.collection.name(), silent_secs = self.silent_for().as_secs(), %error,
             "no answer from the source for a whole lease: giving the reader lease up to the backup; probing the source meanwhile");
+        self.give_lease_up(SourceState::SteppedDown).await;
+    }
+
+    /// Enters `state` and releases the reader lease this process may hold.
+    async fn give_lease_up(&self, state: SourceState) {
         self.status(|status| {
-            status.state = SourceState::SteppedDown;
+            status.state = state;
             status.due_by = None;
         });
         if let Err(error) = self

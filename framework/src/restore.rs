@@ -469,14 +469,17 @@ async fn read_peer(
     let mut kept = BTreeSet::new();
     progress.update(collection.name(), &report, false);
     let mut position = from;
+    let ask = |position: Version| {
+        tokio::spawn(fetch(
+            client.clone(),
+            collection.name().to_owned(),
+            collection.owner().to_owned(),
+            peer.clone(),
+            position,
+        ))
+    };
     // The next chunk is fetched while the current one is applied.
-    let mut next = Some(tokio::spawn(fetch(
-        client.clone(),
-        collection.name().to_owned(),
-        collection.owner().to_owned(),
-        peer.clone(),
-        position,
-    )));
+    let mut next = Some(ask(position));
     let mut reread_from_zero = false;
     for _ in 0..MAX_CHUNKS {
         let Some(pending) = next.take() else { break };
@@ -500,13 +503,7 @@ async fn read_peer(
                 tracing::warn!(peer = %peer.sa, %position, "the peer's copy purged tombstones past the restored version: reading it from 0");
                 reread_from_zero = true;
                 position = Version::ZERO;
-                next = Some(tokio::spawn(fetch(
-                    client.clone(),
-                    collection.name().to_owned(),
-                    collection.owner().to_owned(),
-                    peer.clone(),
-                    position,
-                )));
+                next = Some(ask(position));
                 continue;
             }
             Err(error) => {
@@ -520,13 +517,7 @@ async fn read_peer(
                 break;
             }
             position = chunk.version;
-            next = Some(tokio::spawn(fetch(
-                client.clone(),
-                collection.name().to_owned(),
-                collection.owner().to_owned(),
-                peer.clone(),
-                position,
-            )));
+            next = Some(ask(position));
         }
         let mut items = poller::chunk_items(collection, &chunk);
         canonical_bodies(store, collection, merge, &mut items, &mut kept).await?;

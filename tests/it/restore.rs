@@ -5,8 +5,7 @@
 //! On SQLite (the backup is `VACUUM INTO`, the restore a file copy while the owner is down)
 //! and PostgreSQL (`pg_dump` while it runs, `pg_restore` into a recreated database).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use tests::process::{UnitProcess, free_port};
@@ -40,15 +39,7 @@ async fn backup(backend: Backend, url: &str, into: &Path) {
                 .unwrap();
             pool.close().await;
         }
-        Backend::Postgres => {
-            let status = Command::new(pg_tool("pg_dump"))
-                .args(["--format=custom", "--file"])
-                .arg(into)
-                .arg(url)
-                .status()
-                .unwrap();
-            assert!(status.success(), "pg_dump failed");
-        }
+        Backend::Postgres => tests::backup::pg_dump(url, into),
     }
 }
 
@@ -63,36 +54,9 @@ async fn restore(backend: Backend, url: &str, from: &Path) {
             std::fs::copy(from, path).unwrap();
         }
         Backend::Postgres => {
-            let name = url.rsplit_once('/').unwrap().1;
-            let name = name.split('?').next().unwrap();
-            sqlx::any::install_default_drivers();
-            let server_url = format!("{}/postgres", postgres_server().trim_end_matches('/'));
-            let server = sqlx::AnyPool::connect(&server_url).await.unwrap();
-            for statement in [
-                format!("DROP DATABASE {name} WITH (FORCE)"),
-                format!("CREATE DATABASE {name}"),
-            ] {
-                sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .execute(&server)
-                    .await
-                    .unwrap();
-            }
-            server.close().await;
-            let status = Command::new(pg_tool("pg_restore"))
-                .arg("--dbname")
-                .arg(url)
-                .arg(from)
-                .status()
-                .unwrap();
-            assert!(status.success(), "pg_restore failed");
+            tests::backup::recreate_and_restore(&postgres_server(), url, from).await;
         }
     }
-}
-
-/// A PostgreSQL client tool of the version `scripts/test` installed.
-fn pg_tool(name: &str) -> PathBuf {
-    let bin = std::env::var("HISCALE_PG_BIN").expect("HISCALE_PG_BIN: scripts/test sets it");
-    Path::new(&bin).join(name)
 }
 
 both_backends!(

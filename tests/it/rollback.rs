@@ -90,25 +90,11 @@ fn sqlite_path(url: &str) -> &str {
         .unwrap()
 }
 
-/// A PostgreSQL client tool of the version `scripts/test` installed.
-fn pg_tool(name: &str) -> std::path::PathBuf {
-    let bin = std::env::var("HISCALE_PG_BIN").expect("HISCALE_PG_BIN: scripts/test sets it");
-    Path::new(&bin).join(name)
-}
-
 /// Takes a backup of the live database the operator's way (`.backup`, `pg_dump`).
 fn backup(backend: Backend, url: &str, into: &Path) {
     match backend {
         Backend::Sqlite => sqlite3(sqlite_path(url), &format!(".backup '{}'", into.display())),
-        Backend::Postgres => {
-            let status = Command::new(pg_tool("pg_dump"))
-                .args(["--format=custom", "--file"])
-                .arg(into)
-                .arg(url)
-                .status()
-                .unwrap();
-            assert!(status.success(), "pg_dump failed");
-        }
+        Backend::Postgres => tests::backup::pg_dump(url, into),
     }
 }
 
@@ -118,27 +104,7 @@ async fn put_back(backend: Backend, url: &str, from: &Path) {
     match backend {
         Backend::Sqlite => sqlite3(sqlite_path(url), &format!(".restore '{}'", from.display())),
         Backend::Postgres => {
-            let name = url.rsplit_once('/').unwrap().1.split('?').next().unwrap();
-            sqlx::any::install_default_drivers();
-            let server_url = format!("{}/postgres", postgres_server().trim_end_matches('/'));
-            let server = sqlx::AnyPool::connect(&server_url).await.unwrap();
-            for statement in [
-                format!("DROP DATABASE {name} WITH (FORCE)"),
-                format!("CREATE DATABASE {name}"),
-            ] {
-                sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .execute(&server)
-                    .await
-                    .unwrap();
-            }
-            server.close().await;
-            let status = Command::new(pg_tool("pg_restore"))
-                .arg("--dbname")
-                .arg(url)
-                .arg(from)
-                .status()
-                .unwrap();
-            assert!(status.success(), "pg_restore failed");
+            tests::backup::recreate_and_restore(&postgres_server(), url, from).await;
         }
     }
 }
@@ -278,15 +244,11 @@ fn copy_dir(from: &Path, to: &Path) {
     );
 }
 
-/// Alice; a backup; Bob and Carol, which billing's copy holds; the backup put back under the
-/// running owner. Writes are refused until the refill is done, Bob and Carol come back, and
-/// Dave and Erin get ids above everything the copy saw: no id names two customers.
-async fn rolled_back_with_a_copy(
-    backend: Backend,
+/// A registration unit on `owner_db` and a billing unit copying from it on a SQLite database
+/// of its own (returned, so that it lives as long as the test), which the owner refills from.
+async fn owner_with_billing_copy(
     owner_db: &str,
-    mut operator: impl AsyncFnMut(Phase),
-) {
-    let client = hiscale::tls::client();
+) -> (UnitProcess, UnitProcess, tests::TestDatabase) {
     let owner_port = free_port();
     let owner_url = format!("http://127.0.0.1:{owner_port}");
     let copy_db = fresh_database(Backend::Sqlite).await;
@@ -313,6 +275,20 @@ async fn rolled_back_with_a_copy(
     }];
     let owner = UnitProcess::start_config(owner_config).await;
     let copy = UnitProcess::start_config(copy_config).await;
+    (owner, copy, copy_db)
+}
+
+/// Alice; a backup; Bob and Carol, which billing's copy holds; the backup put back under the
+/// running owner. Writes are refused until the refill is done, Bob and Carol come back, and
+/// Dave and Erin get ids above everything the copy saw: no id names two customers.
+async fn rolled_back_with_a_copy(
+    backend: Backend,
+    owner_db: &str,
+    mut operator: impl AsyncFnMut(Phase),
+) {
+    let client = hiscale::tls::client();
+    let (owner, copy, _copy_db) = owner_with_billing_copy(owner_db).await;
+    let owner_url = owner.url.clone();
 
     let alice = create(&client, &owner.url, 1).await;
     wait_until_copied(&copy.url, alice, Duration::from_secs(30)).await;
@@ -368,32 +344,8 @@ both_backends!(
     |backend: Backend| async move {
         let client = hiscale::tls::client();
         let owner_db = fresh_database(backend).await;
-        let owner_port = free_port();
-        let owner_url = format!("http://127.0.0.1:{owner_port}");
-        let copy_db = fresh_database(Backend::Sqlite).await;
-        let copy_config = reader_config(
-            "billing",
-            &copy_db.url,
-            &owner_url,
-            BILLING,
-            billing::COPIED_ASPECTS,
-        );
-        let mut owner_config = unit_config(
-            "registration-1",
-            &owner_db.url,
-            ([127, 0, 0, 1], owner_port).into(),
-        );
-        owner_config.restore_from = vec![hiscale::config::PeerConfig {
-            origin: Default::default(),
-            sa: "billing".into(),
-            collection: "customers".into(),
-            url: format!("http://{}", copy_config.listen),
-            token: ADMIN.into(),
-            aspects: billing::COPIED_ASPECTS.into(),
-            interface_version: 1,
-        }];
-        let owner = UnitProcess::start_config(owner_config).await;
-        let copy = UnitProcess::start_config(copy_config).await;
+        let (owner, copy, _copy_db) = owner_with_billing_copy(&owner_db.url).await;
+        let owner_url = owner.url.clone();
         let mut held = 0;
         for n in 0..3 {
             held = post_customer(&client, &owner.url, customer_json(n), JSON)

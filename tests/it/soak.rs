@@ -459,18 +459,7 @@ impl Landscape {
     /// it back: with the owner units running, or (`runbook`) killed first and started after.
     async fn put_back(&mut self, after: Duration, runbook: bool) -> String {
         let dump = self.dumps.path().join("registration.dump");
-        let pg_bin = std::path::PathBuf::from(
-            std::env::var("HISCALE_PG_BIN").expect("HISCALE_PG_BIN: scripts/test sets it"),
-        );
-        let dumped = tokio::task::block_in_place(|| {
-            std::process::Command::new(pg_bin.join("pg_dump"))
-                .args(["--format=custom", "--file"])
-                .arg(&dump)
-                .arg(&self.owner_db)
-                .status()
-                .unwrap()
-        });
-        assert!(dumped.success(), "pg_dump failed");
+        tokio::task::block_in_place(|| tests::backup::pg_dump(&self.owner_db, &dump));
         tokio::time::sleep(after).await;
         if runbook {
             for unit in [OWNER_0, OWNER_1] {
@@ -488,15 +477,7 @@ impl Landscape {
             self.cluster
                 .psql(&format!("CREATE DATABASE {staging}"), "postgres");
         });
-        let restored = tokio::task::block_in_place(|| {
-            std::process::Command::new(pg_bin.join("pg_restore"))
-                .arg("--dbname")
-                .arg(&staging_url)
-                .arg(&dump)
-                .status()
-                .unwrap()
-        });
-        assert!(restored.success(), "pg_restore failed");
+        tokio::task::block_in_place(|| tests::backup::pg_restore(&staging_url, &dump));
         tokio::task::block_in_place(|| {
             self.cluster
                 .psql(&format!("DROP DATABASE {name} WITH (FORCE)"), "postgres");
@@ -542,18 +523,7 @@ impl Landscape {
     /// After a restore: waits until no owned collection restores and no refill runs at either
     /// owner unit, and returns the refills' reports (both units may have refilled).
     async fn refilled(&self) -> Vec<serde_json::Value> {
-        let client = client();
-        let status = async |unit: usize| -> serde_json::Value {
-            client
-                .get(format!("{}/admin/restore", self.url(unit)))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .expect("GET /admin/restore")
-                .json()
-                .await
-                .expect("/admin/restore as JSON")
-        };
+        let status = async |unit: usize| self.admin_restore(unit).await;
         wait_for("the owner's refill to end", PATIENCE, async || {
             let (zero, one) = (status(OWNER_0).await, status(OWNER_1).await);
             zero["restoring"] == serde_json::json!([])
@@ -768,23 +738,25 @@ impl Landscape {
     /// Waits until both owner units' start gates are open (login has polled since they
     /// started), so that a round's writes meet no `503 restoring` but a fault's own.
     async fn gates_open(&self) {
-        let client = client();
         for unit in [OWNER_0, OWNER_1] {
-            let url = format!("{}/admin/restore", self.url(unit));
             wait_for("an owner unit's start gate to open", PATIENCE, async || {
-                let status: serde_json::Value = client
-                    .get(&url)
-                    .bearer_auth(ADMIN)
-                    .send()
-                    .await
-                    .expect("GET /admin/restore")
-                    .json()
-                    .await
-                    .expect("/admin/restore as JSON");
-                status["gate"] == serde_json::json!([])
+                self.admin_restore(unit).await["gate"] == serde_json::json!([])
             })
             .await;
         }
+    }
+
+    /// `GET /admin/restore` of an owner unit: its restoring state, start gate and refill.
+    async fn admin_restore(&self, unit: usize) -> serde_json::Value {
+        client()
+            .get(format!("{}/admin/restore", self.url(unit)))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("GET /admin/restore")
+            .json()
+            .await
+            .expect("/admin/restore as JSON")
     }
 
     /// Waits until every unit answers `/health` with success again.

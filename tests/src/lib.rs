@@ -6,6 +6,7 @@
 //! silently skipped.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+pub mod backup;
 pub mod datacenters;
 pub mod demo;
 pub mod haproxy;
