@@ -176,6 +176,9 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     binary, program = sys.argv[1], sys.argv[2]
+    # Stopped (scripts/test stops the suites that run beside the Rust suite on an early way
+    # out): unwind, so that the demo is stopped below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed = int(os.environ.get("HISCALE_SCHEMATHESIS_SEED", random.randrange(1, 2**31)))
     port = random.Random(seed).randrange(21000, 29000, 100)
     log(f"seed {seed} (HISCALE_SCHEMATHESIS_SEED={seed} repeats it), {EXAMPLES} examples each")

@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 
 /// What the shell's `plugins.json` lists: the login plugin's SA and the others, in order.
 #[derive(Debug, Clone)]
@@ -56,6 +57,10 @@ pub async fn serve(topology: &std::path::Path) -> anyhow::Result<()> {
     tracing::info!("GUI shell on http://{address}/");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
+    // TCP_NODELAY: see the demo's gateway (Nagle's algorithm against delayed ACKs).
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {

@@ -30,6 +30,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header::{CONTENT_TYPE, HeaderName};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use hiscale::codes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
@@ -89,6 +90,12 @@ impl Gateway {
                 .merge(dc_health::routes(areas.clone()))
                 .merge(router(areas))
                 .into_make_service_with_connect_info::<SocketAddr>();
+            // Without TCP_NODELAY a keep-alive client waits for its delayed ACK (~40 ms) before
+            // the second segment of each answer leaves (Nagle's algorithm), as the units'
+            // server (hiscale::http::server) already avoids.
+            let listener = listener.tap_io(|stream| {
+                let _ = stream.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     // A dropped sender means the same as a sent stop.
