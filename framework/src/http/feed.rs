@@ -119,11 +119,15 @@ pub(super) async fn feed(
         .purged_through_of(collection.name(), &origin)
         .await?;
     let behind_purge = after > Version::ZERO && after < purged;
+    // An operator is no recorded consumer: paging from 0 it gets the current state the way a
+    // re-reading consumer does (purged tombstones passed), not a `410` on its second page
+    // that sends it back to 0 for good (issue 25).
     let resyncing = behind_purge
-        && state
-            .store()
-            .consumer_resyncing(collection.name(), &origin, &caller.name, after)
-            .await?;
+        && (caller.is_operator()
+            || state
+                .store()
+                .consumer_resyncing(collection.name(), &origin, &caller.name, after)
+                .await?);
     if behind_purge && !resyncing {
         return Err(resync_required(purged));
     }
