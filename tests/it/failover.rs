@@ -14,6 +14,25 @@ const LEASE_MS: u64 = 2_000;
 /// Timing assertions allow this much on top of what the design promises (shared machines).
 const MARGIN: Duration = Duration::from_secs(8);
 
+/// A primary and a backup shop reader sharing the database at `shop_db`, polling
+/// `primary_source` and `backup_source`: the backup watches the primary's heartbeat every
+/// 200 ms, and both hold the short test lease.
+fn shop_readers(
+    shop_db: &str,
+    primary_source: &str,
+    backup_source: &str,
+) -> (hiscale::UnitConfig, hiscale::UnitConfig) {
+    let mut primary = reader_config("shop", shop_db, primary_source, SHOP, shop::COPIED_ASPECTS);
+    let mut backup = reader_config("shop", shop_db, backup_source, SHOP, shop::COPIED_ASPECTS);
+    backup.unit = "shop-2".into();
+    backup.reader.role = ReaderRole::Backup;
+    backup.reader.primary_url = Some(format!("http://{}", primary.listen));
+    backup.reader.heartbeat_interval_ms = 200;
+    primary.reader.lease_ms = LEASE_MS;
+    backup.reader.lease_ms = LEASE_MS;
+    (primary, backup)
+}
+
 both_backends!(
     the_backup_takes_over_and_steps_back,
     |backend: Backend| async move {
@@ -33,17 +52,7 @@ both_backends!(
 
         // Two units of shop sharing one database: a primary and its backup.
         let shop_db = fresh_database(backend).await;
-        let primary_config =
-            reader_config("shop", &shop_db.url, &owner.url, SHOP, shop::COPIED_ASPECTS);
-        let mut backup_config =
-            reader_config("shop", &shop_db.url, &owner.url, SHOP, shop::COPIED_ASPECTS);
-        backup_config.unit = "shop-2".into();
-        backup_config.reader.role = ReaderRole::Backup;
-        backup_config.reader.primary_url = Some(format!("http://{}", primary_config.listen));
-        backup_config.reader.heartbeat_interval_ms = 200;
-        let mut primary_config = primary_config;
-        primary_config.reader.lease_ms = LEASE_MS;
-        backup_config.reader.lease_ms = LEASE_MS;
+        let (primary_config, backup_config) = shop_readers(&shop_db.url, &owner.url, &owner.url);
         let mut primary = Some(UnitProcess::start_config(primary_config.clone()).await);
         let backup = UnitProcess::start_config(backup_config).await;
 
@@ -226,21 +235,7 @@ both_backends!(
         let first = create(1).await;
 
         let shop_db = fresh_database(backend).await;
-        let mut primary_config = reader_config(
-            "shop",
-            &shop_db.url,
-            &relay.url(),
-            SHOP,
-            shop::COPIED_ASPECTS,
-        );
-        let mut backup_config =
-            reader_config("shop", &shop_db.url, &owner.url, SHOP, shop::COPIED_ASPECTS);
-        backup_config.unit = "shop-2".into();
-        backup_config.reader.role = ReaderRole::Backup;
-        backup_config.reader.primary_url = Some(format!("http://{}", primary_config.listen));
-        backup_config.reader.heartbeat_interval_ms = 200;
-        primary_config.reader.lease_ms = LEASE_MS;
-        backup_config.reader.lease_ms = LEASE_MS;
+        let (primary_config, backup_config) = shop_readers(&shop_db.url, &relay.url(), &owner.url);
         let primary = UnitProcess::start_config(primary_config).await;
         let backup = UnitProcess::start_config(backup_config).await;
         wait_for("the primary copies", Duration::from_secs(30), async || {
