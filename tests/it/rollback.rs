@@ -406,3 +406,57 @@ both_backends!(
         .await;
     }
 );
+
+// A consumer's long poll held across a rollback (issue 24): the backup is put into the live
+// SQLite file while shop waits at Bob's version. Before, the poll answered its own version at
+// its deadline, as if nothing had happened; now it answers `409 version-ahead` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_poll_held_across_a_rollback_answers_version_ahead() {
+    let client = hiscale::tls::client();
+    let database = fresh_database(Backend::Sqlite).await;
+    let owner = UnitProcess::start_config(unit_config(
+        "registration-1",
+        &database.url,
+        ([127, 0, 0, 1], free_port()).into(),
+    ))
+    .await;
+    create(&client, &owner.url, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.db");
+    backup(Backend::Sqlite, &database.url, &file);
+    let bob = create(&client, &owner.url, 2).await;
+
+    let poll = tokio::spawn({
+        let (client, url) = (client.clone(), owner.url.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let reply = client
+                .get(format!(
+                    "{url}/customers?version={bob}&aspects=~person&wait=20"
+                ))
+                .bearer_auth(tests::SHOP)
+                .header("accept", JSON)
+                .send()
+                .await
+                .unwrap();
+            (
+                started.elapsed(),
+                reply.status().as_u16(),
+                reply.text().await.unwrap(),
+            )
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(
+        !poll.is_finished(),
+        "the long poll waits while nothing is newer"
+    );
+    put_back(Backend::Sqlite, &database.url, &file).await;
+    let (waited, status, body) = poll.await.unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("version-ahead"), "{body}");
+    assert!(
+        waited < Duration::from_secs(15),
+        "answered at its deadline ({waited:?})"
+    );
+}

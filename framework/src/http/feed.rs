@@ -102,18 +102,15 @@ pub(super) async fn feed(
     let selection = selection(&state, collection, &caller, param(&params, "aspects"))?;
     let aspects: Vec<String> = selection.names().iter().map(ToString::to_string).collect();
 
-    let current = latest_version(&state, collection, &origin).await?;
-    if after > current {
-        return Err(version_ahead(
-            &state,
-            collection,
-            &origin,
-            &caller,
-            (after, current),
-            negotiated.version,
-        )
-        .await);
-    }
+    let current = current_unless_ahead(
+        &state,
+        collection,
+        &origin,
+        &caller,
+        after,
+        negotiated.version,
+    )
+    .await?;
     let purged = state
         .store()
         .purged_through_of(collection.name(), &origin)
@@ -185,18 +182,15 @@ pub(super) async fn feed(
             // The store went back while this request waited (a restore, a failover to a
             // lagging standby): answering `after` again at the deadline would tell the
             // consumer nothing is wrong.
-            let current = latest_version(&state, collection, &origin).await?;
-            if after > current {
-                return Err(version_ahead(
-                    &state,
-                    collection,
-                    &origin,
-                    &caller,
-                    (after, current),
-                    negotiated.version,
-                )
-                .await);
-            }
+            current_unless_ahead(
+                &state,
+                collection,
+                &origin,
+                &caller,
+                after,
+                negotiated.version,
+            )
+            .await?;
         }
         // Writers still committing versions below what was handed out: give them a moment, so
         // a chunk shows what was committed when it was asked for (a long transaction only
@@ -331,17 +325,21 @@ fn render(batch: &ChangeBatch, collection: &Collection, negotiated: Negotiated) 
     )
 }
 
-/// The answer to a consumer that holds `after`, beyond the `current` this store handed out:
-/// `409 version-ahead`, after noticing the rollback.
-async fn version_ahead(
+/// The newest version this store handed out (owner) or received (copy), unless the caller
+/// holds `after` beyond it: then `409 version-ahead`, after noticing the rollback.
+async fn current_unless_ahead(
     state: &AppState,
     collection: &Collection,
     origin: &Origin,
     caller: &Caller,
-    (after, current): (Version, Version),
+    after: Version,
     interface: crate::interface::InterfaceVersion,
-) -> ApiError {
-    if let Err(error) = notice_rollback(
+) -> Result<Version, ApiError> {
+    let current = latest_version(state, collection, origin).await?;
+    if after <= current {
+        return Ok(current);
+    }
+    notice_rollback(
         state,
         collection,
         origin,
@@ -349,17 +347,14 @@ async fn version_ahead(
         (after, current),
         interface,
     )
-    .await
-    {
-        return error;
-    }
-    ApiError::new(
+    .await?;
+    Err(ApiError::new(
         StatusCode::CONFLICT,
         codes::VERSION_AHEAD,
         format!(
             "version {after} is ahead of this store's {current}: it lost changes and must be refilled first"
         ),
-    )
+    ))
 }
 
 /// A consumer holds `after`, beyond the `current` this store handed out: the store was rolled

@@ -129,7 +129,7 @@ impl Store {
         };
         let origin = self.own_origin();
         for change in changes {
-            // Read before the version is drawn: see `Store::drew_exposed_version`.
+            // Read before the version is drawn: see `Store::drew_rolled_back_version`.
             let exposed_before = self.exposed_mark(collection);
             let (id, version) =
                 apply(&mut transaction, self.backend, collection, &change, &origin).await?;
