@@ -483,6 +483,54 @@ async fn shopping(gateway: &Gateway, tokens: &Tokens, session: &str, id: &str) {
         by_order.body
     );
 
+    // Invoiced, the order cannot be re-priced: its lines are frozen once placed (a repeat of
+    // the same lines is no change), so the invoice keeps saying what the order says.
+    let change_lines = |quantity: i64| {
+        gateway
+            .request(
+                Method::PUT,
+                &format!("/shop/orders/{order_id}/order"),
+                session,
+            )
+            .header("content-type", PLAIN_JSON)
+            .header("accept", PLAIN_JSON)
+            .body(
+                serde_json::json!({"lines": [{"product": product, "quantity": quantity}]})
+                    .to_string(),
+            )
+    };
+    let refused = gateway.send(change_lines(99)).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(refused.error_code(), "order-placed", "{}", refused.body);
+    let repeated = gateway.send(change_lines(2)).await;
+    assert_eq!(repeated.status, 200, "{}", repeated.body);
+    assert_eq!(
+        repeated.json()["order"]["total"],
+        total,
+        "{}",
+        repeated.body
+    );
+    check_invoices(gateway, tokens, &[]);
+    // An invoice corrected by hand to another total is what the operator's check names.
+    let invoice_id = invoice["id"].as_str().unwrap().to_owned();
+    let mut wrong = invoice["invoice"].clone();
+    wrong.as_object_mut().unwrap().remove("version");
+    wrong["total"] = serde_json::json!({"amount": "0.01", "currency": "EUR"});
+    let corrected = gateway
+        .send(
+            gateway
+                .request(
+                    Method::PUT,
+                    &format!("/billing/invoices/{invoice_id}/invoice"),
+                    &tokens.admin,
+                )
+                .header("content-type", PLAIN_JSON)
+                .body(wrong.to_string()),
+        )
+        .await;
+    assert_eq!(corrected.status, 200, "{}", corrected.body);
+    check_invoices(gateway, tokens, &[&order_id]);
+
     let cancelled = gateway
         .send(
             gateway
@@ -499,6 +547,33 @@ async fn shopping(gateway: &Gateway, tokens: &Tokens, session: &str, id: &str) {
         invoice_of_order("void")
     })
     .await;
+    check_invoices(gateway, tokens, &[]);
+}
+
+/// Runs `hiscale check-invoices` against the gateway as the operator: it names exactly the
+/// orders `differing` and fails when there is one.
+fn check_invoices(gateway: &Gateway, tokens: &Tokens, differing: &[&str]) {
+    let token_file = tempfile::NamedTempFile::new().expect("a token file");
+    std::fs::write(token_file.path(), &tokens.admin).expect("write the token");
+    let output = std::process::Command::new(tests::process::hiscale_binary())
+        .args(["check-invoices", "--url", &gateway.base, "--token-file"])
+        .arg(token_file.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("hiscale check-invoices runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let named: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("order "))
+        .filter_map(|line| line.split(':').next())
+        .collect();
+    assert_eq!(
+        named,
+        differing,
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.success(), differing.is_empty(), "{stdout}");
 }
 
 /// Kills registration-1 with SIGKILL: the gateway keeps answering through registration-2, and
@@ -776,18 +851,22 @@ async fn the_gateway_serves_the_gui_shell_and_an_operator_holds_a_service_area_s
     let dc_health = || gateway.client.get(format!("{}/dc/health", gateway.base));
     // A unit's check may miss the gateway's 2 s timeout on a loaded machine, which names its SA
     // for that one answer; the held SA must be named, and the others must stop being named.
-    wait_until("the datacenter names shop alone", RESTART_TIMEOUT, || async {
-        let reply = gateway.send(dc_health()).await;
-        assert!(
-            reply.body.contains("shop has no passing unit"),
-            "{}: {}",
-            reply.status,
-            reply.body
-        );
-        (reply.status == 503 && reply.body == "FAIL\nshop has no passing unit\n")
-            .then_some(())
-            .ok_or(reply.body)
-    })
+    wait_until(
+        "the datacenter names shop alone",
+        RESTART_TIMEOUT,
+        || async {
+            let reply = gateway.send(dc_health()).await;
+            assert!(
+                reply.body.contains("shop has no passing unit"),
+                "{}: {}",
+                reply.status,
+                reply.body
+            );
+            (reply.status == 503 && reply.body == "FAIL\nshop has no passing unit\n")
+                .then_some(())
+                .ok_or(reply.body)
+        },
+    )
     .await;
 
     // Released: the units start again at once and serve.

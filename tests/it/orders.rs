@@ -304,6 +304,114 @@ async fn an_sa_without_a_session_grant_shows_sessions_nothing() {
     }
 }
 
+/// Billing invoices an order from its copy and nothing flows back, so a placed order's lines
+/// are frozen: changing them answers `409 order-placed` and stores nothing (session or
+/// operator, lines or customer); the same lines again are no change and keep the prices
+/// of when it was placed; its status still moves, and a cancelled order stays frozen.
+#[tokio::test]
+async fn a_placed_orders_lines_and_prices_do_not_change_only_its_status() {
+    for backend in TestBackend::all_from_env() {
+        let unit = shop(&backend).await;
+        let umbrella = product(&unit, "Umbrella", "12.50").await;
+        let tea = product(&unit, "Tea", "3.20").await;
+        let mine = unit.session("1");
+        let placed = unit
+            .post("/orders", Some(&mine), &order_body("1", &[(&umbrella, 1)]))
+            .await;
+        assert_eq!(placed.status, 201, "{backend:?}: {}", placed.body);
+        let id = placed.json()["id"].as_str().unwrap().to_owned();
+        let total = placed.json()["order"]["total"].clone();
+
+        let before = shop_version(&unit, "orders").await;
+        let lines = |lines: &[(&str, i64)]| {
+            let body: Value = serde_json::from_str(&order_body("1", lines)).unwrap();
+            body["order"].to_string()
+        };
+        for (token, path, body) in [
+            (
+                Some(mine.as_str()),
+                format!("/orders/{id}/order"),
+                lines(&[(&umbrella, 99)]),
+            ),
+            (
+                ADMIN,
+                format!("/orders/{id}/order"),
+                lines(&[(&umbrella, 1), (&tea, 1)]),
+            ),
+            (
+                ADMIN,
+                format!("/orders/{id}/order"),
+                json!({"customer": "2", "lines": [{"product": umbrella, "quantity": 1}]})
+                    .to_string(),
+            ),
+        ] {
+            let refused = unit.call("PUT", &path, token, Some(&body)).await;
+            assert_eq!(
+                (refused.status.as_u16(), refused.error_code().as_str()),
+                (409, "order-placed"),
+                "{backend:?} {path} {body}: {}",
+                refused.body
+            );
+        }
+        assert_eq!(shop_version(&unit, "orders").await, before, "{backend:?}");
+
+        // The catalogue's price moves; the same lines again keep the price the order was placed at.
+        let repriced = unit
+            .call(
+                "PUT",
+                &format!("/products/{umbrella}/product"),
+                ADMIN,
+                Some(r#"{"name":"Umbrella","price":{"amount":"99.00","currency":"EUR"}}"#),
+            )
+            .await;
+        assert_eq!(repriced.status, 200, "{}", repriced.body);
+        let repeated = unit
+            .call(
+                "PUT",
+                &format!("/orders/{id}/order"),
+                Some(&mine),
+                Some(&lines(&[(&umbrella, 1)])),
+            )
+            .await;
+        assert_eq!(repeated.status, 200, "{backend:?}: {}", repeated.body);
+        assert_eq!(
+            repeated.json()["order"]["total"],
+            total,
+            "{}",
+            repeated.body
+        );
+
+        // The status moves: a reason on the placed order, then the cancellation, then frozen.
+        let noted = unit
+            .call(
+                "PUT",
+                &format!("/orders/{id}/status"),
+                Some(&mine),
+                Some(r#"{"status":"placed","reason":"gift wrap"}"#),
+            )
+            .await;
+        assert_eq!(noted.status, 200, "{backend:?}: {}", noted.body);
+        let cancelled = unit
+            .call("POST", &format!("/orders/{id}/cancel"), Some(&mine), None)
+            .await;
+        assert_eq!(cancelled.status, 200, "{backend:?}: {}", cancelled.body);
+        let after_cancel = unit
+            .call(
+                "PUT",
+                &format!("/orders/{id}/order"),
+                Some(&mine),
+                Some(&lines(&[(&umbrella, 1)])),
+            )
+            .await;
+        assert_eq!(
+            after_cancel.error_code(),
+            "order-cancelled",
+            "{}",
+            after_cancel.body
+        );
+    }
+}
+
 #[tokio::test]
 async fn billing_invoices_each_order_once_and_voids_cancelled_ones_and_sessions_see_their_own() {
     for backend in TestBackend::all_from_env() {

@@ -4,6 +4,7 @@
 //! Its batch units (the design's "Billing Batch") invoice each new order exactly once and void
 //! the invoices of cancelled orders.
 
+pub mod audit;
 pub mod codes;
 mod invoices;
 

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "bench")]
 mod bench;
+mod check_invoices;
 #[cfg(feature = "demo")]
 mod dc_demo;
 #[cfg(feature = "demo")]
@@ -97,6 +98,9 @@ enum Command {
     /// with --from), with its units stopped or running; prints progress and a report of what
     /// may be lost, and exits non-zero when a peer could not be read.
     Restore(restore::RestoreOptions),
+    /// Name every open invoice whose total is not its order's total now (orders changed after
+    /// they were invoiced); exits non-zero when there is one.
+    CheckInvoices(check_invoices::CheckInvoicesOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -138,6 +142,7 @@ fn main() -> std::process::ExitCode {
             #[cfg(feature = "bench")]
             Some(Command::Bench(options)) => bench::run(options).await,
             Some(Command::Restore(options)) => restore::run(&options).await,
+            Some(Command::CheckInvoices(options)) => check_invoices::run(&options).await,
             #[cfg(feature = "demo")]
             None => demo::run(demo::DemoOptions::default()).await,
             #[cfg(not(feature = "demo"))]

@@ -12,3 +12,6 @@ pub const UNKNOWN_CUSTOMER: &str = "unknown-customer";
 pub const MIXED_CURRENCIES: &str = "mixed-currencies";
 /// `409`: the order is cancelled: it cannot be cancelled again or changed.
 pub const ORDER_CANCELLED: &str = "order-cancelled";
+/// `409`: the order is placed: its customer and lines do not change (only its status does);
+/// cancel it and place a new one.
+pub const ORDER_PLACED: &str = "order-placed";

@@ -146,10 +146,20 @@ pub struct CancelInput {
     pub reason: Option<String>,
 }
 
-/// Every write of an order: a cancelled order never changes again, a new one is `placed`, its
-/// customer must be one shop knows, and its lines are priced from the catalogue.
+/// Every write of an order: a cancelled order never changes again, a placed one changes only
+/// its status, a new one is `placed`, its customer must be one shop knows, and its lines are
+/// priced from the catalogue.
+///
+/// Why a placed order's lines are frozen: billing invoices an order from its copy as soon as it
+/// sees it, and nothing flows back from billing to shop. Were lines still writable, an invoice
+/// could keep a total the order no longer has, for good (a customer did exactly that). The
+/// rule needs no knowledge of billing and no race with it: it holds for every placed order, so
+/// whatever billing copied is what the order stays. To change an order, cancel it and place a
+/// new one. The rule reads the stored aspect inside the write, and the write is conditional on
+/// the version it read, so two writers cannot slip a change past it.
 async fn price_and_check(context: Context, mut draft: Draft) -> Result<Draft, Refusal> {
     let before: Option<Status> = draft.before("status")?;
+    let placed_before = keep_placed_lines(&mut draft)?;
     if before
         .as_ref()
         .is_some_and(|status| status.status == OrderStatus::Cancelled)
@@ -175,7 +185,7 @@ async fn price_and_check(context: Context, mut draft: Draft) -> Result<Draft, Re
         }
         Some(_) => {}
     }
-    if draft.changes("order") {
+    if draft.changes("order") && !placed_before {
         let mut order: Order = draft
             .get("order")?
             .ok_or_else(|| Refusal::invalid(codes::INVALID_ORDER, "an order needs its lines"))?;
@@ -218,6 +228,42 @@ async fn price_and_check(context: Context, mut draft: Draft) -> Result<Draft, Re
         draft.set("order", &order)?;
     }
     Ok(draft)
+}
+
+/// A placed order's `order` aspect stays as it was placed. Writing the same customer and lines
+/// again (a client repeating its `PUT`) is no change: the stored, priced aspect is kept, so a
+/// retry neither fails nor re-prices. Anything else is refused with `409 order-placed`.
+/// Whether the order was placed before this write (its lines then need no pricing).
+fn keep_placed_lines(draft: &mut Draft) -> Result<bool, Refusal> {
+    let Some(placed) = draft.before::<Order>("order")? else {
+        return Ok(false);
+    };
+    if !draft.changes("order") {
+        return Ok(true);
+    }
+    let written: Option<Order> = draft.get("order")?;
+    let same_lines = |order: &Order| -> Vec<(String, i64)> {
+        let mut lines: Vec<_> = order
+            .lines
+            .iter()
+            .map(|line| (line.product.clone(), line.quantity))
+            .collect();
+        lines.sort();
+        lines
+    };
+    match written {
+        Some(written)
+            if written.customer == placed.customer
+                && same_lines(&written) == same_lines(&placed) =>
+        {
+            draft.set("order", &placed)?;
+            Ok(true)
+        }
+        _ => Err(Refusal::conflict(
+            codes::ORDER_PLACED,
+            "a placed order's lines do not change: cancel it and place a new order",
+        )),
+    }
 }
 
 fn too_large() -> Refusal {
