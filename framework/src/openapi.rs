@@ -6,7 +6,7 @@ use utoipa::openapi::path::{
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{
-    AllOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+    AdditionalProperties, AllOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
@@ -18,6 +18,8 @@ use serde_json::{Map, Value};
 
 use crate::model::{Collection, Role, ServiceArea};
 use crate::repr::{self, Format};
+
+mod xml;
 
 /// A whole resource to create, in JSON, from the aspects' examples (qualified ones grouped
 /// under their container); `None` when no aspect has one.
@@ -86,6 +88,19 @@ pub fn document_for(sa: &ServiceArea, version: u32) -> OpenApi {
         .components(Some(components.build()))
         .security(Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]))
         .build()
+}
+
+/// The document as a unit serves it (`GET /openapi.json`): [`document_for`] with the feed's
+/// origins, and the XML request bodies described for XML (see `openapi/xml.rs`).
+pub(crate) fn served(
+    sa: &ServiceArea,
+    version: u32,
+    origins: &std::collections::BTreeMap<String, (Vec<String>, bool)>,
+) -> Value {
+    let document = with_origins(document_for(sa, version), origins);
+    let mut value = serde_json::to_value(&document).unwrap_or_default();
+    xml::describe(&mut value, &sa.as_version(version));
+    value
 }
 
 /// The name of the error body's schema: `{"error":{"code","message"}}`.
@@ -313,15 +328,25 @@ fn collection_schemas(
             }
         }
     }
+    // The unit refuses a member it does not know (`unknown-aspect`): so does the schema.
+    let closed = || Some(AdditionalProperties::FreeForm(false));
     for (container, stored_group, input_group) in groups {
         resource = resource.property(container.clone(), stored_group);
-        input = input.property(container, input_group.min_properties(Some(1)));
+        input = input.property(
+            container,
+            input_group
+                .min_properties(Some(1))
+                .additional_properties(closed()),
+        );
     }
     // A new resource needs at least one aspect (`empty-resource`).
     let item = collection.item().to_owned();
-    components
-        .schema(item.clone(), resource)
-        .schema(format!("{item}_input"), input.min_properties(Some(1)))
+    components.schema(item.clone(), resource).schema(
+        format!("{item}_input"),
+        input
+            .min_properties(Some(1))
+            .additional_properties(closed()),
+    )
 }
 
 /// An aspect's schema as answered: its fields and its own `version`.
@@ -373,12 +398,22 @@ fn collection_paths(
     };
     let error = |description: &str| error_response(owner, version, description);
     let plain = |description: &str| ResponseBuilder::new().description(description);
+    // An id as `ResourceId` takes it; the example names the first resource an owner creates,
+    // so a client exploring the document (schemathesis among them) reaches a stored one.
     let id_parameter = || {
         ParameterBuilder::new()
             .name("id")
             .parameter_in(ParameterIn::Path)
             .required(Required::True)
-            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(format!(
+                        "^[A-Za-z0-9_-]{{1,{}}}$",
+                        crate::version::ResourceId::MAX_LEN
+                    ))),
+            ))
+            .example(Some(Value::String("1".to_owned())))
     };
     let common = |operation: OperationBuilder| with_common_errors(operation, owner, version);
     let name = collection.name();
@@ -723,9 +758,94 @@ fn operations_paths(mut paths: PathsBuilder, sa: &str, version: u32) -> PathsBui
         operator("take this unit out of rotation", "204"),
     );
     drain.delete = Some(operator("put this unit back into rotation", "204").build());
+    let release = PathItem::new(
+        HttpMethod::Post,
+        operator(
+            "open the start gate without the consumers not heard from; answers `released`",
+            "200",
+        ),
+    );
+    let purge = PathItem::new(
+        HttpMethod::Post,
+        operator(
+            "purge tombstones every consumer has passed, now; answers the report per collection",
+            "200",
+        ),
+    );
     paths
         .path("/admin/restore", restore)
+        .path("/admin/restore/release", release)
+        .path("/admin/purge", purge)
         .path("/admin/drain", drain)
+        .path(
+            "/admin/interfaces/{version}",
+            PathItem::new(HttpMethod::Put, interface_state(operator, sa, version)),
+        )
+}
+
+/// `PUT /admin/interfaces/v{N}`: an interface version's state, sunset and default.
+fn interface_state(
+    operator: impl Fn(&str, &str) -> OperationBuilder,
+    sa: &str,
+    version: u32,
+) -> OperationBuilder {
+    let error = |description: &str| error_response(sa, version, description);
+    let state = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["active", "deprecated", "retired"]));
+    let body = ObjectBuilder::new()
+        .property("state", state)
+        .property(
+            "sunset",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .property("default", ObjectBuilder::new().schema_type(Type::Boolean))
+        .min_properties(Some(1))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    operator(
+        "set an interface version's state, sunset date or whether it is the default",
+        "204",
+    )
+    .parameter(
+        ParameterBuilder::new()
+            .name("version")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^v[0-9]+$")),
+            )),
+    )
+    .parameter(
+        query(
+            "force",
+            "retire a version feed consumers still poll",
+            ObjectBuilder::new().schema_type(Type::Boolean),
+        )
+        .required(Required::False),
+    )
+    .request_body(Some(
+        RequestBodyBuilder::new()
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(body)).build(),
+            )
+            .required(Some(Required::True))
+            .build(),
+    ))
+    .response(
+        "400",
+        error("bad-interface-version, bad-interface-state or bad-query"),
+    )
+    .response("404", error("unknown-interface-version"))
+    .response(
+        "409",
+        error("last-active-interface, or interface-in-use: feed consumers still poll it"),
+    )
+    .response("415", error("a body that is not JSON"))
 }
 
 /// `POST /{collection}/{id}/{command}` for each declared command, with its input's schema.
@@ -842,6 +962,23 @@ mod tests {
         assert!(refs > 5);
         let input = &schemas["order_input"]["properties"];
         assert!(input["parts"]["properties"].get("a").is_some(), "{input}");
+        // A member the unit refuses (`unknown-aspect`) is one the schema refuses.
+        assert_eq!(schemas["order_input"]["additionalProperties"], false);
+        assert_eq!(input["parts"]["additionalProperties"], false, "{input}");
+        // Every operator route the unit has is in the document.
+        for (path, method) in [
+            ("/admin/purge", "post"),
+            ("/admin/restore/release", "post"),
+            ("/admin/interfaces/{version}", "put"),
+            ("/admin/interfaces", "get"),
+            ("/admin/restore", "delete"),
+            ("/admin/drain", "put"),
+        ] {
+            assert!(
+                document["paths"][path].get(method).is_some(),
+                "{method} {path} is not documented"
+            );
+        }
         let example = &document["paths"]["/orders"]["post"]["requestBody"]["content"];
         assert_eq!(
             example["application/vnd.orders.v1+json"]["example"],

@@ -371,10 +371,7 @@ pub(super) async fn openapi(
             format!("there is no v{version}"),
         ));
     }
-    let document = crate::openapi::with_origins(
-        crate::openapi::document_for(state.service_area(), version),
-        &state.feed_origins(),
-    );
+    let document = crate::openapi::served(state.service_area(), version, &state.feed_origins());
     Ok(Json(document).into_response())
 }
 

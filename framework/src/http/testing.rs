@@ -291,3 +291,61 @@ async fn fresh_database(
         }
     }
 }
+
+/// Writes `value` as XML the way an OpenAPI schema's `xml` descriptions say (what a generated
+/// client or schemathesis writes from the unit's document): the element's `name`, fields that
+/// are an `attribute`, lists `wrapped` in their field's element with items named by their own
+/// `name`. The root is the schema's `name`, else `body`.
+pub fn xml_as_described(value: &serde_json::Value, schema: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_described(value, schema, "body", &mut out);
+    out
+}
+
+fn write_described(
+    value: &serde_json::Value,
+    schema: &serde_json::Value,
+    tag: &str,
+    out: &mut String,
+) {
+    use serde_json::Value;
+    let escape = |value: &Value| {
+        let text = match value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let tag = schema["xml"]["name"].as_str().unwrap_or(tag);
+    match value {
+        Value::Object(members) => {
+            let mut attributes = String::new();
+            let mut children = String::new();
+            for (name, member) in members {
+                let property = &schema["properties"][name];
+                if property["xml"]["attribute"] == true {
+                    attributes.push_str(&format!(" {name}=\"{}\"", escape(member)));
+                } else {
+                    write_described(member, property, name, &mut children);
+                }
+            }
+            out.push_str(&format!("<{tag}{attributes}>{children}</{tag}>"));
+        }
+        Value::Array(items) => {
+            let wrapped = schema["xml"]["wrapped"] == true;
+            if wrapped {
+                out.push_str(&format!("<{tag}>"));
+            }
+            for item in items {
+                write_described(item, &schema["items"], tag, out);
+            }
+            if wrapped {
+                out.push_str(&format!("</{tag}>"));
+            }
+        }
+        other => out.push_str(&format!("<{tag}>{}</{tag}>", escape(other))),
+    }
+}
