@@ -332,12 +332,8 @@ fn collection_schemas(
     let closed = || Some(AdditionalProperties::FreeForm(false));
     for (container, stored_group, input_group) in groups {
         resource = resource.property(container.clone(), stored_group);
-        input = input.property(
-            container,
-            input_group
-                .min_properties(Some(1))
-                .additional_properties(closed()),
-        );
+        // An empty container is taken (it holds no aspect), so the schema allows it too.
+        input = input.property(container, input_group.additional_properties(closed()));
     }
     // A new resource needs at least one aspect (`empty-resource`).
     let item = collection.item().to_owned();

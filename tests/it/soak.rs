@@ -62,7 +62,7 @@ const UNIT_NAMES: [&str; 4] = [
 /// Kinds of fault: `kill -9` of each of the four units, a drain, a cut heartbeat, a database
 /// restart, the owner's database put back under running units, the runbook's restore, and the
 /// primary cut from its source.
-const KINDS: u64 = 10;
+const KINDS: u64 = 11;
 
 /// One round's fault, with the durations drawn for it.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +85,10 @@ enum Fault {
     /// The primary reader's way to its source cut for `hold` (its heartbeat to the backup
     /// untouched): the backup must take over and the copy keep following.
     CutSource { hold: Duration },
+    /// `POST /admin/purge` at an owner unit every 200 ms for `time`, under the writes (which
+    /// delete customers too): the purge works in batches between the writes, and a reader that
+    /// falls behind a purged tombstone re-reads from 0 (`410`) and drops what it no longer sees.
+    Purge { unit: usize, time: Duration },
 }
 
 impl Fault {
@@ -130,6 +134,9 @@ impl std::fmt::Display for Fault {
             Self::CutSource { hold } => {
                 write!(f, "cut the primary reader from its source for {hold:?}")
             }
+            Self::Purge { unit, time } => {
+                write!(f, "purge tombstones at {} for {time:?}", UNIT_NAMES[unit])
+            }
         }
     }
 }
@@ -166,8 +173,12 @@ fn next_fault(rng: &mut Rng, bag: &mut Vec<u64>) -> Fault {
         8 => Fault::RestoreFromDump {
             after: rng.duration(Duration::from_millis(500), Duration::from_secs(3)),
         },
-        _ => Fault::CutSource {
+        9 => Fault::CutSource {
             hold: rng.duration(Duration::from_secs(4), Duration::from_secs(8)),
+        },
+        _ => Fault::Purge {
+            unit: if rng.below(2) == 0 { OWNER_0 } else { OWNER_1 },
+            time: rng.duration(Duration::from_secs(1), Duration::from_secs(3)),
         },
     }
 }
@@ -452,6 +463,7 @@ impl Landscape {
             Fault::PutBackDatabase { after } => self.put_back(after, false).await,
             Fault::RestoreFromDump { after } => self.put_back(after, true).await,
             Fault::CutSource { hold } => self.cut_source(hold).await,
+            Fault::Purge { unit, time } => self.purge(unit, time).await,
         }
     }
 
@@ -598,6 +610,29 @@ impl Landscape {
 
     /// Drains `unit` for `time`: its `/health` fails (HAProxy would send it nothing new),
     /// while it keeps serving whoever asks it directly, the writers included; then back.
+    /// Purges at `unit` every 200 ms for `time`; says how many tombstones went.
+    async fn purge(&self, unit: usize, time: Duration) -> String {
+        let client = client();
+        let url = self.url(unit);
+        let until = Instant::now() + time;
+        let mut purged = 0;
+        while Instant::now() < until {
+            let reply = client
+                .post(format!("{url}/admin/purge"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("POST /admin/purge");
+            let status = reply.status().as_u16();
+            let body = reply.text().await.unwrap_or_default();
+            assert_eq!(status, 200, "POST /admin/purge at {}: {body}", UNIT_NAMES[unit]);
+            let report: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            purged += count_purged(&report);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        format!("{purged} resource tombstones purged; ")
+    }
+
     async fn drain(&self, unit: usize, time: Duration) -> String {
         let client = client();
         let url = self.url(unit);
@@ -836,4 +871,14 @@ async fn held(store: &Store, until: Version) -> Held {
                 })
         })
         .collect()
+}
+
+/// The resource tombstones a purge report (`{"purged": [{"collection", "report"}]}`) removed.
+fn count_purged(report: &serde_json::Value) -> u64 {
+    report["purged"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry["report"]["resource_tombstones"].as_u64())
+        .sum()
 }

@@ -13,8 +13,8 @@ HISCALE_SCHEMATHESIS_EXAMPLES changes the bound):
   accepted and data it forbids being refused; the share of creates and updates that succeeded
   is printed (from the run's HAR record).
 * XML: every request body in XML, written as the document's `xml` descriptions say: no
-  server error, no undocumented status code, and of the SAs that own collections at least
-  half the JSON run's share of writes accepted (both shares are printed). Answers are JSON in
+  server error, no undocumented status code; over the SAs that own collections, at least half
+  the JSON runs' share of writes accepted (a test of its own; every share is printed). Answers are JSON in
   both runs, see run_schemathesis.
 
 The operator's operations (/admin/...) are left out: they drain the unit or start a refill;
@@ -224,6 +224,7 @@ def run_all(program, port, data, workdir, seed):
     passed = failed = 0
     number = 0
     json_share = 0.0
+    totals = {"json": [0, 0], "xml": [0, 0]}
     for sa in SERVICE_AREAS:
         _, body = get(f"{base}/{sa}/openapi.json")
         document = json.loads(body)
@@ -247,15 +248,11 @@ def run_all(program, port, data, workdir, seed):
                         f"fewer than {WRITES_ACCEPTED_AT_LEAST:.0%} of the generated writes were "
                         "accepted: the schemas allow much the unit refuses"
                     )
-            if ok and suffix == "xml" and sa in OWNERS:
+            if sa in OWNERS:
+                totals[suffix][0] += accepted
+                totals[suffix][1] += attempted
+            if suffix == "xml" and sa in OWNERS:
                 name += f" ({share_of:.0%} of XML writes accepted, {json_share:.0%} of JSON)"
-                if accepted < 1 or share_of < XML_SHARE_OF_JSON_AT_LEAST * json_share:
-                    ok = False
-                    output = (
-                        f"{share_of:.0%} of the XML writes were accepted against {json_share:.0%} "
-                        f"in JSON (at least {XML_SHARE_OF_JSON_AT_LEAST:.0%} of it expected): "
-                        "the document's XML description does not say what the unit reads"
-                    )
             if ok:
                 passed += 1
                 print(f"ok {number} - {name}", flush=True)
@@ -263,6 +260,27 @@ def run_all(program, port, data, workdir, seed):
                 failed += 1
                 print(f"not ok {number} - {name}", flush=True)
                 print("".join(f"#   {line}\n" for line in output.splitlines()[-120:]), flush=True)
+    # Over every owner SA: per SA, 20 examples make the shares too noisy to compare.
+    number += 1
+    shares = {
+        suffix: (accepted / attempted if attempted else 0.0)
+        for suffix, (accepted, attempted) in totals.items()
+    }
+    name = (
+        f"XML writes accepted: {shares['xml']:.0%} ({totals['xml'][0]} of {totals['xml'][1]}), "
+        f"JSON writes: {shares['json']:.0%} ({totals['json'][0]} of {totals['json'][1]})"
+    )
+    if totals["xml"][0] > 0 and shares["xml"] >= XML_SHARE_OF_JSON_AT_LEAST * shares["json"]:
+        passed += 1
+        print(f"ok {number} - {name}", flush=True)
+    else:
+        failed += 1
+        print(f"not ok {number} - {name}", flush=True)
+        print(
+            f"#   at least {XML_SHARE_OF_JSON_AT_LEAST:.0%} of the JSON share expected: the "
+            "document's XML descriptions do not say what the units read",
+            flush=True,
+        )
     print(f"1..{number}")
     print(f"# pass {passed}")
     print(f"# fail {failed}")

@@ -184,7 +184,6 @@ fn resource_input(components: &Value, collection: &Collection) -> Value {
             json!({
                 "type": "array",
                 "items": item,
-                "minItems": 1,
                 "maxItems": count,
                 "xml": {"name": container, "wrapped": true},
             }),
