@@ -625,7 +625,11 @@ impl Landscape {
                 .expect("POST /admin/purge");
             let status = reply.status().as_u16();
             let body = reply.text().await.unwrap_or_default();
-            assert_eq!(status, 200, "POST /admin/purge at {}: {body}", UNIT_NAMES[unit]);
+            assert_eq!(
+                status, 200,
+                "POST /admin/purge at {}: {body}",
+                UNIT_NAMES[unit]
+            );
             let report: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             purged += count_purged(&report);
             tokio::time::sleep(Duration::from_millis(200)).await;
