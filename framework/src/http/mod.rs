@@ -45,6 +45,7 @@ pub use extract::UrlVersion;
 pub use crate::replication::Replication;
 pub use blocking::run_blocking;
 pub use client_address::ClientAddress;
+pub use drain::DRAIN_LIMIT_BYTES;
 pub use signup::SIGN_UPS_PER_MINUTE;
 
 use crate::aspect::AspectSelector;
