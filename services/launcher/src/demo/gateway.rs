@@ -13,10 +13,10 @@
 //! clients, request heads within `header_read_timeout_secs`, idle connections closed after as
 //! long); it routes only to units whose `/health` passes ([`unit_health`]: not to a drained
 //! unit), and answers `503 no-unit-available` when none does; and it refuses a body announced
-//! larger than the service area's `max_body_bytes` itself, `413 body-too-large` as the unit
-//! would, after reading it ([`refuse_too_large`]): forwarded, a body beyond the unit's own
-//! draining bound (32 MiB) had its connection reset under the unit's answer, and the client got
-//! `502`.
+//! larger than both the service area's `max_body_bytes` and what a unit reads to let its early
+//! answer through ([`hiscale::http::DRAIN_LIMIT_BYTES`], 32 MiB) itself, `413 body-too-large`
+//! as the unit would, after reading it ([`refuse_too_large`]): forwarded, such a body had its
+//! connection reset under the unit's answer, and the client got `502`.
 //!
 //! Beside the units it serves two things of the demo's own: the GUI shell at `/` and
 //! `/shell/…` ([`crate::shell`]; in a deployment a unit serves it, as HAProxy serves no files),
@@ -367,7 +367,13 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
             format!("there is no service area named {sa:?}"),
         );
     };
-    if let Some(announced) = larger_than(&parts.headers, area.max_body_bytes) {
+    // Up to what a unit reads to let its early answer through, the unit's own answer (`413`,
+    // or `405`, `401` first) reaches the client; beyond, the connection would be reset under
+    // it, so the gateway answers for the unit.
+    let beyond = area
+        .max_body_bytes
+        .max(usize::try_from(hiscale::http::DRAIN_LIMIT_BYTES).unwrap_or(usize::MAX));
+    if let Some(announced) = larger_than(&parts.headers, beyond) {
         return refuse_too_large(&parts.headers, body, announced, area.max_body_bytes).await;
     }
     let target = match parts.uri.query() {
@@ -765,14 +771,15 @@ mod tests {
     }
 
     /// No passing unit: `503 no-unit-available`, without trying the units; a body announced
-    /// larger than the service area takes: `413 body-too-large` from the gateway.
+    /// larger than a unit's early answer can get past: `413 body-too-large` from the gateway.
     #[tokio::test]
     async fn answers_for_units_out_of_rotation_and_for_bodies_too_large() -> anyhow::Result<()> {
         let one = echo_unit("one").await?;
         let (app, health) = routed(vec![one]);
+        let size = hiscale::http::DRAIN_LIMIT_BYTES + 1;
         let large = axum::http::Request::post("/registration/customers")
-            .header("content-length", "2048")
-            .body(Body::from("x".repeat(2048)))?;
+            .header("content-length", size.to_string())
+            .body(Body::from(vec![b'x'; usize::try_from(size)?]))?;
         let response = app.clone().oneshot(large).await?;
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let body = to_bytes(response.into_body(), 64 * 1024).await?;
