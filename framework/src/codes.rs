@@ -198,6 +198,9 @@ pub const BUSY: &str = "busy";
 /// `503`: the unit holds `limits.max_connections` already; this connection came in on the few
 /// kept for `/health` and `/heartbeat`, so it takes nothing else.
 pub const TOO_MANY_CONNECTIONS: &str = "too-many-connections";
+/// `408`: (HAProxy) the request's head, or the part of its body HAProxy buffers, did not arrive
+/// within `timeout http-request`.
+pub const REQUEST_TOO_SLOW: &str = "request-too-slow";
 /// `429`: the gateway holds as many connections from this client address as it takes from one.
 pub const TOO_MANY_CLIENT_CONNECTIONS: &str = "too-many-client-connections";
 /// `429` (with `Retry-After`): this unit took as many sign-ups (anonymous creates) as it takes

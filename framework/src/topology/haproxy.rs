@@ -254,13 +254,16 @@ defaults
     # A check's answer may take 3 s (without this, as long as the interval): a unit slow on a
     # busy machine is not down, and /health's own database check gives up after 2 s.
     timeout check 3s
-    # No unit up (503), or a unit failed mid-request (502, 504): the protocol's error format.
+    # A request too slow (408), no unit up (503), or a unit failed mid-request (502, 504): the
+    # protocol's error format.
+    http-error status 408 content-type application/json string '{{\"error\":{{\"code\":\"{too_slow}\",\"message\":\"the request did not arrive within 10 s\"}}}}'
     http-error status 502 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area answered\"}}}}'
     http-error status 503 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area is available\"}}}}'
     http-error status 504 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area answered in time\"}}}}'
 ",
             interval = self.check_interval(),
             no_unit = codes::NO_UNIT_AVAILABLE,
+            too_slow = codes::REQUEST_TOO_SLOW,
         );
         if self.addressing == Addressing::Kubernetes {
             out.push_str(
