@@ -107,6 +107,8 @@ impl HttpBody for DeadlineBody {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use axum::Router;
     use axum::routing::post;
     use http_body_util::BodyExt;
