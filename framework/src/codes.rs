@@ -141,6 +141,8 @@ pub const INVALID_FIELD: &str = "invalid-field";
 pub const BODY_TOO_LARGE: &str = "body-too-large";
 /// `400`: the body could not be read from the connection.
 pub const UNREADABLE_BODY: &str = "unreadable-body";
+/// `408`: the body did not arrive within `limits.body_deadline_secs`, however steadily it came.
+pub const BODY_TOO_SLOW: &str = "body-too-slow";
 /// `414`: the request target is longer than a unit takes.
 pub const URI_TOO_LONG: &str = "uri-too-long";
 /// `431`: too many request headers, or too many bytes of them.
@@ -193,6 +195,14 @@ pub const INTERNAL_ERROR: &str = "internal-error";
 pub const DATABASE_UNAVAILABLE: &str = "database-unavailable";
 /// `503`: too many requests wait for CPU-heavy work (password hashing) at this unit.
 pub const BUSY: &str = "busy";
+/// `503`: the unit holds `limits.max_connections` already; this connection came in on the few
+/// kept for `/health` and `/heartbeat`, so it takes nothing else.
+pub const TOO_MANY_CONNECTIONS: &str = "too-many-connections";
+/// `408`: (HAProxy) the request's head, or the part of its body HAProxy buffers, did not arrive
+/// within `timeout http-request`.
+pub const REQUEST_TOO_SLOW: &str = "request-too-slow";
+/// `429`: the gateway holds as many connections from this client address as it takes from one.
+pub const TOO_MANY_CLIENT_CONNECTIONS: &str = "too-many-client-connections";
 /// `429` (with `Retry-After`): this unit took as many sign-ups (anonymous creates) as it takes
 /// a minute.
 pub const TOO_MANY_SIGN_UPS: &str = "too-many-sign-ups";

@@ -339,13 +339,20 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest accepted `aspects` selector; longer is `400`.
     pub max_selector_chars: usize,
-    /// Connections held at once; beyond, new ones are closed at once.
+    /// Client connections held at once. Beyond, a few more are kept for `/health` and
+    /// `/heartbeat` (any other request there is `503 too-many-connections`), and beyond those
+    /// new connections are closed at once.
     pub max_connections: usize,
     /// Seconds a client may take to send a request's headers, or to start its next request on
     /// a kept-alive connection; then the connection is closed.
     pub header_read_timeout_secs: u64,
     /// Seconds a request body may stall (no byte arriving); then the request is refused.
     pub body_read_timeout_secs: u64,
+    /// Seconds a whole request body may take from the end of its head, however steadily it
+    /// trickles in; then the request is `408 body-too-slow` and its connection closed. The
+    /// stall timeout alone lets a client that sends a byte every few seconds hold a connection
+    /// for as long as it likes.
+    pub body_deadline_secs: u64,
     /// Networks of the proxies in front of the unit (HAProxy, the demo gateway), whose
     /// `X-Forwarded-For` names the client ([`crate::http::ClientAddress`]). Anyone else could
     /// write any address there, so from other peers the header is ignored. Loopback by default:
@@ -363,6 +370,8 @@ impl Default for Limits {
             // closes a connection they are about to reuse.
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 10,
+            // 64 KiB (the default largest body) in 20 s is 3.2 KB/s: any real client is faster.
+            body_deadline_secs: 20,
             trusted_proxies: vec![
                 ipnet::IpNet::new_assert(std::net::Ipv4Addr::new(127, 0, 0, 0).into(), 8),
                 ipnet::IpNet::new_assert(std::net::Ipv6Addr::LOCALHOST.into(), 128),
@@ -428,6 +437,7 @@ impl Limits {
             self.body_read_timeout_secs,
             1..=3_600,
         )?;
+        within("body_deadline_secs", self.body_deadline_secs, 1..=3_600)?;
         within("trusted_proxies", self.trusted_proxies.len(), 0..=1_024)
     }
 }

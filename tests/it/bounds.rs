@@ -298,7 +298,8 @@ async fn slow_idle_and_surplus_connections_are_closed() {
         "a stalled body got: {answer}"
     );
 
-    // At the cap, a new connection is closed at once; the held ones still serve.
+    // At the cap, a new connection is taken on one of the few kept for checks: a check is
+    // answered there, anything else is `503 too-many-connections`; the held ones still serve.
     let mut held = Vec::new();
     for _ in 0..6 {
         let mut stream = TcpStream::connect(address).await.unwrap();
@@ -311,11 +312,38 @@ async fn slow_idle_and_surplus_connections_are_closed() {
         assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
         held.push(stream);
     }
+    for (request, expected) in [
+        ("GET /health", "HTTP/1.1 200"),
+        ("GET /customers", "HTTP/1.1 503"),
+    ] {
+        let mut surplus = TcpStream::connect(address).await.unwrap();
+        let head = format!("{request} HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n");
+        surplus.write_all(head.as_bytes()).await.unwrap();
+        let (_, answer) = closed_within(&mut surplus, Duration::from_secs(2))
+            .await
+            .expect("a connection kept for checks stays open after its answer");
+        assert!(answer.starts_with(expected), "{request}: {answer}");
+        if expected.ends_with("503") {
+            assert!(answer.contains("too-many-connections"), "{answer}");
+        }
+    }
+    // With those kept connections taken too, a new connection is closed at once; a kept one
+    // that sends no head is closed within 2 s.
+    let mut kept = Vec::new();
+    for _ in 0..16 {
+        kept.push(TcpStream::connect(address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut surplus = TcpStream::connect(address).await.unwrap();
-    let (at_once, _) = closed_within(&mut surplus, Duration::from_secs(2))
+    let (at_once, _) = closed_within(&mut surplus, Duration::from_secs(1))
         .await
-        .expect("a connection beyond the cap was kept open");
-    assert!(at_once < Duration::from_secs(2));
+        .expect("a connection beyond the cap and the kept ones was kept open");
+    assert!(at_once < Duration::from_secs(1));
+    let (silent, _) = closed_within(&mut kept[0], Duration::from_secs(4))
+        .await
+        .expect("a kept connection without a head was kept open");
+    assert!(silent < Duration::from_secs(4), "{silent:?}");
+    drop(kept);
     drop(held);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let health = reqwest::get(format!("{}/health", unit.url)).await.unwrap();

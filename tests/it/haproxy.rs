@@ -300,3 +300,113 @@ fn the_committed_haproxy_config_passes_haproxys_check() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Issue 25 behind real HAProxy: a request whose body is drip-fed a byte a second is answered
+/// `408 request-too-slow` by HAProxy within its `timeout http-request` (the unit never holds
+/// it), and one client address holding the topology's `max_connections_per_client`
+/// connections is answered `429 too-many-client-connections` on the next, until it lets go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_cuts_drip_fed_requests_and_bounds_connections_per_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let database = fresh_database(tests::Backend::Sqlite).await;
+    let address: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let listen = free_port();
+    let files = tempfile::tempdir().unwrap();
+    let topology_path = files.path().join("topology.toml");
+    let secrets_path = files.path().join("secrets.toml");
+    let text = topology(listen, &database.url, &[address]).replacen(
+        "check_interval_ms = 200\n",
+        "check_interval_ms = 200\nmax_connections_per_client = 3\n",
+        1,
+    );
+    std::fs::write(&topology_path, text).unwrap();
+    std::fs::write(&secrets_path, format!("[tokens]\nadmin = \"{ADMIN}\"\n")).unwrap();
+    let _unit =
+        UnitProcess::start_topology(&topology_path, &secrets_path, "registration-1", address).await;
+    let config = hiscale(&[
+        "haproxy-config".as_ref(),
+        "--topology".as_ref(),
+        topology_path.as_os_str(),
+    ]);
+    let _haproxy = start_haproxy(&config);
+    let front = format!("http://127.0.0.1:{listen}/registration");
+    // A client of its own, dropped (with its kept-alive connection) before counting.
+    wait_passing(&hiscale::tls::client(), &front).await;
+    let gateway: SocketAddr = ([127, 0, 0, 1], listen).into();
+    let head = |method: &str, extra: &str| {
+        format!("{method} /registration/heartbeat HTTP/1.1\r\nHost: x\r\n{extra}\r\n")
+    };
+
+    // Drip-fed: HAProxy waits for the body (http-buffer-request) and gives up at 10 s.
+    let started = std::time::Instant::now();
+    let mut dripping = TcpStream::connect(gateway).await.unwrap();
+    dripping
+        .write_all(
+            head(
+                "POST",
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n",
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        tokio::select! {
+            read = dripping.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            },
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                // The peer may be gone already; the read ends the loop then.
+                let _ = dripping.write_all(b" ").await;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(14),
+            "HAProxy held a drip-fed request for 14 s"
+        );
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    println!("HAProxy cut a drip-fed body after {:?}", started.elapsed());
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request-too-slow"), "{answer}");
+
+    // Three connections at once from this address are served, the fourth is refused.
+    let mut held = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(gateway).await.unwrap();
+        stream.write_all(head("GET", "").as_bytes()).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        let answer = String::from_utf8_lossy(&buffer[..read]).into_owned();
+        statuses.push(answer.lines().next().unwrap_or_default().to_owned());
+        if answer.starts_with("HTTP/1.1 429") {
+            assert!(answer.contains("too-many-client-connections"), "{answer}");
+        }
+        held.push(stream);
+    }
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 429 Too Many Requests"
+        ]
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = hiscale::tls::client()
+        .get(format!("{front}/heartbeat"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+}

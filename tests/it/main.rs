@@ -11,6 +11,7 @@ mod copy_access;
 mod crash;
 mod datacenters;
 mod demo;
+mod drip_feed;
 mod errors;
 mod failover;
 mod feed;

@@ -9,7 +9,9 @@
 //! for `Expect: 100-continue` too: a proxy may pass the header on and send the body anyway
 //! (reading the body lets hyper send `100 Continue` to a client that waits for it). A client that
 //! sends nothing for [`DRAIN_IDLE`] is not waited for: a body the handler already gave up on
-//! (stalled past `body_read_timeout_secs`) closes its connection a moment after the answer.
+//! (stalled past `body_read_timeout_secs`) closes its connection a moment after the answer. An
+//! answer that closes its connection anyway (`408 body-too-slow`) is not held back for a body
+//! that is not coming.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -46,12 +48,25 @@ pub(super) async fn drain_unread(request: Request, next: Next) -> Response {
     let Some(body) = unread.filter(|body| !body.is_end_stream()) else {
         return response;
     };
+    if closes(&response) {
+        // The answer gave up on the body already (`408 body-too-slow`, a connection kept for
+        // checks): waiting for the rest would only hold the connection longer.
+        return response;
+    }
     if !drain(body).await {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// Whether `response` closes its connection anyway.
+fn closes(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONNECTION)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close"))
 }
 
 /// Reads and discards `body`; whether it ended within the bounds.

@@ -2,6 +2,7 @@
 //! Only this module (and its children) names axum types.
 
 mod blocking;
+mod body_deadline;
 mod client_address;
 mod command;
 mod drain;
@@ -44,6 +45,7 @@ pub use extract::UrlVersion;
 pub use crate::replication::Replication;
 pub use blocking::run_blocking;
 pub use client_address::ClientAddress;
+pub use drain::DRAIN_LIMIT_BYTES;
 pub use signup::SIGN_UPS_PER_MINUTE;
 
 use crate::aspect::AspectSelector;
@@ -653,6 +655,10 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
             std::time::Duration::from_secs(state.inner.limits.body_read_timeout_secs),
         ))
         .layer(middleware::from_fn_with_state(
+            std::time::Duration::from_secs(state.inner.limits.body_deadline_secs),
+            body_deadline::bound_body,
+        ))
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
@@ -663,6 +669,7 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
             ApiError::internal("a handler panicked").into_response()
         }))
         .layer(middleware::from_fn(head_bounds::refuse_oversized))
+        .layer(middleware::from_fn(server::checks_only_on_reserve))
         .layer(middleware::from_fn_with_state(state.clone(), render_errors))
         .layer(middleware::from_fn_with_state(state.clone(), allow_header))
         .layer(middleware::from_fn_with_state(state, interface_headers))

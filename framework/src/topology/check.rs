@@ -44,6 +44,9 @@ impl fmt::Display for Finding {
 
 /// The health-check interval HAProxy accepts from a topology, in milliseconds.
 const CHECK_INTERVAL_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
+/// Connections one client address may hold at a gateway: at least a browser's few, at most
+/// below the frontend's `maxconn` (4000).
+const MAX_CONNECTIONS_PER_CLIENT: std::ops::RangeInclusive<u32> = 1..=4_000;
 
 impl Topology {
     /// Checks the topology against the SAs this binary runs (`areas`): answers the warnings
@@ -120,6 +123,15 @@ impl<'a> Checker<'a> {
                     "{prefix}.check_interval_ms {interval} is outside {}..={}",
                     CHECK_INTERVAL_MS.start(),
                     CHECK_INTERVAL_MS.end()
+                ));
+            }
+            let per_client = datacenter.gateway.max_connections_per_client;
+            if !MAX_CONNECTIONS_PER_CLIENT.contains(&per_client) {
+                let prefix = prefix_of(self.topology, &datacenter.name);
+                self.file_error(format!(
+                    "{prefix}.max_connections_per_client {per_client} is outside {}..={}",
+                    MAX_CONNECTIONS_PER_CLIENT.start(),
+                    MAX_CONNECTIONS_PER_CLIENT.end()
                 ));
             }
             self.tls(

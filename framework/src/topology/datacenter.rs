@@ -41,6 +41,10 @@ pub struct DatacenterDeployment {
     /// Milliseconds between HAProxy's health checks of each unit.
     #[serde(default = "super::default_check_interval_ms")]
     pub check_interval_ms: u64,
+    /// Connections one client address may hold at this gateway (see
+    /// [`Gateway::max_connections_per_client`]).
+    #[serde(default = "super::default_max_connections_per_client")]
+    pub max_connections_per_client: u32,
     /// HAProxy's certificate of this datacenter's gateway (see [`Gateway::tls_certificate`]).
     #[serde(default)]
     pub tls_certificate: Option<Spanned<String>>,
@@ -90,6 +94,7 @@ impl Topology {
                     stats: dc.stats,
                     shell: dc.shell,
                     check_interval_ms: dc.check_interval_ms,
+                    max_connections_per_client: dc.max_connections_per_client,
                     tls_certificate: dc.tls_certificate.clone(),
                     ca_certificate: dc.ca_certificate.clone(),
                 };

@@ -23,6 +23,26 @@ pub(super) enum Addressing {
     Kubernetes,
 }
 
+/// The frontend's connections at once, below the global `maxconn` (4096) so the status page
+/// and the checks always find room.
+const FRONTEND_MAXCONN: u32 = 4000;
+
+/// A backend's bound on each unit's connections: the SA's `limits.max_connections`, so HAProxy
+/// queues requests beyond it (`timeout queue`, then `503 no-unit-available`) instead of the
+/// unit turning them away, and the connections a unit keeps for checks stay free for
+/// HAProxy's own.
+fn unit_connection_bound(out: &mut String, sa: &SaDeployment) {
+    out.push_str(
+        "    # Each unit takes this many connections at once (its limits.max_connections); \
+         more requests wait\n    # here (timeout queue).\n",
+    );
+    let _ = writeln!(
+        out,
+        "    default-server maxconn {}",
+        sa.limits.max_connections
+    );
+}
+
 /// `host:port` of a unit's base URL (`http://host:port`), as HAProxy's server line names it.
 fn server_address(url: &str) -> &str {
     let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -105,6 +125,7 @@ impl Generator<'_> {
                  /{name} -> /"
             );
             let _ = writeln!(out, "    http-request replace-path ^/{name}/?(.*)$ /\\1");
+            unit_connection_bound(&mut out, sa);
             for unit in sa.service_units() {
                 let unit = unit.get_ref();
                 let _ = writeln!(
@@ -218,7 +239,11 @@ defaults
     option redispatch
     retry-on all-retryable-errors
     timeout connect 1s
+    # A request's head, and with http-buffer-request its body too (as much as one buffer, 16 KiB,
+    # holds), must arrive whole within 10 s of the connection's first byte: a client dripping
+    # either a byte at a time gets 408 here and never takes a unit's connection.
     timeout http-request 10s
+    option http-buffer-request
     # Above the feed's longest long poll (`wait` up to {FEED_MAX_WAIT_SECS} s), so HAProxy never cuts one.
     timeout client {timeout}s
     timeout server {timeout}s
@@ -229,13 +254,16 @@ defaults
     # A check's answer may take 3 s (without this, as long as the interval): a unit slow on a
     # busy machine is not down, and /health's own database check gives up after 2 s.
     timeout check 3s
-    # No unit up (503), or a unit failed mid-request (502, 504): the protocol's error format.
+    # A request too slow (408), no unit up (503), or a unit failed mid-request (502, 504): the
+    # protocol's error format.
+    http-error status 408 content-type application/json string '{{\"error\":{{\"code\":\"{too_slow}\",\"message\":\"the request did not arrive within 10 s\"}}}}'
     http-error status 502 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area answered\"}}}}'
     http-error status 503 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area is available\"}}}}'
     http-error status 504 content-type application/json string '{{\"error\":{{\"code\":\"{no_unit}\",\"message\":\"no unit of this service area answered in time\"}}}}'
 ",
             interval = self.check_interval(),
             no_unit = codes::NO_UNIT_AVAILABLE,
+            too_slow = codes::REQUEST_TOO_SLOW,
         );
         if self.addressing == Addressing::Kubernetes {
             out.push_str(
@@ -250,6 +278,7 @@ defaults
     fn frontend(&self, out: &mut String) {
         out.push_str("\nfrontend hiscale\n");
         self.bind(out);
+        self.client_bounds(out);
         out.push_str(
             "
     # /{sa}/... goes to that SA's units. Anything else names no service area: 404 in the
@@ -318,6 +347,26 @@ defaults
                 let _ = writeln!(out, "    bind {listen} ssl crt {}", certificate.get_ref());
             }
         }
+    }
+
+    /// The frontend's bounds on clients: connections at once in all (below the global
+    /// `maxconn`, which leaves room for the status page and checks), and from one client
+    /// address, counted in a stick table from the connection's start; a client above that bound
+    /// is answered `429` once its head arrives (a head that never does is cut by
+    /// `timeout http-request`).
+    fn client_bounds(&self, out: &mut String) {
+        let per_client = self.datacenter.gateway.max_connections_per_client;
+        let refused = codes::TOO_MANY_CLIENT_CONNECTIONS;
+        let _ = write!(
+            out,
+            "    # Connections at once, in all and from one client address (a table of the \
+             addresses seen in the\n    # last minute and how many connections each holds \
+             now).\n    maxconn {FRONTEND_MAXCONN}\n    stick-table type ipv6 size 100k \
+             expire 60s store conn_cur\n    tcp-request connection track-sc0 src\n    \
+             http-request deny status 429 content-type application/json string \
+             '{{\"error\":{{\"code\":\"{refused}\",\"message\":\"too many connections \
+             from this client address\"}}}}' if {{ sc0_conn_cur gt {per_client} }}\n"
+        );
     }
 
     /// `GET /dc/health` for a global load balancer: `PASS` while every SA of this datacenter has

@@ -90,6 +90,12 @@ pub struct Gateway {
     /// Milliseconds between HAProxy's health checks of each unit.
     #[serde(default = "default_check_interval_ms")]
     pub check_interval_ms: u64,
+    /// Connections one client address may hold at the gateway at once; beyond, a request is
+    /// answered `429 too-many-client-connections`. So one client cannot take every connection
+    /// the gateway and the units have (issue 25: drip-fed bodies). Behind something that hides
+    /// client addresses (a cloud load balancer that rewrites the source), raise it.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: u32,
     /// HAProxy's certificate: one PEM file with the certificate chain and its private key
     /// (HAProxy's `crt`), by its absolute path on the gateway's host. The gateway then speaks
     /// HTTPS only (no plain listener, no redirect: a client that sent its token in the clear has
@@ -121,6 +127,10 @@ impl Gateway {
 
 fn default_check_interval_ms() -> u64 {
     1000
+}
+
+fn default_max_connections_per_client() -> u32 {
+    100
 }
 
 /// How long backups are kept: a restore may bring back a state this old, and a deletion is

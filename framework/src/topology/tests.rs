@@ -451,6 +451,41 @@ fn haproxy_gets_one_backend_per_sa_with_its_units() {
     assert!(config.contains("    bind 127.0.0.1:8404\n"));
 }
 
+/// Issue 25: slow requests end at HAProxy, and neither one client address nor all of them
+/// together can take every connection of the gateway or of a unit.
+#[test]
+fn haproxy_bounds_slow_requests_and_connections_per_client() {
+    let text = GOOD.replacen(
+        "[gateway]\n",
+        "[gateway]\nmax_connections_per_client = 25\n",
+        1,
+    );
+    let config = Topology::parse(&text, "t.toml").unwrap().haproxy_config();
+    for line in [
+        "    timeout http-request 10s\n",
+        "    option http-buffer-request\n",
+        "    maxconn 4000\n",
+        "    stick-table type ipv6 size 100k expire 60s store conn_cur\n",
+        "    tcp-request connection track-sc0 src\n",
+        "if { sc0_conn_cur gt 25 }\n",
+        "\"code\":\"too-many-client-connections\"",
+        "    default-server maxconn 1024\n",
+    ] {
+        assert!(config.contains(line), "{line:?} missing from\n{config}");
+    }
+    let default = Topology::parse(GOOD, "t.toml").unwrap().haproxy_config();
+    assert!(
+        default.contains("if { sc0_conn_cur gt 100 }\n"),
+        "{default}"
+    );
+    let findings = errors_with("[gateway]\n", "[gateway]\nmax_connections_per_client = 0\n");
+    let message = format!("{findings:?}");
+    assert!(
+        message.contains("max_connections_per_client 0 is outside 1..=4000"),
+        "{message}"
+    );
+}
+
 #[test]
 fn haproxy_routes_the_gui_shell_to_its_unit_when_the_topology_names_one() {
     let without = Topology::parse(GOOD, "t.toml").unwrap().haproxy_config();

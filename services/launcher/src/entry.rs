@@ -3,10 +3,9 @@
 //! `hiscale dc-demo` and the tests): `/{sa}/…` to that SA's units of the datacenter, and
 //! `GET /dc/health`.
 
-use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::demo::gateway::Gateway;
+use crate::demo::gateway::{Gateway, RoutedArea};
 
 /// Serves the gateway of `datacenter` (the only one when `None`) on its `listen` address until
 /// Ctrl-C or SIGTERM.
@@ -14,11 +13,15 @@ pub async fn serve(path: &Path, datacenter: Option<&str>) -> anyhow::Result<()> 
     let stop = crate::demo::stop_requested()?;
     let topology = crate::topology::load_checked(path)?;
     let datacenter = topology.datacenter(datacenter)?;
-    let areas: Vec<(String, Vec<SocketAddr>)> = topology
+    let areas: Vec<RoutedArea> = topology
         .in_datacenter(&datacenter.name)
-        .map(|sa| {
-            let units = sa.service_units().map(|unit| unit.get_ref().listen);
-            (sa.name.get_ref().clone(), units.collect())
+        .map(|sa| RoutedArea {
+            name: sa.name.get_ref().clone(),
+            units: sa
+                .service_units()
+                .map(|unit| unit.get_ref().listen)
+                .collect(),
+            limits: sa.limits.clone(),
         })
         .collect();
     if datacenter.gateway.tls_certificate.is_some() {

@@ -8,6 +8,16 @@
 //! (`GET`, `HEAD`) to one more unit when the first failed mid-request, and answers `502` when
 //! no unit is left. Everything else a real load balancer does belongs to HAProxy.
 //!
+//! It has the units' bounds, which HAProxy's configuration has too (issue 25): it serves
+//! connections with the units' own server ([`hiscale::http::serve`]: at most `max_connections`
+//! clients, request heads within `header_read_timeout_secs`, idle connections closed after as
+//! long); it routes only to units whose `/health` passes ([`unit_health`]: not to a drained
+//! unit), and answers `503 no-unit-available` when none does; and it refuses a body announced
+//! larger than both the service area's `max_body_bytes` and what a unit reads to let its early
+//! answer through ([`hiscale::http::DRAIN_LIMIT_BYTES`], 32 MiB) itself, `413 body-too-large`
+//! as the unit would, after reading it ([`refuse_too_large`]): forwarded, such a body had its
+//! connection reset under the unit's answer, and the client got `502`.
+//!
 //! Beside the units it serves two things of the demo's own: the GUI shell at `/` and
 //! `/shell/…` ([`crate::shell`]; in a deployment a unit serves it, as HAProxy serves no files),
 //! and the operator's holds at `/admin/held/{sa}` (`PUT` stops a service area's units and keeps
@@ -30,9 +40,9 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header::{CONTENT_TYPE, HeaderName};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use bytes::Bytes;
 use hiscale::codes;
+use hiscale::config::Limits;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -43,6 +53,7 @@ use tokio::task::JoinHandle;
 
 use super::dc_health;
 use super::supervisor::Holds;
+use super::unit_health::{HealthChecks, UnitHealth};
 use crate::shell::{self, PluginList};
 
 /// What the gateway serves besides the units: the GUI shell and the operator's holds.
@@ -54,11 +65,22 @@ pub struct Front {
     pub holds: Holds,
 }
 
+/// One service area the gateway routes to: its units and their bounds.
+#[derive(Debug, Clone)]
+pub struct RoutedArea {
+    pub name: String,
+    pub units: Vec<SocketAddr>,
+    /// The service area's `limits` (the gateway refuses bodies its units would refuse).
+    pub limits: Limits,
+}
+
 /// The running gateway; [`Gateway::shutdown`] stops it gracefully, dropping it stops it at once.
 pub struct Gateway {
     address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    /// Checks the units' health while the gateway runs.
+    _checks: HealthChecks,
 }
 
 impl Gateway {
@@ -76,38 +98,40 @@ impl Gateway {
     /// `GET /dc/health` for them, and serving `front` (the demo's shell and holds) when given.
     pub fn start(
         listener: TcpListener,
-        areas: Vec<(String, Vec<SocketAddr>)>,
+        areas: Vec<RoutedArea>,
         front: Option<Front>,
     ) -> anyhow::Result<Self> {
         let address = listener
             .local_addr()
             .context("cannot read the gateway's address")?;
+        let checks = HealthChecks::start(areas.iter().flat_map(|area| area.units.clone()));
+        let health = checks.health();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
+            let unit_lists = areas
+                .iter()
+                .map(|area| (area.name.clone(), area.units.clone()))
+                .collect();
             let app = front
                 .map(front_routes)
                 .unwrap_or_default()
-                .merge(dc_health::routes(areas.clone()))
-                .merge(router(areas))
-                .into_make_service_with_connect_info::<SocketAddr>();
-            // Without TCP_NODELAY a keep-alive client waits for its delayed ACK (~40 ms) before
-            // the second segment of each answer leaves (Nagle's algorithm), as the units'
-            // server (hiscale::http::server) already avoids.
-            let listener = listener.tap_io(|stream| {
-                let _ = stream.set_nodelay(true);
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    // A dropped sender means the same as a sent stop.
-                    let _ = stopped.await;
-                })
-                .await
+                .merge(dc_health::routes(unit_lists))
+                .merge(router(areas, health));
+            // The units' own server, with their default bounds on clients (it sets
+            // TCP_NODELAY too: without it a keep-alive client waits for its delayed ACK, ~40 ms,
+            // before the second segment of each answer leaves).
+            hiscale::http::serve(listener, app, &Limits::default(), async {
+                // A dropped sender means the same as a sent stop.
+                let _ = stopped.await;
+            })
+            .await
         });
         tracing::info!("gateway listening on http://{address}");
         Ok(Self {
             address,
             stop: Some(stop),
             server: Some(server),
+            _checks: checks,
         })
     }
 
@@ -169,24 +193,34 @@ struct Routes(Arc<RoutesInner>);
 struct RoutesInner {
     areas: HashMap<String, Area>,
     client: Client<HttpConnector, ForwardedBody>,
+    health: Arc<UnitHealth>,
 }
 
 /// One service area's units and whose turn it is next.
 struct Area {
     units: Vec<SocketAddr>,
     next: AtomicUsize,
+    /// Bodies announced larger are refused here, as the units would.
+    max_body_bytes: usize,
 }
 
 impl Area {
-    /// The order in which this request tries the units: round robin for the first choice, then
-    /// the others in turn for a unit that refuses the connection.
-    fn attempt_order(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+    /// The order in which this request tries the units whose health passes: round robin among
+    /// them for the first choice (so the others share a unit's turns evenly while it is out),
+    /// then the others in turn for a unit that refuses the connection.
+    fn attempt_order(&self, health: &UnitHealth) -> impl Iterator<Item = SocketAddr> + use<> {
+        let passing: Vec<SocketAddr> = self
+            .units
+            .iter()
+            .copied()
+            .filter(|unit| health.passing(*unit))
+            .collect();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        rotation(start, self.units.len()).map(|index| self.units[index])
+        rotation(start, passing.len()).map(move |index| passing[index])
     }
 }
 
-fn router(areas: Vec<(String, Vec<SocketAddr>)>) -> Router {
+fn router(areas: Vec<RoutedArea>, health: Arc<UnitHealth>) -> Router {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     // Idle pooled connections go before a unit would close them (its header read timeout,
@@ -196,17 +230,22 @@ fn router(areas: Vec<(String, Vec<SocketAddr>)>) -> Router {
         .build(connector);
     let areas = areas
         .into_iter()
-        .map(|(name, units)| {
-            let area = Area {
-                units,
+        .map(|area| {
+            let routed = Area {
+                units: area.units,
                 next: AtomicUsize::new(0),
+                max_body_bytes: area.limits.max_body_bytes,
             };
-            (name, area)
+            (area.name, routed)
         })
         .collect();
     Router::new()
         .fallback(forward)
-        .with_state(Routes(Arc::new(RoutesInner { areas, client })))
+        .with_state(Routes(Arc::new(RoutesInner {
+            areas,
+            client,
+            health,
+        })))
 }
 
 /// The shell and the holds, in front of the forwarding fallback.
@@ -328,6 +367,15 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
             format!("there is no service area named {sa:?}"),
         );
     };
+    // Up to what a unit reads to let its early answer through, the unit's own answer (`413`,
+    // or `405`, `401` first) reaches the client; beyond, the connection would be reset under
+    // it, so the gateway answers for the unit.
+    let beyond = area
+        .max_body_bytes
+        .max(usize::try_from(hiscale::http::DRAIN_LIMIT_BYTES).unwrap_or(usize::MAX));
+    if let Some(announced) = larger_than(&parts.headers, beyond) {
+        return refuse_too_large(&parts.headers, body, announced, area.max_body_bytes).await;
+    }
     let target = match parts.uri.query() {
         Some(query) => format!("{rest}?{query}"),
         None => rest.to_owned(),
@@ -349,7 +397,9 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
     // connection to a unit that just died), as HAProxy's `retry-on` does; a write never.
     let idempotent = matches!(parts.method, Method::GET | Method::HEAD);
     let mut retried = false;
-    for unit in area.attempt_order() {
+    let mut tried = false;
+    for unit in area.attempt_order(&routes.0.health) {
+        tried = true;
         let Ok(uri) = Uri::try_from(format!("http://{unit}{target}")) else {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -382,11 +432,78 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
             }
         }
     }
+    if !tried {
+        // HAProxy's answer when no server of a backend is up.
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::NO_UNIT_AVAILABLE,
+            format!("no unit of {sa} is available (none passes its health check)"),
+        );
+    }
     error(
         StatusCode::BAD_GATEWAY,
         codes::NO_UNIT_AVAILABLE,
         format!("no unit of {sa} accepted the connection"),
     )
+}
+
+/// The most of a refused body the gateway reads so that its `413` reaches the client (closing
+/// with unread data resets the connection under the answer); beyond, it closes the connection.
+const DRAIN_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+/// How long reading a refused body may take in all, and without a byte arriving.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// The `Content-Length` of a request, when it is larger than `max_body_bytes`.
+fn larger_than(headers: &HeaderMap, max_body_bytes: usize) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .filter(|&length| length > max_body_bytes as u64)
+}
+
+/// `413 body-too-large`, the units' answer to a body they do not take, after reading and
+/// throwing the body away (within [`DRAIN_LIMIT_BYTES`] and [`DRAIN_TIMEOUT`]; beyond either,
+/// or when the client waits for `100 Continue` and so sends nothing, the connection closes).
+async fn refuse_too_large(
+    headers: &HeaderMap,
+    body: Body,
+    announced: u64,
+    max_body_bytes: usize,
+) -> Response {
+    let expects_continue = headers
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let drained =
+        !expects_continue && announced <= DRAIN_LIMIT_BYTES && drain(body, DRAIN_TIMEOUT).await;
+    let mut refused = error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        codes::BODY_TOO_LARGE,
+        format!("the request body is too large: at most {max_body_bytes} bytes are taken"),
+    );
+    if !drained {
+        refused.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
+    refused
+}
+
+/// Reads `body` to its end and throws it away; whether it ended in time.
+async fn drain(mut body: Body, within: Duration) -> bool {
+    let reading = async {
+        loop {
+            let frame = std::future::poll_fn(|context| Pin::new(&mut body).poll_frame(context));
+            match tokio::time::timeout(DRAIN_IDLE, frame).await {
+                Ok(None) => return true,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(within, reading).await.unwrap_or(false)
 }
 
 /// `/{sa}/rest…` → `(sa, "/rest…")`; `/{sa}` alone → `(sa, "/")`; `/` → nothing.
@@ -526,12 +643,21 @@ mod tests {
         let area = Area {
             units: vec![address(1), address(2), address(3)],
             next: AtomicUsize::new(0),
+            max_body_bytes: 1024,
         };
+        let health = UnitHealth::assumed_passing(area.units.clone());
         let firsts: Vec<_> = (0..4)
-            .filter_map(|_| area.attempt_order().next())
+            .filter_map(|_| area.attempt_order(&health).next())
             .map(|unit| unit.port())
             .collect();
         assert_eq!(firsts, [1, 2, 3, 1]);
+        // A unit out of the rotation is passed over.
+        health.set_passing(address(2), false);
+        let firsts: Vec<_> = (0..3)
+            .filter_map(|_| area.attempt_order(&health).next())
+            .map(|unit| unit.port())
+            .collect();
+        assert_eq!(firsts, [1, 3, 1]);
     }
 
     #[test]
@@ -554,7 +680,7 @@ mod tests {
         let dead = refused_address()?;
         let one = echo_unit("one").await?;
         let two = echo_unit("two").await?;
-        let app = router(vec![("registration".into(), vec![dead, one, dead, two])]);
+        let app = routed(vec![dead, one, dead, two]).0;
         let mut answered_by = Vec::new();
         for _ in 0..4 {
             let (status, body) = send(
@@ -578,7 +704,7 @@ mod tests {
     #[tokio::test]
     async fn answers_502_when_no_unit_accepts() -> anyhow::Result<()> {
         let dead = refused_address()?;
-        let app = router(vec![("registration".into(), vec![dead, dead])]);
+        let app = routed(vec![dead, dead]).0;
         let (status, body) = send(&app, Method::GET, "/registration/customers/1", "").await?;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
         let body: serde_json::Value = serde_json::from_str(&body)?;
@@ -592,7 +718,7 @@ mod tests {
     async fn a_read_goes_to_another_unit_when_one_fails_mid_request() -> anyhow::Result<()> {
         let dying = dying_unit().await?;
         let alive = echo_unit("alive").await?;
-        let app = router(vec![("registration".into(), vec![dying, alive])]);
+        let app = routed(vec![dying, alive]).0;
         let (status, body) = send(&app, Method::GET, "/registration/customers/1", "").await?;
         assert_eq!(status, StatusCode::OK, "{body}");
         let echo: serde_json::Value = serde_json::from_str(&body)?;
@@ -620,13 +746,50 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_service_areas_are_404() -> anyhow::Result<()> {
-        let app = router(vec![("registration".into(), vec![])]);
+        let app = routed(vec![]).0;
         for path in ["/shopping/customers", "/"] {
             let (status, body) = send(&app, Method::GET, path, "").await?;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
             let body: serde_json::Value = serde_json::from_str(&body)?;
             assert_eq!(body["error"]["code"], "unknown-service-area", "{path}");
         }
+        Ok(())
+    }
+
+    /// A gateway routing `registration` to `units`, all passing, and their health to change.
+    fn routed(units: Vec<SocketAddr>) -> (Router, Arc<UnitHealth>) {
+        let health = Arc::new(UnitHealth::assumed_passing(units.clone()));
+        let area = RoutedArea {
+            name: "registration".into(),
+            units,
+            limits: Limits {
+                max_body_bytes: 1024,
+                ..Limits::default()
+            },
+        };
+        (router(vec![area], Arc::clone(&health)), health)
+    }
+
+    /// No passing unit: `503 no-unit-available`, without trying the units; a body announced
+    /// larger than a unit's early answer can get past: `413 body-too-large` from the gateway.
+    #[tokio::test]
+    async fn answers_for_units_out_of_rotation_and_for_bodies_too_large() -> anyhow::Result<()> {
+        let one = echo_unit("one").await?;
+        let (app, health) = routed(vec![one]);
+        let size = hiscale::http::DRAIN_LIMIT_BYTES + 1;
+        let large = axum::http::Request::post("/registration/customers")
+            .header("content-length", size.to_string())
+            .body(Body::from(vec![b'x'; usize::try_from(size)?]))?;
+        let response = app.clone().oneshot(large).await?;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = to_bytes(response.into_body(), 64 * 1024).await?;
+        let body: serde_json::Value = serde_json::from_slice(&body)?;
+        assert_eq!(body["error"]["code"], "body-too-large");
+        health.set_passing(one, false);
+        let (status, body) = send(&app, Method::GET, "/registration/customers/1", "").await?;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!(body["error"]["code"], "no-unit-available");
         Ok(())
     }
 

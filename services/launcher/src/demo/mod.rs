@@ -23,6 +23,7 @@ mod sample;
 mod session_keys;
 mod supervisor;
 mod tokens;
+mod unit_health;
 mod units_file;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -178,7 +179,11 @@ async fn start(
         .iter()
         .map(|sa| {
             let name = sa.get_ref().name.get_ref();
-            (name.clone(), supervisor.addresses_of(name))
+            gateway::RoutedArea {
+                name: name.clone(),
+                units: supervisor.addresses_of(name),
+                limits: sa.get_ref().limits.clone(),
+            }
         })
         .collect();
     let plugins = crate::shell::PluginList::of(
