@@ -35,3 +35,4 @@ mod tls;
 mod topology;
 mod typed;
 mod write_answers;
+mod write_routing;

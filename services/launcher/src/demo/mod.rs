@@ -24,6 +24,7 @@ mod session_keys;
 mod supervisor;
 mod tokens;
 mod units_file;
+mod write_health;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
