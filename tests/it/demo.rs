@@ -776,22 +776,18 @@ async fn the_gateway_serves_the_gui_shell_and_an_operator_holds_a_service_area_s
     let dc_health = || gateway.client.get(format!("{}/dc/health", gateway.base));
     // A unit's check may miss the gateway's 2 s timeout on a loaded machine, which names its SA
     // for that one answer; the held SA must be named, and the others must stop being named.
-    wait_until(
-        "the datacenter names shop alone",
-        RESTART_TIMEOUT,
-        || async {
-            let reply = gateway.send(dc_health()).await;
-            assert!(
-                reply.body.contains("shop has no passing unit"),
-                "{}: {}",
-                reply.status,
-                reply.body
-            );
-            (reply.status == 503 && reply.body == "FAIL\nshop has no passing unit\n")
-                .then_some(())
-                .ok_or(reply.body)
-        },
-    )
+    wait_until("the datacenter names shop alone", RESTART_TIMEOUT, || async {
+        let reply = gateway.send(dc_health()).await;
+        assert!(
+            reply.body.contains("shop has no passing unit"),
+            "{}: {}",
+            reply.status,
+            reply.body
+        );
+        (reply.status == 503 && reply.body == "FAIL\nshop has no passing unit\n")
+            .then_some(())
+            .ok_or(reply.body)
+    })
     .await;
 
     // Released: the units start again at once and serve.
