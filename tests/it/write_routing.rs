@@ -24,6 +24,16 @@ both_backends!(
     |backend| writes_skip_a_unit_that_refuses_them(backend, Front::DemoGateway)
 );
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_under_writes_behind_haproxy() {
+    restart_under_writes(Front::Haproxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_under_writes_behind_the_demo_gateway() {
+    restart_under_writes(Front::DemoGateway).await;
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Front {
     Haproxy,
@@ -45,10 +55,10 @@ impl Drop for Running {
     }
 }
 
-/// Registration's two units behind a gateway on `gateway`, checked every 200 ms.
-fn topology(gateway: u16, database: &str, units: &[SocketAddr]) -> String {
+/// Registration's two units behind a gateway on `gateway`, checked every `check_ms`.
+fn topology(gateway: u16, database: &str, units: &[SocketAddr], check_ms: u64) -> String {
     let mut text = format!(
-        "[gateway]\nlisten = \"127.0.0.1:{gateway}\"\ncheck_interval_ms = 200\n\n\
+        "[gateway]\nlisten = \"127.0.0.1:{gateway}\"\ncheck_interval_ms = {check_ms}\n\n\
          [[sa]]\nname = \"registration\"\ndatabase = \"{database}\"\n"
     );
     for (index, address) in units.iter().enumerate() {
@@ -123,8 +133,11 @@ async fn write(client: &reqwest::Client, front: &str, n: usize) -> (u16, String)
         .header("accept", JSON)
         .body(body)
         .send()
-        .await
-        .unwrap();
+        .await;
+    // A connection cut under a write (the unit killed in the middle) is counted, not fatal.
+    let Ok(reply) = reply else {
+        return (0, "connection cut".to_owned());
+    };
     let status = reply.status().as_u16();
     let body: serde_json::Value = reply.json().await.unwrap_or_default();
     (
@@ -154,7 +167,11 @@ async fn writes_skip_a_unit_that_refuses_them(backend: Backend, front: Front) {
     let listen = free_port();
     let files = tempfile::tempdir().unwrap();
     let topology_path = files.path().join("topology.toml");
-    std::fs::write(&topology_path, topology(listen, &database.url, &addresses)).unwrap();
+    std::fs::write(
+        &topology_path,
+        topology(listen, &database.url, &addresses, 200),
+    )
+    .unwrap();
     let client = hiscale::tls::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -265,5 +282,92 @@ async fn writes_skip_a_unit_that_refuses_them(backend: Backend, front: Front) {
     for n in 1000..1010 {
         assert_eq!(write(&client, &front_url, n).await.0, 201, "{label}");
     }
+    drop((first, second));
+}
+
+/// `kill -9` of a unit and its restart under writes through the gateway, checked every second
+/// as deployed; its gate opens 2 s after the restart, as its consumers' polls would open it.
+/// The refused writes (`503 restoring`) are counted: the unit answers a write `503` at most
+/// once or twice (the writes in flight when the gateway notices) before the gateway stops
+/// sending it writes. Measured: 0 of about 1,600–2,800 writes refused (HAProxy), 0 of
+/// 760–2,000 (the demo gateway); with writes routed as before issue 25, 432–454 of about 2,350
+/// (HAProxy) and 294–735 of 1,500–2,500 (the demo gateway), every other write while the gate
+/// was closed.
+async fn restart_under_writes(front: Front) {
+    let database = fresh_database(Backend::Postgres).await;
+    let addresses: Vec<SocketAddr> = (0..2)
+        .map(|_| ([127, 0, 0, 1], free_port()).into())
+        .collect();
+    let listen = free_port();
+    let files = tempfile::tempdir().unwrap();
+    let topology_path = files.path().join("topology.toml");
+    std::fs::write(
+        &topology_path,
+        topology(listen, &database.url, &addresses, 1000),
+    )
+    .unwrap();
+    let client = hiscale::tls::client_builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let first = start_unit("registration-1", &database.url, addresses[0]).await;
+    let second = start_unit("registration-2", &database.url, addresses[1]).await;
+    release_gate(&client, &first).await;
+    release_gate(&client, &second).await;
+    let _front = start_front(front, &topology_path);
+    let front_url = format!("http://127.0.0.1:{listen}/registration");
+    wait_passing(&client, &front_url).await;
+    wait_for(
+        &format!("{front:?}: writes through the gateway"),
+        Duration::from_secs(20),
+        async || write(&client, &front_url, 0).await.0 == 201,
+    )
+    .await;
+    // Until the write backend has both units (two passing checks a second apart).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
+    let mut writers = Vec::new();
+    for task in 0..2 {
+        let (client, front_url, stop, answers) = (
+            client.clone(),
+            front_url.clone(),
+            stop.clone(),
+            answers.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut n = task * 1_000_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let (status, code) = write(&client, &front_url, n).await;
+                *answers
+                    .lock()
+                    .unwrap()
+                    .entry(format!("{status} {code}"))
+                    .or_insert(0) += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(first); // kill -9, and at once back with its gate closed
+    let first = start_unit("registration-1", &database.url, addresses[0]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    release_gate(&client, &first).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let answers = answers.lock().unwrap().clone();
+    println!("{front:?}: writes across a kill -9 and restart: {answers:?}");
+    let refused = answers.get("503 restoring").copied().unwrap_or(0);
+    assert!(
+        refused <= 2,
+        "{front:?}: {refused} writes refused by the restarted unit: {answers:?}"
+    );
     drop((first, second));
 }
