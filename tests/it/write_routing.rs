@@ -4,9 +4,13 @@
 //! polls, and only an operator opens it): its `/health` passes, its `/health/write` fails,
 //! reads reach it, every write through the gateway succeeds on the other unit. Once both
 //! gates are closed, writes reach the units again, which answer why (`503 restoring`) instead
-//! of the gateway's `no-unit-available`.
+//! of the gateway's `no-unit-available`. A `kill -9` and restart under writes costs no
+//! `503 restoring` through either gateway, and the check names its other reasons (drained,
+//! restoring, database gone) in-process.
 
 use std::net::SocketAddr;
+
+use axum::body::Body;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -22,6 +26,61 @@ both_backends!(haproxy, |backend| writes_skip_a_unit_that_refuses_them(
 both_backends!(
     demo_gateway,
     |backend| writes_skip_a_unit_that_refuses_them(backend, Front::DemoGateway)
+);
+
+// What fails the write check beside the start gate: a drained unit, a collection restoring
+// (while /health passes), a database gone.
+both_backends!(
+    the_write_check_names_why_a_unit_takes_no_writes,
+    |backend| async move {
+        let app = tests::TestApp::start(backend).await;
+        let check = async |path: &str| {
+            let reply = app
+                .send(tests::request("GET", path).body(Body::empty()).unwrap())
+                .await;
+            (reply.status.as_u16(), reply.body)
+        };
+        let operator = |method: &str, path: &str| {
+            tests::request(method, path)
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert_eq!(check("/health/write").await, (200, "PASS\n".to_owned()));
+
+        assert_eq!(app.send(operator("PUT", "/admin/drain")).await.status, 204);
+        let (status, body) = check("/health/write").await;
+        assert!(
+            status == 503 && body.starts_with("FAIL\ndraining"),
+            "{body}"
+        );
+        assert_eq!(
+            app.send(operator("DELETE", "/admin/drain")).await.status,
+            204
+        );
+
+        hiscale::restore::enter_all(app.state.store(), app.state.service_area(), "test", None)
+            .await
+            .unwrap();
+        let (status, body) = check("/health/write").await;
+        assert!(
+            status == 503 && body.starts_with("FAIL\ncustomers is restoring"),
+            "{body}"
+        );
+        let (status, body) = check("/health").await;
+        assert!(status == 200 && body.starts_with("PASS\n"), "{body}");
+        assert!(
+            app.send(operator("DELETE", "/admin/restore"))
+                .await
+                .status
+                .is_success()
+        );
+        assert_eq!(check("/health/write").await, (200, "PASS\n".to_owned()));
+
+        app.state.store().close().await;
+        let (status, body) = check("/health/write").await;
+        assert!(status == 503 && body.contains("database"), "{body}");
+    }
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
