@@ -672,6 +672,24 @@ fn operations_paths(mut paths: PathsBuilder, sa: &str, version: u32) -> PathsBui
             ),
         )
         .path(
+            "/health/write",
+            PathItem::new(
+                HttpMethod::Get,
+                public(
+                    "PASS while this unit takes writes for every collection it owns; HAProxy's \
+                     check for writing methods",
+                    text("PASS"),
+                )
+                .response(
+                    "503",
+                    text(
+                        "FAIL and one reason a line (what fails /health, the start gate, a \
+                         collection restoring)",
+                    ),
+                ),
+            ),
+        )
+        .path(
             "/heartbeat",
             PathItem::new(
                 HttpMethod::Get,

@@ -299,6 +299,20 @@ fn the_committed_haproxy_config_passes_haproxys_check() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    // What HAProxy just accepted includes the routing of writes to units that take them.
+    let config = std::fs::read_to_string(&path).unwrap();
+    for line in [
+        "    acl writing method POST PUT PATCH DELETE\n",
+        "    use_backend registration-write if registration writing { nbsrv(registration-write) gt 0 }\n",
+        "\nbackend registration-write\n",
+        "    option httpchk GET /health/write\n",
+    ] {
+        assert!(
+            config.contains(line),
+            "{line:?} missing from {}",
+            path.display()
+        );
+    }
 }
 
 /// Issue 25 behind real HAProxy: a request whose body is drip-fed a byte a second is answered

@@ -36,3 +36,4 @@ mod tls;
 mod topology;
 mod typed;
 mod write_answers;
+mod write_routing;

@@ -623,6 +623,7 @@ pub fn app_with(state: AppState, own_routes: Routes) -> Router {
         .config(utoipa_swagger_ui::Config::new(urls).validator_url("none"));
     let routes = Router::new()
         .route("/health", get(ops::health))
+        .route("/health/write", get(ops::health_write))
         .route("/heartbeat", get(ops::heartbeat))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))

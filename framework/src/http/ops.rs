@@ -19,6 +19,30 @@ const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /health`: `PASS`, or `FAIL` and one reason a line (HAProxy reads the first word).
 pub(super) async fn health(State(state): State<AppState>) -> Response {
+    let reasons = unavailable_reasons(&state).await;
+    let warning = peer_warning(&state).await
+        + &state.gate().warning_lines()
+        + &restoring_warning(&state).await
+        + &state.assumptions().warning_lines();
+    let (status, body) = if reasons.is_empty() {
+        (StatusCode::OK, format!("PASS\n{warning}"))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("FAIL\n{}\n", reasons.join("\n")),
+        )
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// Why this unit takes no traffic at all (drained, or its database does not answer): the
+/// failures of `/health`, which `/health/write` fails on too.
+async fn unavailable_reasons(state: &AppState) -> Vec<String> {
     let mut reasons = Vec::new();
     if state.inner.draining.load(Ordering::Relaxed) {
         reasons.push("draining: an operator took this unit out of rotation".to_owned());
@@ -31,12 +55,48 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
         }
         Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
     }
-    let warning = peer_warning(&state).await
-        + &state.gate().warning_lines()
-        + &restoring_warning(&state).await
-        + &state.assumptions().warning_lines();
+    reasons
+}
+
+/// `GET /health/write`: `PASS` while this unit takes writes for every collection it owns;
+/// otherwise `503`, `FAIL` and one reason a line: what fails `/health`, the start gate holding
+/// a collection, a collection restoring.
+///
+/// Why a check of its own: the start gate and `restoring` refuse writes but leave `/health`
+/// passing (reads and the feed are served, and the gate opens only when consumers can poll,
+/// so failing `/health` would take every unit out and the gate could never open). The
+/// gateway routes writing methods to the units this check passes, so a unit whose gate is
+/// still closed after a restart gets none of them while it serves reads.
+pub(super) async fn health_write(State(state): State<AppState>) -> Response {
+    let mut reasons = unavailable_reasons(&state).await;
+    let reachable = reasons.is_empty();
+    for held in state.gate().held() {
+        reasons.push(format!(
+            "{} takes no writes until its consumers report their versions (start gate, {} s \
+             since the start; waiting for {})",
+            held.collection,
+            held.seconds,
+            held.waiting_for.join(", ")
+        ));
+    }
+    if reachable && !state.service_area().owned().is_empty() {
+        match tokio::time::timeout(DATABASE_CHECK_TIMEOUT, state.store().restoring()).await {
+            Ok(Ok(restoring)) => reasons.extend(restoring.into_iter().map(|r| {
+                format!(
+                    "{} is restoring: writes are refused until the refill ends (or DELETE \
+                     /admin/restore)",
+                    r.collection
+                )
+            })),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "write check: cannot read the restoring collections");
+                reasons.push("database unreachable".to_owned());
+            }
+            Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
+        }
+    }
     let (status, body) = if reasons.is_empty() {
-        (StatusCode::OK, format!("PASS\n{warning}"))
+        (StatusCode::OK, "PASS\n".to_owned())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -43,6 +43,17 @@ fn unit_connection_bound(out: &mut String, sa: &SaDeployment) {
     );
 }
 
+/// Appended to the write backends' `server` lines: one `5xx` answer takes the unit out of the
+/// write backend at once (`observe layer7` counts 500 and 502–504 as errors), so a unit
+/// restarted between two checks costs one write, not the writes of two check intervals.
+const WRITE_SERVER_OPTIONS: &str = " observe layer7 error-limit 1 on-error mark-down";
+
+/// The backend of an SA's writing methods: SA names are identifiers (no `-`), so it cannot be
+/// another SA's name.
+fn write_backend_name(sa: &str) -> String {
+    format!("{sa}-write")
+}
+
 /// `host:port` of a unit's base URL (`http://host:port`), as HAProxy's server line names it.
 fn server_address(url: &str) -> &str {
     let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -126,15 +137,8 @@ impl Generator<'_> {
             );
             let _ = writeln!(out, "    http-request replace-path ^/{name}/?(.*)$ /\\1");
             unit_connection_bound(&mut out, sa);
-            for unit in sa.service_units() {
-                let unit = unit.get_ref();
-                let _ = writeln!(
-                    out,
-                    "    server {} {} check",
-                    unit.name,
-                    server_address(&unit.url())
-                );
-            }
+            self.servers(&mut out, sa, "");
+            self.write_backend(&mut out, sa);
         }
         if let Some(shell) = self.datacenter.gateway.shell {
             out.push_str("\nbackend gui_shell\n");
@@ -196,9 +200,11 @@ impl Generator<'_> {
             "#\n\
              # A unit takes traffic only while GET /health answers PASS: checked every {}, out \
              after two\n\
-             # failures (a drained unit fails it), back after two passes. Until the first check \
-             passes\n\
-             # HAProxy answers 503, so start the units first. Check with\n\
+             # failures (a drained unit fails it), back after two passes. Writes go only to \
+             units whose\n\
+             # GET /health/write passes as well (not while the start gate is closed). Until the \
+             first check\n\
+             # passes HAProxy answers 503, so start the units first. Check with\n\
              #\n\
              #     haproxy -c -f haproxy.cfg",
             self.check_interval()
@@ -323,8 +329,71 @@ defaults
         if self.datacenter.gateway.shell.is_some() {
             out.push_str("    use_backend gui_shell if gui_shell\n");
         }
+        self.write_routing(out, &names);
         for name in &names {
             let _ = writeln!(out, "    use_backend {name} if {name}");
+        }
+    }
+
+    /// One `server` line per service unit of `sa`, each health-checked, `options` appended.
+    fn servers(&self, out: &mut String, sa: &SaDeployment, options: &str) {
+        for unit in sa.service_units() {
+            let unit = unit.get_ref();
+            let _ = writeln!(
+                out,
+                "    server {} {} check{options}",
+                unit.name,
+                server_address(&unit.url())
+            );
+        }
+    }
+
+    /// The backend for `sa`'s writing methods ([`write_backend_name`]): the same units, checked
+    /// on `GET /health/write`, so a unit that refuses writes (its start gate still closed
+    /// after a start, a collection restoring) gets none while it serves reads. Nothing here
+    /// is retried: a write is never sent twice.
+    fn write_backend(&self, out: &mut String, sa: &SaDeployment) {
+        let name = sa.name.get_ref();
+        let _ = writeln!(out, "\nbackend {}", write_backend_name(name));
+        let _ = writeln!(
+            out,
+            "    # {name}'s POST, PUT, PATCH, DELETE: units whose GET /health/write passes (not \
+             while the\n    # start gate is closed after a start, nor while a collection \
+             restores)."
+        );
+        out.push_str("    balance roundrobin\n");
+        out.push_str("    option httpchk GET /health/write\n");
+        out.push_str("    http-check expect string PASS\n");
+        out.push_str("    http-request disable-l7-retry\n");
+        let _ = writeln!(
+            out,
+            "    http-request set-header X-Forwarded-Prefix /{name}"
+        );
+        let _ = writeln!(out, "    http-request replace-path ^/{name}/?(.*)$ /\\1");
+        out.push_str(
+            "    # A unit that answers a write 5xx (503 restoring: restarted between two checks) \
+             takes no\n    # more until /health/write passes again.\n",
+        );
+        unit_connection_bound(out, sa);
+        self.servers(out, sa, WRITE_SERVER_OPTIONS);
+    }
+
+    /// Writing methods go to the SA's write backend while it has a unit up; while none is
+    /// (every unit's gate closed, the SA restoring), to the SA's backend as before, so the
+    /// unit answers why (`503 restoring`) instead of HAProxy's `no-unit-available`.
+    fn write_routing(&self, out: &mut String, names: &[&str]) {
+        out.push_str(
+            "    # Writes go to units that take them (GET /health/write passes); reads and the \
+             feed to every\n    # unit up. While no unit takes writes, they go to every unit, \
+             which answers why (503).\n",
+        );
+        out.push_str("    acl writing method POST PUT PATCH DELETE\n");
+        for name in names {
+            let write = write_backend_name(name);
+            let _ = writeln!(
+                out,
+                "    use_backend {write} if {name} writing {{ nbsrv({write}) gt 0 }}"
+            );
         }
     }
 

@@ -402,6 +402,9 @@ fn unit_deployment(sa: &str, unit: &UnitDeployment) -> Value {
             // Migrations run before the unit listens: up to 5 minutes to come up.
             "startupProbe": probe("/heartbeat", 2, 150),
             "livenessProbe": probe("/heartbeat", 5, 3),
+            // /health, not /health/write: an unready pod leaves its Service's DNS, and HAProxy
+            // with it, for reads and the feed too, so a closed start gate could never open.
+            // HAProxy's write backends check /health/write themselves.
             "readinessProbe": probe("/health", 2, 2),
             "securityContext": locked_down(),
             "volumeMounts": [

@@ -486,6 +486,53 @@ fn haproxy_bounds_slow_requests_and_connections_per_client() {
     );
 }
 
+/// Writing methods go to a second backend over the same units, checked on `/health/write`,
+/// while it has a unit up; reads keep the SA's backend checked on `/health`.
+#[test]
+fn haproxy_routes_writes_to_units_that_take_them() {
+    let config = Topology::parse(GOOD, "t.toml").unwrap().haproxy_config();
+    assert!(
+        config.contains("    acl writing method POST PUT PATCH DELETE\n"),
+        "{config}"
+    );
+    let write_rule = "    use_backend shop-write if shop writing { nbsrv(shop-write) gt 0 }\n";
+    let read_rule = "    use_backend shop if shop\n";
+    let (Some(write_at), Some(read_at)) = (config.find(write_rule), config.find(read_rule)) else {
+        panic!("{config}")
+    };
+    assert!(write_at < read_at, "the first matching rule wins: {config}");
+    let backend = |name: &str| {
+        let start = config.find(&format!("\nbackend {name}\n")).unwrap() + 1;
+        let end = config[start + 1..]
+            .find("\nbackend ")
+            .map_or(config.len(), |end| start + 1 + end);
+        config[start..end].to_owned()
+    };
+    let reads = backend("shop");
+    assert!(reads.contains("option httpchk GET /health\n"), "{reads}");
+    let writes = backend("shop-write");
+    assert!(
+        writes.contains("option httpchk GET /health/write\n"),
+        "{writes}"
+    );
+    assert!(writes.contains("http-check expect string PASS\n"));
+    assert!(writes.contains("http-request disable-l7-retry\n"));
+    assert!(writes.contains("http-request set-header X-Forwarded-Prefix /shop\n"));
+    assert!(writes.contains("http-request replace-path ^/shop/?(.*)$ /\\1\n"));
+    for server in [
+        "    server shop-1 127.0.0.1:8085 check",
+        "    server shop-2 127.0.0.1:8086 check",
+    ] {
+        assert!(reads.contains(&format!("{server}\n")), "{reads}");
+        assert!(
+            writes.contains(&format!(
+                "{server} observe layer7 error-limit 1 on-error mark-down\n"
+            )),
+            "{writes}"
+        );
+    }
+}
+
 #[test]
 fn haproxy_routes_the_gui_shell_to_its_unit_when_the_topology_names_one() {
     let without = Topology::parse(GOOD, "t.toml").unwrap().haproxy_config();

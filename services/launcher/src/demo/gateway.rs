@@ -6,7 +6,9 @@
 //! It stays deliberately small: it streams bodies both ways, skips a unit that refuses the
 //! connection (the request was never sent, so trying the next one is safe), sends a read
 //! (`GET`, `HEAD`) to one more unit when the first failed mid-request, and answers `502` when
-//! no unit is left. Everything else a real load balancer does belongs to HAProxy.
+//! no unit is left. Writing methods go only to the units whose `/health/write` passes while
+//! any does ([`write_health`]), as HAProxy's write backends do. Everything else a real load
+//! balancer does belongs to HAProxy.
 //!
 //! It has the units' bounds, which HAProxy's configuration has too (issue 25): it serves
 //! connections with the units' own server ([`hiscale::http::serve`]: at most `max_connections`
@@ -54,6 +56,7 @@ use tokio::task::JoinHandle;
 use super::dc_health;
 use super::supervisor::Holds;
 use super::unit_health::{HealthChecks, UnitHealth};
+use super::write_health::{self, WriteHealth};
 use crate::shell::{self, PluginList};
 
 /// What the gateway serves besides the units: the GUI shell and the operator's holds.
@@ -194,6 +197,8 @@ struct RoutesInner {
     areas: HashMap<String, Area>,
     client: Client<HttpConnector, ForwardedBody>,
     health: Arc<UnitHealth>,
+    /// Which units take writes now.
+    writers: WriteHealth,
 }
 
 /// One service area's units and whose turn it is next.
@@ -228,6 +233,7 @@ fn router(areas: Vec<RoutedArea>, health: Arc<UnitHealth>) -> Router {
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(20))
         .build(connector);
+    let writers = WriteHealth::start(areas.iter().flat_map(|area| area.units.iter().copied()));
     let areas = areas
         .into_iter()
         .map(|area| {
@@ -245,6 +251,7 @@ fn router(areas: Vec<RoutedArea>, health: Arc<UnitHealth>) -> Router {
             areas,
             client,
             health,
+            writers,
         })))
 }
 
@@ -396,9 +403,14 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
     // A read may go to a second unit once after the first failed mid-request (a pooled
     // connection to a unit that just died), as HAProxy's `retry-on` does; a write never.
     let idempotent = matches!(parts.method, Method::GET | Method::HEAD);
+    let writing = write_health::is_writing(&parts.method);
+    let mut order: Vec<SocketAddr> = area.attempt_order(&routes.0.health).collect();
+    if writing {
+        order = routes.0.writers.writers(order);
+    }
     let mut retried = false;
     let mut tried = false;
-    for unit in area.attempt_order(&routes.0.health) {
+    for unit in order {
         tried = true;
         let Ok(uri) = Uri::try_from(format!("http://{unit}{target}")) else {
             return error(
@@ -412,9 +424,15 @@ async fn forward(State(routes): State<Routes>, request: Request) -> Response {
         *forwarded.uri_mut() = uri;
         *forwarded.headers_mut() = headers.clone();
         match routes.0.client.request(forwarded).await {
-            Ok(response) => return relay(response),
+            Ok(response) => {
+                if writing && response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                    routes.0.writers.refused(unit);
+                }
+                return relay(response);
+            }
             Err(failure) if failure.is_connect() && body.is_unsent() => {
                 tracing::debug!("unit {unit} of {sa} refused the connection: {failure}");
+                routes.0.writers.refused(unit);
             }
             Err(failure) if idempotent && !retried => {
                 retried = true;
@@ -728,6 +746,59 @@ mod tests {
         let (status, body) = send(&app, Method::POST, "/registration/customers", "x").await?;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
         Ok(())
+    }
+
+    /// Writing methods go only to the unit whose `/health/write` passes; reads to both.
+    #[tokio::test]
+    async fn writes_go_only_to_units_whose_write_check_passes() -> anyhow::Result<()> {
+        let refusing = checked_unit("refusing", false).await?;
+        let taking = checked_unit("taking", true).await?;
+        let app = routed(vec![refusing, taking]).0;
+        let answered_by = async |method: Method| -> anyhow::Result<String> {
+            let (status, body) = send(&app, method, "/registration/customers", "x").await?;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let echo: serde_json::Value = serde_json::from_str(&body)?;
+            Ok(echo["unit"].as_str().unwrap_or_default().to_owned())
+        };
+        // The first checks run at once; two writes in a row on one unit mean they have.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while answered_by(Method::POST).await? != "taking"
+            || answered_by(Method::POST).await? != "taking"
+        {
+            assert!(std::time::Instant::now() < deadline, "no check passed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            for _ in 0..3 {
+                assert_eq!(answered_by(method.clone()).await?, "taking", "{method}");
+            }
+        }
+        let mut readers = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            readers.insert(answered_by(Method::GET).await?);
+        }
+        assert_eq!(readers.len(), 2, "{readers:?}");
+        Ok(())
+    }
+
+    /// An echo unit whose `/health/write` passes or fails.
+    async fn checked_unit(name: &'static str, takes_writes: bool) -> anyhow::Result<SocketAddr> {
+        let check = axum::routing::get(move || async move {
+            if takes_writes {
+                (StatusCode::OK, "PASS\n")
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, "FAIL\nstart gate\n")
+            }
+        });
+        let app = Router::new()
+            .route("/health/write", check)
+            .fallback(any(move || async move {
+                axum::Json(serde_json::json!({ "unit": name }))
+            }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(address)
     }
 
     /// Accepts connections, reads a little and closes them without an answer.

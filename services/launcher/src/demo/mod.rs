@@ -25,6 +25,7 @@ mod supervisor;
 mod tokens;
 mod unit_health;
 mod units_file;
+mod write_health;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
