@@ -30,6 +30,7 @@ mod rollback;
 mod rolling_upgrade;
 mod sessions;
 mod soak;
+mod text;
 mod tidy;
 mod tls;
 mod topology;
