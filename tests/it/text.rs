@@ -331,3 +331,44 @@ async fn a_birthdate_before_1900_or_in_the_future_is_refused() {
         assert_eq!(reply.status, 201, "{}", reply.body);
     }
 }
+
+/// A copy applies an older owner's chunk whose documents hold NUL (which no PostgreSQL store
+/// can hold) and control characters: it stores it on both backends, the NUL as U+FFFD, and
+/// answers it as well-formed XML.
+#[tokio::test]
+async fn a_copy_applies_an_older_owners_chunk_and_answers_well_formed_xml() {
+    for backend in TestBackend::all_from_env() {
+        let unit = TestUnit::start(shop::service_area(), &backend)
+            .await
+            .expect("shop starts");
+        let chunk = json!({"version": 3, "more": false, "items": [{
+            "id": "3", "version": 3,
+            "person": {"version": 3, "type": "nat\u{0}ural", "firstname": "A\u{0}\u{1}",
+                "lastname": "B\u{FFFE}"},
+            "addresses": {"home": {"version": 3, "street": "S\u{0}", "zip": "1", "city": "C"}}
+        }]});
+        let sa = shop::service_area();
+        let customers = sa.collection("customers").expect("shop copies customers");
+        let parsed = hiscale::repr::parse_feed(chunk.to_string().as_bytes(), customers)
+            .expect("a feed chunk");
+        let items = hiscale::poller::chunk_items(customers, &parsed);
+        let store = unit.state().store();
+        let cursor = store.cursor("customers").await.unwrap().max(parsed.version);
+        store
+            .apply_chunk("customers", &items, cursor)
+            .await
+            .unwrap_or_else(|error| panic!("{backend:?}: {error}"));
+        for path in ["/customers/3", "/customers?version=0"] {
+            let reply = send(&unit, "GET", path, OPERATOR_TOKEN, None, REGISTRATION_XML).await;
+            assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+            well_formed_xml(reply.body.as_bytes())
+                .unwrap_or_else(|error| panic!("{path}: {error}: {:?}", reply.body));
+        }
+        let stored = unit.get("/customers/3", ADMIN).await.json();
+        assert_eq!(
+            stored["person"]["firstname"],
+            json!("A\u{FFFD}\u{1}"),
+            "{backend:?}"
+        );
+    }
+}
