@@ -776,10 +776,13 @@ mod tests {
         assert_eq!(stored.to_string(), "12.555 EUR");
         assert!(stored.check_scale().is_err());
         // The message names the rule, never the amount.
-        let message = stored.check_scale().unwrap_err().to_string();
+        let message = stored
+            .check_scale()
+            .expect_err("three decimals")
+            .to_string();
         assert!(!message.contains("12.555"), "{message}");
         // The mode ends with the read, also when it is nested.
-        let ((inner, _), outer) = reading_input(|| reading_input(|| is_reading_input()));
+        let ((inner, _), outer) = reading_input(|| reading_input(is_reading_input));
         assert!(inner && outer.is_none() && !is_reading_input());
     }
 
