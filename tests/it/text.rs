@@ -196,6 +196,27 @@ async fn unrepresentable_characters_are_refused_on_every_input_path_and_change_n
                 .await;
             assert_refused(&reply, "too-many-decimals", amount, "price");
         }
+        let reply = send(
+            &unit,
+            "POST",
+            "/products",
+            OPERATOR_TOKEN,
+            Some((
+                SHOP_XML,
+                "<product><product><name>Hat</name><price><amount>1.005</amount>\
+                 <currency>USD</currency></price></product></product>"
+                    .to_owned(),
+            )),
+            SHOP_XML,
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        assert!(
+            reply.body.contains("<code>too-many-decimals</code>"),
+            "{}",
+            reply.body
+        );
+        assert!(!reply.body.contains("1.005"), "{}", reply.body);
         assert_eq!(snapshot(&unit, &order).await, before, "{backend:?}");
     }
 }
@@ -318,6 +339,18 @@ async fn a_birthdate_before_1900_or_in_the_future_is_refused() {
             let reply = unit.post("/v2/customers", ADMIN, &person(birthdate)).await;
             assert_refused(&reply, "invalid-birthdate", birthdate, birthdate);
         }
+        let after = unit
+            .state()
+            .store()
+            .current_version("customers")
+            .await
+            .unwrap();
+        assert_eq!(after, versions, "{backend:?}");
+        // Signing up (anonymous) goes through the same parser: a NUL in a name is refused.
+        let sign_up = json!({"person": {"type": "natural", "given_name": "Olga",
+            "family_name": "Wron\u{0}ka"}});
+        let reply = unit.post("/v2/customers", None, &sign_up.to_string()).await;
+        assert_refused(&reply, "unrepresentable-character", "Wron", "sign-up");
         let after = unit
             .state()
             .store()
