@@ -271,8 +271,8 @@ impl fmt::Display for Currency {
 /// );
 /// ```
 ///
-/// The scale is checked on client input only (an aspect's or a command's, see
-/// [`reading_input`]): amounts stored before the rule, and sums the code computes, still read.
+/// The scale is checked on client input only (an aspect's or a command's): amounts stored
+/// before the rule, and sums the code computes, still read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, try_from = "MoneyFields")]
 #[schema(example = json!({"amount": "12.50", "currency": "EUR"}))]
