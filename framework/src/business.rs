@@ -440,8 +440,12 @@ impl Command {
             run: Arc::new(move |context, draft, input: Value| {
                 let run = Arc::clone(&run);
                 Box::pin(async move {
-                    let input = I::deserialize(input).map_err(|error| {
-                        Refusal::invalid(crate::codes::INVALID_FIELD, error.to_string())
+                    let (input, refused) = crate::types::reading_input(|| I::deserialize(input));
+                    let input = input.map_err(|error| {
+                        Refusal::invalid(
+                            refused.unwrap_or(crate::codes::INVALID_FIELD),
+                            error.to_string(),
+                        )
                     })?;
                     run(context, draft, input).await
                 })

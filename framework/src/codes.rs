@@ -134,6 +134,13 @@ pub const INVALID_ASPECT: &str = "invalid-aspect";
 /// JSON number, text where an integer belongs, a list item element of the wrong name), or it
 /// breaks a service's rule.
 pub const INVALID_FIELD: &str = "invalid-field";
+/// `400`: a string in the body (a field's value or name, in JSON or XML, of an aspect or a
+/// command) holds a character XML 1.0 cannot carry: a control character other than TAB, LF
+/// and CR, or U+FFFE / U+FFFF. Stored, it could not be answered as XML.
+pub const UNREPRESENTABLE_CHARACTER: &str = "unrepresentable-character";
+/// `400`: a money amount has more decimals than its currency's minor units (ISO 4217: EUR 2,
+/// JPY 0).
+pub const TOO_MANY_DECIMALS: &str = "too-many-decimals";
 
 // Request bodies.
 

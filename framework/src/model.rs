@@ -902,9 +902,14 @@ impl AspectDef {
 }
 
 fn accept_erased<A: Aspect>(fields: Map<String, Value>) -> Result<Accepted, Invalid> {
-    // The path names the field serde refused (`lines[0].price.amount: …`).
-    let input: A::Input = serde_path_to_error::deserialize(Value::Object(fields))
-        .map_err(|error| Invalid::new(codes::INVALID_ASPECT, error.to_string()))?;
+    // The path names the field serde refused (`lines[0].price.amount: …`); a type's input
+    // rule (a money amount's scale) answers its own code.
+    let (input, refused) = crate::types::reading_input(|| {
+        serde_path_to_error::deserialize::<_, A::Input>(Value::Object(fields))
+    });
+    let input = input.map_err(|error| {
+        Invalid::new(refused.unwrap_or(codes::INVALID_ASPECT), error.to_string())
+    })?;
     let stored = A::accept(input)?;
     let body = serde_json::to_value(&stored)
         .map_err(|error| Invalid::new(codes::INVALID_ASPECT, error.to_string()))?;

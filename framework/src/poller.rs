@@ -853,7 +853,10 @@ fn error_code(body: &[u8]) -> Option<String> {
 }
 
 /// Turns a received chunk into what the store applies, with the unique values each document
-/// holds (so login can find an account by its login name).
+/// holds (so login can find an account by its login name). A NUL in a document (an owner
+/// stored it before the input rule refused it, see `crate::types::is_xml_char`) is applied as
+/// U+FFFD: PostgreSQL's `jsonb` and `text` cannot hold it, and a chunk the copy cannot store
+/// would stall it for good. Every backend does the same, so copies stay alike.
 pub fn chunk_items(collection: &Collection, chunk: &repr::FeedChunk) -> Vec<ChunkItem> {
     chunk
         .items
@@ -865,19 +868,56 @@ pub fn chunk_items(collection: &Collection, chunk: &repr::FeedChunk) -> Vec<Chun
             aspects: item
                 .aspects
                 .iter()
-                .map(|aspect| ChunkAspect {
-                    name: aspect.name.to_string(),
-                    version: aspect.version,
-                    unique_keys: aspect
-                        .body
-                        .as_ref()
-                        .map(|body| collection.unique_keys(&aspect.name, body))
-                        .unwrap_or_default(),
-                    body: aspect.body.as_ref().map(ToString::to_string),
+                .map(|aspect| {
+                    let body = aspect.body.as_ref().map(without_nul);
+                    ChunkAspect {
+                        name: aspect.name.to_string(),
+                        version: aspect.version,
+                        unique_keys: body
+                            .as_deref()
+                            .map(|body| collection.unique_keys(&aspect.name, body))
+                            .unwrap_or_default(),
+                        body: body.map(|body| body.to_string()),
+                    }
                 })
                 .collect(),
         })
         .collect()
+}
+
+/// `value` with every NUL in its strings and member names as U+FFFD (borrowed when it holds
+/// none, as every document written since the input rule).
+fn without_nul(value: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value> {
+    use serde_json::Value;
+    fn holds_nul(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().any(holds_nul),
+            Value::Object(members) => members
+                .iter()
+                .any(|(name, member)| name.contains('\0') || holds_nul(member)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    fn replaced(value: &Value) -> Value {
+        let text = |text: &str| text.replace('\0', "\u{FFFD}");
+        match value {
+            Value::String(string) => Value::String(text(string)),
+            Value::Array(items) => Value::Array(items.iter().map(replaced).collect()),
+            Value::Object(members) => Value::Object(
+                members
+                    .iter()
+                    .map(|(name, member)| (text(name), replaced(member)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    if holds_nul(value) {
+        std::borrow::Cow::Owned(replaced(value))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
 }
 
 /// A backup polls only while the primary misses its heartbeats or says it is stalled; it

@@ -31,6 +31,7 @@ mod rollback;
 mod rolling_upgrade;
 mod sessions;
 mod soak;
+mod text;
 mod tidy;
 mod tls;
 mod topology;

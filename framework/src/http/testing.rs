@@ -268,6 +268,83 @@ impl TestUnit {
     }
 }
 
+/// Whether `body` is a well-formed XML 1.0 document, read strictly: UTF-8, one root, end tags
+/// matching, and every character of names, text, attribute values and character references
+/// one XML 1.0 can carry (quick-xml's reader alone does not check characters). Answers what
+/// is wrong. For tests that every XML answer, chunk and error body parses.
+///
+/// ```
+/// use hiscale::testing::well_formed_xml;
+/// assert!(well_formed_xml(b"<a x=\"1\">b &amp; c</a>").is_ok());
+/// assert!(well_formed_xml(b"<a>\x01</a>").is_err());
+/// assert!(well_formed_xml(b"<a>&#xFFFE;</a>").is_err());
+/// assert!(well_formed_xml(b"<a><b></a>").is_err());
+/// ```
+pub fn well_formed_xml(body: &[u8]) -> Result<(), String> {
+    use quick_xml::events::Event;
+    let text = std::str::from_utf8(body).map_err(|error| format!("not UTF-8: {error}"))?;
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    reader.config_mut().check_comments = true;
+    let characters = |what: &str, text: &str| match crate::types::unrepresentable(text) {
+        Some(character) => Err(format!("{what} holds U+{:04X}", u32::from(character))),
+        None => Ok(()),
+    };
+    let (mut depth, mut roots) = (0usize, 0usize);
+    loop {
+        let event = reader.read_event().map_err(|error| error.to_string())?;
+        match event {
+            Event::Start(ref element) | Event::Empty(ref element) => {
+                if depth == 0 {
+                    roots += 1;
+                }
+                let name = element.name().as_ref().to_owned();
+                characters("an element name", &name)?;
+                for attribute in element.attributes() {
+                    let attribute = attribute.map_err(|error| error.to_string())?;
+                    let value = attribute
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(|error| error.to_string())?;
+                    characters(&format!("an attribute of <{name}>"), &value)?;
+                }
+                if matches!(event, Event::Start(_)) {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Text(content) => {
+                let content = content.xml10_content();
+                characters("text", &content)?;
+                if depth == 0 && !content.trim().is_empty() {
+                    return Err("text outside the root element".into());
+                }
+            }
+            Event::CData(content) => {
+                characters("a CDATA section", &content.xml10_content())?;
+            }
+            Event::GeneralRef(reference) => match reference.resolve_char_ref() {
+                Ok(Some(character)) if crate::types::is_xml_char(character) => {}
+                Ok(Some(character)) => {
+                    return Err(format!(
+                        "a character reference to U+{:04X}",
+                        u32::from(character)
+                    ));
+                }
+                Ok(None) if quick_xml::escape::resolve_predefined_entity(&reference).is_some() => {}
+                Ok(None) => return Err(format!("an undeclared entity &{};", &*reference)),
+                Err(error) => return Err(error.to_string()),
+            },
+            Event::Eof => break,
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+    }
+    match (depth, roots) {
+        (0, 1) => Ok(()),
+        (0, roots) => Err(format!("{roots} root elements")),
+        _ => Err("the document ends inside an element".into()),
+    }
+}
+
 async fn fresh_database(
     sa: &str,
     backend: &TestBackend,

@@ -83,10 +83,14 @@ pub fn parse_resource(
     collection: &Collection,
     limits: ParseLimits,
 ) -> Result<WireResource, BadBody> {
-    match format {
+    let resource = match format {
         Format::Xml => xml::parse_resource(body, collection, limits),
         Format::Json => json::parse_resource(body, collection, limits),
+    }?;
+    for aspect in &resource.aspects {
+        representable_fields(aspect)?;
     }
+    Ok(resource)
 }
 
 /// Parses the body of `PUT /{collection}/{id}/{aspect}`: that aspect's element alone,
@@ -98,10 +102,12 @@ pub fn parse_aspect(
     name: &AspectName,
     limits: ParseLimits,
 ) -> Result<WireAspect, BadBody> {
-    match format {
+    let aspect = match format {
         Format::Xml => xml::parse_aspect(body, name, &Shape::Any, limits),
         Format::Json => json::parse_aspect(body, limits, name),
-    }
+    }?;
+    representable_fields(&aspect)?;
+    Ok(aspect)
 }
 
 /// Parses the body of `PUT /{collection}/{id}/{aspect}` for the declared aspect: XML is
@@ -124,10 +130,68 @@ pub fn parse_input(
     shape: &crate::shape::Shape,
     limits: ParseLimits,
 ) -> Result<WireAspect, BadBody> {
-    match format {
+    let aspect = match format {
         Format::Xml => xml::parse_aspect(body, name, shape, limits),
         Format::Json => json::parse_aspect(body, limits, name),
+    }?;
+    representable_fields(&aspect)?;
+    Ok(aspect)
+}
+
+/// Refuses a string XML 1.0 cannot carry anywhere in an input's fields, names and values
+/// alike (see [`crate::types::is_xml_char`]): stored, it could not be answered as XML. Every
+/// body parser above ends here, so JSON and XML, aspects and commands, obey one rule. The
+/// message names the field and the code point, never the value. Bounded by the parse limits
+/// (depth and element count) the body already met.
+fn representable_fields(aspect: &WireAspect) -> Result<(), BadBody> {
+    representable_members(&aspect.fields, "", &aspect.name)
+}
+
+fn representable_members(
+    members: &Map<String, Value>,
+    path: &str,
+    aspect: &AspectName,
+) -> Result<(), BadBody> {
+    for (name, value) in members {
+        if let Some(character) = crate::types::unrepresentable(name) {
+            let place = if path.is_empty() {
+                format!("a field name of {aspect}")
+            } else {
+                format!("a field name in '{path}' of {aspect}")
+            };
+            return Err(unrepresentable(&place, character));
+        }
+        representable_value(value, &crate::shape::join(path, name), aspect)?;
     }
+    Ok(())
+}
+
+fn representable_value(value: &Value, path: &str, aspect: &AspectName) -> Result<(), BadBody> {
+    match value {
+        Value::String(text) => match crate::types::unrepresentable(text) {
+            Some(character) => Err(unrepresentable(
+                &format!("field '{path}' of {aspect}"),
+                character,
+            )),
+            None => Ok(()),
+        },
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
+            representable_value(item, &format!("{path}[{index}]"), aspect)
+        }),
+        Value::Object(members) => representable_members(members, path, aspect),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
+fn unrepresentable(place: &str, character: char) -> BadBody {
+    BadBody::new(
+        codes::UNREPRESENTABLE_CHARACTER,
+        format!(
+            "{place} holds the character U+{:04X}, which XML cannot carry (control characters \
+             other than tab, line feed and carriage return, U+FFFE and U+FFFF are refused)",
+            u32::from(character)
+        ),
+    )
 }
 
 /// What to render of one resource: its id, the version to show and the aspects to carry.
@@ -328,5 +392,7 @@ fn field_text(value: &Value) -> String {
 mod fuzz_tests;
 #[cfg(test)]
 mod splice_tests;
+#[cfg(test)]
+mod text_tests;
 #[cfg(test)]
 mod typed_tests;

@@ -1,6 +1,8 @@
 //! XML in the shape of the design's example customer, with quick-xml. Input is bounded in
 //! depth and element count, and documents with a DTD are refused outright (no entity
-//! expansion, no external entities).
+//! expansion, no external entities). Output is always well-formed: every text and attribute
+//! value goes through [`representable`], so a character XML 1.0 cannot carry (stored before
+//! the input rule refused it, or copied from an older owner) is written as U+FFFD.
 
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
@@ -17,10 +19,8 @@ use crate::codes;
 use crate::model::{AspectDef, Collection};
 use crate::shape::{Shape, join, list_item_name};
 use crate::store::StoredAspect;
+use crate::types::representable;
 use crate::version::Version;
-
-/// The most characters of a refused value echoed in an error message.
-const MAX_ECHO: usize = 40;
 
 /// A parsed element: enough of XML for business documents (no mixed content, no namespaces).
 #[derive(Debug, Default)]
@@ -297,14 +297,11 @@ fn scalar(text: &str, shape: &Shape, path: &str, aspect: &AspectName) -> Result<
         Shape::Array(_) | Shape::Object { .. } => None,
         Shape::Any | Shape::String => Some(Value::String(text.to_owned())),
     };
+    // The refused text is not echoed: it may be anything a client sent.
     parsed.ok_or_else(|| {
-        let shown: String = text.chars().take(MAX_ECHO).collect();
         BadBody::new(
             codes::INVALID_FIELD,
-            format!(
-                "field '{path}' of {aspect} must be {}, not \"{shown}\"",
-                shape.expected()
-            ),
+            format!("field '{path}' of {aspect} must be {}", shape.expected()),
         )
     })
 }
@@ -652,14 +649,16 @@ fn write_aspect(
         Fields::Tree(fields) => {
             for (key, value) in fields {
                 if is_attribute(key, value) {
-                    element.push_attribute((key.as_str(), field_text(value).as_str()));
+                    let text = field_text(value);
+                    element.push_attribute((key.as_str(), representable(&text).as_ref()));
                 }
             }
         }
         Fields::Raw(document) if !definition.xml_attributes.is_empty() => {
             for (key, value) in document.members() {
                 if is_raw_attribute(&key, value) {
-                    element.push_attribute((key.as_ref(), value.text().as_ref()));
+                    let text = value.text();
+                    element.push_attribute((key.as_ref(), representable(&text).as_ref()));
                 }
             }
         }
@@ -765,9 +764,11 @@ fn document() -> Writer<Vec<u8>> {
     writer
 }
 
+/// `<name>text</name>`, the text escaped and made [`representable`]: every text the writer
+/// emits (fields, versions, ids, error codes and messages) passes here.
 fn text_element(writer: &mut Writer<Vec<u8>>, name: &str, text: &str) {
     write(writer, Event::Start(BytesStart::new(name)));
-    write(writer, Event::Text(BytesText::new(text)));
+    write(writer, Event::Text(BytesText::new(&representable(text))));
     write(writer, Event::End(BytesEnd::new(name)));
 }
 

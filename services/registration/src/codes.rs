@@ -15,6 +15,8 @@ pub const INVALID_PERSON_TYPE: &str = "invalid-person-type";
 pub const INVALID_SALUTATION: &str = "invalid-salutation";
 /// `person` (v2): the email is not an address like `name@example.org`.
 pub const INVALID_EMAIL: &str = "invalid-email";
+/// `person` (v2): the birthdate is before 1900-01-01 or after today.
+pub const INVALID_BIRTHDATE: &str = "invalid-birthdate";
 /// `address.*`: the zip is not 3 to 10 letters, digits, spaces or hyphens.
 pub const INVALID_ZIP: &str = "invalid-zip";
 /// `bankaccount`: the IBAN's mod-97 checksum does not add up.

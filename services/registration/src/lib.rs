@@ -121,21 +121,22 @@ pub struct Person {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*[^\s\x00-\x1f\x7f-\x9f\uFFFE\uFFFF][^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*$"
     )]
     pub given_name: String,
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*[^\s\x00-\x1f\x7f-\x9f\uFFFE\uFFFF][^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*$"
     )]
     pub family_name: String,
+    /// From 1900-01-01 to today.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birthdate: Option<hiscale::types::Date>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(
         max_length = 254,
-        pattern = "^[^@\\s\\x00-\\x1f]+@[^@\\s\\x00-\\x1f]+\\.[^@\\s\\x00-\\x1f]+$"
+        pattern = "^[^@\\s\\x00-\\x1f\\uFFFE\\uFFFF]+@[^@\\s\\x00-\\x1f\\uFFFE\\uFFFF]+\\.[^@\\s\\x00-\\x1f\\uFFFE\\uFFFF]+$"
     )]
     pub email: Option<String>,
 }
@@ -168,6 +169,9 @@ impl Aspect for Person {
         }
         require_text("given_name", &input.given_name, 100)?;
         require_text("family_name", &input.family_name, 100)?;
+        if let Some(birthdate) = input.birthdate {
+            require_birthdate(birthdate)?;
+        }
         if let Some(email) = &input.email {
             let well_formed = email.len() <= 254
                 && email
@@ -200,13 +204,13 @@ pub struct PersonV1 {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*[^\s\x00-\x1f\x7f-\x9f\uFFFE\uFFFF][^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*$"
     )]
     pub firstname: String,
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*[^\s\x00-\x1f\x7f-\x9f\uFFFE\uFFFF][^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*$"
     )]
     pub lastname: String,
 }
@@ -268,7 +272,7 @@ pub struct Address {
     #[schema(
         min_length = 1,
         max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*[^\s\x00-\x1f\x7f-\x9f\uFFFE\uFFFF][^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*$"
     )]
     pub street: String,
     #[schema(pattern = "^[A-Za-z0-9 -]{3,10}$")]
@@ -276,7 +280,7 @@ pub struct Address {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*[^\s\x00-\x1f\x7f-\x9f\uFFFE\uFFFF][^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*$"
     )]
     pub city: String,
 }
@@ -313,7 +317,7 @@ pub struct BankAccount {
     #[schema(
         min_length = 1,
         max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*[^\s\x00-\x1f\x7f-\x9f\uFFFE\uFFFF][^\x00-\x1f\x7f-\x9f\uFFFE\uFFFF]*$"
     )]
     pub owner: String,
     /// ISO 13616, checksum validated; stored without spaces.
@@ -370,4 +374,63 @@ fn require_text(field: &'static str, value: &str, max_chars: usize) -> Result<()
         ));
     }
     Ok(())
+}
+
+/// The earliest birthdate a customer can have: nobody alive was born before 1900.
+const EARLIEST_BIRTHDATE: &str = "1900-01-01";
+
+/// A birthdate from 1900-01-01 to today (UTC): what lies outside is a typing mistake, and the
+/// message names the bounds, never the date.
+fn require_birthdate(birthdate: hiscale::types::Date) -> Result<(), Invalid> {
+    let earliest: hiscale::types::Date = EARLIEST_BIRTHDATE
+        .parse()
+        .map_err(|_| Invalid::new(codes::INVALID_BIRTHDATE, "the earliest birthdate is wrong"))?;
+    if birthdate < earliest || birthdate > hiscale::types::Date::today() {
+        return Err(Invalid::new(
+            codes::INVALID_BIRTHDATE,
+            format!("a birthdate lies between {EARLIEST_BIRTHDATE} and today"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(birthdate: &str) -> Person {
+        serde_json::from_value(serde_json::json!({
+            "type": "natural", "given_name": "Olga", "family_name": "Wronka",
+            "birthdate": birthdate
+        }))
+        .expect("a well-formed person")
+    }
+
+    fn check(birthdate: &str, expected: Result<(), &str>) {
+        let accepted = Person::accept(person(birthdate));
+        assert_eq!(
+            accepted
+                .as_ref()
+                .map(|_| ())
+                .map_err(|refused| refused.code),
+            expected,
+            "{birthdate}"
+        );
+        if let Err(refused) = accepted {
+            assert!(!refused.message.contains(birthdate), "{}", refused.message);
+        }
+    }
+
+    #[test]
+    fn a_birthdate_lies_between_1900_and_today() {
+        let today = hiscale::types::Date::today();
+        let tomorrow = hiscale::types::Date::from(today.as_time().next_day().expect("not 9999"));
+        check("1900-01-01", Ok(()));
+        check("1990-04-01", Ok(()));
+        check(&today.to_string(), Ok(()));
+        check("0000-01-01", Err(codes::INVALID_BIRTHDATE));
+        check("1899-12-31", Err(codes::INVALID_BIRTHDATE));
+        check(&tomorrow.to_string(), Err(codes::INVALID_BIRTHDATE));
+        check("9999-12-31", Err(codes::INVALID_BIRTHDATE));
+    }
 }

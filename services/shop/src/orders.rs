@@ -108,7 +108,12 @@ impl Aspect for Order {
 #[schema(example = json!({"status": "placed"}))]
 pub struct Status {
     pub status: OrderStatus,
+    /// Free text: at most 200 characters, none that XML cannot carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\uFFFE\uFFFF]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -142,7 +147,12 @@ impl Aspect for Status {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"reason": "changed my mind"}))]
 pub struct CancelInput {
+    /// Free text: at most 200 characters, none that XML cannot carry.
     #[serde(default)]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\uFFFE\uFFFF]*$"
+    )]
     pub reason: Option<String>,
 }
 
