@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 use tests::demo::{Demo, Tokens, UNITS, client, is_running, signal};
-use tests::process::free_port;
+use tests::process::free_demo_port;
 use tests::{EXAMPLE_CUSTOMER_XML, JSON, Reply, XML};
 
 /// Any SA's media type, its newest version: what a plugin or script asks for.
@@ -33,7 +33,7 @@ const NEW_STREET: &str = "Neue Straße 1";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newcomer_walks_through_the_demo_kills_a_unit_and_restarts_it() {
     let data = tempfile::tempdir().expect("data directory");
-    let port = free_port();
+    let port = free_demo_port();
     let mut demo = Demo::start(data.path(), port, &["--sample", SAMPLE], START_TIMEOUT).await;
     let tokens = demo.tokens();
     let tokens_file = std::fs::read(data.path().join("tokens.json")).unwrap();
@@ -743,7 +743,13 @@ const HELD_LONGER_THAN_A_RESTART: Duration = Duration::from_secs(12);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_serves_the_gui_shell_and_an_operator_holds_a_service_area_stopped() {
     let data = tempfile::tempdir().expect("data directory");
-    let mut demo = Demo::start(data.path(), free_port(), &["--sample", "2"], START_TIMEOUT).await;
+    let mut demo = Demo::start(
+        data.path(),
+        free_demo_port(),
+        &["--sample", "2"],
+        START_TIMEOUT,
+    )
+    .await;
     let tokens = demo.tokens();
     let gateway = Gateway {
         client: client(),
@@ -902,7 +908,13 @@ async fn the_gateway_serves_the_gui_shell_and_an_operator_holds_a_service_area_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_answers_to_large_bodies_reach_the_client_through_the_gateway() {
     let data = tempfile::tempdir().expect("data directory");
-    let mut demo = Demo::start(data.path(), free_port(), &["--sample", "1"], START_TIMEOUT).await;
+    let mut demo = Demo::start(
+        data.path(),
+        free_demo_port(),
+        &["--sample", "1"],
+        START_TIMEOUT,
+    )
+    .await;
     let tokens = demo.tokens();
     let client = client();
     let body = vec![b'a'; 12 * 1024 * 1024];
@@ -969,7 +981,13 @@ async fn early_answers_to_large_bodies_reach_the_client_through_the_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_stops_routing_to_a_drained_unit() {
     let data = tempfile::tempdir().expect("data directory");
-    let mut demo = Demo::start(data.path(), free_port(), &["--sample", "1"], START_TIMEOUT).await;
+    let mut demo = Demo::start(
+        data.path(),
+        free_demo_port(),
+        &["--sample", "1"],
+        START_TIMEOUT,
+    )
+    .await;
     let tokens = demo.tokens();
     let client = client();
     let drained = demo.unit("registration-1");

@@ -9,7 +9,7 @@ use hiscale::config::{CallerConfig, PublicKeyConfig, SourceConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tests::demo::{Demo, Tokens, client};
-use tests::process::{UnitProcess, free_port};
+use tests::process::{UnitProcess, free_demo_port, free_port};
 use tests::replication::{post_customer, wait_until_copied};
 use tests::{Backend, JSON, LOGIN, both_backends, fresh_database, reader_config, unit_config};
 
@@ -134,7 +134,13 @@ fn customer(login: &str, password: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_and_a_new_password_end_sessions_at_every_sa() {
     let data = tempfile::tempdir().expect("data directory");
-    let mut demo = Demo::start(data.path(), free_port(), &["--sample", "2"], START_TIMEOUT).await;
+    let mut demo = Demo::start(
+        data.path(),
+        free_demo_port(),
+        &["--sample", "2"],
+        START_TIMEOUT,
+    )
+    .await;
     let tokens: Tokens = demo.tokens();
     let gateway = demo.url();
     let login_url = format!("{gateway}/login");

@@ -193,9 +193,22 @@ impl Demo {
         let stderr = std::fs::read_to_string(self.logs.path().join("stderr")).unwrap_or_default();
         let lines: Vec<&str> = stderr.lines().collect();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        // Why a unit stopped is said long before the tail: every line that says it, first.
+        let causes: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|line| {
+                (line.contains("ERROR") && !line.contains("hiscale::poller"))
+                    || line.contains("exited")
+                    || line.contains("panicked")
+            })
+            .take(60)
+            .collect();
         format!(
-            "--- demo stdout ---\n{}\n--- demo stderr (last 40 lines) ---\n{tail}",
-            self.stdout()
+            "--- demo stdout ---\n{}\n--- demo stderr: errors and exits ---\n{}\n\
+             --- demo stderr (last 40 lines) ---\n{tail}",
+            self.stdout(),
+            causes.join("\n")
         )
     }
 }

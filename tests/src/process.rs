@@ -164,6 +164,37 @@ pub fn hiscale_binary() -> PathBuf {
     binary
 }
 
+/// A free loopback port for a demo's gateway, whose units the demo puts at fixed offsets above
+/// it (up to 930): one of ten blocks of 1,000 ports from 10,000, none handed to another demo of
+/// this test process, and below both Linux's ephemeral range (32,768 and up) and the OpenAPI
+/// suite's demo (21,000 to 29,930). In the ephemeral range, as [`free_port`] gives, any
+/// outgoing connection could take a unit's port between the demo's check and the unit's bind:
+/// the unit then exits on `EADDRINUSE`, and again at each restart while that connection lives
+/// (the demo test's "billing-batch-1 exited 2 times" flake).
+pub fn free_demo_port() -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let start = std::process::id() as usize
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos() as usize);
+    for attempt in 0..100 {
+        let block = (start + attempt) % 10;
+        let port = 10_000 + 1_000 * block as u16 + (attempt / 10) as u16;
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if given.contains(&(block as u16)) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(block as u16);
+            return port;
+        }
+    }
+    panic!("no free block of ports below 20,000 for a demo");
+}
+
 /// A loopback port nobody listens on right now.
 ///
 /// Never the same port twice in one test process: two tests asking at once could otherwise
