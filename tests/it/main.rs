@@ -23,6 +23,7 @@ mod operations;
 mod orders;
 mod origins;
 mod outage;
+mod purge;
 mod resource;
 mod restore;
 mod resync;

@@ -13,6 +13,7 @@ mod head_bounds;
 pub(crate) mod lookup;
 mod ops;
 mod positions;
+mod purge;
 mod read_cache;
 mod request_id;
 mod resource;

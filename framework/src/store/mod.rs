@@ -13,6 +13,7 @@ mod jobs;
 mod lease;
 mod lookup;
 mod notices;
+mod purge;
 mod read;
 mod restoring;
 mod rollback;
@@ -28,7 +29,8 @@ use tokio::sync::Mutex;
 
 pub use assumptions::Finding;
 pub use copy::{ApplyMode, ChunkAspect, ChunkItem, CopyPosition};
-pub use feed::{Consumer, PurgeReport};
+pub use feed::Consumer;
+pub use purge::{PURGE_BATCH, PurgeBounds, PurgeReport, PurgedBatch};
 pub use interfaces::{InterfaceConsumer, InterfaceRow};
 pub use lease::{Fence, LeaseState};
 pub use read::{ChangeBatch, ChangedResource, ReadStamp, StoredAspect, StoredResource};
