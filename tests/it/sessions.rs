@@ -540,10 +540,17 @@ both_backends!(
         .await;
         assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
         let listed: Value = serde_json::from_str(&listed.body).unwrap();
-        let revocation = listed["items"][0]["id"].as_str().expect("a revocation").to_owned();
+        let revocation = listed["items"][0]["id"]
+            .as_str()
+            .expect("a revocation")
+            .to_owned();
         let entry = json!({"customer": id, "sid": "forged", "exp": 4_102_444_800_i64}).to_string();
         let writes = [
-            (Method::DELETE, format!("{login_url}/revocations/{revocation}"), None),
+            (
+                Method::DELETE,
+                format!("{login_url}/revocations/{revocation}"),
+                None,
+            ),
             (
                 Method::DELETE,
                 format!("{login_url}/revocations/{revocation}/revocation"),
@@ -601,7 +608,13 @@ both_backends!(
         .await;
 
         // Login's OpenAPI document advertises reads of the revocations only.
-        let document = send(Method::GET, &format!("{login_url}/openapi.json"), None, None).await;
+        let document = send(
+            Method::GET,
+            &format!("{login_url}/openapi.json"),
+            None,
+            None,
+        )
+        .await;
         assert_eq!(document.status, StatusCode::OK, "{}", document.body);
         let document: Value = serde_json::from_str(&document.body).unwrap();
         let paths = document["paths"].as_object().unwrap();

@@ -155,10 +155,11 @@ impl Plan {
         });
         let http = !options.replication_only;
         let purge = (!options.replication_only).then(|| {
-            options.purge_tombstones.map_or(
-                if options.quick { 10_000 } else { 100_000 },
-                |n| usize::try_from(n).unwrap_or(usize::MAX),
-            )
+            options
+                .purge_tombstones
+                .map_or(if options.quick { 10_000 } else { 100_000 }, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                })
         });
         if options.quick {
             Self {
