@@ -587,6 +587,20 @@ both_backends!(
                 answer.body
             );
         }
+        // Like any 405, it names what the path takes: reads only.
+        let refused = client()
+            .delete(format!("{login_url}/revocations/{revocation}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            refused
+                .headers()
+                .get("allow")
+                .and_then(|value| value.to_str().ok()),
+            Some("GET,HEAD")
+        );
         // Given the copies time to take a deletion (they poll with a long poll: at once), the
         // entry is still at login and the session still revoked at registration.
         tokio::time::sleep(Duration::from_secs(3)).await;
