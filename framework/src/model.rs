@@ -306,6 +306,8 @@ struct CollectionRules {
     commands: Vec<Command>,
     /// Not refilled from peers' copies after a rollback (see [`Collection::not_refilled`]).
     not_refilled: bool,
+    /// Written by the unit itself only (see [`Collection::read_only_to_callers`]).
+    read_only_to_callers: bool,
 }
 
 /// A field a collection can be searched by (`GET /orders?customer=12`): a text field of one
@@ -763,6 +765,23 @@ impl Collection {
     /// every owned collection some peer copies).
     pub fn refilled_by_restore(&self) -> bool {
         !self.business.not_refilled
+    }
+
+    /// Declares that no caller writes this owned collection, the operator included: the
+    /// unit's own code does (login's revocations: a logout, changed credentials, and the
+    /// deletion after `exp`). A caller's write would break what the collection promises (a
+    /// revocation deleted before its `exp` revives a signed-out session everywhere), so every
+    /// write answers `405 read-only-copy`, as at a copy, and the OpenAPI document lists reads
+    /// only.
+    pub fn read_only_to_callers(mut self) -> Self {
+        self.business.read_only_to_callers = true;
+        self
+    }
+
+    /// Whether callers may write this collection here: its owner, unless it is
+    /// [`Collection::read_only_to_callers`].
+    pub fn writable_by_callers(&self) -> bool {
+        self.role == Role::Owner && !self.business.read_only_to_callers
     }
 }
 

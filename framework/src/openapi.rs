@@ -497,7 +497,8 @@ fn collection_paths(
     );
     let mut listing = PathItem::new(HttpMethod::Get, feed);
     let mut one = PathItem::new(HttpMethod::Get, read);
-    if collection.role() != &Role::Owner {
+    // A copy, or a collection only the unit itself writes (revocations): reads only.
+    if collection.role() != &Role::Owner || !collection.writable_by_callers() {
         return paths
             .path(format!("/{name}"), listing)
             .path(format!("/{name}/{{id}}"), one);

@@ -55,6 +55,9 @@ pub fn collection() -> Collection {
         // Revocations are not master data: a rolled-back signer loses the ones after its
         // backup (the units' memory and the copies keep them until the copies re-read).
         .not_refilled()
+        // Written by the signer's own code only (a logout, changed credentials, and the
+        // deletion after `exp`): a caller's DELETE before `exp` would revive the session.
+        .read_only_to_callers()
 }
 
 /// `sa` with the revocations collection this unit's configuration implies: owned when it

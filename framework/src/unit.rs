@@ -365,17 +365,9 @@ async fn purge_periodically(state: AppState, mut stop: tokio::sync::watch::Recei
             continue;
         }
         for collection in state.service_area().owned() {
-            let max_age = state.feed_config().tombstone_max_age_secs;
-            match state
-                .store()
-                .purge_tombstones(collection.name(), max_age)
-                .await
-            {
-                Ok(report) if report.aspect_tombstones > 0 => {
-                    tracing::info!(collection = %collection.name(), ?report, "purged tombstones");
-                }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "tombstone purge failed"),
+            // The purge logs what it removed; batch by batch, so writers wait milliseconds.
+            if let Err(error) = state.purge_tombstones(collection).await {
+                tracing::warn!(%error, collection = %collection.name(), "tombstone purge failed");
             }
         }
     }

@@ -24,6 +24,7 @@ mod operations;
 mod orders;
 mod origins;
 mod outage;
+mod purge;
 mod resource;
 mod restore;
 mod resync;

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use tests::demo::{Demo, Tokens, client};
 use tests::process::{UnitProcess, free_demo_port, free_port};
 use tests::replication::{post_customer, wait_until_copied};
-use tests::{Backend, JSON, LOGIN, both_backends, fresh_database, reader_config, unit_config};
+use tests::{
+    ADMIN, Backend, JSON, LOGIN, both_backends, fresh_database, reader_config, unit_config,
+};
 
 /// From start to the summary: units healthy, sample loaded, copies caught up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -465,5 +467,189 @@ both_backends!(
         assert_eq!(out.code(), "invalid-token", "{}", out.body);
         drop(login);
         drop(registration);
+    }
+);
+
+// No caller deletes a revocation before its `exp`, the operator included (issue 25): the
+// operator's DELETE at login answers `405 read-only-copy` and the session stays revoked at
+// every SA; POST and PUT answer the same (before: `400 read-only-copy`, and a DELETE revived
+// the session everywhere within seconds); login's OpenAPI document lists reads only.
+both_backends!(
+    no_caller_deletes_a_revocation_before_its_exp,
+    |backend: Backend| async move {
+        let (secret, public) = hiscale::session::generate_key_pair().unwrap();
+        let keys = vec![PublicKeyConfig::new("2026-05", &public)];
+        let registration_db = fresh_database(backend).await;
+        let login_db = fresh_database(backend).await;
+        let registration_at: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let login_at: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let registration_url = format!("http://{registration_at}");
+        let login_url = format!("http://{login_at}");
+        let _registration = UnitProcess::start_config(registration_config(
+            &registration_db.url,
+            registration_at,
+            &login_url,
+            &keys,
+        ))
+        .await;
+        let _login = UnitProcess::start_config(login_config(
+            &login_db.url,
+            &registration_url,
+            login_at,
+            ("2026-05", &secret),
+            &keys,
+        ))
+        .await;
+        let id = post_customer(
+            &client(),
+            &registration_url,
+            customer("rosa.revoked", PASSWORD),
+            JSON,
+        )
+        .await;
+        let current = hiscale::Store::connect(&registration_db.url)
+            .await
+            .unwrap()
+            .current_version("customers")
+            .await
+            .unwrap()
+            .get();
+        wait_until_copied(&_login.url, current, COPY_TIMEOUT).await;
+        let own = format!("{registration_url}/customers/{id}");
+        let token = sign_in(&login_url, "rosa.revoked", PASSWORD)
+            .await
+            .unwrap_or_else(|answer| panic!("{} {}", answer.status, answer.body));
+        wait_for(&own, &token, StatusCode::OK, None, REVOKE_TIMEOUT).await;
+        let out = send(
+            Method::DELETE,
+            &format!("{login_url}/sessions/current"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+        wait_for(
+            &own,
+            &token,
+            StatusCode::UNAUTHORIZED,
+            Some("session-revoked"),
+            REVOKE_TIMEOUT,
+        )
+        .await;
+
+        let listed = send(
+            Method::GET,
+            &format!("{login_url}/revocations?version=0"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+        let listed: Value = serde_json::from_str(&listed.body).unwrap();
+        let revocation = listed["items"][0]["id"]
+            .as_str()
+            .expect("a revocation")
+            .to_owned();
+        let entry = json!({"customer": id, "sid": "forged", "exp": 4_102_444_800_i64}).to_string();
+        let writes = [
+            (
+                Method::DELETE,
+                format!("{login_url}/revocations/{revocation}"),
+                None,
+            ),
+            (
+                Method::DELETE,
+                format!("{login_url}/revocations/{revocation}/revocation"),
+                None,
+            ),
+            (
+                Method::POST,
+                format!("{login_url}/revocations"),
+                Some(json!({"revocation": entry}).to_string()),
+            ),
+            (
+                Method::PUT,
+                format!("{login_url}/revocations/{revocation}/revocation"),
+                Some(entry.clone()),
+            ),
+            (
+                Method::DELETE,
+                format!("{registration_url}/revocations/{revocation}"),
+                None,
+            ),
+        ];
+        for (method, url, body) in writes {
+            let answer = send(
+                method.clone(),
+                &url,
+                Some(ADMIN),
+                body.map(|body| ("application/json", body)),
+            )
+            .await;
+            assert_eq!(
+                (answer.status, answer.code().as_str()),
+                (StatusCode::METHOD_NOT_ALLOWED, "read-only-copy"),
+                "{method} {url}: {}",
+                answer.body
+            );
+        }
+        // Like any 405, it names what the path takes: reads only.
+        let refused = client()
+            .delete(format!("{login_url}/revocations/{revocation}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            refused
+                .headers()
+                .get("allow")
+                .and_then(|value| value.to_str().ok()),
+            Some("GET,HEAD")
+        );
+        // Given the copies time to take a deletion (they poll with a long poll: at once), the
+        // entry is still at login and the session still revoked at registration.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let kept = send(
+            Method::GET,
+            &format!("{login_url}/revocations/{revocation}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+        assert_eq!(kept.status, StatusCode::OK, "{}", kept.body);
+        wait_for(
+            &own,
+            &token,
+            StatusCode::UNAUTHORIZED,
+            Some("session-revoked"),
+            REVOKE_TIMEOUT,
+        )
+        .await;
+
+        // Login's OpenAPI document advertises reads of the revocations only.
+        let document = send(
+            Method::GET,
+            &format!("{login_url}/openapi.json"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(document.status, StatusCode::OK, "{}", document.body);
+        let document: Value = serde_json::from_str(&document.body).unwrap();
+        let paths = document["paths"].as_object().unwrap();
+        let revocation_paths: Vec<(&String, &Value)> = paths
+            .iter()
+            .filter(|(path, _)| path.starts_with("/revocations"))
+            .collect();
+        assert!(!revocation_paths.is_empty(), "{}", document["paths"]);
+        for (path, item) in revocation_paths {
+            for method in ["post", "put", "delete", "patch"] {
+                assert!(
+                    item.get(method).is_none(),
+                    "{path} advertises {method}: {item}"
+                );
+            }
+        }
     }
 );

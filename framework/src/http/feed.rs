@@ -302,10 +302,7 @@ pub(super) async fn purge(
     state.flush_consumer_positions().await?;
     let mut reports = Vec::new();
     for collection in state.service_area().owned() {
-        let report = state
-            .store()
-            .purge_tombstones(collection.name(), state.inner.feed.tombstone_max_age_secs)
-            .await?;
+        let report = state.purge_tombstones(collection).await?;
         reports.push(json!({ "collection": collection.name(), "report": report }));
     }
     Ok(Json(json!({ "purged": reports })))

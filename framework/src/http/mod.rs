@@ -14,6 +14,7 @@ mod head_bounds;
 pub(crate) mod lookup;
 mod ops;
 mod positions;
+mod purge;
 mod read_cache;
 mod request_id;
 mod resource;
@@ -729,8 +730,9 @@ async fn not_found() -> ApiError {
 }
 
 /// Every `405` names the methods the path takes (RFC 9110), as the OpenAPI document lists
-/// them: a copy takes reads only, an aspect `PUT` and `DELETE`, a command `POST`. The router
-/// alone would list every method of its shared `/{collection}/{id}/{aspect}` pattern.
+/// them: a copy (and revocations) takes reads only, an aspect `PUT` and `DELETE`, a command
+/// `POST`. The router alone would list every method of its shared `/{collection}/{id}/{aspect}`
+/// pattern.
 async fn allow_header(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let allowed = allowed_methods(&state.inner.sa, request.uri().path());
     let mut response = next.run(request).await;
@@ -749,7 +751,8 @@ async fn allow_header(State(state): State<AppState>, request: Request, next: Nex
 fn allowed_methods(sa: &ServiceArea, path: &str) -> Option<&'static str> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let collection = sa.collection(segments.first()?)?;
-    let owner = collection.role() == &crate::model::Role::Owner;
+    // Read-only to callers: a copy, or what the owner's units write themselves (revocations).
+    let owner = collection.writable_by_callers();
     match (segments.as_slice(), owner) {
         ([_], true) => Some("GET,HEAD,POST"),
         ([_, _], true) => Some("GET,HEAD,DELETE"),

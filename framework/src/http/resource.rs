@@ -700,9 +700,20 @@ fn declared_aspect<'c>(collection: &'c Collection, text: &str) -> Result<&'c Asp
         })
 }
 
-/// Copies are read-only: writes go to the owner, which the answer names.
+/// Copies are read-only: writes go to the owner, which the answer names. A collection the
+/// owner's units write themselves (login's revocations) is read-only to every caller there
+/// too: an operator's `DELETE` of a revocation before its `exp` revived the session (issue 25).
 pub(super) fn require_owner(collection: &Collection) -> Result<(), ApiError> {
     match collection.role() {
+        Role::Owner if !collection.writable_by_callers() => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            codes::READ_ONLY_COPY,
+            format!(
+                "{} is read-only to callers: the {} service area writes it itself",
+                collection.name(),
+                collection.owner()
+            ),
+        )),
         Role::Owner => Ok(()),
         Role::Copy { owner } => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,

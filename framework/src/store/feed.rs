@@ -1,5 +1,5 @@
-//! What the owner keeps for its feed's consumers: their positions, and the purge of
-//! tombstones every known consumer has passed (or that grew too old).
+//! What the owner keeps for its feed's consumers: their positions and the purge horizon (the
+//! purge itself is `purge.rs`).
 
 use sqlx::Row;
 
@@ -17,17 +17,6 @@ pub struct Consumer {
     pub polled_at: i64,
     /// The origin whose changes it reads (`""`: the collection is owned in one datacenter).
     pub origin: String,
-}
-
-/// What a purge removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PurgeReport {
-    /// Aspect tombstones removed (a deleted resource's aspects included).
-    pub aspect_tombstones: u64,
-    /// Resource tombstones removed.
-    pub resource_tombstones: u64,
-    /// Consumers asking after a version below this now get `410 resync-required`.
-    pub purged_through: i64,
 }
 
 impl Store {
@@ -129,103 +118,5 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(version.and_then(Version::new).unwrap_or(Version::ZERO))
-    }
-
-    /// Removes tombstones that every consumer seen within `max_age_secs` has passed, and all
-    /// tombstones older than that. Only tombstones below the feed horizon are touched.
-    pub(crate) async fn purge_tombstones(
-        &self,
-        collection: &str,
-        max_age_secs: i64,
-    ) -> Result<PurgeReport, Error> {
-        let now = unix_now();
-        let cutoff = now.saturating_sub(max_age_secs);
-        let horizon = self.horizon(collection).await?.get();
-        // An owner holds its own origin's resources only, and its consumers ask for those.
-        let origin = self.own_origin().own;
-        let slowest: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(version) FROM hs_consumer WHERE collection = $1 AND polled_at >= $2 \
-             AND origin = $3",
-        )
-        .bind(collection)
-        .bind(cutoff)
-        .bind(&origin.name)
-        .fetch_one(&self.pool)
-        .await?;
-        // Without a known consumer only age counts; nobody has passed anything.
-        let passed = slowest.unwrap_or(0).min(horizon);
-        let _turn = self.write_turn().await;
-        let mut transaction = self.begin_write().await?;
-        let highest: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(version) FROM hs_aspect WHERE collection = $1 AND deleted = 1 AND version <= $2 \
-             AND (version <= $3 OR deleted_at < $4)",
-        )
-        .bind(collection)
-        .bind(horizon)
-        .bind(passed)
-        .bind(cutoff)
-        .fetch_one(&mut *transaction)
-        .await?;
-        // Live resources remember the greatest tombstone version they lose, so their version
-        // and ETag never go back (`StoredResource::purged_version`).
-        sqlx::query(
-            "UPDATE hs_resource SET purged_version = (SELECT MAX(v) FROM ( \
-                 SELECT hs_resource.purged_version AS v \
-                 UNION ALL SELECT a.version FROM hs_aspect a \
-                 WHERE a.collection = hs_resource.collection \
-                   AND a.resource_id = hs_resource.resource_id AND a.deleted = 1 \
-                   AND a.version <= $2 AND (a.version <= $3 OR a.deleted_at < $4)) AS candidates) \
-             WHERE collection = $1 AND deleted = 0 AND EXISTS (SELECT 1 FROM hs_aspect a \
-                 WHERE a.collection = hs_resource.collection \
-                   AND a.resource_id = hs_resource.resource_id AND a.deleted = 1 \
-                   AND a.version <= $2 AND (a.version <= $3 OR a.deleted_at < $4))",
-        )
-        .bind(collection)
-        .bind(horizon)
-        .bind(passed)
-        .bind(cutoff)
-        .execute(&mut *transaction)
-        .await?;
-        let aspects = sqlx::query(
-            "DELETE FROM hs_aspect WHERE collection = $1 AND deleted = 1 AND version <= $2 \
-             AND (version <= $3 OR deleted_at < $4)",
-        )
-        .bind(collection)
-        .bind(horizon)
-        .bind(passed)
-        .bind(cutoff)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
-        // A deleted resource whose aspect tombstones are all gone has nothing left to announce.
-        let resources = sqlx::query(
-            "DELETE FROM hs_resource WHERE collection = $1 AND deleted = 1 AND NOT EXISTS \
-             (SELECT 1 FROM hs_aspect a WHERE a.collection = hs_resource.collection \
-              AND a.resource_id = hs_resource.resource_id)",
-        )
-        .bind(collection)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
-        let mut report = PurgeReport {
-            aspect_tombstones: aspects,
-            resource_tombstones: resources,
-            purged_through: self.purged_through(collection).await?.get(),
-        };
-        if let Some(highest) = highest {
-            sqlx::query(
-                "INSERT INTO hs_purge (collection, origin, version) VALUES ($1, $3, $2) \
-                 ON CONFLICT (collection, origin) DO UPDATE SET version = excluded.version \
-                 WHERE hs_purge.version < excluded.version",
-            )
-            .bind(collection)
-            .bind(highest)
-            .bind(&origin.name)
-            .execute(&mut *transaction)
-            .await?;
-            report.purged_through = report.purged_through.max(highest);
-        }
-        transaction.commit().await?;
-        Ok(report)
     }
 }

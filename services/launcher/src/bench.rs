@@ -22,6 +22,10 @@
 //!   first, copy on the second), and so does the reference, PostgreSQL's logical replication
 //!   of the same rows and columns (`logical.rs`).
 //!
+//! * The tombstone purge on SQLite (`purge.rs`): the longest a batch holds the write lock
+//!   and the whole purge's time, for 100,000 deleted customers (10,000 with `--quick`;
+//!   alone with `--purge-only`).
+//!
 //! Every measurement runs for a fixed time and is repeated; the table shows medians. The same
 //! medians also go to `RESULTS.md` (`results.rs`), a Markdown table of the figures
 //! beside their references and goals, with SVG plots of the sync's rate over time and of the
@@ -36,6 +40,7 @@ mod cluster;
 mod load;
 mod logical;
 mod plots;
+mod purge;
 mod replication;
 mod report;
 mod restore;
@@ -74,6 +79,12 @@ pub struct BenchOptions {
     /// Measure only the refill of a rolled-back owner from a peer's copy (records/s).
     #[arg(long, conflicts_with_all = ["replication_only", "skip_replication"])]
     pub restore_only: bool,
+    /// Measure only the tombstone purge on SQLite (write lock per batch, whole purge).
+    #[arg(long, conflicts_with_all = ["replication_only", "skip_replication", "restore_only"])]
+    pub purge_only: bool,
+    /// Customers deleted before the purge is measured [default: 100000; --quick 10000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub purge_tombstones: Option<u64>,
     /// Changed aspects the peer's copy holds for the refill [default: 100000; --quick 2000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(3..=10_000_000))]
     pub restore_records: Option<u64>,
@@ -110,6 +121,8 @@ struct Plan {
     warm_up: Duration,
     /// Whether reads, writes and version allocation are measured.
     http: bool,
+    /// Customers deleted before the purge is measured; `None`: the purge is not.
+    purge: Option<usize>,
     replication: Option<ReplicationPlan>,
 }
 
@@ -141,6 +154,13 @@ impl Plan {
             repetitions: if options.quick { 1 } else { 3 },
         });
         let http = !options.replication_only;
+        let purge = (!options.replication_only).then(|| {
+            options
+                .purge_tombstones
+                .map_or(if options.quick { 10_000 } else { 100_000 }, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                })
+        });
         if options.quick {
             Self {
                 duration: Duration::from_secs(1),
@@ -148,6 +168,7 @@ impl Plan {
                 customers: 50,
                 warm_up: Duration::from_millis(200),
                 http,
+                purge,
                 replication,
             }
         } else {
@@ -157,6 +178,7 @@ impl Plan {
                 customers: 200,
                 warm_up: Duration::from_millis(500),
                 http,
+                purge,
                 replication,
             }
         }
@@ -223,6 +245,20 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         };
         leftovers.remove().await;
         restore::print(&outcome?);
+        return Ok(());
+    }
+    if options.purge_only {
+        let dir = tempfile::Builder::new()
+            .prefix("hiscale-bench-purge-")
+            .tempdir()
+            .context("creating a temporary directory for SQLite")?;
+        let url = format!("sqlite://{}/purge.db", dir.path().display());
+        let outcome = tokio::select! {
+            outcome = purge::run(&url, plan.purge.unwrap_or(100_000)) => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        };
+        drop(dir);
+        println!("{}", purge::Line(&outcome?));
         return Ok(());
     }
     let pg_bin = if options.skip_reference {
@@ -329,6 +365,10 @@ async fn measure(
 
     if plan.http {
         http_and_allocation(plan, server, &sqlite_dir, leftovers, &mut report).await?;
+    }
+    if let Some(tombstones) = plan.purge {
+        let url = format!("sqlite://{}/purge.db", sqlite_dir.display());
+        report.purge = Some(purge::run(&url, tombstones).await?);
     }
     if let Some(replication) = plan.replication {
         let sqlite = |name: &str| format!("sqlite://{}/{name}.db", sqlite_dir.display());

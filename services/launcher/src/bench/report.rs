@@ -37,6 +37,8 @@ pub(super) struct Report {
     pub(super) logical: Option<LogicalResult>,
     /// Figure 3: HiScale's writes against raw inserts on the bench's first durable cluster.
     pub(super) writes: Option<super::writes::WriteRates>,
+    /// The tombstone purge on SQLite.
+    pub(super) purge: Option<super::purge::PurgeSample>,
 }
 
 impl Report {
@@ -52,6 +54,7 @@ impl Report {
             replication_postgres: None,
             logical: None,
             writes: None,
+            purge: None,
         }
     }
 
@@ -244,6 +247,9 @@ impl fmt::Display for Report {
         }
         if !self.replication.is_empty() {
             self.replication_table(f)?;
+        }
+        if let Some(purge) = &self.purge {
+            writeln!(f, "\n{}", super::purge::Line(purge))?;
         }
         Ok(())
     }
