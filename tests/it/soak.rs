@@ -62,7 +62,7 @@ const UNIT_NAMES: [&str; 4] = [
 /// Kinds of fault: `kill -9` of each of the four units, a drain, a cut heartbeat, a database
 /// restart, the owner's database put back under running units, the runbook's restore, and the
 /// primary cut from its source.
-const KINDS: u64 = 11;
+const KINDS: u64 = 12;
 
 /// One round's fault, with the durations drawn for it.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +89,17 @@ enum Fault {
     /// delete customers too): the purge works in batches between the writes, and a reader that
     /// falls behind a purged tombstone re-reads from 0 (`410`) and drops what it no longer sees.
     Purge { unit: usize, time: Duration },
+    /// [`SLOW_CLIENTS`] clients drip request bodies into an owner unit, a byte every 500 ms,
+    /// for `hold`, reconnecting whenever they are cut: each is cut by the unit's body deadline
+    /// ([`BODY_DEADLINE_SECS`]), `/health` answers on fresh connections all along, and the
+    /// writers beside them meet nothing new.
+    SlowClients { unit: usize, hold: Duration },
 }
+
+/// The drip-fed clients of a [`Fault::SlowClients`] round.
+const SLOW_CLIENTS: usize = 16;
+/// The owner units' body deadline in the soak (seconds), short so that a round sees it cut.
+const BODY_DEADLINE_SECS: u64 = 2;
 
 impl Fault {
     /// Whether the round rolls the owner's database back (writes answer `503 restoring` until
@@ -137,6 +147,11 @@ impl std::fmt::Display for Fault {
             Self::Purge { unit, time } => {
                 write!(f, "purge tombstones at {} for {time:?}", UNIT_NAMES[unit])
             }
+            Self::SlowClients { unit, hold } => write!(
+                f,
+                "{SLOW_CLIENTS} clients drip bodies into {} for {hold:?}",
+                UNIT_NAMES[unit]
+            ),
         }
     }
 }
@@ -176,9 +191,13 @@ fn next_fault(rng: &mut Rng, bag: &mut Vec<u64>) -> Fault {
         9 => Fault::CutSource {
             hold: rng.duration(Duration::from_secs(4), Duration::from_secs(8)),
         },
-        _ => Fault::Purge {
+        10 => Fault::Purge {
             unit: if rng.below(2) == 0 { OWNER_0 } else { OWNER_1 },
             time: rng.duration(Duration::from_secs(1), Duration::from_secs(3)),
+        },
+        _ => Fault::SlowClients {
+            unit: if rng.below(2) == 0 { OWNER_0 } else { OWNER_1 },
+            hold: rng.duration(Duration::from_secs(3), Duration::from_secs(5)),
         },
     }
 }
@@ -401,6 +420,7 @@ impl Landscape {
         // after a start it takes no write until login has polled (the start gate: the witness
         // of a restore with the units stopped).
         for owner in &mut configs {
+            owner.limits.body_deadline_secs = BODY_DEADLINE_SECS;
             owner.consumers = BTreeMap::from([("customers".to_owned(), vec!["login".to_owned()])]);
             owner.restore_from = vec![hiscale::config::PeerConfig {
                 origin: Default::default(),
@@ -464,6 +484,7 @@ impl Landscape {
             Fault::RestoreFromDump { after } => self.put_back(after, true).await,
             Fault::CutSource { hold } => self.cut_source(hold).await,
             Fault::Purge { unit, time } => self.purge(unit, time).await,
+            Fault::SlowClients { unit, hold } => self.slow_clients(unit, hold).await,
         }
     }
 
@@ -610,6 +631,66 @@ impl Landscape {
 
     /// Drains `unit` for `time`: its `/health` fails (HAProxy would send it nothing new),
     /// while it keeps serving whoever asks it directly, the writers included; then back.
+    /// Drips bodies into `unit` from [`SLOW_CLIENTS`] clients for `hold`, checking `/health`
+    /// every 250 ms meanwhile; says how the drip-fed requests ended.
+    async fn slow_clients(&self, unit: usize, hold: Duration) -> String {
+        let address = self.configs[unit].listen;
+        let until = Instant::now() + hold;
+        let give_up = Duration::from_secs(4 * BODY_DEADLINE_SECS);
+        let clients: Vec<_> = (0..SLOW_CLIENTS)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut outcomes = Vec::new();
+                    while Instant::now() < until {
+                        outcomes.push(
+                            tests::drip::drip_one(
+                                address,
+                                false,
+                                Duration::from_millis(500),
+                                give_up,
+                            )
+                            .await,
+                        );
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        let mut checks = 0;
+        while Instant::now() < until {
+            let check = tests::drip::check(address, "/health").await;
+            assert!(
+                check.is_ok(),
+                "/health of {} under slow clients: {check:?}",
+                UNIT_NAMES[unit]
+            );
+            checks += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let mut outcomes = Vec::new();
+        for client in clients {
+            outcomes.extend(client.await.expect("a slow client"));
+        }
+        let bound = Duration::from_secs(BODY_DEADLINE_SECS + 2);
+        for outcome in &outcomes {
+            assert!(
+                outcome.took <= bound
+                    && (outcome.answer.is_empty() || outcome.answer.contains("body-too-slow")),
+                "a drip-fed request at {} ended so: {outcome:?}",
+                UNIT_NAMES[unit]
+            );
+        }
+        let cut = outcomes
+            .iter()
+            .filter(|outcome| outcome.answer.contains("body-too-slow"))
+            .count();
+        format!(
+            "{} drip-fed requests, {cut} answered 408 body-too-slow, {checks} /health checks \
+             passed; ",
+            outcomes.len()
+        )
+    }
+
     /// Purges at `unit` every 200 ms for `time`; says how many tombstones went.
     async fn purge(&self, unit: usize, time: Duration) -> String {
         let client = client();

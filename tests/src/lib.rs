@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod datacenters;
 pub mod demo;
+pub mod drip;
 pub mod haproxy;
 pub mod load;
 pub mod pg_cluster;

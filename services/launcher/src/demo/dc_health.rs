@@ -40,7 +40,7 @@ async fn answer(State(areas): State<Arc<Areas>>) -> Response {
         for unit in units {
             let client = areas.client.clone();
             let url = format!("http://{unit}/health");
-            checks.spawn(async move { (index, passes(&client, &url).await) });
+            checks.spawn(async move { (index, super::unit_health::passes(&client, &url).await) });
         }
     }
     let mut passing = vec![false; areas.areas.len()];
@@ -69,17 +69,6 @@ fn verdict(reasons: &[String]) -> (StatusCode, String) {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("FAIL\n{}\n", reasons.join("\n")),
         )
-    }
-}
-
-/// Whether the unit's `/health` answers `200` with `PASS` first, as HAProxy's check wants it.
-async fn passes(client: &reqwest::Client, url: &str) -> bool {
-    match client.get(url).send().await {
-        Ok(reply) if reply.status().is_success() => reply
-            .text()
-            .await
-            .is_ok_and(|body| body.starts_with("PASS")),
-        _ => false,
     }
 }
 

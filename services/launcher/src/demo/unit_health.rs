@@ -168,8 +168,9 @@ async fn check_forever(health: &UnitHealth, client: &reqwest::Client, unit: Sock
     }
 }
 
-/// Whether the unit's `/health` answers `200` with `PASS` first.
-async fn passes(client: &reqwest::Client, url: &str) -> bool {
+/// Whether a unit's check at `url` (`/health`, `/health/write`) answers `200` with `PASS`
+/// first, as HAProxy's checks want it. The gateway's checkers and `/dc/health` all ask this.
+pub(super) async fn passes(client: &reqwest::Client, url: &str) -> bool {
     match client.get(url).send().await {
         Ok(reply) if reply.status().is_success() => reply
             .text()

@@ -117,17 +117,7 @@ async fn check_forever(units: Weak<Units>, client: reqwest::Client) {
 
 /// Whether the unit's `/health/write` answers `200` with `PASS` first.
 async fn passes(client: &reqwest::Client, unit: SocketAddr) -> bool {
-    match client
-        .get(format!("http://{unit}/health/write"))
-        .send()
-        .await
-    {
-        Ok(reply) if reply.status().is_success() => reply
-            .text()
-            .await
-            .is_ok_and(|body| body.starts_with("PASS")),
-        _ => false,
-    }
+    super::unit_health::passes(client, &format!("http://{unit}/health/write")).await
 }
 
 #[cfg(test)]
