@@ -78,7 +78,7 @@ fn ids(reply: &TestReply) -> Vec<String> {
 
 #[tokio::test]
 async fn a_session_places_lists_and_cancels_its_own_orders_priced_from_the_catalogue() {
-    for backend in TestBackend::all_from_env() {
+    for backend in tests::kit_backends() {
         let unit = shop(&backend).await;
         let umbrella = product(&unit, "Umbrella", "12.50").await;
         let tea = product(&unit, "Tea", "3.20").await;
@@ -239,7 +239,7 @@ async fn a_session_places_lists_and_cancels_its_own_orders_priced_from_the_catal
 
 #[tokio::test]
 async fn lookups_page_by_id_with_a_link_to_the_next_page() {
-    for backend in TestBackend::all_from_env() {
+    for backend in tests::kit_backends() {
         let unit = shop(&backend).await;
         let tea = product(&unit, "Tea", "3.20").await;
         let mut placed = Vec::new();
@@ -276,7 +276,7 @@ async fn lookups_page_by_id_with_a_link_to_the_next_page() {
 
 #[tokio::test]
 async fn an_sa_without_a_session_grant_shows_sessions_nothing() {
-    for backend in TestBackend::all_from_env() {
+    for backend in tests::kit_backends() {
         let unit = TestUnit::start(shop::service_area(), &backend)
             .await
             .unwrap();
@@ -310,7 +310,7 @@ async fn an_sa_without_a_session_grant_shows_sessions_nothing() {
 /// of when it was placed; its status still moves, and a cancelled order stays frozen.
 #[tokio::test]
 async fn a_placed_orders_lines_and_prices_do_not_change_only_its_status() {
-    for backend in TestBackend::all_from_env() {
+    for backend in tests::kit_backends() {
         let unit = shop(&backend).await;
         let umbrella = product(&unit, "Umbrella", "12.50").await;
         let tea = product(&unit, "Tea", "3.20").await;
@@ -414,7 +414,7 @@ async fn a_placed_orders_lines_and_prices_do_not_change_only_its_status() {
 
 #[tokio::test]
 async fn billing_invoices_each_order_once_and_voids_cancelled_ones_and_sessions_see_their_own() {
-    for backend in TestBackend::all_from_env() {
+    for backend in tests::kit_backends() {
         let shop = shop(&backend).await;
         let tea = product(&shop, "Tea", "3.20").await;
         let billing = TestUnit::start_with(billing::service_area(), &backend, |config| {

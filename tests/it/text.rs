@@ -92,7 +92,7 @@ fn assert_refused(reply: &TestReply, code: &str, secret: &str, what: &str) {
 
 #[tokio::test]
 async fn unrepresentable_characters_are_refused_on_every_input_path_and_change_nothing() {
-    for backend in TestBackend::all_from_env() {
+    for backend in tests::kit_backends() {
         let unit = shop(&backend).await;
         let product = unit
             .post(
@@ -223,7 +223,7 @@ async fn unrepresentable_characters_are_refused_on_every_input_path_and_change_n
 
 #[tokio::test]
 async fn data_stored_before_the_rule_answers_well_formed_xml() {
-    for backend in TestBackend::all_from_env() {
+    for backend in tests::kit_backends() {
         let unit = shop(&backend).await;
         let product = unit
             .post(
@@ -320,7 +320,7 @@ async fn data_stored_before_the_rule_answers_well_formed_xml() {
 
 #[tokio::test]
 async fn a_birthdate_before_1900_or_in_the_future_is_refused() {
-    for backend in TestBackend::all_from_env() {
+    for backend in tests::kit_backends() {
         let unit = TestUnit::start(registration::service_area(), &backend)
             .await
             .expect("registration starts");
@@ -370,7 +370,7 @@ async fn a_birthdate_before_1900_or_in_the_future_is_refused() {
 /// answers it as well-formed XML.
 #[tokio::test]
 async fn a_copy_applies_an_older_owners_chunk_and_answers_well_formed_xml() {
-    for backend in TestBackend::all_from_env() {
+    for backend in tests::kit_backends() {
         let unit = TestUnit::start(shop::service_area(), &backend)
             .await
             .expect("shop starts");

@@ -2,8 +2,9 @@
 //! unit processes of the `hiscale` binary.
 //!
 //! PostgreSQL comes from `scripts/test`, which starts a throwaway cluster and exports its URL
-//! as `HISCALE_TEST_POSTGRES`. Without it the PostgreSQL variants fail loudly: they are never
-//! silently skipped.
+//! as `HISCALE_TEST_POSTGRES`; without it (plain `cargo test`) the first PostgreSQL test starts
+//! one for the test process ([`postgres_server`]). Without PostgreSQL's binaries the PostgreSQL
+//! variants fail loudly: they are never silently skipped.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 pub mod backup;
@@ -117,14 +118,28 @@ pub async fn fresh_database(backend: Backend) -> TestDatabase {
     }
 }
 
-/// The throwaway PostgreSQL server of `scripts/test`.
+/// The throwaway PostgreSQL server: `scripts/test`'s (`HISCALE_TEST_POSTGRES`), else one this
+/// test process starts on first use where PostgreSQL's binaries are installed (plain `cargo
+/// test`), stopped when the process ends. Without binaries the PostgreSQL variants fail
+/// loudly: they are never skipped.
 pub fn postgres_server() -> String {
-    std::env::var("HISCALE_TEST_POSTGRES").unwrap_or_else(|_| {
-        panic!(
-            "HISCALE_TEST_POSTGRES is not set: run the tests with scripts/test, which starts a \
-             throwaway PostgreSQL cluster (PostgreSQL tests are never skipped)"
-        )
-    })
+    static STARTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match std::env::var("HISCALE_TEST_POSTGRES") {
+        Ok(url) => url,
+        Err(_) => STARTED
+            .get_or_init(pg_cluster::PgCluster::for_this_process)
+            .clone(),
+    }
+}
+
+/// The test kit's backends for the project's own tests: SQLite and always PostgreSQL
+/// ([`postgres_server`]), where the kit's `TestBackend::all_from_env` leaves PostgreSQL out
+/// when no server is named (what a team's tests may want; ours never skip it).
+pub fn kit_backends() -> Vec<hiscale::testing::TestBackend> {
+    vec![
+        hiscale::testing::TestBackend::Sqlite,
+        hiscale::testing::TestBackend::Postgres(postgres_server()),
+    ]
 }
 
 /// A unit configuration for the registration SA on `database`.

@@ -44,6 +44,51 @@ impl PgCluster {
         Self::start_with(&[])
     }
 
+    /// The throwaway cluster of a test process that runs without `scripts/test` (plain
+    /// `cargo test`): durability off and 300 connections, as `scripts/test`'s; started once and
+    /// left running for the process's other tests, then stopped and removed by a watchdog
+    /// that outlives the process (in a session of its own, so an interrupt of `cargo test`
+    /// does not take it along). Answers the server URL, as `HISCALE_TEST_POSTGRES` gives it.
+    pub fn for_this_process() -> String {
+        let cluster = Self::start_with(&[
+            ("fsync", "off"),
+            ("synchronous_commit", "off"),
+            ("full_page_writes", "off"),
+            ("max_connections", "300"),
+        ]);
+        let url = cluster.server_url();
+        let stop = cluster.server_command("pg_ctl");
+        let stop = format!(
+            "{} -D '{}' -m immediate -w -t 20 stop",
+            std::iter::once(stop.get_program())
+                .chain(stop.get_args())
+                .map(|part| format!("'{}'", part.to_string_lossy()))
+                .collect::<Vec<_>>()
+                .join(" "),
+            cluster.data_dir().display()
+        );
+        let script = format!(
+            "while kill -0 \"$0\" 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; \
+             rm -rf '{}'",
+            cluster.dir.path().display()
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the watchdog that stops the test process's PostgreSQL");
+        eprintln!(
+            "tests: HISCALE_TEST_POSTGRES is not set: started a throwaway PostgreSQL at {url} \
+             for this test process (stopped when it ends)"
+        );
+        // The watchdog stops it and removes its directory.
+        std::mem::forget(cluster);
+        url
+    }
+
     /// Like [`PgCluster::start`], with extra `postgresql.conf` settings (`("name", "value")`,
     /// the value written as given, e.g. `("wal_writer_delay", "'10s'")`).
     pub fn start_with(settings: &[(&str, &str)]) -> Self {
