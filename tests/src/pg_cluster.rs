@@ -72,14 +72,16 @@ impl PgCluster {
              rm -rf '{}'",
             cluster.dir.path().display()
         );
-        Command::new("setsid")
-            .args(["sh", "-c", &script])
+        // `--fork`: setsid's own process ends at once, the watchdog goes on in its session.
+        let started = Command::new("setsid")
+            .args(["--fork", "sh", "-c", &script])
             .arg(std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
+            .status()
             .expect("start the watchdog that stops the test process's PostgreSQL");
+        assert!(started.success(), "setsid --fork ended {started}");
         eprintln!(
             "tests: HISCALE_TEST_POSTGRES is not set: started a throwaway PostgreSQL at {url} \
              for this test process (stopped when it ends)"
