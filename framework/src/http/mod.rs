@@ -107,7 +107,7 @@ struct Inner {
     /// Single-resource reads, rendered, by the state they show.
     reads: read_cache::ReadCache,
     /// Where the consumers of owned feeds stand, written without a write per poll.
-    positions: positions::ConsumerPositions,
+    positions: Arc<positions::ConsumerPositions>,
     replication: Replication,
     /// The peers whose copies refill this owner after a rollback.
     restore_from: Vec<PeerConfig>,
@@ -233,7 +233,7 @@ impl AppState {
                 changes: tokio::sync::watch::channel(0).0,
                 chunks,
                 reads,
-                positions: positions::ConsumerPositions::default(),
+                positions: Arc::default(),
                 replication: extras.replication,
                 restore_from: extras.restore_from,
                 copy_origins: extras.copy_origins,
