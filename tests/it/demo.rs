@@ -555,12 +555,15 @@ async fn shopping(gateway: &Gateway, tokens: &Tokens, session: &str, id: &str) {
 fn check_invoices(gateway: &Gateway, tokens: &Tokens, differing: &[&str]) {
     let token_file = tempfile::NamedTempFile::new().expect("a token file");
     std::fs::write(token_file.path(), &tokens.admin).expect("write the token");
-    let output = std::process::Command::new(tests::process::hiscale_binary())
-        .args(["check-invoices", "--url", &gateway.base, "--token-file"])
-        .arg(token_file.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("hiscale check-invoices runs");
+    // The command blocks until it has read both feeds: off the runtime's worker threads.
+    let output = tokio::task::block_in_place(|| {
+        std::process::Command::new(tests::process::hiscale_binary())
+            .args(["check-invoices", "--url", &gateway.base, "--token-file"])
+            .arg(token_file.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .expect("hiscale check-invoices runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let named: Vec<&str> = stdout
         .lines()
